@@ -1,0 +1,211 @@
+//! Configuration of an [`Interface`](crate::Interface). Every limit the stack
+//! enforces on untrusted input lives here, with the default we chose and why.
+
+use crate::time::Duration;
+use crate::wire::{EthernetAddress, Ipv4Cidr};
+use core::fmt;
+use core::net::Ipv4Addr;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our MAC address. Must be unicast.
+    pub mac: EthernetAddress,
+    /// Our address and the on-link prefix.
+    pub ipv4: Ipv4Cidr,
+    /// Next hop for destinations off the on-link prefix. Without one they
+    /// are unreachable.
+    pub gateway: Option<Ipv4Addr>,
+    /// IP MTU of the link (the largest IP datagram in one frame).
+    pub mtu: usize,
+    /// TTL of datagrams we originate (RFC 1700 suggests 64, as Linux uses).
+    pub ttl: u8,
+    /// Seeds everything the stack randomises (IP IDs, ephemeral ports, and
+    /// later TCP ISNs), so a run is reproducible.
+    pub seed: u64,
+    pub arp: ArpConfig,
+    pub reassembly: ReassemblyConfig,
+    pub udp: UdpConfig,
+    pub icmp: IcmpConfig,
+    /// Datagrams waiting for the device, across all sockets.
+    pub tx_queue_packets: usize,
+    /// Bytes of those datagrams.
+    pub tx_queue_bytes: usize,
+    /// At most this many sockets at once.
+    pub max_sockets: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArpConfig {
+    /// Entries in the neighbor cache; the least recently confirmed is evicted.
+    pub cache_capacity: usize,
+    /// How long a resolved entry is trusted before we ask again (Linux's
+    /// base_reachable_time is 30 s, randomised; it then goes STALE).
+    pub reachable_time: Duration,
+    /// Interval between requests while resolving (Linux: retrans_time 1 s).
+    pub retry_interval: Duration,
+    /// Requests sent before giving up (Linux: mcast_solicit 3).
+    pub max_requests: u32,
+    /// Packets held per unresolved neighbor (Linux bounds this by bytes,
+    /// unres_qlen_bytes; a packet count is easier to reason about).
+    pub pending_per_neighbor: usize,
+    /// Packets held for all unresolved neighbors together.
+    pub pending_total: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReassemblyConfig {
+    /// Datagrams being reassembled at once.
+    pub max_datagrams: usize,
+    /// Bytes of fragment data held across all reassemblies (Linux:
+    /// ipfrag_high_thresh, 4 MiB).
+    pub budget_bytes: usize,
+    /// Give up on a datagram this long after its first fragment arrived
+    /// (RFC 1122 3.3.2 suggests 60-120 s; Linux uses ipfrag_time = 30 s).
+    pub timeout: Duration,
+    /// Separate pieces held per datagram. A 64 KiB datagram at a 1500 MTU is
+    /// 45 fragments; a sender sending many tiny ones is an attack.
+    pub max_fragments: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// Datagrams queued per socket for the application.
+    pub rx_queue_datagrams: usize,
+    /// Payload bytes queued per socket (like SO_RCVBUF).
+    pub rx_queue_bytes: usize,
+    /// Ephemeral port range (RFC 6335 9.1.1 suggests 49152-65535).
+    pub ephemeral_ports: (u16, u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct IcmpConfig {
+    /// Answer echo requests.
+    pub echo_reply: bool,
+    /// Token-bucket rate of ICMP errors we originate, per second (RFC 1812
+    /// 4.3.2.8; Linux: icmp_msgs_per_sec 1000).
+    pub errors_per_sec: u32,
+    /// Bucket depth (Linux: icmp_msgs_burst 50).
+    pub errors_burst: u32,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            cache_capacity: 256,
+            reachable_time: Duration::from_secs(30),
+            retry_interval: Duration::from_secs(1),
+            max_requests: 3,
+            pending_per_neighbor: 64,
+            pending_total: 256,
+        }
+    }
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_datagrams: 64,
+            budget_bytes: 4 << 20,
+            timeout: Duration::from_secs(30),
+            max_fragments: 64,
+        }
+    }
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            rx_queue_datagrams: 1024,
+            rx_queue_bytes: 1 << 20,
+            ephemeral_ports: (49152, 65535),
+        }
+    }
+}
+
+impl Default for IcmpConfig {
+    fn default() -> Self {
+        IcmpConfig {
+            echo_reply: true,
+            errors_per_sec: 1000,
+            errors_burst: 50,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with our defaults for the given address.
+    pub fn new(mac: EthernetAddress, ipv4: Ipv4Cidr) -> Self {
+        Config {
+            mac,
+            ipv4,
+            gateway: None,
+            mtu: 1500,
+            ttl: 64,
+            seed: 0x7a91_2f00_c0ff_ee00,
+            arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            udp: UdpConfig::default(),
+            icmp: IcmpConfig::default(),
+            tx_queue_packets: 1024,
+            tx_queue_bytes: 4 << 20,
+            max_sockets: 4096,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.mac.is_unicast() {
+            return Err(ConfigError::MacNotUnicast);
+        }
+        // RFC 791: every host must accept 576-byte datagrams; our fragment
+        // arithmetic needs at least 68 (RFC 791 "every internet module must
+        // be able to forward a datagram of 68 octets without fragmentation").
+        if !(68..=65535).contains(&self.mtu) {
+            return Err(ConfigError::Mtu(self.mtu));
+        }
+        let a = self.ipv4.addr;
+        if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+            return Err(ConfigError::Address(a));
+        }
+        if let Some(gw) = self.gateway {
+            if !self.ipv4.contains(gw) || gw == a {
+                return Err(ConfigError::Gateway(gw));
+            }
+        }
+        let (lo, hi) = self.udp.ephemeral_ports;
+        if lo == 0 || lo > hi {
+            return Err(ConfigError::EphemeralPorts(lo, hi));
+        }
+        if self.arp.max_requests == 0 || self.tx_queue_packets == 0 || self.max_sockets == 0 {
+            return Err(ConfigError::ZeroLimit);
+        }
+        Ok(())
+    }
+}
+
+/// A configuration the stack refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    MacNotUnicast,
+    Mtu(usize),
+    Address(Ipv4Addr),
+    Gateway(Ipv4Addr),
+    EphemeralPorts(u16, u16),
+    ZeroLimit,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::MacNotUnicast => f.write_str("the MAC address must be unicast and non-zero"),
+            ConfigError::Mtu(m) => write!(f, "MTU {m} is outside 68..=65535"),
+            ConfigError::Address(a) => write!(f, "{a} cannot be a host address"),
+            ConfigError::Gateway(g) => write!(f, "gateway {g} is not another address on the local prefix"),
+            ConfigError::EphemeralPorts(lo, hi) => {
+                write!(f, "ephemeral port range {lo}-{hi} is empty or includes 0")
+            }
+            ConfigError::ZeroLimit => f.write_str("queue and retry limits must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

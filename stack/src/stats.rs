@@ -1,0 +1,185 @@
+//! Counters: everything received, sent, and every drop by its reason.
+//!
+//! A frame the stack does not use increments exactly one drop counter, so
+//! `rx_frames` equals the frames that were used plus the sum of the drops
+//! for them. Read them as a struct (`iface.stats().ipv4_bad_checksum`) or
+//! print them (`Display` lists the non-zero ones, one per line).
+
+use core::fmt;
+
+macro_rules! stats {
+    (@drop drop $v:expr) => { $v };
+    (@drop count $v:expr) => { 0 };
+    ($( $(#[doc = $doc:literal])* $kind:ident $name:ident, )*) => {
+        /// Interface-wide counters. See the module docs.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+        }
+
+        impl Stats {
+            /// Every counter with its name, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$( (stringify!($name), self.$name), )*].into_iter()
+            }
+
+            /// The sum of every counter that records a dropped packet.
+            pub fn total_drops(&self) -> u64 {
+                0 $( + stats!(@drop $kind self.$name) )*
+            }
+        }
+    };
+}
+
+stats! {
+    /// Frames handed to `handle_frame`.
+    count rx_frames,
+    /// Bytes of those frames.
+    count rx_bytes,
+    /// Frames written by `poll_transmit`.
+    count tx_frames,
+    /// Bytes of those frames.
+    count tx_bytes,
+
+    /// Dropped: shorter than an Ethernet header.
+    drop eth_truncated,
+    /// Dropped: destination MAC neither ours nor broadcast.
+    drop eth_not_for_us,
+    /// Dropped: a frame claiming to come from our own MAC (a loop).
+    drop eth_own_source,
+    /// Dropped: EtherType we do not speak (IPv6 for now, LLDP, ...).
+    drop eth_unknown_type,
+
+    /// ARP requests received for our address.
+    count arp_requests_rx,
+    /// ARP replies received.
+    count arp_replies_rx,
+    /// ARP requests we sent.
+    count arp_requests_tx,
+    /// ARP replies we sent.
+    count arp_replies_tx,
+    /// Gratuitous ARPs seen (they only refresh an existing entry).
+    count arp_gratuitous_rx,
+    /// Dropped: truncated ARP packet.
+    drop arp_truncated,
+    /// Dropped: ARP for another hardware/protocol type or operation.
+    drop arp_unsupported,
+    /// Dropped: ARP with an unusable sender (broadcast/multicast MAC or address).
+    drop arp_bad_sender,
+    /// Dropped: someone else claims our IP address (conflict; RFC 5227).
+    drop arp_conflict,
+    /// ARP we looked at and did not need (requests for other hosts, unsolicited replies).
+    count arp_ignored,
+    /// Dropped: packets waiting for a neighbor that never answered.
+    drop arp_resolution_failed,
+    /// Dropped: a neighbor's pending queue (or the total) was full.
+    drop arp_pending_full,
+    /// Neighbor entries evicted because the cache was full.
+    count arp_cache_evictions,
+
+    /// IPv4 packets that passed validation.
+    count ipv4_rx,
+    /// Dropped: truncated IPv4 header.
+    drop ipv4_truncated,
+    /// Dropped: version field not 4.
+    drop ipv4_bad_version,
+    /// Dropped: IHL below 5.
+    drop ipv4_bad_header_len,
+    /// Dropped: total length below the header or beyond the frame.
+    drop ipv4_bad_total_len,
+    /// Dropped: header checksum failed.
+    drop ipv4_bad_checksum,
+    /// Dropped: destination is not us, our broadcast or limited broadcast.
+    drop ipv4_not_for_us,
+    /// Dropped: source is broadcast, multicast, or unspecified where that is not allowed (RFC 1122 3.2.1.3).
+    drop ipv4_bad_source,
+    /// Dropped: transport protocol we do not implement (answered with protocol unreachable).
+    drop ipv4_unknown_protocol,
+    /// IPv4 datagrams we originated (a fragmented one counts once).
+    count ipv4_tx,
+    /// Fragments we sent for datagrams larger than the MTU.
+    count ipv4_frags_tx,
+    /// Dropped on send: no route (off-link and no gateway).
+    drop ipv4_no_route,
+
+    /// Fragments received.
+    count frag_rx,
+    /// Datagrams completed by reassembly.
+    count frag_reassembled,
+    /// Dropped: a fragment identical in place to one we hold.
+    drop frag_duplicate,
+    /// Datagrams discarded: a fragment overlapped held data with different bytes.
+    drop frag_overlap_conflict,
+    /// Datagrams discarded: not complete before the reassembly timeout.
+    drop frag_timeout,
+    /// Dropped: the fragment would exceed the reassembly byte budget or datagram limit.
+    drop frag_budget_exceeded,
+    /// Datagrams discarded: fragments describe more than 65535 bytes, or
+    /// disagree about where the datagram ends.
+    drop frag_bad_length,
+    /// Datagrams discarded: more separate pieces than the per-datagram limit.
+    drop frag_too_many,
+
+    /// ICMP messages received.
+    count icmp_rx,
+    /// Dropped: truncated ICMP message.
+    drop icmp_truncated,
+    /// Dropped: ICMP checksum failed.
+    drop icmp_bad_checksum,
+    /// Echo requests received.
+    count icmp_echo_requests_rx,
+    /// Echo replies we sent.
+    count icmp_echo_replies_tx,
+    /// Echo requests we did not answer (to broadcast, or echo disabled).
+    count icmp_echo_ignored,
+    /// ICMP errors we sent (unreachable, time exceeded).
+    count icmp_errors_tx,
+    /// ICMP errors not sent because of the rate limit.
+    count icmp_rate_limited,
+    /// ICMP errors received.
+    count icmp_errors_rx,
+    /// ICMP errors delivered to the socket they concern.
+    count icmp_errors_delivered,
+    /// ICMP errors whose quoted datagram matches no socket of ours.
+    count icmp_errors_unmatched,
+    /// ICMP messages of a type we do not act on (replies to pings we did not send, redirects, ...).
+    count icmp_ignored,
+
+    /// UDP datagrams delivered to a socket.
+    count udp_rx,
+    /// Dropped: UDP shorter than its header.
+    drop udp_truncated,
+    /// Dropped: UDP length field inconsistent with the IP payload.
+    drop udp_bad_len,
+    /// Dropped: UDP checksum failed.
+    drop udp_bad_checksum,
+    /// Dropped: no socket on the destination port (answered with port unreachable).
+    drop udp_no_socket,
+    /// Dropped: the socket's receive queue was full.
+    drop udp_queue_full,
+    /// UDP datagrams sent.
+    count udp_tx,
+
+    /// Dropped on receive: TCP is not implemented by this build yet.
+    drop tcp_unsupported,
+
+    /// Sends refused because the transmit queue was full.
+    count tx_queue_full,
+    /// `poll_transmit` calls whose buffer could not hold the next frame.
+    count tx_buf_too_small,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut any = false;
+        for (name, value) in self.iter().filter(|(_, v)| *v != 0) {
+            writeln!(f, "{name:<28} {value}")?;
+            any = true;
+        }
+        if !any {
+            writeln!(f, "(all counters zero)")?;
+        }
+        Ok(())
+    }
+}
