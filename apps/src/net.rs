@@ -1,0 +1,102 @@
+//! Bringing a stack up on a device from command-line flags.
+
+use clap::Args;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use tapir_harness::{Device, Driver, DriverHandle, DriverOptions, PacketDevice, TapDevice, TapOptions};
+use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
+use tapir_stack::{Config, Interface};
+
+/// The device and address flags every command that runs a stack takes.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// TAP device to attach to (created if missing).
+    #[arg(long, value_name = "NAME", conflicts_with = "raw", required_unless_present = "raw")]
+    pub tap: Option<String>,
+    /// Existing interface to use through an AF_PACKET socket instead of a TAP
+    /// (e.g. one end of a veth pair whose kernel side has no address).
+    #[arg(long, value_name = "IFNAME")]
+    pub raw: Option<String>,
+    /// tapir's own address and prefix.
+    #[arg(long, value_name = "A.B.C.D/N")]
+    pub addr: Ipv4Cidr,
+    /// Address to give the KERNEL side of the TAP (never tapir's own).
+    #[arg(long, value_name = "A.B.C.D/N")]
+    pub host_addr: Option<Ipv4Cidr>,
+    /// Next hop for destinations off the local prefix.
+    #[arg(long, value_name = "A.B.C.D")]
+    pub gateway: Option<Ipv4Addr>,
+    /// tapir's MAC address [default: 02:00 followed by the IPv4 address].
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<EthernetAddress>,
+    /// IP MTU [default: the device's].
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u16>,
+    /// Record every frame in and out to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Seed for everything the stack randomises.
+    #[arg(long, default_value_t = 0x7a91_2f00)]
+    pub seed: u64,
+}
+
+impl NetArgs {
+    /// A stable, locally administered MAC derived from the address, so
+    /// restarts keep the kernel's ARP entry valid.
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac.unwrap_or_else(|| {
+            let o = self.addr.addr.octets();
+            EthernetAddress([0x02, 0x00, o[0], o[1], o[2], o[3]])
+        })
+    }
+}
+
+/// A stack running on its device.
+pub struct Running {
+    pub driver: DriverHandle,
+    pub device_name: String,
+    pub mac: EthernetAddress,
+}
+
+/// Open the device and start the driver thread.
+pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
+    if let Some(host) = args.host_addr {
+        if host.addr == args.addr.addr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--host-addr must differ from --addr: the kernel would answer for tapir",
+            ));
+        }
+    }
+    let (device, device_mtu): (Box<dyn Device + Send>, usize) = match (&args.tap, &args.raw) {
+        (Some(name), _) => {
+            let mut opts = TapOptions::new(name.clone());
+            if let Some(mtu) = args.mtu {
+                opts = opts.mtu(mtu);
+            }
+            if let Some(h) = args.host_addr {
+                opts = opts.kernel_ipv4(h.addr, h.prefix_len);
+            }
+            let tap = TapDevice::open(&opts)?;
+            let mtu = tap.mtu().unwrap_or(1500);
+            (Box::new(tap), mtu)
+        }
+        (None, Some(ifname)) => {
+            let dev = PacketDevice::open(ifname)?;
+            let mtu = dev.mtu().unwrap_or(1500);
+            (Box::new(dev), mtu)
+        }
+        (None, None) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "give --tap or --raw")),
+    };
+    let mac = args.mac();
+    let mut config = Config::new(mac, args.addr);
+    config.gateway = args.gateway;
+    config.mtu = args.mtu.map(usize::from).unwrap_or(device_mtu);
+    config.seed = args.seed;
+    let iface = Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let device_name = device.name().to_string();
+    let opts = DriverOptions { pcap: args.pcap.clone(), ..Default::default() };
+    let driver = Driver::spawn(iface, device, opts)?;
+    Ok(Running { driver, device_name, mac })
+}
