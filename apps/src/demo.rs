@@ -57,7 +57,10 @@ impl Steps {
 }
 
 fn indent(text: &str, keep: impl Fn(&str) -> bool) -> String {
-    text.lines().filter(|l| keep(l)).map(|l| format!("   | {l}\n")).collect()
+    text.lines()
+        .filter(|l| keep(l))
+        .map(|l| format!("   | {l}\n"))
+        .collect()
 }
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
@@ -86,12 +89,18 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
         .map_err(|e| format!("creating the TAP device: {e}"))?;
     let kernel_mac = Some(EthernetAddress(tap.kernel_mac()));
     println!("[setup] network namespace {} (removed at the end)", ns.name());
-    println!("        kernel: {TAP_NAME} = {KERNEL_IP}/24   <-- TAP -->   tapir = {TAPIR_IP}/24, mac {TAPIR_MAC}");
+    println!(
+        "        kernel: {TAP_NAME} = {KERNEL_IP}/24   <-- TAP -->   tapir = {TAPIR_IP}/24, mac {TAPIR_MAC}"
+    );
 
     let config = Config::new(TAPIR_MAC, Ipv4Cidr::new(TAPIR_IP, 24).expect("valid prefix"));
     let iface = Interface::new(config).map_err(|e| e.to_string())?;
-    let opts = DriverOptions { pcap: args.pcap.clone(), ..Default::default() };
-    let driver = Driver::spawn(iface, Box::new(tap), opts).map_err(|e| format!("starting the driver: {e}"))?;
+    let opts = DriverOptions {
+        pcap: args.pcap.clone(),
+        ..Default::default()
+    };
+    let driver =
+        Driver::spawn(iface, Box::new(tap), opts).map_err(|e| format!("starting the driver: {e}"))?;
     let stack = driver.stack();
     let echo = services::udp_echo(&stack, 7).map_err(|e| format!("starting UDP echo: {e}"))?;
     println!("        tapir serves UDP echo on port 7\n");
@@ -99,13 +108,21 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let mut steps = Steps { passed: 0, failed: 0 };
     let timeout = Duration::from_secs(20);
 
-    println!("1. The kernel pings tapir: it first asks by ARP who has {TAPIR_IP}; tapir answers, then echoes.");
+    println!(
+        "1. The kernel pings tapir: it first asks by ARP who has {TAPIR_IP}; tapir answers, then echoes."
+    );
     println!("   $ ping -c 3 -i 0.2 {TAPIR_IP}");
     match ns.exec_timeout(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"], timeout) {
         Ok(o) => {
             let out = String::from_utf8_lossy(&o.stdout);
-            print!("{}", indent(&out, |l| l.contains("bytes from") || l.contains("packet loss")));
-            steps.report(o.status.success() && out.contains(" 0% packet loss"), "ping lost packets");
+            print!(
+                "{}",
+                indent(&out, |l| l.contains("bytes from") || l.contains("packet loss"))
+            );
+            steps.report(
+                o.status.success() && out.contains(" 0% packet loss"),
+                "ping lost packets",
+            );
         }
         Err(e) => steps.report(false, &e.to_string()),
     }
@@ -113,11 +130,31 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     println!("\n2. A 3000-byte ping does not fit a 1500-byte MTU: the kernel fragments it, tapir");
     println!("   reassembles it and sends a 3000-byte reply back in fragments of its own.");
     println!("   $ ping -c 2 -s 3000 {TAPIR_IP}");
-    match ns.exec_timeout(&["ping", "-c", "2", "-i", "0.2", "-s", "3000", "-W", "2", "10.77.0.2"], timeout) {
+    match ns.exec_timeout(
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-s",
+            "3000",
+            "-W",
+            "2",
+            "10.77.0.2",
+        ],
+        timeout,
+    ) {
         Ok(o) => {
             let out = String::from_utf8_lossy(&o.stdout);
-            print!("{}", indent(&out, |l| l.contains("bytes from") || l.contains("packet loss")));
-            steps.report(o.status.success() && out.contains("3008 bytes from"), "no full-size reply");
+            print!(
+                "{}",
+                indent(&out, |l| l.contains("bytes from") || l.contains("packet loss"))
+            );
+            steps.report(
+                o.status.success() && out.contains("3008 bytes from"),
+                "no full-size reply",
+            );
         }
         Err(e) => steps.report(false, &e.to_string()),
     }
@@ -136,7 +173,9 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let learned = stack.with(|i| i.neighbor(KERNEL_IP));
     match (learned, kernel_mac) {
         (Some(mac), Some(kernel)) => {
-            println!("   tapir's neighbor cache: {KERNEL_IP} is at {mac} (the kernel says {TAP_NAME} is {kernel})");
+            println!(
+                "   tapir's neighbor cache: {KERNEL_IP} is at {mac} (the kernel says {TAP_NAME} is {kernel})"
+            );
             steps.report(mac == kernel, "tapir has a different MAC than the kernel's");
         }
         (learned, _) => steps.report(learned.is_some(), "no entry for the kernel"),
@@ -161,10 +200,15 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
         s.total_drops()
     );
     if s.total_drops() > 0 {
-        println!("   (drops are normal here: the kernel sends IPv6 router solicitations tapir does not speak)");
+        println!(
+            "   (drops are normal here: the kernel sends IPv6 router solicitations tapir does not speak)"
+        );
     }
     if let Some(p) = &args.pcap {
-        println!("   every frame is in {} (open it with wireshark or `tshark -r`)", p.display());
+        println!(
+            "   every frame is in {} (open it with wireshark or `tshark -r`)",
+            p.display()
+        );
     }
     drop(ns);
     println!("\n[cleanup] namespace and TAP removed");

@@ -9,7 +9,11 @@ use tapir_apps::net::{bring_up, NetArgs};
 use tapir_apps::services;
 
 #[derive(Parser)]
-#[command(name = "tapir", version, about = "A userspace TCP/IP and UDP stack over Linux TAP devices")]
+#[command(
+    name = "tapir",
+    version,
+    about = "A userspace TCP/IP and UDP stack over Linux TAP devices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,9 @@ fn up(args: UpArgs) -> Result<(), String> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
-    signals.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    signals
+        .thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
 
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();

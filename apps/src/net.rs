@@ -12,7 +12,12 @@ use tapir_stack::{Config, Interface};
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
     /// TAP device to attach to (created if missing).
-    #[arg(long, value_name = "NAME", conflicts_with = "raw", required_unless_present = "raw")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "raw",
+        required_unless_present = "raw"
+    )]
     pub tap: Option<String>,
     /// Existing interface to use through an AF_PACKET socket instead of a TAP
     /// (e.g. one end of a veth pair whose kernel side has no address).
@@ -94,9 +99,17 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
     config.gateway = args.gateway;
     config.mtu = args.mtu.map(usize::from).unwrap_or(device_mtu);
     config.seed = args.seed;
-    let iface = Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let iface =
+        Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let device_name = device.name().to_string();
-    let opts = DriverOptions { pcap: args.pcap.clone(), ..Default::default() };
+    let opts = DriverOptions {
+        pcap: args.pcap.clone(),
+        ..Default::default()
+    };
     let driver = Driver::spawn(iface, device, opts)?;
-    Ok(Running { driver, device_name, mac })
+    Ok(Running {
+        driver,
+        device_name,
+        mac,
+    })
 }

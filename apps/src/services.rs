@@ -64,5 +64,9 @@ pub fn udp_echo(stack: &StackHandle, port: u16) -> io::Result<Service> {
         }
         Ok(served)
     })?;
-    Ok(Service { stop, thread: Some(thread), name })
+    Ok(Service {
+        stop,
+        thread: Some(thread),
+        name,
+    })
 }

@@ -265,7 +265,7 @@ impl Interface {
     /// The next socket event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         while let Some((handle, kind)) = self.events.pop_front() {
-            let Some(Socket::Udp(socket)) = self.sockets.get_mut(handle) else {
+            let Some(socket) = self.sockets.get_mut(handle).and_then(Socket::as_udp_mut) else {
                 continue; // closed since
             };
             socket_clear_event(socket, kind);
@@ -372,17 +372,11 @@ impl Interface {
     }
 
     fn udp_socket(&mut self, handle: SocketHandle) -> Option<&mut UdpSocket> {
-        match self.sockets.get_mut(handle) {
-            Some(Socket::Udp(s)) => Some(s),
-            None => None,
-        }
+        self.sockets.get_mut(handle).and_then(Socket::as_udp_mut)
     }
 
     pub fn udp_local_addr(&self, handle: SocketHandle) -> Option<SocketAddrV4> {
-        match self.sockets.get(handle) {
-            Some(Socket::Udp(s)) => Some(s.local),
-            None => None,
-        }
+        self.sockets.get(handle).and_then(Socket::as_udp).map(|s| s.local)
     }
 
     /// Queue one datagram. Larger than the MTU is fine: it is fragmented.
@@ -458,7 +452,7 @@ impl Interface {
 
     /// Close the socket. Datagrams it already queued are still sent.
     pub fn udp_close(&mut self, handle: SocketHandle) {
-        if let Some(Socket::Udp(s)) = self.sockets.remove(handle) {
+        if let Some(s) = self.sockets.remove(handle).as_ref().and_then(Socket::as_udp) {
             self.udp_ports.remove(&s.local.port());
             self.blocked.retain(|h| *h != handle);
             tracing::debug!(%handle, "udp closed");

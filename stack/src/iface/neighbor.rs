@@ -235,28 +235,22 @@ impl NeighborCache {
         stats: &mut Stats,
     ) -> VecDeque<OutDatagram> {
         let reachable = State::Reachable { mac, confirmed: now };
-        match self.entries.get_mut(&ip) {
-            Some(entry) => {
-                let old = core::mem::replace(&mut entry.state, reachable);
-                entry.updated = now;
-                if let State::Incomplete { pending, .. } = old {
-                    tracing::debug!(%ip, %mac, waiting = pending.len(), "resolved");
-                    self.pending_total -= pending.len();
-                    return pending;
-                }
+        if let Some(entry) = self.entries.get_mut(&ip) {
+            let old = core::mem::replace(&mut entry.state, reachable);
+            entry.updated = now;
+            if let State::Incomplete { pending, .. } = old {
+                tracing::debug!(%ip, %mac, waiting = pending.len(), "resolved");
+                self.pending_total -= pending.len();
+                return pending;
             }
-            None if create => {
-                if self.make_room(stats) {
-                    self.entries.insert(
-                        ip,
-                        Entry {
-                            state: reachable,
-                            updated: now,
-                        },
-                    );
-                }
-            }
-            None => {}
+        } else if create && self.make_room(stats) {
+            self.entries.insert(
+                ip,
+                Entry {
+                    state: reachable,
+                    updated: now,
+                },
+            );
         }
         VecDeque::new()
     }

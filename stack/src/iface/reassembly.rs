@@ -372,8 +372,8 @@ impl Reassembler {
             // nothing and costs a range slot.
             Some(end)
                 if end <= MAX_PAYLOAD
-                    && offset % 8 == 0
-                    && !(more && (payload.is_empty() || payload.len() % 8 != 0)) =>
+                    && offset & 7 == 0
+                    && !(more && (payload.is_empty() || payload.len() & 7 != 0)) =>
             {
                 end
             }
@@ -413,8 +413,8 @@ impl Reassembler {
         if datagram.is_complete() {
             let deadline = datagram.deadline;
             self.deadlines.remove(&(deadline, key));
-            let datagram = self.datagrams.remove(&key).map(|d| d.buf);
-            let buf = datagram.unwrap_or_default();
+            let buf = self.datagrams.remove(&key).map(|d| d.buf);
+            let buf = buf.unwrap_or_default();
             self.bytes_held -= buf.capacity();
             return Ok(Some(buf));
         }
@@ -473,7 +473,6 @@ impl Reassembler {
     }
 
     /// Carry out a plan that passed every check, growing the buffer to `cap`.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         datagram: &mut Datagram,
         plan: Plan,
@@ -546,10 +545,6 @@ impl Reassembler {
     /// Datagrams being reassembled.
     pub fn len(&self) -> usize {
         self.datagrams.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.datagrams.is_empty()
     }
 
     /// Bytes of buffer held for reassembly: what counts against
@@ -636,7 +631,6 @@ mod tests {
 
     fn assert_empty(r: &Reassembler) {
         assert_eq!(r.len(), 0);
-        assert!(r.is_empty());
         assert_eq!(r.bytes_held(), 0);
         assert_eq!(r.poll_timeout(), None);
     }
@@ -1158,7 +1152,7 @@ mod tests {
                 let _ = r.insert(now, key(ident), offset, more, &HEADER, &payload);
                 prop_assert!(r.len() <= cfg.max_datagrams);
                 prop_assert!(r.bytes_held() <= cfg.budget_bytes);
-                prop_assert_eq!(r.poll_timeout().is_some(), r.len() > 0);
+                prop_assert_eq!(r.poll_timeout().is_some(), r.len() != 0);
             }
             r.handle_timeout(now + cfg.timeout, |_| {});
             prop_assert_eq!(r.len(), 0);

@@ -271,7 +271,8 @@ fn udp_frame_to(dst: Ipv4Addr, src: Ipv4Addr) -> Vec<u8> {
 fn each_ipv4_defect_lands_in_its_counter() {
     let good = udp_from_peer(1, 7, b"hi");
     type Mutate = fn(&mut Vec<u8>);
-    let cases: Vec<(&str, Mutate, fn(&Stats) -> u64)> = vec![
+    type Counter = fn(&Stats) -> u64;
+    let cases: Vec<(&str, Mutate, Counter)> = vec![
         ("truncated header", |f| f.truncate(14 + 19), |s| s.ipv4_truncated),
         (
             "version 6 in an IPv4 frame",

@@ -91,6 +91,20 @@ pub(crate) enum Socket {
     Udp(udp::UdpSocket),
 }
 
+impl Socket {
+    pub fn as_udp(&self) -> Option<&udp::UdpSocket> {
+        match self {
+            Socket::Udp(s) => Some(s),
+        }
+    }
+
+    pub fn as_udp_mut(&mut self) -> Option<&mut udp::UdpSocket> {
+        match self {
+            Socket::Udp(s) => Some(s),
+        }
+    }
+}
+
 struct Slot {
     generation: u32,
     socket: Option<Socket>,

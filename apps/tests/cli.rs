@@ -1,0 +1,158 @@
+//! The `tapir` binary as a user runs it.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tapir_harness::{require_kernel, NetNs};
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+/// `tapir up` in a namespace: the kernel pings it and uses its UDP echo;
+/// SIGTERM makes it print its counters and exit 0.
+#[test]
+fn up_serves_ping_and_udp_echo_then_exits_cleanly_on_sigterm() {
+    require_kernel!("ping", "python3");
+    let ns = NetNs::create("cli-up").unwrap();
+    let mut child = ns
+        .command(TAPIR)
+        .args([
+            "up",
+            "--tap",
+            "tcli0",
+            "--addr",
+            "10.77.0.2/24",
+            "--host-addr",
+            "10.77.0.1/24",
+        ])
+        .args(["--udp-echo", "7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait for the TAP to exist and carry the kernel's address.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tcli0"]).unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains("10.77.0.1/24") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tapir up did not configure the TAP in {}",
+            ns.name()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ping = ns
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"])
+        .unwrap();
+    let ping_out = String::from_utf8_lossy(&ping.stdout).to_string();
+    let udp = ns
+        .exec(&[
+            "python3",
+            "-c",
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); \
+             s.sendto(b'through the binary', ('10.77.0.2', 7)); print(s.recvfrom(100)[0].decode())",
+        ])
+        .unwrap();
+    // SIGTERM to the process we started (ip netns exec execs tapir in place).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tapir up did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+
+    assert!(
+        ping.status.success() && ping_out.contains(" 0% packet loss"),
+        "ping failed:\n{ping_out}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&udp.stdout).trim(),
+        "through the binary",
+        "{udp:?}"
+    );
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("udp-echo:7: 1 requests served"),
+        "stderr:\n{stderr}"
+    );
+    // The counters printed on exit account for what happened.
+    let counter = |name: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{stdout}"))
+    };
+    assert_eq!(counter("icmp_echo_replies_tx "), 3);
+    assert_eq!(counter("udp_tx "), 1);
+}
+
+/// Without CAP_NET_ADMIN the demo says what is missing and fails.
+#[test]
+fn demo_without_privileges_explains_and_fails() {
+    if !tapir_harness::netns::have_program("setpriv") || unsafe { libc::geteuid() } != 0 {
+        // Running unprivileged already: the plain run is the test.
+        if unsafe { libc::geteuid() } != 0 {
+            let o = Command::new(TAPIR).arg("demo").output().unwrap();
+            assert!(!o.status.success());
+            assert!(String::from_utf8_lossy(&o.stderr).contains("CAP_NET_ADMIN"));
+            return;
+        }
+        panic!("setpriv (util-linux) is needed to drop privileges for this test");
+    }
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(TAPIR)
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "demo succeeded without privileges?\n{stderr}"
+    );
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+}
+
+#[test]
+fn up_rejects_giving_the_kernel_tapirs_address() {
+    let o = Command::new(TAPIR)
+        .args([
+            "up",
+            "--tap",
+            "tnever0",
+            "--addr",
+            "10.77.0.2/24",
+            "--host-addr",
+            "10.77.0.2/24",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("must differ"),
+        "{o:?}"
+    );
+}
