@@ -87,6 +87,28 @@ impl ArpRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(request: bool, smac: [u8; 6], sip: u32, tmac: [u8; 6], tip: u32) {
+            let repr = ArpRepr {
+                operation: if request { ArpOperation::Request } else { ArpOperation::Reply },
+                sender_mac: EthernetAddress(smac),
+                sender_ip: sip.into(),
+                target_mac: EthernetAddress(tmac),
+                target_ip: tip.into(),
+            };
+            let mut buf = [0u8; PACKET_LEN];
+            repr.emit(&mut buf);
+            prop_assert_eq!(ArpRepr::parse(&buf), Ok(repr));
+        }
+
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = ArpRepr::parse(&data);
+        }
+    }
 
     // A request "who has 10.77.0.2? tell 10.77.0.1" as Linux sends it.
     const REQUEST: [u8; 28] = [

@@ -154,6 +154,24 @@ pub fn emit_header(buf: &mut [u8], dst: EthernetAddress, src: EthernetAddress, e
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut buf = vec![0u8; HEADER_LEN + payload.len()];
+            emit_header(&mut buf, EthernetAddress(dst), EthernetAddress(src), EtherType::from(ethertype));
+            buf[HEADER_LEN..].copy_from_slice(&payload);
+            let f = EthernetFrame::parse(&buf).unwrap();
+            prop_assert_eq!((f.dst.0, f.src.0, u16::from(f.ethertype), f.payload), (dst, src, ethertype, &payload[..]));
+        }
+
+        #[test]
+        fn mac_text_round_trip(mac: [u8; 6]) {
+            let m = EthernetAddress(mac);
+            prop_assert_eq!(m.to_string().parse::<EthernetAddress>(), Ok(m));
+        }
+    }
 
     const FRAME: [u8; 18] = [
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // dst

@@ -199,6 +199,28 @@ pub fn echo_rest(ident: u16, seq: u16) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn echo_round_trip(request: bool, ident: u16, seq: u16, data in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let mut buf = vec![0u8; HEADER_LEN + data.len()];
+            let t = if request { TYPE_ECHO_REQUEST } else { TYPE_ECHO_REPLY };
+            emit(&mut buf, t, 0, echo_rest(ident, seq), &data);
+            let parsed = Icmpv4Message::parse(&buf).unwrap();
+            let expected = if request {
+                Icmpv4Message::EchoRequest { ident, seq, data: &data }
+            } else {
+                Icmpv4Message::EchoReply { ident, seq, data: &data }
+            };
+            prop_assert_eq!(parsed, expected);
+        }
+
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = Icmpv4Message::parse(&data);
+        }
+    }
 
     // `ping -c1 -s 4` echo request: id 0x1234 seq 1, data "abcd".
     const ECHO: [u8; 12] = [8, 0, 0x00, 0x00, 0x12, 0x34, 0x00, 0x01, b'a', b'b', b'c', b'd'];
