@@ -1,0 +1,699 @@
+//! The runtime: one thread that owns the stack and the device.
+//!
+//! The stack is a sans-IO state machine; something has to feed it frames
+//! and time and carry its output to the device. That is the driver thread:
+//!
+//! ```text
+//! loop {
+//!     poll(2) on [device fd, wake eventfd], timeout = stack's next deadline
+//!     lock
+//!         read up to `rx_batch` frames -> handle_frame (each)
+//!         handle_timeout(now)
+//!         poll_transmit until empty    -> device (each)
+//!         drain poll_event
+//!     unlock
+//!     notify_all waiting application threads
+//! }
+//! ```
+//!
+//! The stack lives in `Mutex<Inner>` shared with application threads,
+//! which mutate it through [`StackHandle::with`] (for example to queue a
+//! datagram) and then write an eventfd so the driver wakes to transmit.
+//! Threads that must wait for the network (a receive on an empty socket)
+//! use [`StackHandle::wait_until`], a `Condvar` loop re-checked after every
+//! driver step. The lock is never held while the driver sleeps in poll(2),
+//! and only the driver thread reads the clock: the stack's `Instant` is
+//! microseconds since the driver started.
+//!
+//! Reading a whole batch before transmitting is deliberate: a burst of
+//! in-order segments is handled before the stack is asked what to send, so
+//! it can answer the burst with one acknowledgement (RFC 5681 4.2 allows
+//! delaying ACKs; ACK frequency dominates throughput over a TAP).
+//!
+//! A frame the device cannot take now (`WouldBlock`, `ENOBUFS`) is kept and
+//! retried, in order, before anything else is transmitted: when the
+//! device accepts writes again (POLLOUT) or, for `ENOBUFS`, which poll
+//! cannot signal, after a short pause. Any other device error stops the
+//! driver; the error is kept and reported to every waiting thread.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant as StdInstant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use tapir_stack::{Instant, Interface, Stats};
+
+use crate::device::Device;
+use crate::pcap::PcapWriter;
+
+/// Frames handed to the stack per driver step, at most, by default.
+pub const DEFAULT_RX_BATCH: usize = 64;
+/// Frames transmitted per driver step, at most, by default.
+pub const DEFAULT_TX_BATCH: usize = 256;
+
+/// The largest frame the driver reads from a device: a 64 KiB IP datagram
+/// plus an Ethernet header, so an offloaded (GRO) frame is never cut short.
+const RX_BUF_LEN: usize = 65_535 + 14;
+
+/// Tuning and diagnostics for [`Driver::spawn`].
+#[derive(Debug, Clone)]
+pub struct DriverOptions {
+    /// Record every frame in and out into this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Frames read per step before the stack is asked to transmit. Bounds
+    /// how long the lock is held and how long transmission waits.
+    pub rx_batch: usize,
+    /// Frames sent per step; the rest wait for the next step (which comes
+    /// at once). Bounds how long the lock is held during bulk sends.
+    pub tx_batch: usize,
+    /// Longest sleep when the stack has no deadline; the loop wakes this
+    /// often anyway (to notice shutdown even if a wake is lost).
+    pub max_sleep: Duration,
+    /// Poll interval for devices without a descriptor.
+    pub idle_poll: Duration,
+    /// Pause before retrying a frame refused with `ENOBUFS`.
+    pub enobufs_retry: Duration,
+    /// Name of the driver thread.
+    pub thread_name: String,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            pcap: None,
+            rx_batch: DEFAULT_RX_BATCH,
+            tx_batch: DEFAULT_TX_BATCH,
+            max_sleep: Duration::from_secs(1),
+            idle_poll: Duration::from_millis(1),
+            enobufs_retry: Duration::from_millis(1),
+            thread_name: "tapir-driver".into(),
+        }
+    }
+}
+
+impl DriverOptions {
+    /// Default options, capturing to `path`.
+    pub fn with_pcap(path: impl Into<PathBuf>) -> Self {
+        DriverOptions {
+            pcap: Some(path.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What stopped a driver, kept so every waiter can be told.
+#[derive(Debug, Clone)]
+struct DriverError {
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl DriverError {
+    fn to_io(&self) -> io::Error {
+        io::Error::new(self.kind, format!("tapir driver stopped: {}", self.message))
+    }
+}
+
+/// The driver's own counters: what happened between the stack and the
+/// device (the stack's [`Stats`] count what it sent and received).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStats {
+    /// Driver steps completed.
+    pub steps: u64,
+    /// Frames read from the device and handed to the stack.
+    pub rx_frames: u64,
+    /// Frames the device accepted.
+    pub tx_frames: u64,
+    /// Times the device refused a frame for now (`WouldBlock`, `ENOBUFS`);
+    /// the frame was kept and retried.
+    pub tx_deferred: u64,
+    /// Frames dropped because the link was down (`EIO` from a TAP that is
+    /// down, `ENETDOWN`), as a NIC without carrier would.
+    pub tx_link_down: u64,
+    /// Receive errors that said the link went down; reading went on.
+    pub rx_link_down: u64,
+}
+
+/// State shared by the driver thread and application threads.
+struct Inner {
+    /// `None` only after [`DriverHandle::shutdown`] took it back.
+    iface: Option<Interface>,
+    /// The stack time of the latest driver step.
+    now: Instant,
+    /// The driver's counters; `steps` lets tests wait for "one more step".
+    counters: DriverStats,
+    /// Set when the driver thread has left its loop, with the reason if it
+    /// was an error.
+    stopped: bool,
+    error: Option<DriverError>,
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    /// Signalled after every driver step and when the driver stops.
+    changed: Condvar,
+    /// Written by application threads to wake the driver.
+    wake: EventFd,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the stack as it was between
+        // calls (the stack never panics half-way by its own rules), so keep
+        // going rather than poisoning every later caller.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake_driver(&self) {
+        if let Err(e) = self.wake.write(1) {
+            // EAGAIN means the counter is saturated: the driver is woken anyway.
+            if e != Errno::EAGAIN {
+                tracing::warn!(error = %e, "waking the driver failed");
+            }
+        }
+    }
+}
+
+/// How a blocking wait on the stack ended without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitError {
+    TimedOut,
+    /// The driver stopped (device error or shutdown).
+    Stopped,
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WaitError::TimedOut => "timed out waiting for the stack",
+            WaitError::Stopped => "the tapir driver stopped",
+        })
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+/// A cheap, cloneable reference to a running stack, for application
+/// threads and sockets. The [`DriverHandle`] that owns the thread derefs
+/// to one.
+#[derive(Clone)]
+pub struct StackHandle {
+    shared: Arc<Shared>,
+}
+
+impl StackHandle {
+    /// Run `f` on the stack under the lock, then wake the driver so that
+    /// whatever `f` queued is transmitted.
+    ///
+    /// After [`DriverHandle::shutdown`] there is no stack; `f` is then not
+    /// run and the result is an error.
+    pub fn try_with<R>(&self, f: impl FnOnce(&mut Interface) -> R) -> io::Result<R> {
+        let r = {
+            let mut g = self.shared.lock();
+            match g.iface.as_mut() {
+                Some(iface) => f(iface),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "tapir driver shut down",
+                    ))
+                }
+            }
+        };
+        self.shared.wake_driver();
+        Ok(r)
+    }
+
+    /// Like [`try_with`](Self::try_with) for callers who hold the
+    /// [`DriverHandle`] and so know the stack is there.
+    ///
+    /// # Panics
+    /// After [`DriverHandle::shutdown`].
+    pub fn with<R>(&self, f: impl FnOnce(&mut Interface) -> R) -> R {
+        match self.try_with(f) {
+            Ok(r) => r,
+            Err(e) => panic!("StackHandle::with: {e}"),
+        }
+    }
+
+    /// Block until `f` returns `Some`, re-running it (under the lock) after
+    /// every driver step, or until `timeout` passes (`None` waits forever).
+    /// Returns `None` on timeout or when the driver stops.
+    pub fn wait_until<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnMut(&mut Interface) -> Option<R>,
+    ) -> Option<R> {
+        self.wait(timeout, f).ok()
+    }
+
+    /// [`wait_until`](Self::wait_until) saying why it gave up.
+    ///
+    /// When `f` returns `Some` it may have changed the stack (taken a
+    /// datagram, queued one), so the driver is woken; when it returns
+    /// `None` it must not have, or the driver and the waiter would wake
+    /// each other forever.
+    pub fn wait<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut Interface) -> Option<R>,
+    ) -> Result<R, WaitError> {
+        let deadline = timeout.map(|t| StdInstant::now() + t);
+        let mut g = self.shared.lock();
+        loop {
+            let Some(iface) = g.iface.as_mut() else {
+                return Err(WaitError::Stopped);
+            };
+            if let Some(r) = f(iface) {
+                drop(g);
+                self.shared.wake_driver();
+                return Ok(r);
+            }
+            if g.stopped {
+                return Err(WaitError::Stopped);
+            }
+            g = match deadline {
+                None => self
+                    .shared
+                    .changed
+                    .wait(g)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(StdInstant::now());
+                    if left.is_zero() {
+                        return Err(WaitError::TimedOut);
+                    }
+                    self.shared
+                        .changed
+                        .wait_timeout(g, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Wait for `f`, mapping a timeout to `timeout_kind` and a stopped
+    /// driver to its error: the shape blocking sockets need.
+    pub(crate) fn wait_io<R>(
+        &self,
+        timeout: Option<Duration>,
+        timeout_kind: io::ErrorKind,
+        f: impl FnMut(&mut Interface) -> Option<R>,
+    ) -> io::Result<R> {
+        self.wait(timeout, f).map_err(|e| match e {
+            WaitError::TimedOut => io::Error::from(timeout_kind),
+            WaitError::Stopped => self.stopped_error(),
+        })
+    }
+
+    /// A copy of the stack's counters (zero after shutdown).
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .lock()
+            .iface
+            .as_ref()
+            .map(|i| i.stats().clone())
+            .unwrap_or_default()
+    }
+
+    /// The stack time of the driver's latest step.
+    pub fn now(&self) -> Instant {
+        self.shared.lock().now
+    }
+
+    /// Driver steps so far.
+    pub fn steps(&self) -> u64 {
+        self.shared.lock().counters.steps
+    }
+
+    /// The driver's own counters.
+    pub fn driver_stats(&self) -> DriverStats {
+        self.shared.lock().counters.clone()
+    }
+
+    /// Whether the driver thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.shared.lock().stopped
+    }
+
+    /// The error that stopped the driver, if one did.
+    pub fn error(&self) -> Option<io::Error> {
+        self.shared.lock().error.as_ref().map(DriverError::to_io)
+    }
+
+    fn stopped_error(&self) -> io::Error {
+        self.error()
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "tapir driver shut down"))
+    }
+}
+
+/// Owns the driver thread. Derefs to a [`StackHandle`]; dropping it stops
+/// the thread (use [`shutdown`](Self::shutdown) to get the stack back).
+pub struct DriverHandle {
+    stack: StackHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for DriverHandle {
+    type Target = StackHandle;
+    fn deref(&self) -> &StackHandle {
+        &self.stack
+    }
+}
+
+impl DriverHandle {
+    /// A handle for other threads and sockets.
+    pub fn stack(&self) -> StackHandle {
+        self.stack.clone()
+    }
+
+    /// Stop the driver thread, wait for it, and return the stack (to print
+    /// its counters, say). Sockets still open then fail with
+    /// `NotConnected`. A pcap file is complete once this returns.
+    pub fn shutdown(mut self) -> Interface {
+        self.stop_and_join();
+        let mut g = self.stack.shared.lock();
+        match g.iface.take() {
+            Some(iface) => iface,
+            // Only shutdown takes it, and shutdown consumes the one handle.
+            None => unreachable!("the stack is taken only by shutdown"),
+        }
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stack.shared.stop.store(true, Ordering::SeqCst);
+        self.stack.shared.wake_driver();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the tapir driver thread panicked");
+                let mut g = self.stack.shared.lock();
+                g.stopped = true;
+                g.error.get_or_insert(DriverError {
+                    kind: io::ErrorKind::Other,
+                    message: "driver thread panicked".into(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for DriverHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts driver threads.
+pub struct Driver;
+
+impl Driver {
+    /// Start a thread that runs `iface` over `device` until the handle is
+    /// shut down or dropped, or the device fails.
+    pub fn spawn(
+        iface: Interface,
+        device: Box<dyn Device + Send>,
+        opts: DriverOptions,
+    ) -> io::Result<DriverHandle> {
+        let pcap = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let tx_len = iface.max_frame_len();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                iface: Some(iface),
+                now: Instant::ZERO,
+                counters: DriverStats::default(),
+                stopped: false,
+                error: None,
+            }),
+            changed: Condvar::new(),
+            wake,
+            stop: AtomicBool::new(false),
+        });
+        let mut lp = Loop {
+            shared: shared.clone(),
+            device,
+            pcap,
+            epoch: StdInstant::now(),
+            rx_buf: vec![0; RX_BUF_LEN],
+            tx_buf: vec![0; tx_len],
+            held: None,
+            more_tx: false,
+            opts: opts.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(opts.thread_name.clone())
+            .spawn(move || {
+                let result = lp.run();
+                let mut g = lp.shared.lock();
+                g.stopped = true;
+                if let Err(e) = result {
+                    tracing::error!(device = lp.device.name(), error = %e, "driver stopped");
+                    g.error = Some(DriverError {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
+                }
+                drop(g);
+                lp.shared.changed.notify_all();
+                if let Some(p) = lp.pcap.take() {
+                    if let Err(e) = p.finish() {
+                        tracing::warn!(error = %e, "finishing the pcap failed");
+                    }
+                }
+            })?;
+        Ok(DriverHandle {
+            stack: StackHandle { shared },
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A frame the device refused for now, kept in `tx_buf[..len]`.
+#[derive(Clone, Copy)]
+struct Held {
+    len: usize,
+    /// `ENOBUFS`: poll cannot say when to retry, so pause instead.
+    nobufs: bool,
+}
+
+/// The driver thread's private state.
+struct Loop {
+    shared: Arc<Shared>,
+    device: Box<dyn Device + Send>,
+    pcap: Option<PcapWriter>,
+    epoch: StdInstant,
+    rx_buf: Vec<u8>,
+    tx_buf: Vec<u8>,
+    held: Option<Held>,
+    /// The transmit batch limit cut a step short: go again without sleeping.
+    more_tx: bool,
+    opts: DriverOptions,
+}
+
+impl Loop {
+    fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        tracing::debug!(device = self.device.name(), "driver running");
+        // A first step before sleeping: the application may have queued
+        // work before the thread started.
+        self.step()?;
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            self.sleep()?;
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            self.step()?;
+        }
+        tracing::debug!(device = self.device.name(), "driver stopping");
+        Ok(())
+    }
+
+    /// How long poll(2) may sleep.
+    fn sleep_for(&self) -> Duration {
+        if self.more_tx {
+            return Duration::ZERO;
+        }
+        let mut d = self.opts.max_sleep;
+        if let Some(held) = self.held {
+            if held.nobufs {
+                d = d.min(self.opts.enobufs_retry);
+            }
+        }
+        if self.device.as_raw_fd().is_none() {
+            d = d.min(self.opts.idle_poll);
+        }
+        let g = self.shared.lock();
+        if let Some(deadline) = g.iface.as_ref().and_then(|i| i.poll_timeout()) {
+            d = d.min(deadline.saturating_duration_since(self.now()));
+        }
+        d
+    }
+
+    fn sleep(&mut self) -> io::Result<()> {
+        let timeout = self.sleep_for();
+        // Round up so we wake after the deadline, not just before it (which
+        // would spin through zero-timeout polls until it passes).
+        let ms = timeout.as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        let mut dev_events = PollFlags::POLLIN;
+        if matches!(self.held, Some(Held { nobufs: false, .. })) {
+            dev_events |= PollFlags::POLLOUT;
+        }
+        let dev_fd = self.device.as_raw_fd();
+        // SAFETY: the device owns the descriptor and outlives this call.
+        let dev_fd = dev_fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+        let mut fds = Vec::with_capacity(2);
+        fds.push(PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN));
+        if let Some(fd) = dev_fd {
+            fds.push(PollFd::new(fd, dev_events));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("poll: {e}"))),
+        }
+        if let Some(dev) = fds.get(1) {
+            let bad = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+            if let Some(r) = dev.revents() {
+                if r.contains(PollFlags::POLLNVAL) {
+                    return Err(io::Error::other(format!(
+                        "device {} descriptor closed",
+                        self.device.name()
+                    )));
+                }
+                if r.intersects(bad) {
+                    tracing::debug!(device = self.device.name(), revents = ?r, "device poll error");
+                }
+            }
+        }
+        // Clear the wake-up; the step below looks at everything anyway.
+        let _ = self.shared.wake.read();
+        Ok(())
+    }
+
+    /// One round: receive a batch, run timers, transmit, wake waiters.
+    fn step(&mut self) -> io::Result<()> {
+        let mut g = self.shared.lock();
+        let now = self.now();
+        let inner = &mut *g;
+        inner.now = now;
+        let c = &mut inner.counters;
+        let Some(iface) = inner.iface.as_mut() else {
+            return Ok(());
+        };
+
+        for _ in 0..self.opts.rx_batch {
+            match self.device.recv(&mut self.rx_buf) {
+                Ok(n) => {
+                    let frame = &self.rx_buf[..n];
+                    record(&mut self.pcap, frame);
+                    iface.handle_frame(now, frame);
+                    c.rx_frames += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if link_down(&e) => {
+                    tracing::debug!(device = self.device.name(), error = %e, "link down (receive)");
+                    c.rx_link_down += 1;
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("receiving from {}: {e}", self.device.name()),
+                    ))
+                }
+            }
+        }
+
+        iface.handle_timeout(now);
+
+        // The frame the device refused last time goes first, to keep order.
+        self.more_tx = false;
+        let mut sent = 0;
+        if let Some(held) = self.held.take() {
+            self.held = send(&mut *self.device, &self.tx_buf[..held.len], c)?;
+            sent += 1;
+        }
+        while self.held.is_none() {
+            if sent >= self.opts.tx_batch {
+                self.more_tx = true;
+                break;
+            }
+            let Some(n) = iface.poll_transmit(now, &mut self.tx_buf) else {
+                break;
+            };
+            let frame = &self.tx_buf[..n];
+            record(&mut self.pcap, frame);
+            self.held = send(&mut *self.device, frame, c)?;
+            sent += 1;
+        }
+
+        // Events are hints; the waiters re-check the sockets themselves.
+        while iface.poll_event().is_some() {}
+
+        c.steps += 1;
+        drop(g);
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+}
+
+/// Errors that mean "the link is down", not "the device is gone".
+fn link_down(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::ENETDOWN))
+}
+
+/// Send one frame. `Ok(Some(held))` when the device refused it for now;
+/// the frame stays in the caller's buffer.
+fn send(device: &mut (dyn Device + Send), frame: &[u8], c: &mut DriverStats) -> io::Result<Option<Held>> {
+    loop {
+        let nobufs = match device.send(frame) {
+            Ok(()) => {
+                c.tx_frames += 1;
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => true,
+            Err(e) if link_down(&e) => {
+                tracing::debug!(device = device.name(), error = %e, "link down: frame dropped");
+                c.tx_link_down += 1;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("sending to {}: {e}", device.name()),
+                ))
+            }
+        };
+        c.tx_deferred += 1;
+        return Ok(Some(Held {
+            len: frame.len(),
+            nobufs,
+        }));
+    }
+}
+
+/// Record a frame in the capture, if any. A capture that fails to write
+/// (disk full) is closed with one warning rather than one per frame.
+fn record(pcap: &mut Option<PcapWriter>, frame: &[u8]) {
+    let Some(p) = pcap.as_mut() else {
+        return;
+    };
+    if let Err(e) = p.write_frame(frame) {
+        tracing::warn!(path = %p.path().display(), error = %e, "pcap write failed; capture stopped");
+        *pcap = None;
+    }
+}
