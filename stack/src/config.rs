@@ -26,6 +26,7 @@ pub struct Config {
     pub reassembly: ReassemblyConfig,
     pub udp: UdpConfig,
     pub icmp: IcmpConfig,
+    pub tcp: TcpConfig,
     /// Datagrams waiting for the device, across all sockets.
     pub tx_queue_packets: usize,
     /// Bytes of those datagrams.
@@ -88,6 +89,84 @@ pub struct IcmpConfig {
     pub errors_burst: u32,
 }
 
+/// TCP defaults. Where RFCs leave a choice, we take Linux's, so that
+/// scripts written against Linux describe tapir too; each says which.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Secret for RFC 6528 initial sequence numbers (and timestamp offsets).
+    /// Derived from `Config::seed` when zero.
+    pub isn_secret: u64,
+    /// Receive buffer per connection (SO_RCVBUF); also sets the window scale
+    /// we offer (RFC 7323 2.2: the smallest shift that can describe it).
+    pub recv_buffer: usize,
+    /// Send buffer per connection (SO_SNDBUF).
+    pub send_buffer: usize,
+    /// Initial congestion window in segments (RFC 6928: 10, as Linux).
+    pub initial_window: u32,
+    /// Lower bound on the RTO. RFC 6298 2.4 says 1 s SHOULD; Linux uses
+    /// 200 ms (TCP_RTO_MIN), and so do we.
+    pub rto_min: Duration,
+    /// Upper bound on the RTO (RFC 6298 2.5: at least 60 s; Linux 120 s).
+    pub rto_max: Duration,
+    /// RTO before any RTT sample (RFC 6298 2.1: 1 s).
+    pub rto_initial: Duration,
+    /// SYN retransmissions before connect fails (Linux tcp_syn_retries = 6).
+    pub syn_retries: u32,
+    /// SYN-ACK retransmissions before an embryonic connection is dropped
+    /// (Linux tcp_synack_retries = 5).
+    pub synack_retries: u32,
+    /// Data retransmissions before the connection is aborted (Linux
+    /// tcp_retries2 = 15, about 15 minutes with backoff).
+    pub max_retransmits: u32,
+    /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
+    pub delayed_ack: Duration,
+    /// TIME-WAIT duration, 2 x MSL (Linux TCP_TIMEWAIT_LEN = 60 s).
+    pub time_wait: Duration,
+    /// Keepalive defaults (RFC 1122 4.2.3.6: at least two hours idle).
+    pub keepalive_idle: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_count: u32,
+    /// Challenge ACKs sent per second, across the interface (RFC 5961 7;
+    /// Linux tcp_challenge_ack_limit = 1000).
+    pub challenge_ack_limit: u32,
+    /// Largest backlog a listener may ask for (Linux somaxconn = 4096).
+    pub max_backlog: usize,
+    /// Out-of-order ranges held per connection before new ones are dropped.
+    pub max_ooo_ranges: usize,
+    /// Offer and use timestamps (RFC 7323), SACK (RFC 2018) and window scaling.
+    pub timestamps: bool,
+    pub sack: bool,
+    pub window_scaling: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            isn_secret: 0,
+            recv_buffer: 256 * 1024,
+            send_buffer: 256 * 1024,
+            initial_window: 10,
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(120),
+            rto_initial: Duration::from_secs(1),
+            syn_retries: 6,
+            synack_retries: 5,
+            max_retransmits: 15,
+            delayed_ack: Duration::from_millis(40),
+            time_wait: Duration::from_secs(60),
+            keepalive_idle: Duration::from_secs(7200),
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_count: 9,
+            challenge_ack_limit: 1000,
+            max_backlog: 4096,
+            max_ooo_ranges: 32,
+            timestamps: true,
+            sack: true,
+            window_scaling: true,
+        }
+    }
+}
+
 impl Default for ArpConfig {
     fn default() -> Self {
         ArpConfig {
@@ -146,6 +225,7 @@ impl Config {
             reassembly: ReassemblyConfig::default(),
             udp: UdpConfig::default(),
             icmp: IcmpConfig::default(),
+            tcp: TcpConfig::default(),
             tx_queue_packets: 1024,
             tx_queue_bytes: 4 << 20,
             max_sockets: 4096,

@@ -26,8 +26,9 @@ pub mod wire;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, UdpConfig};
-pub use iface::{Event, Interface, NeighborInfo};
+pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, TcpConfig, UdpConfig};
+pub use iface::{Event, Interface, NeighborInfo, TcpError};
+pub use socket::tcp::{TcpConnStats, TcpOption, TcpState};
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};
 pub use stats::Stats;

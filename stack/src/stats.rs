@@ -161,8 +161,43 @@ stats! {
     /// UDP datagrams sent.
     count udp_tx,
 
-    /// Dropped on receive: TCP is not implemented by this build yet.
-    drop tcp_unsupported,
+    /// TCP segments that passed validation.
+    count tcp_rx,
+    /// TCP segments sent.
+    count tcp_tx,
+    /// Dropped: TCP header truncated or data offset impossible.
+    drop tcp_truncated,
+    /// Dropped: TCP checksum failed.
+    drop tcp_bad_checksum,
+    /// Dropped: TCP to a broadcast address (RFC 1122 4.2.3.10).
+    drop tcp_broadcast,
+    /// Segments for no connection or listener (answered with RST unless a RST).
+    drop tcp_no_socket,
+    /// RSTs we sent (closed ports, bad ACKs, aborts).
+    count tcp_rst_tx,
+    /// Dropped: a SYN to a listener whose SYN or accept queue was full.
+    drop tcp_listen_overflow,
+    /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).
+    drop tcp_accept_queue_full,
+    /// Dropped: a segment to a listener that was neither SYN nor RST (answered with RST when it carries an ACK).
+    drop tcp_listen_bad_segment,
+    /// Challenge ACKs sent (RFC 5961).
+    count tcp_challenge_acks,
+    /// Challenge ACKs suppressed by the rate limit.
+    count tcp_challenge_rate_limited,
+    /// Connections opened actively / passively.
+    count tcp_active_opens,
+    count tcp_passive_opens,
+    /// Connections that entered TIME-WAIT.
+    count tcp_time_wait,
+    /// TIME-WAIT entries ended early by a new SYN (RFC 6191).
+    count tcp_time_wait_reused,
+    /// RSTs received in TIME-WAIT and ignored (RFC 1337).
+    drop tcp_time_wait_rst_ignored,
+    /// Connections reset by the peer.
+    count tcp_resets_rx,
+    /// Connections that timed out.
+    count tcp_timeouts,
 
     /// Sends refused because the transmit queue was full.
     count tx_queue_full,

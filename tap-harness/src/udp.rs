@@ -255,6 +255,9 @@ fn socket_error(e: SocketError) -> io::Error {
         },
         SocketError::TimeExceeded { .. } => io::ErrorKind::TimedOut,
         SocketError::ParameterProblem { .. } => io::ErrorKind::InvalidData,
+        SocketError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
+        SocketError::ConnectionReset => io::ErrorKind::ConnectionReset,
+        SocketError::TimedOut => io::ErrorKind::TimedOut,
     };
     io::Error::new(kind, e)
 }

@@ -3,6 +3,9 @@
 mod egress;
 mod neighbor;
 pub(crate) mod reassembly;
+pub(crate) mod tcp;
+#[cfg(test)]
+mod tcp_tests;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +25,7 @@ use reassembly::{FragDrop, FragKey, Reassembler};
 use std::collections::{HashMap, VecDeque};
 
 pub use neighbor::NeighborInfo;
+pub use tcp::TcpError;
 
 /// Something the application may want to act on.
 ///
@@ -36,13 +40,20 @@ pub enum Event {
     /// A send that was refused with `WouldBlock` can be retried.
     Writable(SocketHandle),
     /// The network reported an error for the socket (also kept for
-    /// `udp_take_error`).
+    /// `udp_take_error` / `tcp_take_error`).
     Error(SocketHandle, SocketError),
+    /// A TCP connect completed.
+    Connected(SocketHandle),
+    /// A TCP connection is closed (reset, timed out, or finished); the
+    /// handle stays valid until `tcp_close`.
+    Closed(SocketHandle),
 }
 
 const EV_READABLE: u8 = 1;
 const EV_WRITABLE: u8 = 2;
 const EV_ERROR: u8 = 4;
+const EV_CONNECTED: u8 = 8;
+const EV_CLOSED: u8 = 16;
 
 /// A userspace IPv4 host on one Ethernet link.
 ///
@@ -94,6 +105,7 @@ pub struct Interface {
     blocked: Vec<SocketHandle>,
     events: VecDeque<(SocketHandle, u8)>,
     icmp_limiter: TokenBucket,
+    tcp: tcp::TcpTables,
     next_ident: u16,
     rng: SplitMix64,
     /// The latest time seen, for reports only.
@@ -105,6 +117,10 @@ impl Interface {
         config.validate()?;
         let mut rng = SplitMix64(config.seed);
         let next_ident = rng.next() as u16;
+        let secret = match config.tcp.isn_secret {
+            0 => rng.next(),
+            s => s,
+        };
         Ok(Interface {
             stats: Stats::default(),
             neighbors: NeighborCache::new(config.arp.clone(), config.mac, config.ipv4.addr),
@@ -120,6 +136,7 @@ impl Interface {
             blocked: Vec::new(),
             events: VecDeque::new(),
             icmp_limiter: TokenBucket::new(config.icmp.errors_per_sec, config.icmp.errors_burst),
+            tcp: tcp::TcpTables::new(secret),
             next_ident,
             rng,
             last_now: Instant::ZERO,
@@ -211,6 +228,7 @@ impl Interface {
     /// Run the timers that are due: ARP retries and give-ups, reassembly timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
+        self.tcp_handle_timeout(now);
         let mut failed = Vec::new();
         self.neighbors
             .handle_timeout(now, &mut self.arp_out, &mut self.stats, |d| failed.push(d));
@@ -256,28 +274,35 @@ impl Interface {
 
     /// When `handle_timeout` should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.neighbors.poll_timeout(), self.reassembler.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.neighbors.poll_timeout(),
+            self.reassembler.poll_timeout(),
+            self.tcp.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next socket event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         while let Some((handle, kind)) = self.events.pop_front() {
-            let Some(socket) = self.sockets.get_mut(handle).and_then(Socket::as_udp_mut) else {
+            let Some(socket) = self.sockets.get_mut(handle) else {
                 continue; // closed since
             };
-            socket_clear_event(socket, kind);
-            match kind {
-                EV_READABLE if !socket.rx.is_empty() => return Some(Event::Readable(handle)),
-                EV_WRITABLE => return Some(Event::Writable(handle)),
-                EV_ERROR => {
-                    if let Some(err) = socket.error {
-                        return Some(Event::Error(handle, err));
-                    }
-                }
-                _ => {}
+            *socket.queued_events() &= !kind;
+            let event = match (kind, &*socket) {
+                (EV_READABLE, Socket::Udp(s)) => (!s.rx.is_empty()).then_some(Event::Readable(handle)),
+                (EV_READABLE, Socket::Tcp(_)) => Some(Event::Readable(handle)),
+                (EV_WRITABLE, _) => Some(Event::Writable(handle)),
+                (EV_ERROR, Socket::Udp(s)) => s.error.map(|e| Event::Error(handle, e)),
+                (EV_ERROR, Socket::Tcp(_)) => self.tcp_error_of(handle).map(|e| Event::Error(handle, e)),
+                (EV_CONNECTED, _) => Some(Event::Connected(handle)),
+                (EV_CLOSED, _) => Some(Event::Closed(handle)),
+                _ => None,
+            };
+            if event.is_some() {
+                return event;
             }
         }
         None
@@ -290,6 +315,15 @@ impl Interface {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.last_now = now;
         self.route_outgoing(now);
+        // TCP produces segments on demand, one at a time, while the
+        // transmit queue has nothing ready and room to spare.
+        while self.arp_out.is_empty()
+            && self.ready.front().is_none()
+            && self.tx_has_room(self.config.mtu)
+            && self.tcp_produce(now)
+        {
+            self.route_outgoing(now);
+        }
         if let Some(out) = self.arp_out.front() {
             let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
             if buf.len() < len {
@@ -636,7 +670,7 @@ impl Interface {
             Protocol::Icmp => self.icmp_input(ip, payload, broadcast),
             Protocol::Udp => self.udp_input(now, ip, header, payload, broadcast),
             // TCP arrives with the TCP engine; until then it is counted.
-            Protocol::Tcp => self.stats.tcp_unsupported += 1,
+            Protocol::Tcp => self.tcp_input(now, ip, payload, broadcast),
             Protocol::Other(_) => {
                 self.stats.ipv4_unknown_protocol += 1;
                 if !broadcast {
@@ -757,6 +791,15 @@ impl Interface {
         };
         if quoted.src != self.config.ipv4.addr {
             self.stats.icmp_errors_unmatched += 1;
+            return;
+        }
+        if quoted.protocol == Protocol::Tcp {
+            let remote = SocketAddrV4::new(quoted.dst, quoted.dst_port);
+            if self.tcp_icmp_error(quoted.src_port, remote, make(remote)) {
+                self.stats.icmp_errors_delivered += 1;
+            } else {
+                self.stats.icmp_errors_unmatched += 1;
+            }
             return;
         }
         let handle = match quoted.protocol {
@@ -929,17 +972,18 @@ impl Interface {
     }
 
     fn push_event(&mut self, handle: SocketHandle, kind: u8) {
-        if let Some(s) = self.udp_socket(handle) {
-            if s.queued_events & kind == 0 {
-                s.queued_events |= kind;
+        if let Some(s) = self.sockets.get_mut(handle) {
+            let queued = s.queued_events();
+            if *queued & kind == 0 {
+                *queued |= kind;
                 self.events.push_back((handle, kind));
             }
         }
     }
-}
 
-fn socket_clear_event(socket: &mut UdpSocket, kind: u8) {
-    socket.queued_events &= !kind;
+    fn tcp_error_of(&self, handle: SocketHandle) -> Option<SocketError> {
+        self.tcp_peek_error(handle)
+    }
 }
 
 /// The start of a datagram quoted in an ICMP error: enough to find the socket.

@@ -3,6 +3,7 @@
 //! A [`SocketHandle`] names a slot and its generation, so a handle kept
 //! after `close` can never reach the socket that later reuses the slot.
 
+pub(crate) mod tcp;
 pub(crate) mod udp;
 
 use crate::wire::UnreachableCode;
@@ -46,6 +47,12 @@ pub enum SocketError {
         dst: SocketAddrV4,
         pointer: u8,
     },
+    /// TCP: the peer answered our SYN with a RST (ECONNREFUSED).
+    ConnectionRefused,
+    /// TCP: the peer reset an established connection (ECONNRESET).
+    ConnectionReset,
+    /// TCP: retransmissions, keepalives or the user timeout ran out (ETIMEDOUT).
+    TimedOut,
 }
 
 impl fmt::Display for SocketError {
@@ -81,6 +88,9 @@ impl fmt::Display for SocketError {
                     "{dst}: parameter problem at byte {pointer} (reported by {reporter})"
                 )
             }
+            SocketError::ConnectionRefused => f.write_str("connection refused"),
+            SocketError::ConnectionReset => f.write_str("connection reset by peer"),
+            SocketError::TimedOut => f.write_str("connection timed out"),
         }
     }
 }
@@ -89,18 +99,43 @@ impl std::error::Error for SocketError {}
 
 pub(crate) enum Socket {
     Udp(udp::UdpSocket),
+    Tcp(crate::iface::tcp::TcpSocket),
 }
 
 impl Socket {
     pub fn as_udp(&self) -> Option<&udp::UdpSocket> {
         match self {
             Socket::Udp(s) => Some(s),
+            _ => None,
         }
     }
 
     pub fn as_udp_mut(&mut self) -> Option<&mut udp::UdpSocket> {
         match self {
             Socket::Udp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_tcp(&self) -> Option<&crate::iface::tcp::TcpSocket> {
+        match self {
+            Socket::Tcp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_tcp_mut(&mut self) -> Option<&mut crate::iface::tcp::TcpSocket> {
+        match self {
+            Socket::Tcp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Event kinds queued for this socket, so each is queued at most once.
+    pub fn queued_events(&mut self) -> &mut u8 {
+        match self {
+            Socket::Udp(s) => &mut s.queued_events,
+            Socket::Tcp(s) => &mut s.queued_events,
         }
     }
 }

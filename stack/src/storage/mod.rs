@@ -4,6 +4,10 @@
 //! it instead of growing, so an untrusted peer cannot make the stack hold more
 //! than its configuration allows.
 
+pub mod assembler;
 pub mod packet_queue;
+pub mod ring;
 
+pub use assembler::{Assembler, TooManyRanges};
 pub use packet_queue::{Full, PacketQueue};
+pub use ring::RingBuffer;

@@ -1,0 +1,208 @@
+//! TCP between two interfaces wired back to back on a virtual clock.
+
+use super::*;
+use crate::socket::tcp::TcpState;
+use crate::testing::{config, PEER_IP, PEER_MAC};
+use crate::time::Duration;
+use crate::wire::Ipv4Cidr;
+
+/// Decides, by frame number and bytes, whether to drop an a->b frame.
+type DropFilter = Box<dyn FnMut(u64, &[u8]) -> bool>;
+
+/// Two stacks: `a` = tapir's usual test address, `b` = the peer's.
+struct Pair {
+    a: Interface,
+    b: Interface,
+    now: Instant,
+    /// Frames a->b and b->a delivered.
+    frames: (u64, u64),
+    /// Drop the a->b frames this returns true for.
+    drop_ab: DropFilter,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let a = Interface::new(config()).unwrap();
+        let mut cb = Config::new(PEER_MAC, Ipv4Cidr::new(PEER_IP, 24).unwrap());
+        cb.seed = 99;
+        let b = Interface::new(cb).unwrap();
+        Pair {
+            a,
+            b,
+            now: Instant::from_secs(1),
+            frames: (0, 0),
+            drop_ab: Box::new(|_, _| false),
+        }
+    }
+
+    /// Exchange frames until both are quiet, then advance to the next timer
+    /// (at most `until`). Returns false when nothing is left to do.
+    fn step(&mut self, until: Instant) -> bool {
+        let mut buf = vec![0u8; 1600];
+        let mut moved = true;
+        let mut any = false;
+        let mut rounds = 0;
+        while moved {
+            moved = false;
+            rounds += 1;
+            assert!(rounds < 100_000, "frames ping-pong forever at {}", self.now);
+            while let Some(n) = self.a.poll_transmit(self.now, &mut buf) {
+                self.frames.0 += 1;
+                if !(self.drop_ab)(self.frames.0, &buf[..n]) {
+                    self.b.handle_frame(self.now, &buf[..n]);
+                }
+                moved = true;
+            }
+            while let Some(n) = self.b.poll_transmit(self.now, &mut buf) {
+                self.frames.1 += 1;
+                self.a.handle_frame(self.now, &buf[..n]);
+                moved = true;
+            }
+            any |= moved;
+        }
+        let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= until => {
+                self.now = self.now.max(t);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+                true
+            }
+            _ => any,
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
+        let until = self.now + limit;
+        for _ in 0..1_000_000 {
+            if done(self) {
+                return;
+            }
+            if !self.step(until) {
+                if done(self) {
+                    return;
+                }
+                panic!("stalled at {} before the condition held", self.now);
+            }
+        }
+        panic!("step limit");
+    }
+}
+
+fn addr(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, port)
+}
+
+#[test]
+fn handshake_transfer_and_close() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    assert_eq!(p.a.tcp_state(c), Some(TcpState::SynSent));
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    assert_eq!(p.a.tcp_state(c), Some(TcpState::Established));
+    assert_eq!(p.b.tcp_state(s), Some(TcpState::Established));
+
+    // 1 MB each way, through 256 KiB buffers.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let (mut sent_a, mut sent_b) = (0, 0);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    p.run_until(Duration::from_secs(60), |p| {
+        if sent_a < data.len() {
+            sent_a += p.a.tcp_send(c, &data[sent_a..]).unwrap_or(0);
+        }
+        if sent_b < data.len() {
+            sent_b += p.b.tcp_send(s, &data[sent_b..]).unwrap_or(0);
+        }
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got_b.extend_from_slice(&buf[..n]);
+        }
+        while let Ok(n) = p.a.tcp_recv(c, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got_a.extend_from_slice(&buf[..n]);
+        }
+        got_a.len() == data.len() && got_b.len() == data.len()
+    });
+    assert!(got_a == data && got_b == data);
+    let st = p.a.tcp_stats(c).unwrap();
+    assert_eq!(st.retransmits, 0, "{st}");
+
+    // a closes first: FIN-WAIT-1/2, then TIME-WAIT; b sees EOF, closes: LAST-ACK.
+    p.a.tcp_close(c);
+    p.run_until(Duration::from_secs(5), |p| {
+        p.b.tcp_state(s) == Some(TcpState::CloseWait)
+    });
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(0), "EOF after the peer's FIN");
+    p.b.tcp_close(s);
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_state(s).is_none());
+    assert_eq!(p.a.tcp_time_wait_count(), 1, "a holds TIME-WAIT compactly");
+    p.run_until(Duration::from_secs(61), |p| p.a.tcp_time_wait_count() == 0);
+    assert_eq!(p.a.socket_count(), 0);
+    assert_eq!(p.b.socket_count(), 1, "only the listener is left");
+}
+
+#[test]
+fn connect_to_closed_port_is_refused() {
+    let mut p = Pair::new();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 81)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| {
+        p.a.tcp_state(c) == Some(TcpState::Closed)
+    });
+    assert_eq!(p.a.tcp_take_error(c), Some(SocketError::ConnectionRefused));
+    assert_eq!(p.b.stats().tcp_no_socket, 1);
+    assert_eq!(p.b.stats().tcp_rst_tx, 1);
+}
+
+#[test]
+fn lost_segments_are_retransmitted() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    // Drop every 7th frame from a to b.
+    p.drop_ab = Box::new(|n, _| n % 7 == 0);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    p.run_until(Duration::from_secs(120), |p| {
+        if sent < data.len() {
+            sent += p.a.tcp_send(c, &data[sent..]).unwrap_or(0);
+        }
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == data.len()
+    });
+    assert!(got == data);
+    let st = p.a.tcp_stats(c).unwrap();
+    assert!(st.retransmits > 0, "{st}");
+}
+
+#[test]
+fn syn_retransmits_then_times_out() {
+    let mut p = Pair::new();
+    p.drop_ab = Box::new(|_, f| f.len() > 42); // everything but ARP
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(600), |p| {
+        p.a.tcp_state(c) == Some(TcpState::Closed)
+    });
+    assert_eq!(p.a.tcp_take_error(c), Some(SocketError::TimedOut));
+    // 1 + 6 retries, backing off 1, 2, 4, ... 64 s: 127 s in all.
+    assert_eq!(p.a.stats().tcp_tx, 7);
+    assert_eq!(p.now, Instant::from_secs(1 + 127));
+}

@@ -1,0 +1,136 @@
+//! Congestion control behind a small trait (RFC 5681). Reno is the first
+//! controller; CUBIC and PRR come with loss recovery.
+
+use core::fmt::Debug;
+
+/// What a congestion controller sees of a connection. All sizes in bytes.
+pub(crate) trait CongestionControl: Debug + Send {
+    /// The congestion window.
+    fn window(&self) -> usize;
+    fn ssthresh(&self) -> usize;
+    /// `acked` bytes of new data were acknowledged.
+    fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool);
+    /// Three duplicate ACKs: enter fast recovery (RFC 5681 3.2 steps 2-3).
+    fn on_fast_retransmit(&mut self, in_flight: usize, mss: usize);
+    /// Each further duplicate ACK in fast recovery (RFC 5681 3.2 step 4).
+    fn on_dup_ack_in_recovery(&mut self, mss: usize);
+    /// The ACK that ends recovery (RFC 5681 3.2 step 6: deflate).
+    fn on_recovery_end(&mut self);
+    /// The retransmission timer expired (RFC 5681 3.1 equation 4, then
+    /// restart from one segment).
+    fn on_rto(&mut self, in_flight: usize, mss: usize);
+    fn name(&self) -> &'static str;
+}
+
+/// RFC 5681 Reno: slow start, congestion avoidance, fast retransmit and
+/// fast recovery with window inflation.
+#[derive(Debug, Clone)]
+pub(crate) struct Reno {
+    cwnd: usize,
+    ssthresh: usize,
+    /// Bytes acked since cwnd last grew in congestion avoidance.
+    acked_in_ca: usize,
+}
+
+impl Reno {
+    /// `initial` is the initial window in bytes (RFC 6928).
+    pub fn new(initial: usize) -> Self {
+        // RFC 5681 3.1: ssthresh starts arbitrarily high.
+        Reno {
+            cwnd: initial,
+            ssthresh: usize::MAX,
+            acked_in_ca: 0,
+        }
+    }
+}
+
+impl CongestionControl for Reno {
+    fn window(&self) -> usize {
+        self.cwnd
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+
+    fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool) {
+        if in_recovery {
+            return;
+        }
+        if self.cwnd < self.ssthresh {
+            // RFC 5681 3.1 equation 2, with RFC 3465's limit of L = 2*SMSS.
+            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+        } else {
+            // RFC 5681 3.1: about one SMSS per RTT (byte counting, RFC 3465).
+            self.acked_in_ca += acked;
+            if self.acked_in_ca >= self.cwnd {
+                self.acked_in_ca -= self.cwnd;
+                self.cwnd = self.cwnd.saturating_add(mss);
+            }
+        }
+    }
+
+    fn on_fast_retransmit(&mut self, in_flight: usize, mss: usize) {
+        // RFC 5681 equation 4, then step 3: cwnd = ssthresh + 3*SMSS.
+        self.ssthresh = (in_flight / 2).max(2 * mss);
+        self.cwnd = self.ssthresh + 3 * mss;
+    }
+
+    fn on_dup_ack_in_recovery(&mut self, mss: usize) {
+        self.cwnd = self.cwnd.saturating_add(mss);
+    }
+
+    fn on_recovery_end(&mut self) {
+        self.cwnd = self.ssthresh;
+        self.acked_in_ca = 0;
+    }
+
+    fn on_rto(&mut self, in_flight: usize, mss: usize) {
+        self.ssthresh = (in_flight / 2).max(2 * mss);
+        // RFC 5681 3.1: LW = 1 full-sized segment.
+        self.cwnd = mss;
+        self.acked_in_ca = 0;
+    }
+
+    fn name(&self) -> &'static str {
+        "reno"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_then_avoidance() {
+        let mss = 1000;
+        let mut r = Reno::new(10 * mss);
+        r.on_ack(mss, mss, false);
+        assert_eq!(r.window(), 11 * mss);
+        r.on_rto(20 * mss, mss);
+        assert_eq!((r.window(), r.ssthresh()), (mss, 10 * mss));
+        for _ in 0..9 {
+            r.on_ack(mss, mss, false);
+        }
+        assert_eq!(r.window(), 10 * mss, "slow start up to ssthresh");
+        // Avoidance: one MSS per window's worth of ACKs.
+        for _ in 0..10 {
+            r.on_ack(mss, mss, false);
+        }
+        assert_eq!(r.window(), 11 * mss);
+    }
+
+    #[test]
+    fn fast_recovery_inflates_then_deflates() {
+        let mss = 1000;
+        let mut r = Reno::new(10 * mss);
+        r.on_fast_retransmit(10 * mss, mss);
+        assert_eq!((r.ssthresh(), r.window()), (5 * mss, 8 * mss));
+        r.on_dup_ack_in_recovery(mss);
+        assert_eq!(r.window(), 9 * mss);
+        r.on_ack(mss, mss, true);
+        assert_eq!(r.window(), 9 * mss, "no growth during recovery");
+        r.on_recovery_end();
+        assert_eq!(r.window(), 5 * mss);
+    }
+}

@@ -1,0 +1,1506 @@
+//! One TCP connection: RFC 9293's transmission control block and the
+//! segment-arrival rules of its section 3.10.7, with RFC 5961's defences,
+//! RFC 7323's options, RFC 6298's timer and RFC 5681's congestion control.
+//!
+//! The connection never touches a frame. Input is a parsed segment
+//! ([`Connection::process`]); output is the next segment to send
+//! ([`Connection::poll_segment`]), whose payload the caller copies out of
+//! the send buffer. Timers are deadlines the connection reports
+//! ([`Connection::deadline`]) and the caller honours
+//! ([`Connection::on_timer`]).
+
+use super::cc::{CongestionControl, Reno};
+use super::rtt::RttEstimator;
+use super::seq::SeqNumber;
+use super::{TcpConnStats, TcpOption, TcpState};
+use crate::config::TcpConfig;
+use crate::socket::SocketError;
+use crate::storage::{Assembler, RingBuffer};
+use crate::time::{Duration, Instant};
+use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
+use core::net::SocketAddrV4;
+
+/// RFC 9293 3.7.1: the MSS to assume when the peer sends none.
+const DEFAULT_MSS: usize = 536;
+/// RFC 7323 2.3: the largest shift either side may use.
+const MAX_WSCALE: u8 = 14;
+/// RFC 7323 5.5: a timestamp older than 24 days is no basis for PAWS.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// Persist-timer backoff ceiling (Linux: TCP_RTO_MAX for probes too, we
+/// keep 60 s, the RFC 6298 floor for a maximum).
+const PERSIST_MAX: Duration = Duration::from_secs(60);
+/// Bytes of TCP and IPv4 headers without options.
+const HEADERS: usize = 40;
+
+#[derive(Debug, Clone, Copy)]
+struct Timestamps {
+    /// TS.Recent (RFC 7323 4.3): the peer's latest in-order TSval.
+    recent: u32,
+    recent_at: Instant,
+    /// Added to our clock (ms) so TSvals don't leak uptime (RFC 7323 5.4).
+    offset: u32,
+}
+
+/// Keepalive settings and progress (RFC 1122 4.2.3.6).
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    enabled: bool,
+    idle: Duration,
+    interval: Duration,
+    count: u32,
+    probes_sent: u32,
+}
+
+/// What the connection wants its owner to do after an input or a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// Nothing the owner must act on.
+    None,
+    /// SYN-RECEIVED -> ESTABLISHED: a passive open completed.
+    Established,
+    /// SYN-SENT -> ESTABLISHED: connect succeeded.
+    Connected,
+    /// A RST sent a passive SYN-RECEIVED back to LISTEN (RFC 9293
+    /// 3.10.7.4): the owner forgets this embryonic connection quietly.
+    BackToListen,
+    /// The connection entered TIME-WAIT.
+    TimeWait,
+    /// The connection is gone (error recorded in `error`, if any).
+    Closed,
+}
+
+pub(crate) struct Connection {
+    pub state: TcpState,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    cfg: TcpConfig,
+    /// Whether we opened actively (RFC 9293 3.10.7.4: a RST in SYN-RECEIVED
+    /// returns a passive open to LISTEN, but closes an active one).
+    active: bool,
+
+    // RFC 9293 3.3.1 send sequence variables.
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// The highest sequence number sent; snd_nxt falls back below it after
+    /// a retransmission timeout (go-back-N).
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// The peer's window shift (RFC 7323 2.3), 0 if not negotiated.
+    snd_wscale: u8,
+
+    // RFC 9293 3.3.1 receive sequence variables.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// The right edge of the window we last advertised; it never moves left
+    /// (RFC 9293 3.8.6.2.2 / RFC 7323 2.4).
+    rcv_adv: SeqNumber,
+    rcv_wscale: u8,
+
+    /// Unacknowledged and unsent data; its first byte is at snd_una (after
+    /// the SYN is acknowledged).
+    tx: RingBuffer,
+    /// In-order data the application has not read; out-of-order data sits
+    /// in its free space, tracked by `ooo`.
+    rx: RingBuffer,
+    ooo: Assembler,
+    /// Where the peer's FIN is, once seen (it may arrive before a hole fills).
+    rx_fin: Option<SeqNumber>,
+
+    /// The peer's MSS (or the default), clamped by TCP_MAXSEG.
+    peer_mss: usize,
+    /// The MSS we advertise: MTU minus 40, or TCP_MAXSEG.
+    our_mss: usize,
+    mtu: usize,
+    user_mss: Option<usize>,
+    ts: Option<Timestamps>,
+    sack_ok: bool,
+    /// The segment we just sent carried window scale, SACK-permitted and
+    /// timestamps offers (kept so SYN retransmissions offer the same).
+    offered: TcpOptions,
+
+    nodelay: bool,
+    /// The application shut down writing: send FIN after the data.
+    fin_queued: bool,
+    /// Our FIN's sequence number once sent.
+    fin_seq: Option<SeqNumber>,
+
+    /// Send an ACK at the next opportunity.
+    ack_now: bool,
+    delack_at: Option<Instant>,
+    /// Full-sized segments received since our last ACK (RFC 5681 4.2).
+    unacked_full_segs: u32,
+
+    rtt: RttEstimator,
+    /// Karn: the one segment being timed, when timestamps are off.
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    cc: Box<dyn CongestionControl>,
+    dup_acks: u32,
+    /// In fast recovery until this is acknowledged (RFC 6582's "recover").
+    recovery: Option<SeqNumber>,
+    retransmit_una: bool,
+
+    rto_at: Option<Instant>,
+    /// Retransmissions of the same data without progress.
+    retries: u32,
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    keepalive: Keepalive,
+    keepalive_at: Option<Instant>,
+    last_recv: Instant,
+    user_timeout: Option<Duration>,
+    /// When the oldest unacknowledged data was first sent (user timeout).
+    unacked_since: Option<Instant>,
+    time_wait_at: Option<Instant>,
+    send_keepalive: bool,
+    send_probe: bool,
+
+    /// A RST this connection must send (bad ACK in SYN-RECEIVED etc.).
+    rst_out: Option<TcpRepr>,
+    /// RFC 5961: owe the peer a challenge ACK (subject to the rate limit).
+    challenge: bool,
+    pub error: Option<SocketError>,
+    stats: TcpConnStats,
+    ts_offset: u32,
+}
+
+/// Identity of a new connection.
+pub(crate) struct Endpoints {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub iss: SeqNumber,
+    pub ts_offset: u32,
+    pub mtu: usize,
+}
+
+fn wscale_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < MAX_WSCALE && (buffer >> shift) > 65535 {
+        shift += 1;
+    }
+    shift
+}
+
+impl Connection {
+    fn new(now: Instant, cfg: &TcpConfig, ep: Endpoints, active: bool) -> Self {
+        let our_mss = ep.mtu.saturating_sub(HEADERS).max(64);
+        let initial = cfg.initial_window as usize * our_mss.min(DEFAULT_MSS.max(our_mss));
+        Connection {
+            state: TcpState::Closed,
+            local: ep.local,
+            remote: ep.remote,
+            active,
+            iss: ep.iss,
+            snd_una: ep.iss,
+            snd_nxt: ep.iss,
+            snd_max: ep.iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: ep.iss,
+            snd_wscale: 0,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            rcv_wscale: if cfg.window_scaling {
+                wscale_for(cfg.recv_buffer)
+            } else {
+                0
+            },
+            tx: RingBuffer::new(cfg.send_buffer),
+            rx: RingBuffer::new(cfg.recv_buffer),
+            ooo: Assembler::new(cfg.max_ooo_ranges),
+            rx_fin: None,
+            peer_mss: DEFAULT_MSS,
+            our_mss,
+            mtu: ep.mtu,
+            user_mss: None,
+            ts: None,
+            sack_ok: false,
+            offered: TcpOptions::default(),
+            nodelay: false,
+            fin_queued: false,
+            fin_seq: None,
+            ack_now: false,
+            delack_at: None,
+            unacked_full_segs: 0,
+            rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
+            rtt_probe: None,
+            cc: Box::new(Reno::new(initial)),
+            dup_acks: 0,
+            recovery: None,
+            retransmit_una: false,
+            rto_at: None,
+            retries: 0,
+            persist_at: None,
+            persist_backoff: 0,
+            keepalive: Keepalive {
+                enabled: false,
+                idle: cfg.keepalive_idle,
+                interval: cfg.keepalive_interval,
+                count: cfg.keepalive_count,
+                probes_sent: 0,
+            },
+            keepalive_at: None,
+            last_recv: now,
+            user_timeout: None,
+            unacked_since: None,
+            time_wait_at: None,
+            send_keepalive: false,
+            send_probe: false,
+            rst_out: None,
+            challenge: false,
+            error: None,
+            stats: TcpConnStats::default(),
+            cfg: cfg.clone(),
+            ts_offset: ep.ts_offset,
+        }
+    }
+
+    // ---------- opening ----------
+
+    /// An active open (RFC 9293 3.10.1): SYN-SENT, with the SYN to send.
+    pub fn connect(now: Instant, cfg: &TcpConfig, ep: Endpoints) -> Self {
+        let mut c = Connection::new(now, cfg, ep, true);
+        c.offered = TcpOptions {
+            mss: Some(c.our_mss as u16),
+            window_scale: cfg.window_scaling.then_some(c.rcv_wscale),
+            sack_permitted: cfg.sack,
+            timestamps: cfg.timestamps.then_some((0, 0)),
+            sack_blocks: SackBlocks::default(),
+        };
+        c.set_state(TcpState::SynSent);
+        c
+    }
+
+    /// A SYN arrived for a listener (RFC 9293 3.10.7.2): SYN-RECEIVED, with
+    /// the SYN-ACK to send. Options are answered only where the SYN offered
+    /// them (RFC 7323 2.2, 3.2; RFC 2018 2).
+    pub fn accept_syn(now: Instant, cfg: &TcpConfig, ep: Endpoints, syn: &TcpRepr) -> Self {
+        let mut c = Connection::new(now, cfg, ep, false);
+        c.learn_syn_options(now, syn);
+        c.offered = TcpOptions {
+            mss: Some(c.our_mss as u16),
+            window_scale: (cfg.window_scaling && syn.options.window_scale.is_some()).then_some(c.rcv_wscale),
+            sack_permitted: cfg.sack && syn.options.sack_permitted,
+            timestamps: c.ts.map(|_| (0, 0)),
+            sack_blocks: SackBlocks::default(),
+        };
+        if c.offered.window_scale.is_none() {
+            c.rcv_wscale = 0;
+        }
+        c.irs = SeqNumber(syn.seq);
+        c.rcv_nxt = c.irs + 1;
+        c.rcv_adv = c.rcv_nxt;
+        // RFC 7323 2.2: the window in a SYN is never scaled.
+        c.update_window(usize::from(syn.window), SeqNumber(syn.seq), c.iss);
+        c.set_state(TcpState::SynReceived);
+        c
+    }
+
+    /// Adopt what the peer's SYN says about MSS, scaling, SACK, timestamps.
+    fn learn_syn_options(&mut self, now: Instant, syn: &TcpRepr) {
+        let o = &syn.options;
+        if let Some(mss) = o.mss {
+            self.peer_mss = usize::from(mss).max(64);
+        }
+        // RFC 7323 2.2: scaling is on only if both sides sent the option.
+        match (o.window_scale, self.cfg.window_scaling) {
+            (Some(shift), true) => {
+                // RFC 7323 2.3: a shift above 14 is used as 14 (and logged).
+                if shift > MAX_WSCALE {
+                    tracing::debug!(shift, "peer window scale above 14, using 14");
+                }
+                self.snd_wscale = shift.min(MAX_WSCALE);
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        self.ts = match (o.timestamps, self.cfg.timestamps) {
+            (Some((tsval, _)), true) => Some(Timestamps {
+                recent: tsval,
+                recent_at: now,
+                offset: self.ts_offset,
+            }),
+            _ => None,
+        };
+    }
+
+    fn set_state(&mut self, new: TcpState) {
+        if self.state != new {
+            tracing::debug!(local = %self.local, remote = %self.remote, old = %self.state, %new, "tcp state");
+            self.state = new;
+        }
+    }
+
+    // ---------- getters ----------
+
+    /// Effective send MSS: what the peer accepts, what our link carries, and
+    /// TCP_MAXSEG, whichever is least (RFC 9293 3.7.1, RFC 1122 4.2.2.6).
+    pub fn mss(&self) -> usize {
+        let mut mss = self.peer_mss.min(self.mtu.saturating_sub(HEADERS));
+        if let Some(user) = self.user_mss {
+            mss = mss.min(user);
+        }
+        mss.max(64)
+    }
+
+    /// Bytes of TCP options on a non-SYN segment (timestamps), which the
+    /// MSS must leave room for (RFC 6691).
+    fn option_overhead(&self, sack_blocks: usize) -> usize {
+        let ts = if self.ts.is_some() { 12 } else { 0 };
+        let sack = if sack_blocks > 0 { 4 + 8 * sack_blocks } else { 0 };
+        ts + sack
+    }
+
+    fn in_flight(&self) -> usize {
+        self.snd_max.distance(self.snd_una)
+    }
+
+    /// Unsent data: queued beyond snd_nxt.
+    fn unsent(&self) -> usize {
+        let sent = self.data_sent_offset();
+        self.tx.len().saturating_sub(sent)
+    }
+
+    /// Offset into `tx` of snd_nxt (the SYN occupies no buffer byte).
+    fn data_sent_offset(&self) -> usize {
+        let base = if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        };
+        let nxt = if self.fin_seq.is_some_and(|f| self.snd_nxt > f) {
+            self.snd_nxt - 1
+        } else {
+            self.snd_nxt
+        };
+        nxt.distance(base)
+    }
+
+    pub fn can_recv(&self) -> bool {
+        !self.rx.is_empty() || self.peer_closed()
+    }
+
+    /// The peer's FIN has been received in order: reads return EOF once
+    /// the buffer is drained.
+    pub fn peer_closed(&self) -> bool {
+        self.rx_fin.is_some_and(|f| self.rcv_nxt > f)
+    }
+
+    pub fn send_capacity(&self) -> usize {
+        self.tx.window()
+    }
+
+    pub fn may_send(&self) -> bool {
+        matches!(self.state, TcpState::Established | TcpState::CloseWait) && !self.fin_queued
+    }
+
+    pub fn stats(&self) -> TcpConnStats {
+        let mut s = self.stats.clone();
+        s.state = Some(self.state);
+        s.snd_una = self.snd_una.0;
+        s.snd_nxt = self.snd_nxt.0;
+        s.snd_wnd = self.snd_wnd;
+        s.rcv_nxt = self.rcv_nxt.0;
+        s.rcv_wnd = self.rcv_adv.distance(self.rcv_nxt);
+        s.mss = self.mss();
+        s.srtt = self.rtt.srtt();
+        s.rttvar = self.rtt.rttvar();
+        s.rto = self.rtt.rto();
+        s.cwnd = self.cc.window();
+        s.ssthresh = self.cc.ssthresh();
+        s.bytes_in_flight = self.in_flight();
+        s.ooo_bytes = self.ooo.total_bytes();
+        s.congestion_control = self.cc.name();
+        s
+    }
+
+    // ---------- application calls ----------
+
+    /// Queue data; returns how much fit.
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        let n = self.tx.enqueue_slice(data);
+        if n > 0 && self.unacked_since.is_none() && self.in_flight() == 0 {
+            // The user timeout counts from when data is waiting on the peer.
+        }
+        n
+    }
+
+    /// "Fill in place": the free part of the send buffer, contiguous.
+    pub fn send_buffer(&mut self, max: usize) -> &mut [u8] {
+        self.tx.get_unallocated(max)
+    }
+
+    pub fn commit_send(&mut self, n: usize) {
+        self.tx.enqueue_unallocated(n);
+    }
+
+    /// Read in-order data. A window update is sent if reading opened the
+    /// window enough (RFC 9293 3.8.6.2.2).
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.rx.dequeue_slice(buf);
+        if n > 0 {
+            self.after_read();
+        }
+        n
+    }
+
+    /// Peek without consuming.
+    pub fn peek(&self, buf: &mut [u8]) -> usize {
+        self.rx.read_allocated(0, buf)
+    }
+
+    /// Contiguous readable bytes, for "consume in place".
+    pub fn recv_slice(&self, max: usize) -> &[u8] {
+        self.rx.get_allocated(0, max)
+    }
+
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = self.rx.dequeue_allocated(n);
+        if n > 0 {
+            self.after_read();
+        }
+        n
+    }
+
+    pub fn recv_queued(&self) -> usize {
+        self.rx.len()
+    }
+
+    fn after_read(&mut self) {
+        if self.state.is_synchronized() || self.state == TcpState::SynReceived {
+            let (_, grows) = self.window_to_advertise();
+            if grows {
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// Half-close (shutdown(SHUT_WR)): FIN after the queued data.
+    pub fn shutdown_write(&mut self) {
+        match self.state {
+            TcpState::SynSent => {
+                self.set_state(TcpState::Closed);
+            }
+            TcpState::SynReceived | TcpState::Established => {
+                self.fin_queued = true;
+                if self.state == TcpState::Established {
+                    self.set_state(TcpState::FinWait1);
+                }
+            }
+            TcpState::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(TcpState::LastAck);
+            }
+            _ => {}
+        }
+    }
+
+    /// Abort: RFC 9293 3.10.5 ABORT. Returns the RST to send, if the peer
+    /// knows of this connection.
+    pub fn abort(&mut self) -> Option<TcpRepr> {
+        let rst = match self.state {
+            TcpState::SynReceived
+            | TcpState::Established
+            | TcpState::FinWait1
+            | TcpState::FinWait2
+            | TcpState::CloseWait => Some(self.rst_repr(self.snd_nxt, None)),
+            _ => None,
+        };
+        self.set_state(TcpState::Closed);
+        rst
+    }
+
+    pub fn set_option(&mut self, now: Instant, opt: TcpOption) {
+        match opt {
+            TcpOption::NoDelay(on) => self.nodelay = on,
+            TcpOption::KeepAlive(on) => {
+                self.keepalive.enabled = on;
+                self.keepalive.probes_sent = 0;
+                self.keepalive_at = on.then(|| now + self.keepalive.idle);
+            }
+            TcpOption::KeepIdle(d) => {
+                self.keepalive.idle = d;
+                if self.keepalive.enabled {
+                    self.keepalive_at = Some(self.last_recv + d);
+                }
+            }
+            TcpOption::KeepInterval(d) => self.keepalive.interval = d,
+            TcpOption::KeepCount(n) => self.keepalive.count = n.max(1),
+            TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
+            TcpOption::RecvBuffer(n) => {
+                let _ = self.rx.resize(n.max(self.rx.len()));
+            }
+            TcpOption::SendBuffer(n) => {
+                let _ = self.tx.resize(n.max(self.tx.len()));
+            }
+            TcpOption::MaxSegment(n) => {
+                self.user_mss = Some(usize::from(n).max(64));
+                if self.state == TcpState::Closed || self.state == TcpState::SynSent {
+                    self.our_mss = self.our_mss.min(usize::from(n).max(64));
+                    self.offered.mss = Some(self.our_mss as u16);
+                }
+            }
+        }
+    }
+
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    pub fn keepalive_enabled(&self) -> bool {
+        self.keepalive.enabled
+    }
+
+    pub fn rx_capacity(&self) -> usize {
+        self.rx.capacity()
+    }
+
+    pub fn tx_capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    // ---------- receive window ----------
+
+    /// The window to advertise now, and whether it moves the right edge by
+    /// enough to be worth an update. RFC 9293 3.8.6.2.2 (receiver-side SWS
+    /// avoidance): open the window only in steps of min(buffer/2, MSS), and
+    /// never move the right edge left (RFC 7323 2.4).
+    fn window_to_advertise(&self) -> (usize, bool) {
+        let free = self.rx.window();
+        let current = self.rcv_adv.distance(self.rcv_nxt);
+        let step = (self.rx.capacity() / 2).min(self.our_mss).max(1);
+        let max = 65535usize << self.rcv_wscale;
+        let wnd = if free >= current + step || (free > current && free == self.rx.capacity()) {
+            free.min(max)
+        } else {
+            current.min(max)
+        };
+        // The scaled field rounds down; round the granted window down with
+        // it, but never below what was already promised.
+        let granularity = 1usize << self.rcv_wscale;
+        let wnd = (wnd / granularity * granularity)
+            .max(current.div_ceil(granularity) * granularity)
+            .min(max);
+        (wnd, wnd > current && wnd - current >= step)
+    }
+
+    // ---------- segment arrival (RFC 9293 3.10.7) ----------
+
+    /// Process one segment for this connection. `now` is the arrival time.
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
+        self.stats.segs_in += 1;
+        match self.state {
+            TcpState::Closed | TcpState::Listen => Transition::None,
+            TcpState::SynSent => self.process_syn_sent(now, seg),
+            _ => self.process_synchronized(now, seg, payload),
+        }
+    }
+
+    /// RFC 9293 3.10.7.3, SYN-SENT.
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
+        let ack = SeqNumber(seg.ack);
+        // First: check the ACK bit.
+        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_nxt) {
+            if !seg.flags.rst() {
+                self.rst_out = Some(self.rst_repr(ack, None));
+            }
+            return Transition::None;
+        }
+        let acceptable = seg.flags.ack(); // snd_una = iss < ack <= snd_nxt, checked above
+                                          // Second: the RST bit. RFC 5961 3.2 keeps 9293's rule here: only a
+                                          // RST acknowledging our SYN resets the connection.
+        if seg.flags.rst() {
+            if acceptable {
+                self.error = Some(SocketError::ConnectionRefused);
+                self.set_state(TcpState::Closed);
+                return Transition::Closed;
+            }
+            return Transition::None;
+        }
+        // Fourth: the SYN bit.
+        if !seg.flags.syn() {
+            return Transition::None;
+        }
+        self.learn_syn_options(now, seg);
+        self.irs = SeqNumber(seg.seq);
+        self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt;
+        if acceptable {
+            self.snd_una = ack;
+            self.on_syn_acked(now);
+            // RFC 7323 2.2: a SYN's window is never scaled.
+            self.snd_wl1 = SeqNumber(seg.seq);
+            self.snd_wl2 = ack;
+            self.snd_wnd = usize::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.set_state(TcpState::Established);
+            self.ack_now = true;
+            Transition::Connected
+        } else {
+            // Simultaneous open (RFC 9293 3.5 figure 7): answer with SYN-ACK.
+            self.update_window(usize::from(seg.window), SeqNumber(seg.seq), self.iss);
+            self.offered.window_scale = self
+                .offered
+                .window_scale
+                .filter(|_| seg.options.window_scale.is_some());
+            self.offered.sack_permitted &= seg.options.sack_permitted;
+            self.offered.timestamps = self.offered.timestamps.filter(|_| self.ts.is_some());
+            self.snd_nxt = self.iss; // resend our SYN, now with ACK
+            self.set_state(TcpState::SynReceived);
+            Transition::None
+        }
+    }
+
+    /// Our SYN was acknowledged: measure it and stop its timer.
+    fn on_syn_acked(&mut self, now: Instant) {
+        if let Some((seq, sent)) = self.rtt_probe.take() {
+            if seq == self.iss && self.retries == 0 {
+                self.rtt.sample(now - sent);
+            }
+        }
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        self.rto_at = None;
+        self.last_recv = now;
+        if self.keepalive.enabled {
+            self.keepalive_at = Some(now + self.keepalive.idle);
+        }
+    }
+
+    /// RFC 9293 3.10.7.4: SYN-RECEIVED and every synchronized state.
+    fn process_synchronized(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
+        let seq = SeqNumber(seg.seq);
+        let seg_len = payload.len() + usize::from(seg.flags.syn()) + usize::from(seg.flags.fin());
+
+        // A retransmitted SYN in passive SYN-RECEIVED: our SYN-ACK was lost.
+        // Linux answers with the SYN-ACK again rather than a challenge ACK.
+        if self.state == TcpState::SynReceived && seg.flags.syn() && !seg.flags.ack() && seq == self.irs {
+            self.snd_nxt = self.iss;
+            return Transition::None;
+        }
+
+        // TIME-WAIT sees only retransmissions of the peer's FIN; handled
+        // compactly by the owner. A connection still held here answers like
+        // the RFC asks: ACK a FIN, restart the 2 MSL timer.
+        // RFC 7323 5.3: PAWS, before the sequence check.
+        if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
+            if !seg.flags.rst() && ts_before(tsval, ts.recent) && now - ts.recent_at < PAWS_IDLE {
+                self.ack_now = true;
+                return Transition::None;
+            }
+        }
+
+        // First: the sequence number (the acceptability test).
+        let wnd = self.rcv_adv.distance(self.rcv_nxt);
+        let acceptable = if seg_len == 0 {
+            if wnd == 0 {
+                seq == self.rcv_nxt
+            } else {
+                self.rcv_nxt <= seq && seq < self.rcv_nxt + wnd
+            }
+        } else if wnd == 0 {
+            // RFC 9293: "If the RCV.WND is zero, no segments will be
+            // acceptable, but special allowance should be made to accept
+            // valid ACKs, URGs, and RSTs". We also accept a segment starting
+            // exactly at RCV.NXT so its ACK and FIN are processed (its data
+            // is dropped below for lack of room), as Linux does.
+            seq == self.rcv_nxt
+        } else {
+            let last = seq + (seg_len - 1);
+            (self.rcv_nxt <= seq && seq < self.rcv_nxt + wnd)
+                || (self.rcv_nxt <= last && last < self.rcv_nxt + wnd)
+        };
+        if !acceptable {
+            if !seg.flags.rst() {
+                // RFC 9293: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+                self.ack_now = true;
+            }
+            return Transition::None;
+        }
+
+        // Second: the RST bit, with RFC 5961 3.2's exact-match rule.
+        if seg.flags.rst() && self.state == TcpState::TimeWait {
+            // RFC 1337 (TIME-WAIT assassination): ignore RSTs in TIME-WAIT.
+            // Linux's default (tcp_rfc1337 = 0) accepts them; we do not.
+            return Transition::None;
+        }
+        if seg.flags.rst() {
+            if seq != self.rcv_nxt {
+                // In window but not exact: challenge ACK (rate-limited by owner).
+                self.challenge_ack();
+                return Transition::None;
+            }
+            return self.on_reset();
+        }
+
+        // Fourth: the SYN bit (RFC 5961 4.2): in any synchronized state
+        // (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
+        if seg.flags.syn() {
+            self.challenge_ack();
+            return Transition::None;
+        }
+
+        // Fifth: the ACK field.
+        if !seg.flags.ack() {
+            return Transition::None;
+        }
+        let mut transition = Transition::None;
+        let ack = SeqNumber(seg.ack);
+        if self.state == TcpState::SynReceived {
+            if self.snd_una < ack && ack <= self.snd_nxt {
+                self.snd_una = ack;
+                self.on_syn_acked(now);
+                self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.set_state(TcpState::Established);
+                transition = if self.active {
+                    Transition::Connected
+                } else {
+                    Transition::Established
+                };
+                if self.fin_queued {
+                    self.set_state(TcpState::FinWait1);
+                }
+            } else {
+                // RFC 9293: <SEQ=SEG.ACK><CTL=RST>.
+                self.rst_out = Some(self.rst_repr(ack, None));
+                return Transition::None;
+            }
+        } else {
+            // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
+            if ack > self.snd_max {
+                // RFC 9293: ACK for something not yet sent: ACK and drop.
+                self.ack_now = true;
+                return Transition::None;
+            }
+            if ack < self.snd_una - self.max_snd_wnd.max(1) {
+                self.ack_now = true;
+                return Transition::None;
+            }
+            self.process_ack(now, seg, ack, payload.len());
+        }
+
+        // Timestamps (RFC 7323 4.3): record TS.Recent from a segment that
+        // covers RCV.NXT (the "Last.ACK.sent" rule).
+        if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
+            if seq <= self.rcv_nxt && !ts_before(tsval, ts.recent) {
+                ts.recent = tsval;
+                ts.recent_at = now;
+            }
+        }
+        self.last_recv = now;
+        if self.keepalive.enabled {
+            self.keepalive.probes_sent = 0;
+            self.keepalive_at = Some(now + self.keepalive.idle);
+        }
+
+        // Our FIN acknowledged?
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        match self.state {
+            TcpState::FinWait1 if fin_acked => self.set_state(TcpState::FinWait2),
+            TcpState::Closing if fin_acked => {
+                self.enter_time_wait(now);
+                return Transition::TimeWait;
+            }
+            TcpState::LastAck if fin_acked => {
+                self.set_state(TcpState::Closed);
+                return Transition::Closed;
+            }
+            TcpState::TimeWait => {
+                // Only a retransmitted FIN can arrive: ACK it, restart 2 MSL.
+                if seg.flags.fin() {
+                    self.ack_now = true;
+                    self.time_wait_at = Some(now + self.cfg.time_wait);
+                }
+                return Transition::None;
+            }
+            _ => {}
+        }
+
+        // Seventh: the segment text.
+        if !payload.is_empty() || seg.flags.fin() {
+            match self.state {
+                TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived => {
+                    self.receive_data(now, seq, payload, seg.flags.fin());
+                }
+                // CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent its
+                // FIN; data now is a retransmission. ACK it.
+                _ => self.ack_now = true,
+            }
+        }
+
+        // Eighth: the FIN, once everything before it has arrived.
+        if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
+            self.rcv_nxt += 1;
+            self.ack_now = true;
+            match self.state {
+                TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+                TcpState::FinWait1 => {
+                    if self.fin_seq.is_some_and(|f| self.snd_una > f) {
+                        self.enter_time_wait(now);
+                        return Transition::TimeWait;
+                    }
+                    self.set_state(TcpState::Closing);
+                }
+                TcpState::FinWait2 => {
+                    self.enter_time_wait(now);
+                    return Transition::TimeWait;
+                }
+                _ => {}
+            }
+        }
+        transition
+    }
+
+    /// A RST passed RFC 5961's exact-sequence test (RFC 9293 3.10.7.4,
+    /// second check).
+    fn on_reset(&mut self) -> Transition {
+        let state = self.state;
+        self.set_state(TcpState::Closed);
+        match state {
+            TcpState::SynReceived if !self.active => Transition::BackToListen,
+            TcpState::SynReceived => {
+                self.error = Some(SocketError::ConnectionRefused);
+                Transition::Closed
+            }
+            TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::CloseWait => {
+                self.error = Some(SocketError::ConnectionReset);
+                Transition::Closed
+            }
+            _ => Transition::Closed,
+        }
+    }
+
+    fn challenge_ack(&mut self) {
+        self.challenge = true;
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(TcpState::TimeWait);
+        self.time_wait_at = Some(now + self.cfg.time_wait);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.delack_at = None;
+    }
+
+    /// RFC 9293 3.10.7.4 fifth check for synchronized states: new data
+    /// acknowledged, duplicate ACKs (RFC 5681 3.2), window updates.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
+        let seq = SeqNumber(seg.seq);
+        let window = usize::from(seg.window) << self.snd_wscale;
+        if ack > self.snd_una {
+            let mut acked = ack.distance(self.snd_una);
+            // The FIN occupies a sequence number but no buffer byte.
+            if self.fin_seq.is_some_and(|f| ack > f) {
+                acked -= 1;
+            }
+            let acked = self.tx.dequeue_allocated(acked);
+            self.stats.bytes_acked += acked as u64;
+            self.snd_una = ack;
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            // RTT: timestamps where we have them (RFC 7323 4), else Karn's
+            // timed segment (RFC 6298 3).
+            let sample = match (self.ts, seg.options.timestamps) {
+                (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
+                    let ours = self.ts_now(now, ts.offset);
+                    Some(Duration::from_millis(u64::from(ours.wrapping_sub(tsecr))))
+                }
+                _ => match self.rtt_probe {
+                    Some((probe, sent)) if ack > probe => {
+                        self.rtt_probe = None;
+                        Some(now - sent)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(rtt) = sample {
+                if rtt < Duration::from_secs(60) {
+                    self.rtt.sample(rtt);
+                }
+            }
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            let mss = self.mss();
+            match self.recovery {
+                Some(recover) if ack >= recover => {
+                    self.recovery = None;
+                    self.cc.on_recovery_end();
+                }
+                Some(_) => {
+                    // A partial ACK: without NewReno (a later issue), Reno
+                    // leaves recovery here too, then retransmits on the timer.
+                    self.recovery = None;
+                    self.cc.on_recovery_end();
+                }
+                None => self.cc.on_ack(acked, mss, false),
+            }
+            self.dup_acks = 0;
+            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart.
+            self.rto_at = (self.in_flight() > 0).then(|| now + self.rtt.rto());
+            self.unacked_since = (self.in_flight() > 0).then_some(now);
+            if self.rtt_probe.is_some_and(|(p, _)| p < self.snd_una) {
+                self.rtt_probe = None;
+            }
+        } else if ack == self.snd_una
+            && self.in_flight() > 0
+            && payload_len == 0
+            && !seg.flags.syn()
+            && !seg.flags.fin()
+            && window == self.snd_wnd
+        {
+            // RFC 5681 2: a duplicate ACK needs outstanding data, no data
+            // of its own, no SYN/FIN, and an unchanged window.
+            self.dup_acks += 1;
+            self.stats.dup_acks_in += 1;
+            let mss = self.mss();
+            if self.dup_acks == 3 && self.recovery.is_none() {
+                // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
+                self.cc.on_fast_retransmit(self.in_flight(), mss);
+                self.recovery = Some(self.snd_max);
+                self.retransmit_una = true;
+                self.rtt_probe = None;
+            } else if self.dup_acks > 3 && self.recovery.is_some() {
+                self.cc.on_dup_ack_in_recovery(mss);
+            }
+        }
+        // RFC 9293: update the send window if the segment is newer.
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            self.update_window(window, seq, ack);
+        }
+    }
+
+    fn update_window(&mut self, window: usize, seq: SeqNumber, ack: SeqNumber) {
+        let was_zero = self.snd_wnd == 0;
+        self.snd_wnd = window;
+        self.max_snd_wnd = self.max_snd_wnd.max(window);
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        if window > 0 && was_zero {
+            self.persist_at = None;
+            self.persist_backoff = 0;
+        }
+    }
+
+    /// Place segment text in the receive buffer (RFC 9293 3.10.7.4 seventh
+    /// check), trimming what lies outside the window.
+    fn receive_data(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        // Trim the part already received.
+        let (mut seq, mut data) = (seq, payload);
+        if seq < self.rcv_nxt {
+            let dup = self.rcv_nxt.distance(seq).min(data.len());
+            data = &data[dup..];
+            seq += dup;
+        }
+        if fin {
+            let fin_at = seq + data.len();
+            if self.rx_fin.is_none() {
+                self.rx_fin = Some(fin_at);
+            }
+        }
+        if data.is_empty() {
+            if !fin {
+                self.ack_now = true; // a pure duplicate: say where we are
+            }
+            return;
+        }
+        let offset = seq.distance(self.rcv_nxt);
+        let room = self.rx.window();
+        if offset >= room {
+            self.ack_now = true;
+            return;
+        }
+        let data = &data[..data.len().min(room - offset)];
+        let full_sized = data.len() >= self.our_mss.min(self.peer_mss);
+        if offset == 0 {
+            let had_holes = !self.ooo.is_empty();
+            let n = self.rx.enqueue_slice(data);
+            self.ooo.advance(n);
+            let more = self.ooo.remove_front();
+            self.rx.enqueue_unallocated(more);
+            self.rcv_nxt += n + more;
+            self.stats.bytes_received += (n + more) as u64;
+            if had_holes {
+                // RFC 5681 4.2: ACK at once when a segment fills a hole.
+                self.ack_now = true;
+            } else if full_sized {
+                self.unacked_full_segs += 1;
+                // RFC 5681 4.2: ACK at least every second full-sized segment.
+                if self.unacked_full_segs >= 2 {
+                    self.ack_now = true;
+                }
+            }
+            if !self.ack_now && self.delack_at.is_none() {
+                self.delack_at = Some(now + self.cfg.delayed_ack);
+            }
+        } else {
+            // Out of order: keep it if the assembler has room, and send a
+            // duplicate ACK at once (RFC 5681 4.2), with SACK blocks.
+            let written = self.rx.write_unallocated(offset, data);
+            if self.ooo.add(offset, written).is_err() {
+                tracing::debug!(remote = %self.remote, "too many out-of-order ranges; segment dropped");
+            }
+            self.ack_now = true;
+        }
+        if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
+            self.ack_now = true;
+        }
+    }
+
+    // ---------- timers ----------
+
+    /// The earliest deadline of this connection's timers.
+    pub fn deadline(&self) -> Option<Instant> {
+        [
+            self.rto_at,
+            self.persist_at,
+            self.delack_at,
+            self.keepalive_at,
+            self.time_wait_at,
+            self.user_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn user_deadline(&self) -> Option<Instant> {
+        Some(self.unacked_since? + self.user_timeout?)
+    }
+
+    /// Act on every timer that is due.
+    pub fn on_timer(&mut self, now: Instant) -> Transition {
+        if self.time_wait_at.is_some_and(|t| now >= t) {
+            self.time_wait_at = None;
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        if self.user_deadline().is_some_and(|t| now >= t) {
+            return self.time_out();
+        }
+        if self.rto_at.is_some_and(|t| now >= t) {
+            self.rto_at = None;
+            let limit = match self.state {
+                TcpState::SynSent => self.cfg.syn_retries,
+                TcpState::SynReceived => self.cfg.synack_retries,
+                _ => self.cfg.max_retransmits,
+            };
+            if self.retries >= limit {
+                return self.time_out();
+            }
+            self.retries += 1;
+            self.rtt.back_off();
+            self.rtt_probe = None;
+            // RFC 5681 3.1 / RFC 6298 5.4: retransmit the earliest segment,
+            // go back to one segment of window.
+            if self.state.is_synchronized() {
+                let mss = self.mss();
+                self.cc.on_rto(self.in_flight(), mss);
+            }
+            self.recovery = None;
+            self.dup_acks = 0;
+            self.snd_nxt = if self.state == TcpState::SynSent || self.state == TcpState::SynReceived {
+                self.iss
+            } else {
+                self.snd_una
+            };
+            tracing::debug!(remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");
+        }
+        if self.persist_at.is_some_and(|t| now >= t) {
+            self.persist_at = None;
+            self.send_probe = true;
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+        }
+        if self.delack_at.is_some_and(|t| now >= t) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        if self.keepalive_at.is_some_and(|t| now >= t) {
+            if self.keepalive.probes_sent >= self.keepalive.count {
+                return self.time_out();
+            }
+            self.keepalive.probes_sent += 1;
+            self.send_keepalive = true;
+            self.keepalive_at = Some(now + self.keepalive.interval);
+        }
+        Transition::None
+    }
+
+    fn time_out(&mut self) -> Transition {
+        tracing::debug!(remote = %self.remote, state = %self.state, "connection timed out");
+        self.error = Some(SocketError::TimedOut);
+        let rst = matches!(
+            self.state,
+            TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::FinWait2
+        );
+        if rst {
+            // Linux sends a RST when it gives up on an established connection.
+            self.rst_out = Some(self.rst_repr(self.snd_nxt, None));
+        }
+        self.set_state(TcpState::Closed);
+        Transition::Closed
+    }
+
+    /// A hard ICMP error arrived for this connection (RFC 1122 4.2.3.9).
+    pub fn on_icmp_error(&mut self, err: SocketError) -> Transition {
+        if self.state == TcpState::SynSent || self.state == TcpState::SynReceived && self.active {
+            self.error = Some(err);
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        // In synchronized states errors are soft: remember, keep going.
+        self.error = Some(err);
+        Transition::None
+    }
+
+    /// Path MTU lowered (RFC 1191): clamp the MSS and resend what no longer fits.
+    pub fn on_path_mtu(&mut self, mtu: usize) {
+        if mtu >= 68 && mtu < self.mtu {
+            self.mtu = mtu;
+            if self.in_flight() > 0 {
+                self.snd_nxt = self.snd_una;
+            }
+        }
+    }
+
+    // ---------- output ----------
+
+    fn ts_now(&self, now: Instant, offset: u32) -> u32 {
+        (now.total_millis() as u32).wrapping_add(offset)
+    }
+
+    fn rst_repr(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr {
+        let mut flags = TcpFlags::RST;
+        if ack.is_some() {
+            flags.insert(TcpFlags::ACK);
+        }
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: seq.0,
+            ack: ack.map(|a| a.0).unwrap_or(0),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+        }
+    }
+
+    /// A RST this connection must send, if any.
+    pub fn take_rst(&mut self) -> Option<TcpRepr> {
+        self.rst_out.take()
+    }
+
+    /// Wants a challenge ACK (RFC 5961); the owner applies the rate limit
+    /// and calls [`Self::request_ack`] if it may go.
+    pub fn take_challenge(&mut self) -> bool {
+        core::mem::take(&mut self.challenge)
+    }
+
+    /// Send an ACK at the next opportunity.
+    pub fn request_ack(&mut self) {
+        self.ack_now = true;
+    }
+
+    /// The next segment to send, if any: header fields, plus the offset and
+    /// length of its data in the send buffer (see [`Self::copy_data`]).
+    pub fn poll_segment(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        match self.state {
+            TcpState::Closed | TcpState::Listen => None,
+            TcpState::SynSent | TcpState::SynReceived => self.poll_handshake(now),
+            TcpState::TimeWait => self.ack_now.then(|| self.pure_ack(now)).map(|r| (r, 0, 0)),
+            _ => self.poll_data(now),
+        }
+    }
+
+    fn poll_handshake(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        if self.snd_nxt != self.iss {
+            // SYN sent; in SYN-RECEIVED we may still owe an ACK.
+            if self.state == TcpState::SynReceived && self.ack_now {
+                return Some((self.pure_ack(now), 0, 0));
+            }
+            return None;
+        }
+        let mut options = self.offered;
+        if let Some(ts) = self.ts_for_syn() {
+            options.timestamps = Some((self.ts_now(now, self.ts_offset), ts));
+        }
+        let mut flags = TcpFlags::SYN;
+        let mut ack = 0;
+        if self.state == TcpState::SynReceived {
+            flags.insert(TcpFlags::ACK);
+            ack = self.rcv_nxt.0;
+        }
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.iss.0,
+            ack,
+            flags,
+            // RFC 7323 2.2: the window in a SYN is not scaled.
+            window: self.rx.window().min(65535) as u16,
+            urgent: 0,
+            options,
+        };
+        if self.state == TcpState::SynReceived {
+            self.rcv_adv = self.rcv_nxt + usize::from(repr.window);
+        }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if self.retries == 0 {
+            self.rtt_probe = Some((self.iss, now));
+        } else {
+            self.stats.retransmits += 1;
+        }
+        self.rto_at = Some(now + self.rtt.rto());
+        self.ack_now = false;
+        self.delack_at = None;
+        self.stats.segs_out += 1;
+        Some((repr, 0, 0))
+    }
+
+    /// TSecr for a SYN: 0 on an active open, the peer's TSval on a SYN-ACK.
+    fn ts_for_syn(&self) -> Option<u32> {
+        self.offered.timestamps?;
+        Some(match (self.state, self.ts) {
+            (TcpState::SynReceived, Some(ts)) => ts.recent,
+            _ => 0,
+        })
+    }
+
+    /// Header fields every synchronized segment carries.
+    fn base_repr(&mut self, now: Instant, seq: SeqNumber, flags: u8) -> TcpRepr {
+        let (wnd, _) = self.window_to_advertise();
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + wnd);
+        let mut options = TcpOptions::default();
+        if let Some(ts) = self.ts {
+            options.timestamps = Some((self.ts_now(now, ts.offset), ts.recent));
+        }
+        if self.sack_ok {
+            // RFC 2018 4: the block with the most recent data first.
+            let room = if self.ts.is_some() { 3 } else { 4 };
+            for (start, end) in self.ooo.sack_ranges(room) {
+                options
+                    .sack_blocks
+                    .push(((self.rcv_nxt + start).0, (self.rcv_nxt + end).0));
+            }
+        }
+        self.ack_now = false;
+        self.delack_at = None;
+        self.unacked_full_segs = 0;
+        self.stats.segs_out += 1;
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: seq.0,
+            ack: self.rcv_nxt.0,
+            flags: TcpFlags(flags | TcpFlags::ACK.0),
+            window: (wnd >> self.rcv_wscale).min(65535) as u16,
+            urgent: 0,
+            options,
+        }
+    }
+
+    fn pure_ack(&mut self, now: Instant) -> TcpRepr {
+        let seq = self.snd_nxt;
+        self.base_repr(now, seq, 0)
+    }
+
+    fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        let mss = self.mss();
+        let sack_blocks = if self.sack_ok {
+            self.ooo.sack_ranges(4).count()
+        } else {
+            0
+        };
+        let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
+
+        // Fast retransmit: resend the first unacknowledged segment now.
+        if self.retransmit_una {
+            self.retransmit_una = false;
+            let base = self.data_base();
+            let len = self.tx.len().min(payload_max).min(self.in_flight());
+            let fin = len == 0 && self.fin_seq.is_some();
+            if len > 0 || fin {
+                let una = self.snd_una;
+                let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if len > 0 { TcpFlags::PSH.0 } else { 0 };
+                let repr = self.base_repr(now, una, flags);
+                self.stats.retransmits += 1;
+                self.rto_at = Some(now + self.rtt.rto());
+                return Some((repr, una.distance(base), len));
+            }
+        }
+
+        let window_end = self.snd_una + self.snd_wnd.min(self.cc.window().max(mss));
+        let offset = self.data_sent_offset();
+        let unsent = self.unsent();
+        let usable = if window_end > self.snd_nxt {
+            window_end.distance(self.snd_nxt)
+        } else {
+            0
+        };
+        let mut len = unsent.min(payload_max).min(usable);
+        let is_retransmit = self.snd_nxt < self.snd_max;
+
+        if len > 0 && !is_retransmit && len < payload_max {
+            // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
+            // partial segment goes only if it is all we have and nothing is
+            // unacknowledged (or Nagle is off), or it fills half the largest
+            // window the peer ever offered.
+            let all_queued = len == unsent;
+            let nothing_in_flight = self.in_flight() == 0;
+            let nagle_ok = self.nodelay || nothing_in_flight;
+            let big_enough = len >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
+            if !((all_queued && nagle_ok) || big_enough) {
+                len = 0;
+            }
+        }
+
+        // The FIN goes with (or after) the last data, when the window has
+        // room for its sequence number.
+        let fin_now = self.fin_queued
+            && self.fin_seq.is_none_or(|f| self.snd_nxt <= f)
+            && len == unsent
+            && (self.snd_nxt + len) < window_end.max(self.snd_nxt + len + 1);
+        if len > 0 || fin_now {
+            let mut flags = 0;
+            if len > 0 && len == unsent {
+                flags |= TcpFlags::PSH.0;
+            }
+            if fin_now {
+                flags |= TcpFlags::FIN.0;
+            }
+            let seq = self.snd_nxt;
+            let repr = self.base_repr(now, seq, flags);
+            if is_retransmit {
+                self.stats.retransmits += 1;
+            } else if self.rtt_probe.is_none() && self.ts.is_none() && len > 0 {
+                self.rtt_probe = Some((seq, now));
+            }
+            self.snd_nxt += len;
+            if fin_now {
+                self.fin_seq = Some(self.snd_nxt);
+                self.snd_nxt += 1;
+            }
+            self.snd_max = self.snd_max.max(self.snd_nxt);
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+            if self.unacked_since.is_none() {
+                self.unacked_since = Some(now);
+            }
+            self.persist_at = None;
+            self.send_probe = false;
+            return Some((repr, offset, len));
+        }
+
+        // Zero window with data waiting and nothing in flight: the persist
+        // timer probes (RFC 9293 3.8.6.1). Like Linux, the probe is a
+        // segment with an old sequence number that elicits an ACK carrying
+        // the current window.
+        if unsent > 0 && self.snd_wnd == 0 && self.in_flight() == 0 {
+            if self.send_probe {
+                self.send_probe = false;
+                self.stats.zero_window_probes += 1;
+                let seq = self.snd_una - 1;
+                let repr = self.base_repr(now, seq, 0);
+                self.persist_at = Some(now + self.persist_interval());
+                return Some((repr, 0, 0));
+            }
+            if self.persist_at.is_none() {
+                self.persist_at = Some(now + self.persist_interval());
+            }
+        }
+
+        if self.send_keepalive {
+            self.send_keepalive = false;
+            // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data (as Linux).
+            let seq = self.snd_nxt - 1;
+            return Some((self.base_repr(now, seq, 0), 0, 0));
+        }
+        if self.ack_now {
+            return Some((self.pure_ack(now), 0, 0));
+        }
+        None
+    }
+
+    fn persist_interval(&self) -> Duration {
+        let factor = 1u32 << self.persist_backoff.min(16);
+        self.rtt
+            .rto()
+            .saturating_mul(factor)
+            .clamp(self.cfg.rto_min, PERSIST_MAX)
+    }
+
+    /// Sequence number of `tx`'s first byte.
+    fn data_base(&self) -> SeqNumber {
+        if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Copy `len` bytes of the send buffer at `offset` into `out`.
+    pub fn copy_data(&self, offset: usize, out: &mut [u8]) -> usize {
+        self.tx.read_allocated(offset, out)
+    }
+
+    /// Has this connection anything to send right now?
+    pub fn wants_to_send(&self) -> bool {
+        self.rst_out.is_some()
+            || self.ack_now
+            || self.retransmit_una
+            || self.send_probe
+            || self.send_keepalive
+            || (matches!(self.state, TcpState::SynSent | TcpState::SynReceived) && self.snd_nxt == self.iss)
+            || self.unsent() > 0
+            || (self.fin_queued && self.fin_seq.is_none())
+            || (self.snd_nxt < self.snd_max)
+    }
+
+    /// Bytes of send buffer not yet acknowledged and not yet sent: zero
+    /// once everything was delivered (for a graceful close).
+    pub fn send_queue_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// What a TIME-WAIT stand-in needs once this connection is freed.
+    pub fn time_wait_info(&self) -> TimeWaitInfo {
+        TimeWaitInfo {
+            snd_nxt: self.snd_nxt,
+            rcv_nxt: self.rcv_nxt,
+            window: (self.rcv_adv.distance(self.rcv_nxt) >> self.rcv_wscale).min(65535) as u16,
+            ts: self.ts.map(|t| (t.recent, t.offset)),
+            expires: self.time_wait_at,
+        }
+    }
+}
+
+/// The little a TIME-WAIT entry keeps (see `iface::tcp`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeWaitInfo {
+    pub snd_nxt: SeqNumber,
+    pub rcv_nxt: SeqNumber,
+    pub window: u16,
+    /// TS.Recent and our timestamp offset.
+    pub ts: Option<(u32, u32)>,
+    pub expires: Option<Instant>,
+}
+
+/// RFC 7323 5.3: TSval comparison modulo 2^32.
+fn ts_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}

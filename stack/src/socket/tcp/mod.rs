@@ -1,0 +1,148 @@
+//! TCP (RFC 9293). Read RFC 9293 section 3.10 first: `conn.rs` follows
+//! its "Event Processing" step by step, and cites it as it goes.
+//!
+//! - `seq`: sequence-number arithmetic modulo 2^32.
+//! - `conn`: one connection: the state machine, reliable delivery, flow
+//!   control, timers.
+//! - `rtt`: the RFC 6298 estimator.
+//! - `cc`: congestion control behind a trait (Reno first).
+//!
+//! Listeners, TIME-WAIT and demultiplexing live in `iface::tcp`, which owns
+//! the connections.
+
+pub(crate) mod cc;
+pub(crate) mod conn;
+pub(crate) mod rtt;
+pub(crate) mod seq;
+
+use crate::time::Duration;
+use core::fmt;
+
+/// The connection states of RFC 9293 3.3.2, printed with the RFC's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TcpState::Closed => "CLOSED",
+            TcpState::Listen => "LISTEN",
+            TcpState::SynSent => "SYN-SENT",
+            TcpState::SynReceived => "SYN-RECEIVED",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait1 => "FIN-WAIT-1",
+            TcpState::FinWait2 => "FIN-WAIT-2",
+            TcpState::CloseWait => "CLOSE-WAIT",
+            TcpState::Closing => "CLOSING",
+            TcpState::LastAck => "LAST-ACK",
+            TcpState::TimeWait => "TIME-WAIT",
+        })
+    }
+}
+
+impl TcpState {
+    /// RFC 9293 3.3.2: the states after the handshake completed.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            TcpState::Closed | TcpState::Listen | TcpState::SynSent | TcpState::SynReceived
+        )
+    }
+}
+
+/// Per-socket options (the `setsockopt` of tapir).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpOption {
+    /// Disable Nagle's algorithm (TCP_NODELAY).
+    NoDelay(bool),
+    /// SO_KEEPALIVE.
+    KeepAlive(bool),
+    /// TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT.
+    KeepIdle(Duration),
+    KeepInterval(Duration),
+    KeepCount(u32),
+    /// TCP_USER_TIMEOUT (RFC 5482): abort when data stays unacknowledged this
+    /// long. Zero turns it off.
+    UserTimeout(Duration),
+    /// SO_RCVBUF / SO_SNDBUF, in bytes.
+    RecvBuffer(usize),
+    SendBuffer(usize),
+    /// TCP_MAXSEG: a ceiling on the MSS we advertise and send with.
+    MaxSegment(u16),
+}
+
+/// What `ss -ti` shows for a Linux connection, for one of ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpConnStats {
+    pub state: Option<TcpState>,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub snd_wnd: usize,
+    pub rcv_nxt: u32,
+    pub rcv_wnd: usize,
+    pub mss: usize,
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub rto: Duration,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub bytes_in_flight: usize,
+    pub segs_out: u64,
+    pub segs_in: u64,
+    pub retransmits: u64,
+    pub dup_acks_in: u64,
+    pub ooo_bytes: usize,
+    pub zero_window_probes: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub congestion_control: &'static str,
+}
+
+impl fmt::Display for TcpConnStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "{} {} mss:{} rto:{:.0} rtt:{}/{:.1} cwnd:{} ssthresh:{} snd_una:{} snd_nxt:{} snd_wnd:{} \
+             rcv_nxt:{} rcv_wnd:{} inflight:{} segs_out:{} segs_in:{} retrans:{} dupacks:{} ooo:{} probes:{}",
+            self.state.map(|s| s.to_string()).unwrap_or_default(),
+            self.congestion_control,
+            self.mss,
+            ms(self.rto),
+            self.srtt
+                .map(|s| format!("{:.1}", ms(s)))
+                .unwrap_or_else(|| "-".into()),
+            ms(self.rttvar),
+            self.cwnd,
+            if self.ssthresh == usize::MAX {
+                "inf".to_string()
+            } else {
+                self.ssthresh.to_string()
+            },
+            self.snd_una,
+            self.snd_nxt,
+            self.snd_wnd,
+            self.rcv_nxt,
+            self.rcv_wnd,
+            self.bytes_in_flight,
+            self.segs_out,
+            self.segs_in,
+            self.retransmits,
+            self.dup_acks_in,
+            self.ooo_bytes,
+            self.zero_window_probes,
+        )
+    }
+}

@@ -1,0 +1,16 @@
+//! Test support, built for this crate's tests and, with the `testing`
+//! feature, for other crates' tests and benchmarks.
+//!
+//! - The crate root re-exports the frame helpers (`frames`): crafting the
+//!   frames a peer would send and decoding the ones the stack sends.
+//! - [`sim`]: a deterministic network simulator that connects any number of
+//!   stacks through seeded, impaired links on one virtual clock.
+//! - [`smoltcp_peer`]: smoltcp wrapped as a simulator node, an independent
+//!   implementation to test tapir against.
+
+mod frames;
+pub use frames::*;
+
+pub mod sim;
+#[cfg(feature = "testing")]
+pub mod smoltcp_peer;
