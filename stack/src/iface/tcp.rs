@@ -564,7 +564,7 @@ impl Interface {
         self.tcp_entry(h)?.conn.error.take()
     }
 
-    pub(super) fn tcp_peek_error(&self, h: SocketHandle) -> Option<SocketError> {
+    pub(crate) fn tcp_peek_error(&self, h: SocketHandle) -> Option<SocketError> {
         self.tcp_conn_ref(h)?.error
     }
 

@@ -11,6 +11,7 @@
 mod frames;
 pub use frames::*;
 
+pub mod packetdrill;
 pub mod sim;
 #[cfg(feature = "testing")]
 pub mod smoltcp_peer;

@@ -123,6 +123,9 @@ pub(crate) struct Connection {
     offered: TcpOptions,
 
     nodelay: bool,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle: only an
+    /// unacknowledged *small* segment holds back the next small one).
+    snd_sml: SeqNumber,
     /// The application shut down writing: send FIN after the data.
     fin_queued: bool,
     /// Our FIN's sequence number once sent.
@@ -222,6 +225,7 @@ impl Connection {
             sack_ok: false,
             offered: TcpOptions::default(),
             nodelay: false,
+            snd_sml: ep.iss,
             fin_queued: false,
             fin_seq: None,
             ack_now: false,
@@ -1356,12 +1360,15 @@ impl Connection {
 
         if len > 0 && !is_retransmit && len < payload_max {
             // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
-            // partial segment goes only if it is all we have and nothing is
-            // unacknowledged (or Nagle is off), or it fills half the largest
-            // window the peer ever offered.
+            // partial segment goes only if it is all we have and Nagle
+            // allows it, or it fills half the largest window the peer ever
+            // offered. Nagle as Linux implements it (Minshall's variant,
+            // draft-minshall-nagle): a small segment waits only while an
+            // earlier small segment is unacknowledged, so the tail of a
+            // large write is not delayed by the full segments before it.
             let all_queued = len == unsent;
-            let nothing_in_flight = self.in_flight() == 0;
-            let nagle_ok = self.nodelay || nothing_in_flight;
+            let small_outstanding = self.snd_sml > self.snd_una;
+            let nagle_ok = self.nodelay || self.in_flight() == 0 || !small_outstanding;
             let big_enough = len >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
             if !((all_queued && nagle_ok) || big_enough) {
                 len = 0;
@@ -1390,6 +1397,9 @@ impl Connection {
                 self.rtt_probe = Some((seq, now));
             }
             self.snd_nxt += len;
+            if len < payload_max {
+                self.snd_sml = self.snd_nxt;
+            }
             if fin_now {
                 self.fin_seq = Some(self.snd_nxt);
                 self.snd_nxt += 1;

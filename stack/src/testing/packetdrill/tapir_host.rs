@@ -1,0 +1,232 @@
+//! tapir's [`Interface`] as the stack under test of a segment script.
+
+use super::host::{Errno, Readiness, ScriptHost, Shutdown, SockOpt};
+use crate::socket::tcp::{TcpOption, TcpState};
+use crate::time::{Duration, Instant};
+use crate::{Config, Interface, SocketError, SocketHandle, TcpError};
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashSet;
+
+/// An [`Interface`] at 10.77.0.2 (the runner's default) driven by a script.
+pub struct TapirHost {
+    pub iface: Interface,
+    /// Sockets whose non-blocking connect completed and was reported once
+    /// (Linux returns 0 to the first connect after completion, then EISCONN).
+    connect_reported: HashSet<SocketHandle>,
+    connecting: HashSet<SocketHandle>,
+}
+
+impl TapirHost {
+    /// The test configuration (tapir 10.77.0.2/24) with Linux-like defaults.
+    pub fn new() -> Self {
+        Self::with_config(crate::testing::config())
+    }
+
+    pub fn with_config(config: Config) -> Self {
+        let iface = Interface::new(config).expect("valid test configuration");
+        TapirHost {
+            iface,
+            connect_reported: HashSet::new(),
+            connecting: HashSet::new(),
+        }
+    }
+}
+
+impl Default for TapirHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn errno(e: TcpError) -> Errno {
+    match e {
+        TcpError::BadHandle => Errno::EBADF,
+        TcpError::WouldBlock => Errno::EAGAIN,
+        TcpError::AddrInUse => Errno::EADDRINUSE,
+        TcpError::AddrNotAvailable => Errno::EADDRNOTAVAIL,
+        TcpError::NoFreePort => Errno::EADDRNOTAVAIL,
+        TcpError::NoRoute => Errno::ENETUNREACH,
+        TcpError::InvalidAddress => Errno::EINVAL,
+        TcpError::AlreadyConnected => Errno::EISCONN,
+        TcpError::NotConnected => Errno::ENOTCONN,
+        TcpError::Closed => Errno::EPIPE,
+        TcpError::TooManySockets => Errno::ENOBUFS,
+        TcpError::Failed(e) => socket_errno(e),
+    }
+}
+
+fn socket_errno(e: SocketError) -> Errno {
+    match e {
+        SocketError::ConnectionRefused => Errno::ECONNREFUSED,
+        SocketError::ConnectionReset => Errno::ECONNRESET,
+        SocketError::TimedOut => Errno::ETIMEDOUT,
+        SocketError::Unreachable { code, .. } => match code {
+            crate::wire::UnreachableCode::Port | crate::wire::UnreachableCode::Protocol => {
+                Errno::ECONNREFUSED
+            }
+            crate::wire::UnreachableCode::Net => Errno::ENETUNREACH,
+            _ => Errno::EHOSTUNREACH,
+        },
+        SocketError::TimeExceeded { .. } => Errno::EHOSTUNREACH,
+        SocketError::ParameterProblem { .. } => Errno::EPROTOTYPE,
+    }
+}
+
+fn secs(v: i64) -> Duration {
+    Duration::from_secs(v.max(0) as u64)
+}
+
+impl ScriptHost for TapirHost {
+    type Handle = SocketHandle;
+
+    fn local_ip(&self) -> Ipv4Addr {
+        self.iface.ipv4_addr()
+    }
+    fn local_mac(&self) -> [u8; 6] {
+        self.iface.mac().0
+    }
+    fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.iface.handle_frame(now, frame)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.iface.handle_timeout(now)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.iface.poll_transmit(now, buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.iface.poll_timeout()
+    }
+
+    fn socket(&mut self, _now: Instant) -> Result<SocketHandle, Errno> {
+        self.iface.tcp_socket().map_err(errno)
+    }
+
+    fn bind(&mut self, _now: Instant, h: SocketHandle, port: u16) -> Result<(), Errno> {
+        self.iface
+            .tcp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+            .map_err(errno)
+    }
+
+    fn listen(&mut self, _now: Instant, h: SocketHandle, backlog: u32) -> Result<(), Errno> {
+        self.iface.tcp_listen_socket(h, backlog as usize).map_err(errno)
+    }
+
+    fn accept(&mut self, _now: Instant, h: SocketHandle) -> Result<SocketHandle, Errno> {
+        self.iface.tcp_accept(h).map_err(|e| match e {
+            TcpError::BadHandle => Errno::EINVAL,
+            e => errno(e),
+        })
+    }
+
+    fn connect(&mut self, now: Instant, h: SocketHandle, remote: SocketAddrV4) -> Result<(), Errno> {
+        if !self.connecting.contains(&h) {
+            self.iface.tcp_connect_socket(now, h, remote).map_err(errno)?;
+            self.connecting.insert(h);
+            return Err(Errno::EINPROGRESS);
+        }
+        match self.iface.tcp_state(h) {
+            Some(TcpState::SynSent | TcpState::SynReceived) => Err(Errno::EALREADY),
+            Some(TcpState::Closed) | None => Err(self
+                .iface
+                .tcp_take_error(h)
+                .map(socket_errno)
+                .unwrap_or(Errno::ECONNABORTED)),
+            Some(_) => {
+                if self.connect_reported.insert(h) {
+                    Ok(())
+                } else {
+                    Err(Errno::EISCONN)
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, _now: Instant, h: SocketHandle, data: &[u8]) -> Result<usize, Errno> {
+        self.iface.tcp_send(h, data).map_err(errno)
+    }
+
+    fn read(&mut self, _now: Instant, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.iface.tcp_recv(h, buf).map_err(errno)
+    }
+
+    fn shutdown(&mut self, _now: Instant, h: SocketHandle, how: Shutdown) -> Result<(), Errno> {
+        match how {
+            // Reads after SHUT_RD return EOF on Linux; data still arrives.
+            Shutdown::Read => match self.iface.tcp_state(h) {
+                Some(TcpState::Closed | TcpState::Listen) | None => Err(Errno::ENOTCONN),
+                _ => Ok(()),
+            },
+            Shutdown::Write | Shutdown::Both => self.iface.tcp_shutdown(h).map_err(errno),
+        }
+    }
+
+    fn close(&mut self, _now: Instant, h: SocketHandle) -> Result<(), Errno> {
+        self.connecting.remove(&h);
+        self.connect_reported.remove(&h);
+        self.iface.tcp_close(h);
+        Ok(())
+    }
+
+    fn setsockopt(&mut self, now: Instant, h: SocketHandle, opt: SockOpt, value: i64) -> Result<(), Errno> {
+        let opt = match opt {
+            SockOpt::NoDelay => TcpOption::NoDelay(value != 0),
+            SockOpt::KeepAlive => TcpOption::KeepAlive(value != 0),
+            SockOpt::KeepIdle => TcpOption::KeepIdle(secs(value)),
+            SockOpt::KeepIntvl => TcpOption::KeepInterval(secs(value)),
+            SockOpt::KeepCnt => TcpOption::KeepCount(value.max(1) as u32),
+            SockOpt::UserTimeout => TcpOption::UserTimeout(Duration::from_millis(value.max(0) as u64)),
+            SockOpt::RcvBuf => TcpOption::RecvBuffer(value.max(256) as usize),
+            SockOpt::SndBuf => TcpOption::SendBuffer(value.max(256) as usize),
+            SockOpt::MaxSeg => TcpOption::MaxSegment(value.clamp(64, 65535) as u16),
+            // Accepted for compatibility; tapir has no address reuse rules
+            // that these would relax.
+            SockOpt::ReuseAddr | SockOpt::ReusePort => return Ok(()),
+            _ => return Err(Errno::ENOPROTOOPT),
+        };
+        self.iface.tcp_set_option(now, h, opt).map_err(errno)
+    }
+
+    fn getsockopt(&mut self, _now: Instant, h: SocketHandle, opt: SockOpt) -> Result<i64, Errno> {
+        let probe = match opt {
+            SockOpt::NoDelay => TcpOption::NoDelay(false),
+            SockOpt::KeepAlive => TcpOption::KeepAlive(false),
+            SockOpt::KeepIdle => TcpOption::KeepIdle(Duration::ZERO),
+            SockOpt::KeepIntvl => TcpOption::KeepInterval(Duration::ZERO),
+            SockOpt::KeepCnt => TcpOption::KeepCount(0),
+            SockOpt::UserTimeout => TcpOption::UserTimeout(Duration::ZERO),
+            SockOpt::RcvBuf => TcpOption::RecvBuffer(0),
+            SockOpt::SndBuf => TcpOption::SendBuffer(0),
+            SockOpt::MaxSeg => TcpOption::MaxSegment(0),
+            _ => return Err(Errno::ENOPROTOOPT),
+        };
+        Ok(match self.iface.tcp_get_option(h, probe).ok_or(Errno::EBADF)? {
+            TcpOption::NoDelay(b) | TcpOption::KeepAlive(b) => i64::from(b),
+            TcpOption::KeepIdle(d) | TcpOption::KeepInterval(d) => d.as_secs() as i64,
+            TcpOption::KeepCount(n) => i64::from(n),
+            TcpOption::UserTimeout(d) => d.as_millis() as i64,
+            TcpOption::RecvBuffer(n) | TcpOption::SendBuffer(n) => n as i64,
+            TcpOption::MaxSegment(n) => i64::from(n),
+        })
+    }
+
+    fn take_error(&mut self, _now: Instant, h: SocketHandle) -> Option<Errno> {
+        self.iface.tcp_take_error(h).map(socket_errno)
+    }
+
+    fn readiness(&mut self, _now: Instant, h: SocketHandle) -> Readiness {
+        let state = self.iface.tcp_state(h);
+        let closed = state == Some(TcpState::Closed);
+        Readiness {
+            readable: self.iface.tcp_can_recv(h) || self.iface.tcp_can_accept(h),
+            writable: matches!(state, Some(TcpState::Established | TcpState::CloseWait))
+                && self.iface.tcp_send_capacity(h) > 0,
+            error: closed && self.iface.tcp_stats(h).is_some() && self.iface.tcp_peek_error(h).is_some(),
+            hangup: closed,
+            read_hangup: matches!(
+                state,
+                Some(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)
+            ),
+        }
+    }
+}
