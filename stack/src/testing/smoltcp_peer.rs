@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 pub use smoltcp;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{icmp, udp};
+use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::wire::{HardwareAddress, IpCidr, IpListenEndpoint};
 
 /// Our clock reading as smoltcp's (both count microseconds from the same epoch).
@@ -194,6 +194,39 @@ impl SmoltcpPeer {
             .bind(icmp::Endpoint::Ident(ident))
             .expect("an identifier binds");
         self.sockets.add(socket)
+    }
+
+    /// Add a TCP socket with `buffer` bytes each way, listening on `port`.
+    pub fn add_tcp_listener(&mut self, port: u16, buffer: usize) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buffer]),
+            tcp::SocketBuffer::new(vec![0; buffer]),
+        );
+        socket.listen(port).expect("a nonzero port listens");
+        self.sockets.add(socket)
+    }
+
+    /// Add a TCP socket with `buffer` bytes each way, connecting from
+    /// `local_port` to `remote`.
+    pub fn add_tcp_client(
+        &mut self,
+        remote: core::net::SocketAddrV4,
+        local_port: u16,
+        buffer: usize,
+    ) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buffer]),
+            tcp::SocketBuffer::new(vec![0; buffer]),
+        );
+        let remote = (smoltcp::wire::IpAddress::Ipv4(*remote.ip()), remote.port());
+        socket
+            .connect(self.iface.context(), remote, local_port)
+            .expect("connect starts");
+        self.sockets.add(socket)
+    }
+
+    pub fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut(handle)
     }
 
     pub fn icmp_socket(&mut self, handle: SocketHandle) -> &mut icmp::Socket<'static> {

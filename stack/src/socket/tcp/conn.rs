@@ -515,7 +515,7 @@ impl Connection {
             | TcpState::Established
             | TcpState::FinWait1
             | TcpState::FinWait2
-            | TcpState::CloseWait => Some(self.rst_repr(self.snd_nxt, None)),
+            | TcpState::CloseWait => Some(self.rst_repr(self.snd_max, None)),
             _ => None,
         };
         self.set_state(TcpState::Closed);
@@ -1151,7 +1151,7 @@ impl Connection {
         );
         if rst {
             // Linux sends a RST when it gives up on an established connection.
-            self.rst_out = Some(self.rst_repr(self.snd_nxt, None));
+            self.rst_out = Some(self.rst_repr(self.snd_max, None));
         }
         self.set_state(TcpState::Closed);
         Transition::Closed
@@ -1318,7 +1318,11 @@ impl Connection {
     }
 
     fn pure_ack(&mut self, now: Instant) -> TcpRepr {
-        let seq = self.snd_nxt;
+        // RFC 9293's SND.NXT is our snd_max: snd_nxt is rewound by a
+        // retransmission timeout, and an ACK with a sequence number the
+        // peer has already passed would fail its acceptability test and be
+        // dropped, ACK field and all.
+        let seq = self.snd_max;
         self.base_repr(now, seq, 0)
     }
 
@@ -1437,7 +1441,7 @@ impl Connection {
         if self.send_keepalive {
             self.send_keepalive = false;
             // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data (as Linux).
-            let seq = self.snd_nxt - 1;
+            let seq = self.snd_max - 1;
             return Some((self.base_repr(now, seq, 0), 0, 0));
         }
         if self.ack_now {
