@@ -1,6 +1,7 @@
 //! `tapir`: a userspace TCP/IP stack on a TAP device.
 
 mod demo;
+mod script;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
@@ -26,6 +27,9 @@ enum Command {
     /// Make a network namespace with a TAP, bring tapir up in it, and have
     /// the kernel's own tools talk to it. Needs root (CAP_NET_ADMIN).
     Demo(demo::DemoArgs),
+    /// Run TCP segment scripts (packetdrill syntax) against tapir's TCP on a
+    /// virtual clock; prints pass/fail and skipped lines per file.
+    Script(script::ScriptArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up(args),
         Command::Demo(args) => demo::run(args),
+        Command::Script(args) => script::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

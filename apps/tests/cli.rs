@@ -156,3 +156,43 @@ fn up_rejects_giving_the_kernel_tapirs_address() {
         "{o:?}"
     );
 }
+
+/// `tapir script` runs scripts from anywhere: pass, fail with the line and
+/// reason, skipped lines named, non-zero exit if any failed.
+#[test]
+fn script_command_reports_pass_fail_and_skips() {
+    let dir = std::env::temp_dir().join(format!("tapir-cli-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.pkt");
+    std::fs::write(
+        &good,
+        "0 < S 0:0(0) win 65535 <mss 1460>\n+0 > R. 0:0(0) ack 1 win 0\n+0 `sysctl -q net.ipv4.tcp_sack=1`\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad.pkt");
+    std::fs::write(
+        &bad,
+        "0 < S 0:0(0) win 65535 <mss 1460>\n+0 > R. 0:0(0) ack 2 win 0\n",
+    )
+    .unwrap();
+
+    let o = Command::new(TAPIR).arg("script").arg(&good).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("PASS") && out.contains("skipped line 3"), "{out}");
+
+    let o = Command::new(TAPIR)
+        .arg("script")
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("line 2") && out.contains("ack"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -13,5 +13,5 @@ pub use frames::*;
 
 pub mod packetdrill;
 pub mod sim;
-#[cfg(feature = "testing")]
+#[cfg(feature = "smoltcp-peer")]
 pub mod smoltcp_peer;
