@@ -206,3 +206,92 @@ fn syn_retransmits_then_times_out() {
     assert_eq!(p.a.stats().tcp_tx, 7);
     assert_eq!(p.now, Instant::from_secs(1 + 127));
 }
+
+#[test]
+fn icmp_port_unreachable_aborts_a_connect() {
+    let mut p = Pair::new();
+    // b has no TCP listener and its RSTs are lost; an ICMP error arrives.
+    p.drop_ab = Box::new(|_, _| false);
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 9)).unwrap();
+    let mut buf = vec![0u8; 1600];
+    // Resolve ARP and take the SYN tapir sends.
+    let mut syn = None;
+    for _ in 0..4 {
+        while let Some(n) = p.a.poll_transmit(p.now, &mut buf) {
+            if n > 42 {
+                syn = Some(buf[14..n].to_vec());
+            } else {
+                p.b.handle_frame(p.now, &buf[..n]);
+            }
+        }
+        while let Some(n) = p.b.poll_transmit(p.now, &mut buf) {
+            p.a.handle_frame(p.now, &buf[..n]);
+        }
+    }
+    let syn = syn.expect("a SYN was sent");
+    let mut icmp = vec![0u8; 8 + 28];
+    crate::wire::icmpv4::emit(
+        &mut icmp,
+        crate::wire::icmpv4::TYPE_DEST_UNREACHABLE,
+        3,
+        [0; 4],
+        &syn[..28],
+    );
+    let frame = crate::testing::ipv4_from_peer(crate::wire::Protocol::Icmp, &icmp);
+    p.a.handle_frame(p.now, &frame);
+    assert_eq!(p.a.tcp_state(c), Some(TcpState::Closed));
+    assert!(matches!(
+        p.a.tcp_take_error(c),
+        Some(SocketError::Unreachable {
+            code: crate::wire::UnreachableCode::Port,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn fragmentation_needed_lowers_the_mss() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1460);
+    // A router says the path MTU is 1200 (RFC 1191), quoting a segment of ours.
+    let quoted = {
+        let mut q = vec![0u8; 28];
+        let repr = crate::wire::Ipv4Repr {
+            src: crate::testing::TAPIR_IP,
+            dst: PEER_IP,
+            protocol: crate::wire::Protocol::Tcp,
+            ttl: 64,
+            ident: 1,
+            dont_fragment: true,
+            more_fragments: false,
+            frag_offset: 0,
+            payload_len: 8,
+        };
+        repr.emit(&mut q);
+        let local = p.a.tcp_local_addr(c).unwrap();
+        q[20..22].copy_from_slice(&local.port().to_be_bytes());
+        q[22..24].copy_from_slice(&80u16.to_be_bytes());
+        q
+    };
+    let mut icmp = vec![0u8; 8 + 28];
+    crate::wire::icmpv4::emit(
+        &mut icmp,
+        crate::wire::icmpv4::TYPE_DEST_UNREACHABLE,
+        4,
+        [0, 0, 0x04, 0xb0],
+        &quoted,
+    );
+    p.a.handle_frame(
+        p.now,
+        &crate::testing::ipv4_from_peer(crate::wire::Protocol::Icmp, &icmp),
+    );
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1160);
+    assert_eq!(
+        p.a.tcp_state(c),
+        Some(TcpState::Established),
+        "frag-needed is not fatal"
+    );
+}
