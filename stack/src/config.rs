@@ -122,6 +122,10 @@ pub struct TcpConfig {
     pub delayed_ack: Duration,
     /// TIME-WAIT duration, 2 x MSL (Linux TCP_TIMEWAIT_LEN = 60 s).
     pub time_wait: Duration,
+    /// How long a connection the application has closed may wait in
+    /// FIN-WAIT-2 for the peer's FIN (Linux tcp_fin_timeout = 60 s);
+    /// without a bound, a silent peer would pin it forever.
+    pub fin_wait2_timeout: Duration,
     /// Keepalive defaults (RFC 1122 4.2.3.6: at least two hours idle).
     pub keepalive_idle: Duration,
     pub keepalive_interval: Duration,
@@ -154,6 +158,7 @@ impl Default for TcpConfig {
             max_retransmits: 15,
             delayed_ack: Duration::from_millis(40),
             time_wait: Duration::from_secs(60),
+            fin_wait2_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_count: 9,

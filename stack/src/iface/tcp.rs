@@ -487,6 +487,7 @@ impl Interface {
     /// (RFC 2525 2.17, as Linux). A listener resets the connections it
     /// holds that nobody accepted.
     pub fn tcp_close(&mut self, h: SocketHandle) {
+        let now = self.last_now;
         let Some(socket) = self.tcp_socket_mut(h) else {
             return;
         };
@@ -516,6 +517,7 @@ impl Interface {
                     _ if e.conn.recv_queued() > 0 => self.tcp_abort(h),
                     _ => {
                         e.conn.shutdown_write();
+                        e.conn.orphaned(now);
                         self.tcp_refresh(h);
                     }
                 }
@@ -850,6 +852,12 @@ impl Interface {
                 }
                 self.push_event(h, EV_CLOSED);
                 self.push_event(h, EV_READABLE);
+            }
+        }
+        if app_closed {
+            let now = self.last_now;
+            if let Some(e) = self.tcp_entry(h) {
+                e.conn.orphaned(now);
             }
         }
         if readable && parent.is_none() {

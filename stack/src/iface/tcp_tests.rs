@@ -295,3 +295,23 @@ fn fragmentation_needed_lowers_the_mss() {
         "frag-needed is not fatal"
     );
 }
+
+#[test]
+fn orphaned_fin_wait_2_is_bounded() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let _s = p.b.tcp_accept(l).unwrap();
+    // a closes; b never does: a sits in FIN-WAIT-2, orphaned.
+    p.a.tcp_close(c);
+    p.run_until(Duration::from_secs(5), |p| {
+        p.a.tcp_connection_count() == 1 && p.a.poll_timeout().is_some()
+    });
+    p.run_until(Duration::from_secs(70), |p| p.a.tcp_connection_count() == 0);
+    assert!(
+        p.now < Instant::from_secs(1 + 65),
+        "freed by the FIN-WAIT-2 timeout, at {}",
+        p.now
+    );
+}

@@ -158,6 +158,8 @@ pub(crate) struct Connection {
     /// When the oldest unacknowledged data was first sent (user timeout).
     unacked_since: Option<Instant>,
     time_wait_at: Option<Instant>,
+    /// Orphaned in FIN-WAIT-2: give up on the peer's FIN at this time.
+    fin_wait2_at: Option<Instant>,
     send_keepalive: bool,
     send_probe: bool,
 
@@ -253,6 +255,7 @@ impl Connection {
             user_timeout: None,
             unacked_since: None,
             time_wait_at: None,
+            fin_wait2_at: None,
             send_keepalive: false,
             send_probe: false,
             rst_out: None,
@@ -340,6 +343,25 @@ impl Connection {
         if self.state != new {
             tracing::debug!(local = %self.local, remote = %self.remote, old = %self.state, %new, "tcp state");
             self.state = new;
+        }
+        if new == TcpState::Closed {
+            // A closed connection has nothing left to time; a stale timer
+            // firing later must not overwrite why it closed.
+            self.rto_at = None;
+            self.persist_at = None;
+            self.delack_at = None;
+            self.keepalive_at = None;
+            self.time_wait_at = None;
+            self.fin_wait2_at = None;
+            self.unacked_since = None;
+        }
+    }
+
+    /// The application has closed its handle. In FIN-WAIT-2 only the peer
+    /// can finish the connection, so bound the wait (Linux tcp_fin_timeout).
+    pub fn orphaned(&mut self, now: Instant) {
+        if self.state == TcpState::FinWait2 && self.fin_wait2_at.is_none() {
+            self.fin_wait2_at = Some(now + self.cfg.fin_wait2_timeout);
         }
     }
 
@@ -1073,6 +1095,7 @@ impl Connection {
             self.delack_at,
             self.keepalive_at,
             self.time_wait_at,
+            self.fin_wait2_at,
             self.user_deadline(),
         ]
         .into_iter()
@@ -1088,6 +1111,11 @@ impl Connection {
     pub fn on_timer(&mut self, now: Instant) -> Transition {
         if self.time_wait_at.is_some_and(|t| now >= t) {
             self.time_wait_at = None;
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        if self.fin_wait2_at.is_some_and(|t| now >= t) {
+            tracing::debug!(remote = %self.remote, "orphaned FIN-WAIT-2 timed out");
             self.set_state(TcpState::Closed);
             return Transition::Closed;
         }
@@ -1343,7 +1371,11 @@ impl Connection {
             let fin = len == 0 && self.fin_seq.is_some();
             if len > 0 || fin {
                 let una = self.snd_una;
-                let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if len > 0 { TcpFlags::PSH.0 } else { 0 };
+                // PSH only where the original had it: on the segment that
+                // ends the queued data (as Linux, whose retransmission keeps
+                // the flags of the original segment).
+                let push = len > 0 && len == self.tx.len();
+                let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
                 let repr = self.base_repr(now, una, flags);
                 self.stats.retransmits += 1;
                 self.rto_at = Some(now + self.rtt.rto());

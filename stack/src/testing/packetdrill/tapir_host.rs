@@ -214,19 +214,37 @@ impl ScriptHost for TapirHost {
         self.iface.tcp_take_error(h).map(socket_errno)
     }
 
+    /// Linux's `tcp_poll`: a connection that ended (reset, timed out,
+    /// refused) has both directions shut down, so it reports POLLIN|RDHUP
+    /// and POLLOUT besides POLLHUP (and POLLERR while the error is pending);
+    /// a socket that sent its FIN reports POLLOUT (the write fails at once).
     fn readiness(&mut self, _now: Instant, h: SocketHandle) -> Readiness {
         let state = self.iface.tcp_state(h);
         let closed = state == Some(TcpState::Closed);
+        let ended = closed && self.iface.tcp_stats(h).is_some();
+        let send_shutdown = matches!(
+            state,
+            Some(
+                TcpState::FinWait1
+                    | TcpState::FinWait2
+                    | TcpState::Closing
+                    | TcpState::LastAck
+                    | TcpState::TimeWait
+            )
+        );
         Readiness {
             readable: self.iface.tcp_can_recv(h) || self.iface.tcp_can_accept(h),
-            writable: matches!(state, Some(TcpState::Established | TcpState::CloseWait))
-                && self.iface.tcp_send_capacity(h) > 0,
-            error: closed && self.iface.tcp_stats(h).is_some() && self.iface.tcp_peek_error(h).is_some(),
+            writable: closed
+                || send_shutdown
+                || matches!(state, Some(TcpState::Established | TcpState::CloseWait))
+                    && self.iface.tcp_send_capacity(h) > 0,
+            error: ended && self.iface.tcp_peek_error(h).is_some(),
             hangup: closed,
-            read_hangup: matches!(
-                state,
-                Some(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)
-            ),
+            read_hangup: ended
+                || matches!(
+                    state,
+                    Some(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)
+                ),
         }
     }
 }
