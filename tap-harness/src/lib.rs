@@ -6,6 +6,7 @@
 //!   ([`PacketDevice`]), or an in-memory link for tests ([`MemoryDevice`]).
 //! - [`driver`]: the one thread that owns the stack and the device, and the
 //!   handles application threads use to reach the stack.
+//! - [`tcp`]: blocking, std::net-shaped [`TcpListener`] and [`TcpStream`].
 //! - [`udp`]: a blocking, std::net-shaped [`UdpSocket`].
 //! - [`pcap`]: capture of every frame in and out.
 //! - [`netns`]: network namespaces for tests and demos, and the check that
@@ -35,10 +36,12 @@ pub mod device;
 pub mod driver;
 pub mod netns;
 pub mod pcap;
+pub mod tcp;
 pub mod udp;
 
 pub use device::{Device, MemoryDevice, PacketDevice, TapDevice, TapOptions};
 pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, StackHandle, WaitError};
 pub use netns::{kernel_tests_allowed, NetNs};
 pub use pcap::PcapWriter;
+pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -73,6 +73,35 @@ struct TimeWait {
     expires: Instant,
 }
 
+/// What a TIME-WAIT stand-in made of a segment.
+enum TimeWaitVerdict {
+    /// Answered (or ignored); nothing more to do.
+    Handled,
+    /// A new SYN reopens the 4-tuple: hand it to the listener, and open
+    /// the new connection with this ISN.
+    Reopen(SeqNumber),
+}
+
+/// The ACK a TIME-WAIT stand-in sends: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>,
+/// with our timestamp echoing TS.Recent.
+fn time_wait_ack(now: Instant, key: ConnKey, tw: &TimeWait) -> TcpRepr {
+    let mut options = TcpOptions::default();
+    if let Some((recent, offset)) = tw.ts {
+        let tsval = (now.total_millis() as u32).wrapping_add(offset);
+        options.timestamps = Some((tsval, recent));
+    }
+    TcpRepr {
+        src_port: key.0,
+        dst_port: key.1.port(),
+        seq: tw.snd_nxt.0,
+        ack: tw.rcv_nxt.0,
+        flags: TcpFlags::ACK,
+        window: tw.window,
+        urgent: 0,
+        options,
+    }
+}
+
 pub(crate) struct TcpTables {
     conns: HashMap<ConnKey, SocketHandle>,
     listeners: HashMap<u16, SocketHandle>,
@@ -527,11 +556,12 @@ impl Interface {
 
     /// Abort: send RST if the peer knows the connection, free it now.
     pub fn tcp_abort(&mut self, h: SocketHandle) {
+        let now = self.last_now;
         let Some(e) = self.tcp_entry(h) else {
             self.tcp_close(h);
             return;
         };
-        let rst = e.conn.abort();
+        let rst = e.conn.abort(now);
         let remote = e.conn.remote;
         if let Some(r) = rst {
             self.queue_rst(*remote.ip(), r);
@@ -723,20 +753,26 @@ impl Interface {
     fn tcp_to_time_wait(&mut self, h: SocketHandle) {
         let Some(e) = self.tcp_entry(h) else { return };
         let info = e.conn.time_wait_info();
+        // The segment that brought it here (the peer's FIN) is owed an ACK
+        // the connection has not sent yet; the stand-in sends it.
+        let owes_ack = e.conn.wants_to_send();
         let key = (e.conn.local.port(), e.conn.remote);
-        let expires = info.expires.unwrap_or(self.last_now + self.config.tcp.time_wait);
+        let now = self.last_now;
+        let expires = info.expires.unwrap_or(now + self.config.tcp.time_wait);
         self.tcp_free(h);
-        self.tcp.time_wait.insert(
-            key,
-            TimeWait {
-                snd_nxt: info.snd_nxt,
-                rcv_nxt: info.rcv_nxt,
-                window: info.window,
-                ts: info.ts,
-                expires,
-            },
-        );
+        let tw = TimeWait {
+            snd_nxt: info.snd_nxt,
+            rcv_nxt: info.rcv_nxt,
+            window: info.window,
+            ts: info.ts,
+            expires,
+        };
+        self.tcp.time_wait.insert(key, tw);
         self.tcp.time_wait_order.push_back((expires, key));
+        if owes_ack {
+            let ack = time_wait_ack(now, key, &tw);
+            self.queue_rst(*key.1.ip(), ack);
+        }
     }
 
     /// Recompute a connection's deadline and whether it has output.
@@ -898,11 +934,15 @@ impl Interface {
             self.tcp_conn_input(now, h, &repr, data);
             return;
         }
-        if self.tcp.time_wait.contains_key(&key) && self.time_wait_input(now, key, &repr, data.len()) {
-            return;
+        let mut reopen_isn = None;
+        if let Some(tw) = self.tcp.time_wait.get(&key).copied() {
+            match self.time_wait_input(now, key, tw, &repr) {
+                TimeWaitVerdict::Handled => return,
+                TimeWaitVerdict::Reopen(isn) => reopen_isn = Some(isn),
+            }
         }
         if let Some(&l) = self.tcp.listeners.get(&repr.dst_port) {
-            self.listen_input(now, l, remote, &repr, data.len());
+            self.listen_input(now, l, remote, &repr, data.len(), reopen_isn);
             return;
         }
         self.stats.tcp_no_socket += 1;
@@ -930,7 +970,17 @@ impl Interface {
             }
         }
         let Some(e) = self.tcp_entry(h) else { return };
+        let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
         let t = e.conn.process(now, repr, data);
+        if closing && e.app_closed && e.conn.recv_queued() > 0 {
+            // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
+            // never be read: tell the peer it was lost (as Linux does).
+            let rst = e.conn.reset_unreadable(now);
+            let dst = *e.conn.remote.ip();
+            self.queue_rst(dst, rst);
+            self.tcp_free(h);
+            return;
+        }
         if e.conn.take_challenge() {
             if self.challenge_allowed(now) {
                 self.stats.tcp_challenge_acks += 1;
@@ -952,6 +1002,7 @@ impl Interface {
         remote: SocketAddrV4,
         repr: &TcpRepr,
         len: usize,
+        reopen_isn: Option<SeqNumber>,
     ) {
         // First: a RST is ignored. Second: an ACK gets <SEQ=SEG.ACK><CTL=RST>.
         if repr.flags.rst() {
@@ -988,7 +1039,10 @@ impl Interface {
             return;
         };
         let local = SocketAddrV4::new(self.config.ipv4.addr, port);
-        let ep = self.endpoints(now, local, remote);
+        let mut ep = self.endpoints(now, local, remote);
+        if let Some(isn) = reopen_isn {
+            ep.iss = isn;
+        }
         let mut conn = Connection::accept_syn(now, &self.config.tcp, ep, repr);
         for o in options {
             conn.set_option(now, o);
@@ -1005,49 +1059,42 @@ impl Interface {
         self.tcp_refresh(h);
     }
 
-    /// A segment for a connection in TIME-WAIT. Returns false if it should
-    /// go on to a listener (a new SYN reusing the 4-tuple).
-    fn time_wait_input(&mut self, now: Instant, key: ConnKey, repr: &TcpRepr, _len: usize) -> bool {
-        let Some(tw) = self.tcp.time_wait.get(&key).copied() else {
-            return false;
-        };
+    /// A segment for a connection in TIME-WAIT: answered here, or a new
+    /// SYN that reopens the 4-tuple and goes on to the listener.
+    fn time_wait_input(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        tw: TimeWait,
+        repr: &TcpRepr,
+    ) -> TimeWaitVerdict {
         if repr.flags.rst() {
             // RFC 1337: ignore RSTs in TIME-WAIT.
             self.stats.tcp_time_wait_rst_ignored += 1;
-            return true;
+            return TimeWaitVerdict::Handled;
         }
-        if repr.flags.syn() && !repr.flags.ack() {
-            // RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen the
-            // 4-tuple if its sequence number is beyond the old connection's
-            // (or, with timestamps, its TSval is newer).
-            let newer_seq = SeqNumber(repr.seq) > tw.rcv_nxt;
-            let newer_ts = match (tw.ts, repr.options.timestamps) {
+        if repr.flags.syn() && !repr.flags.ack() && self.tcp.listeners.contains_key(&key.0) {
+            // RFC 6191: a new SYN may reopen the 4-tuple if, where both
+            // sides use timestamps, its TSval is newer than TS.Recent, and
+            // otherwise if its sequence number is beyond RCV.NXT (RFC 1122
+            // 4.2.2.13). Without a listener it is an old duplicate to ACK
+            // (as Linux, which keeps TIME-WAIT and ACKs it then).
+            let newer = match (tw.ts, repr.options.timestamps) {
                 (Some((recent, _)), Some((tsval, _))) => (tsval.wrapping_sub(recent) as i32) > 0,
-                _ => false,
+                _ => SeqNumber(repr.seq) > tw.rcv_nxt,
             };
-            if newer_seq || newer_ts {
+            if newer {
                 self.tcp.time_wait.remove(&key);
                 self.stats.tcp_time_wait_reused += 1;
-                return false;
+                // RFC 1122 4.2.2.13 (a): the new incarnation's ISN lies
+                // beyond every sequence number the old one used; Linux takes
+                // SND.NXT + 65537 (tcp_timewait_state_process).
+                return TimeWaitVerdict::Reopen(tw.snd_nxt + 65537);
             }
         }
         // Everything else (chiefly a retransmitted FIN) is answered with an
         // ACK; a FIN restarts the 2 MSL timer (RFC 9293 3.10.7.4).
-        let mut options = TcpOptions::default();
-        if let Some((recent, offset)) = tw.ts {
-            let tsval = (now.total_millis() as u32).wrapping_add(offset);
-            options.timestamps = Some((tsval, recent));
-        }
-        let ack = TcpRepr {
-            src_port: key.0,
-            dst_port: key.1.port(),
-            seq: tw.snd_nxt.0,
-            ack: tw.rcv_nxt.0,
-            flags: TcpFlags::ACK,
-            window: tw.window,
-            urgent: 0,
-            options,
-        };
+        let ack = time_wait_ack(now, key, &tw);
         self.queue_rst(*key.1.ip(), ack);
         if repr.flags.fin() {
             let expires = now + self.config.tcp.time_wait;
@@ -1056,7 +1103,7 @@ impl Interface {
             }
             self.tcp.time_wait_order.push_back((expires, key));
         }
-        true
+        TimeWaitVerdict::Handled
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless

@@ -315,3 +315,50 @@ fn orphaned_fin_wait_2_is_bounded() {
         p.now
     );
 }
+
+#[test]
+fn backlog_overflow_drops_syns() {
+    // b listens with backlog 1; a opens three connections at once.
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 1).unwrap();
+    let c1 = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    let c2 = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    let c3 = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_millis(500), |p| p.b.tcp_can_accept(l));
+    // One got in; the others' SYNs found the queues full and were dropped
+    // silently (no RST), so they are still trying.
+    let established: Vec<_> = [c1, c2, c3]
+        .into_iter()
+        .filter(|&c| p.a.tcp_state(c) == Some(TcpState::Established))
+        .collect();
+    assert_eq!(established.len(), 1);
+    assert!([c1, c2, c3]
+        .iter()
+        .all(|&c| matches!(p.a.tcp_state(c), Some(TcpState::Established | TcpState::SynSent))));
+    assert!(p.b.stats().tcp_listen_overflow >= 2);
+    assert_eq!(p.b.stats().tcp_rst_tx, 0);
+
+    // While nobody accepts, the retransmitted SYNs (1 s) are dropped too.
+    let until = p.now + Duration::from_secs(2);
+    while p.step(until) {}
+    assert_eq!(
+        [c1, c2, c3]
+            .iter()
+            .filter(|&&c| p.a.tcp_state(c) == Some(TcpState::Established))
+            .count(),
+        1
+    );
+
+    // Each accept makes room for one more; all three end up connected.
+    let mut accepted = vec![p.b.tcp_accept(l).unwrap()];
+    p.run_until(Duration::from_secs(30), |p| {
+        if let Ok(s) = p.b.tcp_accept(l) {
+            accepted.push(s);
+        }
+        accepted.len() == 3
+    });
+    assert_eq!(accepted.len(), 3);
+    for c in [c1, c2, c3] {
+        assert_eq!(p.a.tcp_state(c), Some(TcpState::Established));
+    }
+}

@@ -8,6 +8,10 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The congestion window.
     fn window(&self) -> usize;
     fn ssthresh(&self) -> usize;
+    /// The initial window in bytes for the sender's MSS, once the handshake
+    /// has settled it (RFC 6928: the IW is a number of segments). Ignored
+    /// once any data was acknowledged or lost.
+    fn set_initial_window(&mut self, bytes: usize);
     /// `acked` bytes of new data were acknowledged.
     fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool);
     /// Three duplicate ACKs: enter fast recovery (RFC 5681 3.2 steps 2-3).
@@ -30,6 +34,8 @@ pub(crate) struct Reno {
     ssthresh: usize,
     /// Bytes acked since cwnd last grew in congestion avoidance.
     acked_in_ca: usize,
+    /// Still at the initial window: nothing acknowledged or lost yet.
+    initial: bool,
 }
 
 impl Reno {
@@ -40,6 +46,7 @@ impl Reno {
             cwnd: initial,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
+            initial: true,
         }
     }
 }
@@ -53,7 +60,14 @@ impl CongestionControl for Reno {
         self.ssthresh
     }
 
+    fn set_initial_window(&mut self, bytes: usize) {
+        if self.initial {
+            self.cwnd = bytes;
+        }
+    }
+
     fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool) {
+        self.initial = false;
         if in_recovery {
             return;
         }
@@ -71,6 +85,7 @@ impl CongestionControl for Reno {
     }
 
     fn on_fast_retransmit(&mut self, in_flight: usize, mss: usize) {
+        self.initial = false;
         // RFC 5681 equation 4, then step 3: cwnd = ssthresh + 3*SMSS.
         self.ssthresh = (in_flight / 2).max(2 * mss);
         self.cwnd = self.ssthresh + 3 * mss;
@@ -86,6 +101,7 @@ impl CongestionControl for Reno {
     }
 
     fn on_rto(&mut self, in_flight: usize, mss: usize) {
+        self.initial = false;
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
         self.cwnd = mss;
@@ -118,6 +134,17 @@ mod tests {
             r.on_ack(mss, mss, false);
         }
         assert_eq!(r.window(), 11 * mss);
+    }
+
+    #[test]
+    fn initial_window_follows_mss_until_first_ack() {
+        let mut r = Reno::new(14600);
+        r.set_initial_window(10 * 1000);
+        assert_eq!(r.window(), 10_000);
+        r.on_ack(1000, 1000, false);
+        assert_eq!(r.window(), 11_000);
+        r.set_initial_window(10 * 536);
+        assert_eq!(r.window(), 11_000, "only the initial window follows the MSS");
     }
 
     #[test]

@@ -501,9 +501,15 @@ impl Connection {
     }
 
     fn after_read(&mut self) {
-        if self.state.is_synchronized() || self.state == TcpState::SynReceived {
-            let (_, grows) = self.window_to_advertise();
-            if grows {
+        if (self.state.is_synchronized() || self.state == TcpState::SynReceived) && !self.peer_closed() {
+            // RFC 9293 3.8.6.2.2 says by how much the window may open; a
+            // read is worth an ACK of its own only when that at least
+            // doubles the window (Linux, tcp_cleanup_rbuf): a sender with
+            // half its window or more left is not waiting for it, and the
+            // next ACK carries the larger window anyway.
+            let (wnd, grows) = self.window_to_advertise();
+            let current = self.rcv_adv.distance(self.rcv_nxt);
+            if grows && wnd >= 2 * current {
                 self.ack_now = true;
             }
         }
@@ -531,16 +537,38 @@ impl Connection {
 
     /// Abort: RFC 9293 3.10.5 ABORT. Returns the RST to send, if the peer
     /// knows of this connection.
-    pub fn abort(&mut self) -> Option<TcpRepr> {
+    pub fn abort(&mut self, now: Instant) -> Option<TcpRepr> {
         let rst = match self.state {
             TcpState::SynReceived
             | TcpState::Established
             | TcpState::FinWait1
             | TcpState::FinWait2
-            | TcpState::CloseWait => Some(self.rst_repr(self.snd_max, None)),
+            | TcpState::CloseWait => Some(self.active_rst(now)),
             _ => None,
         };
         self.set_state(TcpState::Closed);
+        rst
+    }
+
+    /// Data arrived after the application closed its socket: nobody will
+    /// read it, so reset (RFC 1122 4.2.2.13, RFC 2525 2.17; Linux resets
+    /// in FIN-WAIT-1/2 after close, tcp_rcv_state_process). Returns the RST.
+    pub fn reset_unreadable(&mut self, now: Instant) -> TcpRepr {
+        let rst = self.active_rst(now);
+        self.error = Some(SocketError::ConnectionReset);
+        self.set_state(TcpState::Closed);
+        rst
+    }
+
+    /// The RST we send when we give up on a connection ourselves: RFC 9293
+    /// 3.10.5's <SEQ=SND.NXT><CTL=RST>, with the ACK bit, RCV.NXT and our
+    /// timestamp as Linux's tcp_send_active_reset sends it (so a peer in
+    /// any state, SYN-SENT included, finds it acceptable).
+    fn active_rst(&self, now: Instant) -> TcpRepr {
+        let mut rst = self.rst_repr(self.snd_max, Some(self.rcv_nxt));
+        if let Some(ts) = self.ts {
+            rst.options.timestamps = Some((self.ts_now(now, ts.offset), ts.recent));
+        }
         rst
     }
 
@@ -563,18 +591,38 @@ impl Connection {
             TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
             TcpOption::RecvBuffer(n) => {
                 let _ = self.rx.resize(n.max(self.rx.len()));
+                // Before our SYN (or SYN-ACK) goes, the window scale we offer
+                // follows the buffer: RFC 7323 2.2 picks the shift from the
+                // largest window we may offer, and Linux clamps it by a
+                // locked SO_RCVBUF (tcp_select_initial_window).
+                if self.nothing_sent() && self.offered.window_scale.is_some() {
+                    self.rcv_wscale = wscale_for(self.rx.capacity());
+                    self.offered.window_scale = Some(self.rcv_wscale);
+                }
             }
             TcpOption::SendBuffer(n) => {
                 let _ = self.tx.resize(n.max(self.tx.len()));
             }
             TcpOption::MaxSegment(n) => {
                 self.user_mss = Some(usize::from(n).max(64));
-                if self.state == TcpState::Closed || self.state == TcpState::SynSent {
+                // The MSS we advertise is clamped too while our SYN or
+                // SYN-ACK has not gone (a listener's option reaches its
+                // connections here; Linux: tcp_mss_clamp on advmss).
+                if self.state == TcpState::Closed || self.state == TcpState::SynSent || self.nothing_sent() {
                     self.our_mss = self.our_mss.min(usize::from(n).max(64));
                     self.offered.mss = Some(self.our_mss as u16);
                 }
             }
         }
+    }
+
+    /// Neither SYN nor SYN-ACK has been sent yet: what we offer in it may
+    /// still change.
+    fn nothing_sent(&self) -> bool {
+        matches!(
+            self.state,
+            TcpState::Closed | TcpState::SynSent | TcpState::SynReceived
+        ) && self.snd_max == self.iss
     }
 
     pub fn nodelay(&self) -> bool {
@@ -713,6 +761,22 @@ impl Connection {
             return Transition::None;
         }
 
+        // RFC 9293 3.5 figure 7 (simultaneous open): in an active
+        // SYN-RECEIVED the peer's SYN-ACK (SEG.SEQ = IRS, SEG.ACK = SND.NXT)
+        // completes the handshake. The acceptability test would reject it
+        // (it lies before RCV.NXT) and the SYN check would challenge it; like
+        // Linux (tcp_validate_incoming), it is taken as the handshake's ACK,
+        // and draws no ACK of its own (figure 7 has none).
+        let simultaneous_synack = self.state == TcpState::SynReceived
+            && self.active
+            && seg.flags.syn()
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && !seg.flags.fin()
+            && payload.is_empty()
+            && seq == self.irs
+            && SeqNumber(seg.ack) == self.snd_nxt;
+
         // TIME-WAIT sees only retransmissions of the peer's FIN; handled
         // compactly by the owner. A connection still held here answers like
         // the RFC asks: ACK a FIN, restart the 2 MSL timer.
@@ -726,7 +790,9 @@ impl Connection {
 
         // First: the sequence number (the acceptability test).
         let wnd = self.rcv_adv.distance(self.rcv_nxt);
-        let acceptable = if seg_len == 0 {
+        let acceptable = if simultaneous_synack {
+            true
+        } else if seg_len == 0 {
             if wnd == 0 {
                 seq == self.rcv_nxt
             } else {
@@ -748,6 +814,12 @@ impl Connection {
             if !seg.flags.rst() {
                 // RFC 9293: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
                 self.ack_now = true;
+                if self.state == TcpState::TimeWait && seg.flags.fin() {
+                    // A retransmitted FIN (it lies before RCV.NXT): our ACK
+                    // of it was lost, so wait 2 MSL from now (RFC 9293
+                    // 3.10.7.4 TIME-WAIT, as the compact stand-in does).
+                    self.time_wait_at = Some(now + self.cfg.time_wait);
+                }
             }
             return Transition::None;
         }
@@ -769,7 +841,7 @@ impl Connection {
 
         // Fourth: the SYN bit (RFC 5961 4.2): in any synchronized state
         // (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
-        if seg.flags.syn() {
+        if seg.flags.syn() && !simultaneous_synack {
             self.challenge_ack();
             return Transition::None;
         }
@@ -784,7 +856,10 @@ impl Connection {
             if self.snd_una < ack && ack <= self.snd_nxt {
                 self.snd_una = ack;
                 self.on_syn_acked(now);
-                self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+                // RFC 7323 2.2: the window of a SYN (here a simultaneous
+                // open's SYN-ACK) is never scaled.
+                let shift = if seg.flags.syn() { 0 } else { self.snd_wscale };
+                self.snd_wnd = usize::from(seg.window) << shift;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;
@@ -959,6 +1034,9 @@ impl Connection {
             }
             self.retries = 0;
             self.rtt.reset_backoff();
+            // Progress: the persist timer starts over too (Linux shares
+            // icsk_backoff between RTO and probes).
+            self.persist_backoff = 0;
             let mss = self.mss();
             match self.recovery {
                 Some(recover) if ack >= recover => {
@@ -1049,7 +1127,15 @@ impl Connection {
             return;
         }
         let data = &data[..data.len().min(room - offset)];
-        let full_sized = data.len() >= self.our_mss.min(self.peer_mss);
+        // Full-sized: as large as the peer may send, which is the MSS less
+        // the timestamp option it carries (RFC 6691; 1448 of 1460). A
+        // coalesced (GRO) segment counts as the full segments it holds.
+        let full = self
+            .our_mss
+            .min(self.peer_mss)
+            .saturating_sub(self.option_overhead(0))
+            .max(1);
+        let full_segs = (data.len() / full) as u32;
         if offset == 0 {
             let had_holes = !self.ooo.is_empty();
             let n = self.rx.enqueue_slice(data);
@@ -1061,8 +1147,8 @@ impl Connection {
             if had_holes {
                 // RFC 5681 4.2: ACK at once when a segment fills a hole.
                 self.ack_now = true;
-            } else if full_sized {
-                self.unacked_full_segs += 1;
+            } else if full_segs > 0 {
+                self.unacked_full_segs += full_segs;
                 // RFC 5681 4.2: ACK at least every second full-sized segment.
                 if self.unacked_full_segs >= 2 {
                     self.ack_now = true;
@@ -1120,7 +1206,7 @@ impl Connection {
             return Transition::Closed;
         }
         if self.user_deadline().is_some_and(|t| now >= t) {
-            return self.time_out();
+            return self.time_out(now, false);
         }
         if self.rto_at.is_some_and(|t| now >= t) {
             self.rto_at = None;
@@ -1130,7 +1216,7 @@ impl Connection {
                 _ => self.cfg.max_retransmits,
             };
             if self.retries >= limit {
-                return self.time_out();
+                return self.time_out(now, false);
             }
             self.retries += 1;
             self.rtt.back_off();
@@ -1160,26 +1246,38 @@ impl Connection {
             self.ack_now = true;
         }
         if self.keepalive_at.is_some_and(|t| now >= t) {
-            if self.keepalive.probes_sent >= self.keepalive.count {
-                return self.time_out();
+            if self.in_flight() > 0 || self.unsent() > 0 {
+                // RFC 1122 4.2.3.6 probes an idle connection; with data
+                // outstanding the retransmission timer watches the peer
+                // (as Linux's tcp_keepalive_timer, which only re-arms).
+                self.keepalive.probes_sent = 0;
+                self.keepalive_at = Some(now + self.keepalive.idle);
+            } else if self.keepalive.probes_sent >= self.keepalive.count {
+                // Linux resets a connection whose keepalives went
+                // unanswered (tcp_keepalive_timer).
+                return self.time_out(now, true);
+            } else {
+                self.keepalive.probes_sent += 1;
+                self.send_keepalive = true;
+                self.keepalive_at = Some(now + self.keepalive.interval);
             }
-            self.keepalive.probes_sent += 1;
-            self.send_keepalive = true;
-            self.keepalive_at = Some(now + self.keepalive.interval);
         }
         Transition::None
     }
 
-    fn time_out(&mut self) -> Transition {
+    /// Give up on the peer (ETIMEDOUT). `reset`: tell the peer with a RST,
+    /// which Linux does for unanswered keepalives only; a connection whose
+    /// retransmissions or user timeout ran out is dropped silently (RFC
+    /// 9293 3.10.8 USER TIMEOUT, RFC 1122 4.2.3.5; Linux tcp_write_err).
+    fn time_out(&mut self, now: Instant, reset: bool) -> Transition {
         tracing::debug!(remote = %self.remote, state = %self.state, "connection timed out");
         self.error = Some(SocketError::TimedOut);
-        let rst = matches!(
+        let synchronized = matches!(
             self.state,
             TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::FinWait2
         );
-        if rst {
-            // Linux sends a RST when it gives up on an established connection.
-            self.rst_out = Some(self.rst_repr(self.snd_max, None));
+        if reset && synchronized {
+            self.rst_out = Some(self.active_rst(now));
         }
         self.set_state(TcpState::Closed);
         Transition::Closed
@@ -1357,11 +1455,20 @@ impl Connection {
     fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
         let mss = self.mss();
         let sack_blocks = if self.sack_ok {
-            self.ooo.sack_ranges(4).count()
+            // RFC 2018 3: three blocks fit beside timestamps, four without.
+            self.ooo
+                .sack_ranges(if self.ts.is_some() { 3 } else { 4 })
+                .count()
         } else {
             0
         };
         let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
+        // RFC 6928: the initial window is ten segments of the MSS the
+        // handshake settled on (the SMSS excludes options, RFC 5681 2).
+        // Like Linux, which counts cwnd in segments, no 14600-byte cap.
+        let smss = mss.saturating_sub(self.option_overhead(0)).max(1);
+        self.cc
+            .set_initial_window(self.cfg.initial_window as usize * smss);
 
         // Fast retransmit: resend the first unacknowledged segment now.
         if self.retransmit_una {
@@ -1406,7 +1513,12 @@ impl Connection {
             let small_outstanding = self.snd_sml > self.snd_una;
             let nagle_ok = self.nodelay || self.in_flight() == 0 || !small_outstanding;
             let big_enough = len >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
-            if !((all_queued && nagle_ok) || big_enough) {
+            // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
+            // timeout (our persist timer, armed below while nothing is in
+            // flight) sends what fits rather than wait for ever on a window
+            // too small for a full segment (Linux: tcp_write_wakeup).
+            let overdue = self.send_probe && self.in_flight() == 0;
+            if !((all_queued && nagle_ok) || big_enough || overdue) {
                 len = 0;
             }
         }
@@ -1452,12 +1564,20 @@ impl Connection {
             return Some((repr, offset, len));
         }
 
-        // Zero window with data waiting and nothing in flight: the persist
-        // timer probes (RFC 9293 3.8.6.1). Like Linux, the probe is a
-        // segment with an old sequence number that elicits an ACK carrying
-        // the current window.
-        if unsent > 0 && self.snd_wnd == 0 && self.in_flight() == 0 {
-            if self.send_probe {
+        // Data waiting, nothing in flight, and nothing could go: the window
+        // is zero, or too small to beat SWS avoidance. The persist timer
+        // probes a zero window (RFC 9293 3.8.6.1) and sends into a small
+        // one (above). Like Linux, the probe is a segment with an old
+        // sequence number that elicits an ACK carrying the current window.
+        // The same after a retransmission timeout that found the window
+        // closed (data in flight, none of it may go, no timer left): the
+        // expiry counts as the first probe's, so probe at once.
+        let rtx_blocked = self.snd_nxt < self.snd_max && self.rto_at.is_none() && usable == 0;
+        if rtx_blocked && self.persist_at.is_none() {
+            self.send_probe = true;
+        }
+        if (unsent > 0 && self.in_flight() == 0) || rtx_blocked {
+            if self.send_probe && usable == 0 {
                 self.send_probe = false;
                 self.stats.zero_window_probes += 1;
                 let seq = self.snd_una - 1;

@@ -18,6 +18,9 @@ pub(crate) struct RttEstimator {
 /// but follow Linux in not letting RTTVAR's share fall below this.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// RFC 6298 5.7: the RTO once the handshake needed a retransmission.
+const FALLBACK: Duration = Duration::from_secs(3);
+
 impl RttEstimator {
     pub fn new(initial: Duration, min: Duration, max: Duration) -> Self {
         RttEstimator {
@@ -62,7 +65,15 @@ impl RttEstimator {
 
     /// A new ACK arrived: stop backing off (RFC 6298 5.7 keeps the RTO until
     /// the next sample, Linux resets backoff on any forward progress).
+    ///
+    /// If the timer expired before any RTT sample (a SYN or SYN-ACK was
+    /// retransmitted, so Karn's rule left the handshake unmeasured), the
+    /// RTO restarts at 3 s rather than the initial 1 s (RFC 6298 5.7; Linux
+    /// TCP_TIMEOUT_FALLBACK in tcp_init_metrics), until a sample arrives.
     pub fn reset_backoff(&mut self) {
+        if self.srtt.is_none() && self.backoff > 0 {
+            self.rto = self.rto.max(FALLBACK).clamp(self.min, self.max);
+        }
         self.backoff = 0;
     }
 
@@ -113,6 +124,20 @@ mod tests {
             r.back_off();
         }
         r.sample(ms(100));
+        assert_eq!(r.rto(), ms(300));
+    }
+
+    #[test]
+    fn timeout_before_any_sample_falls_back_to_three_seconds() {
+        let mut r = RttEstimator::new(ms(1000), ms(200), ms(120_000));
+        r.back_off();
+        r.reset_backoff();
+        assert_eq!(r.rto(), ms(3000));
+        r.sample(ms(100));
+        assert_eq!(r.rto(), ms(300));
+        // With a sample, a later timeout does not fall back.
+        r.back_off();
+        r.reset_backoff();
         assert_eq!(r.rto(), ms(300));
     }
 
