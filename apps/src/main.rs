@@ -30,6 +30,14 @@ enum Command {
     /// Run TCP segment scripts (packetdrill syntax) against tapir's TCP on a
     /// virtual clock; prints pass/fail and skipped lines per file.
     Script(script::ScriptArgs),
+    /// Fetch an http:// URL over tapir (an HTTP/1.1 client, tapir as the
+    /// active opener): body to stdout or -o FILE, status line to stderr.
+    /// Exits 0 for any HTTP response, non-zero for transport errors.
+    Get(tapir_apps::get::GetArgs),
+    /// Measure TCP throughput over tapir, iperf-like: client (--connect)
+    /// or server (--listen), plain bytes, so nc or a python socket can be
+    /// the peer.
+    Tput(tapir_apps::tput::TputArgs),
 }
 
 #[derive(clap::Args)]
@@ -39,6 +47,22 @@ struct UpArgs {
     /// Serve UDP echo (RFC 862) on this port.
     #[arg(long, value_name = "PORT")]
     udp_echo: Option<u16>,
+    /// Serve TCP echo (RFC 862) on this port.
+    #[arg(long, value_name = "PORT")]
+    tcp_echo: Option<u16>,
+    /// Serve TCP discard (RFC 863) on this port.
+    #[arg(long, value_name = "PORT")]
+    discard: Option<u16>,
+    /// Serve the TCP character generator (RFC 864) on this port.
+    #[arg(long, value_name = "PORT")]
+    chargen: Option<u16>,
+    /// Serve HTTP/1.1 on this port: /bytes/N, /echo, /stats, and files
+    /// from --http-root.
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
+    /// Directory the HTTP server serves files from.
+    #[arg(long, value_name = "DIR", requires = "http")]
+    http_root: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +78,8 @@ fn main() -> ExitCode {
         Command::Up(args) => up(args),
         Command::Demo(args) => demo::run(args),
         Command::Script(args) => script::run(args),
+        Command::Get(args) => tapir_apps::get::run(args),
+        Command::Tput(args) => tapir_apps::tput::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,7 +106,24 @@ fn up(args: UpArgs) -> Result<(), String> {
     if let Some(port) = args.udp_echo {
         served.push(services::udp_echo(&stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?);
     }
-    let names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+    if let Some(port) = args.tcp_echo {
+        served.push(services::tcp_echo(&stack, port).map_err(|e| format!("tcp echo on {port}: {e}"))?);
+    }
+    if let Some(port) = args.discard {
+        served.push(services::tcp_discard(&stack, port).map_err(|e| format!("discard on {port}: {e}"))?);
+    }
+    if let Some(port) = args.chargen {
+        served.push(services::tcp_chargen(&stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
+    }
+    let http = match args.http {
+        Some(port) => Some(
+            tapir_apps::http::serve_on_stack(&stack, port, args.http_root.clone())
+                .map_err(|e| format!("http on {port}: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+    names.extend(http.as_ref().map(|h| h.name.as_str()));
     eprintln!(
         "tapir up on {}: {} mac {}{}{}; Ctrl-C to stop",
         running.device_name,
@@ -91,10 +134,15 @@ fn up(args: UpArgs) -> Result<(), String> {
     );
     let signal = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
     eprintln!("tapir: {signal:?}, shutting down");
+    if let Some(h) = http {
+        let name = h.name.clone();
+        eprintln!("{name}: {} requests served", h.stop());
+    }
     for s in served {
         let name = s.name.clone();
+        let unit = s.unit();
         match s.stop() {
-            Ok(n) => eprintln!("{name}: {n} requests served"),
+            Ok(n) => eprintln!("{name}: {n} {unit} served"),
             Err(e) => eprintln!("{name}: stopped with error: {e}"),
         }
     }

@@ -1,0 +1,557 @@
+//! `tapir tput`: an iperf-like throughput tool on its own tapir stack.
+//!
+//! Plain bytes, no handshake of its own, so the peer can be `nc`, a python
+//! socket or another tapir:
+//! - client `--connect A.B.C.D:PORT`: sends the deterministic content
+//!   ([`crate::http::pattern_fill`]) for `--bytes N` or `--time S` (10 s by
+//!   default), shuts down its write side and waits for the peer to close;
+//!   with `--receive` it reads until the peer closes (or the limit).
+//! - server `--listen PORT`: per connection, reads until the client closes;
+//!   with `--send`, writes until the client closes (or the limit).
+//!
+//! A progress line every `--interval` seconds, then a summary with the
+//! rate, the bytes, and the connection's retransmits, smoothed RTT and
+//! congestion window from the stack; `--sha256` adds the digest of all the
+//! bytes that went by, to check against the peer's.
+//!
+//! The transfer loops ([`send`], [`receive`]) are generic over `Read` /
+//! `Write`, so they run over `std::net` too.
+
+use crate::http::{is_timeout, pattern_fill};
+use crate::net::{bring_up, NetArgs};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use tapir_harness::{TcpListener, TcpStream};
+use tapir_stack::TcpConnStats;
+
+#[derive(clap::Args, Debug)]
+pub struct TputArgs {
+    /// Client: connect to a server at A.B.C.D:PORT.
+    #[arg(
+        long,
+        value_name = "A.B.C.D:PORT",
+        required_unless_present = "listen",
+        conflicts_with = "listen"
+    )]
+    pub connect: Option<SocketAddrV4>,
+    /// Server: listen on this port.
+    #[arg(long, value_name = "PORT")]
+    pub listen: Option<u16>,
+    /// Stop after this many bytes (K, M, G suffixes: powers of 1024).
+    #[arg(long, value_name = "N", value_parser = parse_size, conflicts_with = "time")]
+    pub bytes: Option<u64>,
+    /// Stop after this many seconds [default for a sending client: 10].
+    #[arg(long, value_name = "SECS")]
+    pub time: Option<f64>,
+    /// Client: read from the server instead of sending to it.
+    #[arg(long, conflicts_with = "listen")]
+    pub receive: bool,
+    /// Server: send to each client instead of reading from it.
+    #[arg(long, requires = "listen")]
+    pub send: bool,
+    /// Server: serve one client, then exit.
+    #[arg(long, requires = "listen")]
+    pub once: bool,
+    /// Bytes per read or write call.
+    #[arg(long, value_name = "N", value_parser = parse_size, default_value = "128K")]
+    pub len: u64,
+    /// Seconds between progress lines (0: none).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Turn Nagle's algorithm off.
+    #[arg(long)]
+    pub nodelay: bool,
+    /// Print the SHA-256 of every byte sent or received.
+    #[arg(long)]
+    pub sha256: bool,
+    /// Give up connecting after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `123`, `64K`, `100M`, `2G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 1000, 64K, 100M, 2G)"))
+}
+
+/// When a transfer stops on its own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limit {
+    pub bytes: Option<u64>,
+    pub time: Option<Duration>,
+}
+
+impl Limit {
+    fn reached(&self, bytes: u64, elapsed: Duration) -> bool {
+        self.bytes.is_some_and(|b| bytes >= b) || self.time.is_some_and(|t| elapsed >= t)
+    }
+}
+
+/// What a transfer did.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Hex SHA-256 of the bytes, if asked for.
+    pub sha256: Option<String>,
+}
+
+impl Transfer {
+    pub fn gbits(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e9
+    }
+}
+
+/// Calls `report(bytes, elapsed)` at most once per interval.
+struct Ticker<'a> {
+    start: Instant,
+    interval: Option<Duration>,
+    next: Duration,
+    report: &'a mut dyn FnMut(u64, Duration),
+}
+
+impl Ticker<'_> {
+    fn new(interval: Option<Duration>, report: &mut dyn FnMut(u64, Duration)) -> Ticker<'_> {
+        let interval = interval.filter(|i| !i.is_zero());
+        Ticker {
+            start: Instant::now(),
+            interval,
+            next: interval.unwrap_or_default(),
+            report,
+        }
+    }
+
+    fn tick(&mut self, bytes: u64) {
+        if let Some(i) = self.interval {
+            let elapsed = self.start.elapsed();
+            if elapsed >= self.next {
+                (self.report)(bytes, elapsed);
+                // Skip the ticks a long stall missed.
+                let missed = (elapsed - self.next).as_nanos() / i.as_nanos();
+                self.next += i * u32::try_from(missed + 1).unwrap_or(u32::MAX);
+            }
+        }
+    }
+}
+
+/// Write the deterministic content until `limit` (or the peer goes away:
+/// a reset or broken pipe ends a transfer the peer stopped, and is not an
+/// error). `chunk` bytes per write.
+pub fn send<W: Write>(
+    w: &mut W,
+    limit: Limit,
+    chunk: usize,
+    sha256: bool,
+    interval: Option<Duration>,
+    report: &mut dyn FnMut(u64, Duration),
+) -> io::Result<Transfer> {
+    let mut ticker = Ticker::new(interval, report);
+    let start = ticker.start;
+    let mut hash = sha256.then(Sha256::new);
+    let mut buf = vec![0u8; chunk.max(1)];
+    let mut sent = 0u64;
+    while !limit.reached(sent, start.elapsed()) {
+        let n = limit
+            .bytes
+            .map_or(buf.len() as u64, |b| (b - sent).min(buf.len() as u64)) as usize;
+        pattern_fill(sent, &mut buf[..n]);
+        // A partial write leaves the rest to the next round: the content
+        // is a function of the offset.
+        match w.write(&buf[..n]) {
+            Ok(0) => break,
+            Ok(k) => {
+                if let Some(h) = &mut hash {
+                    h.update(&buf[..k]);
+                }
+                sent += k as u64;
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+        ticker.tick(sent);
+    }
+    w.flush()?;
+    Ok(Transfer {
+        bytes: sent,
+        elapsed: start.elapsed(),
+        sha256: hash.map(|h| hex(&h.finish())),
+    })
+}
+
+/// Read until the peer closes or `limit`. Read timeouts only wake the loop
+/// (to report progress and check the time limit).
+pub fn receive<R: Read>(
+    r: &mut R,
+    limit: Limit,
+    chunk: usize,
+    sha256: bool,
+    interval: Option<Duration>,
+    report: &mut dyn FnMut(u64, Duration),
+) -> io::Result<Transfer> {
+    let mut ticker = Ticker::new(interval, report);
+    let start = ticker.start;
+    let mut hash = sha256.then(Sha256::new);
+    let mut buf = vec![0u8; chunk.max(1)];
+    let mut got = 0u64;
+    while !limit.reached(got, start.elapsed()) {
+        let want = limit
+            .bytes
+            .map_or(buf.len() as u64, |b| (b - got).min(buf.len() as u64)) as usize;
+        match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(h) = &mut hash {
+                    h.update(&buf[..n]);
+                }
+                got += n as u64;
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        ticker.tick(got);
+    }
+    Ok(Transfer {
+        bytes: got,
+        elapsed: start.elapsed(),
+        sha256: hash.map(|h| hex(&h.finish())),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 (FIPS 180-4), for checking transfers against a peer's
+/// `hashlib.sha256` or `sha256sum`.
+pub struct Sha256 {
+    state: [u32; 8],
+    block: [u8; 64],
+    filled: usize,
+    len: u64,
+}
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256::new()
+    }
+}
+
+impl Sha256 {
+    pub fn new() -> Sha256 {
+        Sha256 {
+            state: [
+                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+                0x5be0cd19,
+            ],
+            block: [0; 64],
+            filled: 0,
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.filled > 0 {
+            let n = (64 - self.filled).min(data.len());
+            self.block[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled < 64 {
+                return;
+            }
+            let block = self.block;
+            self.compress(&block);
+            self.filled = 0;
+        }
+        let mut blocks = data.chunks_exact(64);
+        for b in &mut blocks {
+            self.compress(b.try_into().expect("64 bytes"));
+        }
+        let rest = blocks.remainder();
+        self.block[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
+    }
+
+    pub fn finish(mut self) -> [u8; 32] {
+        let bits = self.len.wrapping_mul(8);
+        let mut pad = vec![0x80u8];
+        pad.resize(1 + (119 - self.filled) % 64, 0);
+        pad.extend_from_slice(&bits.to_be_bytes());
+        self.len = 0;
+        self.update(&pad);
+        debug_assert_eq!(self.filled, 0);
+        let mut out = [0u8; 32];
+        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
+            o.copy_from_slice(&s.to_be_bytes());
+        }
+        out
+    }
+
+    /// The hex digest of `data`.
+    pub fn hex(data: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(data);
+        hex(&h.finish())
+    }
+
+    fn compress(&mut self, block: &[u8; 64]) {
+        let mut w = [0u32; 64];
+        for (i, c) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes(c.try_into().expect("4 bytes"));
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = self.state;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = h
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            h = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+            *s = s.wrapping_add(v);
+        }
+    }
+}
+
+fn mbytes(n: u64) -> f64 {
+    n as f64 / 1e6
+}
+
+/// The connection's counters as the summary shows them.
+fn conn_summary(s: &TcpConnStats) -> String {
+    format!(
+        "retransmits {}; srtt {}; cwnd {} B; mss {}",
+        s.retransmits,
+        s.srtt
+            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "-".into()),
+        s.cwnd,
+        s.mss
+    )
+}
+
+/// One transfer on a connected stream, in the direction asked, with
+/// progress and a summary on stdout.
+fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs) -> Result<(), String> {
+    let interval = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero());
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!(
+        "tput: {} {local} {} {peer}",
+        if sending { "sending" } else { "receiving" },
+        if sending { "->" } else { "<-" }
+    );
+    // Reads wake at least once an interval, to report and check the clock.
+    stream
+        .set_read_timeout(Some(interval.unwrap_or(Duration::from_secs(1))))
+        .map_err(|e| e.to_string())?;
+    let mut last = (0u64, Duration::ZERO, 0u64);
+    let mut report = |bytes: u64, elapsed: Duration| {
+        let retrans = stream.stats().map(|s| s.retransmits).unwrap_or(0);
+        let (b0, t0, r0) = last;
+        let secs = (elapsed - t0).as_secs_f64().max(1e-9);
+        println!(
+            "[{:6.2}-{:6.2} s] {:10.2} MB {:8.3} Gbit/s  retransmits {}",
+            t0.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            mbytes(bytes - b0),
+            (bytes - b0) as f64 * 8.0 / secs / 1e9,
+            retrans - r0
+        );
+        last = (bytes, elapsed, retrans);
+    };
+    let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(16 << 20);
+    let mut w = stream;
+    let result = if sending {
+        send(&mut w, limit, chunk, args.sha256, interval, &mut report)
+    } else {
+        receive(&mut w, limit, chunk, args.sha256, interval, &mut report)
+    };
+    let transfer = result.map_err(|e| format!("transfer with {peer}: {e}"))?;
+    let mut stats = stream.stats().ok();
+    if sending {
+        // Our FIN after the data; the peer's close says it has all of it
+        // (a process exit now could otherwise cut the tail short).
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut scratch = [0u8; 64 * 1024];
+        let mut waited = 0;
+        while let Ok(n) = (&mut w).read(&mut scratch) {
+            if n == 0 {
+                break;
+            }
+            waited += n;
+            if waited > 1 << 30 {
+                break;
+            }
+        }
+        stats = stream.stats().ok().or(stats);
+    }
+    println!(
+        "tput: {} {} bytes ({:.2} MB) in {:.3} s = {:.3} Gbit/s; {}",
+        if sending { "sent" } else { "received" },
+        transfer.bytes,
+        mbytes(transfer.bytes),
+        transfer.elapsed.as_secs_f64(),
+        transfer.gbits(),
+        stats
+            .as_ref()
+            .map(conn_summary)
+            .unwrap_or_else(|| "no connection stats".into())
+    );
+    if let Some(h) = &transfer.sha256 {
+        println!("sha256: {h}");
+    }
+    Ok(())
+}
+
+pub fn run(args: TputArgs) -> Result<(), String> {
+    let time = match args.time {
+        Some(t) => Some(
+            Duration::try_from_secs_f64(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or("--time must be a positive number of seconds")?,
+        ),
+        // A sending client needs an end; everyone else stops at the close.
+        None if args.bytes.is_none() && args.connect.is_some() && !args.receive => {
+            Some(Duration::from_secs(10))
+        }
+        None => None,
+    };
+    let limit = Limit {
+        bytes: args.bytes,
+        time,
+    };
+    let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
+    let stack = running.driver.stack();
+    let result: Result<(), String> = (|| {
+        if let Some(addr) = args.connect {
+            let timeout = Duration::try_from_secs_f64(args.connect_timeout)
+                .map_err(|_| "--connect-timeout must be a positive number of seconds".to_string())?;
+            let stream = TcpStream::connect_timeout(&stack, &SocketAddr::V4(addr), timeout)
+                .map_err(|e| format!("connect to {addr}: {e}"))?;
+            stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+            run_transfer(&stream, !args.receive, limit, &args)?;
+            drop(stream);
+        } else if let Some(port) = args.listen {
+            let listener =
+                TcpListener::bind(&stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
+            println!("tput: listening on {}:{port}", args.net.addr.addr);
+            loop {
+                let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+                stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+                let r = run_transfer(&stream, args.send, limit, &args);
+                drop(stream);
+                if args.once {
+                    r?;
+                    break;
+                }
+                if let Err(e) = r {
+                    eprintln!("tput: {e}");
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Let the last close finish before the stack goes.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while stack.with(|i| i.tcp_connection_count()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let driver_error = running.driver.error();
+    running.driver.shutdown();
+    result?;
+    match driver_error {
+        Some(e) => Err(format!("the stack stopped: {e}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_vectors() {
+        assert_eq!(
+            Sha256::hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            Sha256::hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            Sha256::hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        // Fed in odd pieces, the same digest.
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut h = Sha256::new();
+        for piece in data.chunks(37) {
+            h.update(piece);
+        }
+        assert_eq!(hex(&h.finish()), Sha256::hex(&data));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("64k"), Ok(65_536));
+        assert_eq!(parse_size("7"), Ok(7));
+        assert!(parse_size("x").is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! `tapir up` serving TCP echo, discard and chargen (and UDP echo) in a
+//! namespace, checked by python clients; SIGTERM makes it report what it
+//! served and exit 0.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tapir_harness::{require_kernel, NetNs};
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+/// Echo: 256 KB round trip, then EOF after our FIN. Discard: 1 MB taken,
+/// nothing sent back, EOF after our FIN. Chargen: the RFC 864 pattern
+/// (checked over 200 KB) until we close; and with a FIN from us the
+/// server closes too. UDP echo on the same port number as TCP echo.
+const CLIENT: &str = r#"
+import socket, sys
+host = sys.argv[1]
+
+def read_to_eof(s, limit=1 << 30):
+    got = bytearray()
+    while len(got) <= limit:
+        c = s.recv(65536)
+        if not c:
+            return bytes(got)
+        got += c
+    raise SystemExit(f"more than {limit} bytes without EOF")
+
+s = socket.create_connection((host, 7), timeout=10)
+msg = bytes(range(256)) * 1024
+s.sendall(msg)
+s.shutdown(socket.SHUT_WR)
+got = read_to_eof(s)
+s.close()
+assert got == msg, f"echo: {len(got)} bytes back"
+print("tcp echo ok", flush=True)
+
+s = socket.create_connection((host, 9), timeout=10)
+s.sendall(b"discard me " * 100000)
+s.shutdown(socket.SHUT_WR)
+got = read_to_eof(s)
+s.close()
+assert got == b"", f"discard sent {len(got)} bytes"
+print("discard ok", flush=True)
+
+cycle = b"".join(bytes(32 + (k + j) % 95 for j in range(72)) + b"\r\n" for k in range(95))
+s = socket.create_connection((host, 19), timeout=10)
+got = bytearray()
+while len(got) < 200000:
+    c = s.recv(65536)
+    assert c, "chargen ended early"
+    got += c
+want = (cycle * (len(got) // len(cycle) + 1))[: len(got)]
+assert bytes(got) == want, "chargen pattern differs"
+s.close()
+s = socket.create_connection((host, 19), timeout=10)
+s.sendall(b"ignored")
+s.shutdown(socket.SHUT_WR)
+got = read_to_eof(s, limit=64 << 20)
+assert got == (cycle * (len(got) // len(cycle) + 1))[: len(got)], "chargen pattern differs"
+s.close()
+print("chargen ok", flush=True)
+
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(b"udp too", (host, 7))
+assert u.recvfrom(100)[0] == b"udp too"
+print("udp echo ok", flush=True)
+"#;
+
+#[test]
+fn up_serves_tcp_echo_discard_and_chargen() {
+    require_kernel!("python3");
+    let ns = NetNs::create("cli-tcp").unwrap();
+    let mut child = ns
+        .command(TAPIR)
+        .args([
+            "up",
+            "--tap",
+            "tsvc0",
+            "--addr",
+            "10.77.30.2/24",
+            "--host-addr",
+            "10.77.30.1/24",
+        ])
+        .args([
+            "--tcp-echo",
+            "7",
+            "--discard",
+            "9",
+            "--chargen",
+            "19",
+            "--udp-echo",
+            "7",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tsvc0"]).unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains("10.77.30.1/24") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tapir up did not configure the TAP in {}", ns.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = ns.exec_timeout(&["python3", "-c", CLIENT, "10.77.30.2"], Duration::from_secs(60));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tapir up did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+
+    let client = client.unwrap_or_else(|e| panic!("python client: {e}\ntapir stderr:\n{stderr}"));
+    let out = String::from_utf8_lossy(&client.stdout);
+    assert!(
+        client.status.success(),
+        "python client failed:\n{out}\n{}\ntapir stderr:\n{stderr}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    for line in ["tcp echo ok", "discard ok", "chargen ok", "udp echo ok"] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    // The banner names every service; shutdown reports what each served.
+    let banner = stderr
+        .lines()
+        .find(|l| l.starts_with("tapir up on"))
+        .unwrap_or("");
+    for name in ["udp-echo:7", "tcp-echo:7", "discard:9", "chargen:19"] {
+        assert!(banner.contains(name), "banner: {banner}");
+    }
+    for line in [
+        "tcp-echo:7: 1 connections served",
+        "discard:9: 1 connections served",
+        "chargen:19: 2 connections served",
+        "udp-echo:7: 1 requests served",
+    ] {
+        assert!(stderr.contains(line), "{line}:\n{stderr}");
+    }
+    let counter = |name: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0)
+    };
+    assert_eq!(counter("tcp_passive_opens "), 4, "{stdout}");
+    // Only the first chargen client resets (it closes with data unread).
+    assert!(counter("tcp_resets_rx ") <= 1, "{stdout}");
+}
