@@ -362,3 +362,22 @@ fn backlog_overflow_drops_syns() {
         assert_eq!(p.a.tcp_state(c), Some(TcpState::Established));
     }
 }
+
+#[test]
+fn application_limited_sender_does_not_inflate_cwnd() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    let initial = p.a.tcp_stats(c).unwrap().cwnd;
+    let mut buf = [0u8; 1024];
+    // 200 small request-sized writes, each acknowledged before the next:
+    // the window is never the limit, so it must not grow (RFC 7661).
+    for _ in 0..200 {
+        p.a.tcp_send(c, &[7u8; 100]).unwrap();
+        p.run_until(Duration::from_secs(5), |p| p.a.tcp_send_queue(c) == 0);
+        while p.b.tcp_recv(s, &mut buf).unwrap_or(0) > 0 {}
+    }
+    assert_eq!(p.a.tcp_stats(c).unwrap().cwnd, initial);
+}

@@ -1001,6 +1001,11 @@ impl Connection {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd_wscale;
         if ack > self.snd_una {
+            // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
+            // only if the sender was using it; an application-limited
+            // sender would otherwise inflate cwnd without bound on a clean
+            // path, and burst when it finally has data.
+            let cwnd_limited = self.in_flight() * 2 >= self.cc.window();
             let mut acked = ack.distance(self.snd_una);
             // The FIN occupies a sequence number but no buffer byte.
             if self.fin_seq.is_some_and(|f| ack > f) {
@@ -1049,7 +1054,8 @@ impl Connection {
                     self.recovery = None;
                     self.cc.on_recovery_end();
                 }
-                None => self.cc.on_ack(acked, mss, false),
+                None if cwnd_limited => self.cc.on_ack(acked, mss, false),
+                None => {}
             }
             self.dup_acks = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart.
@@ -1387,13 +1393,17 @@ impl Connection {
         if self.state == TcpState::SynReceived {
             self.rcv_adv = self.rcv_nxt + usize::from(repr.window);
         }
-        self.snd_nxt = self.iss + 1;
-        self.snd_max = self.snd_max.max(self.snd_nxt);
-        if self.retries == 0 {
+        // Karn (RFC 6298 3): time only the first transmission of our SYN.
+        // A resend (timer, a retransmitted SYN from the peer, or the
+        // SYN-ACK of a simultaneous open) makes the ACK ambiguous.
+        if self.snd_max == self.iss {
             self.rtt_probe = Some((self.iss, now));
         } else {
+            self.rtt_probe = None;
             self.stats.retransmits += 1;
         }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
         self.rto_at = Some(now + self.rtt.rto());
         self.ack_now = false;
         self.delack_at = None;
