@@ -709,7 +709,7 @@ impl Connection {
         self.rcv_adv = self.rcv_nxt;
         if acceptable {
             self.snd_una = ack;
-            self.on_syn_acked(now);
+            self.on_syn_acked(now, seg);
             // RFC 7323 2.2: a SYN's window is never scaled.
             self.snd_wl1 = SeqNumber(seg.seq);
             self.snd_wl2 = ack;
@@ -734,11 +734,22 @@ impl Connection {
     }
 
     /// Our SYN was acknowledged: measure it and stop its timer.
-    fn on_syn_acked(&mut self, now: Instant) {
-        if let Some((seq, sent)) = self.rtt_probe.take() {
-            if seq == self.iss && self.retries == 0 {
-                self.rtt.sample(now - sent);
-            }
+    fn on_syn_acked(&mut self, now: Instant, seg: &TcpRepr) {
+        // RTT: the echoed timestamp says which transmission of the SYN was
+        // acknowledged, so it gives a sample even after a resend (RFC 7323
+        // 4.1; Linux tcp_ack_update_rtt); without timestamps only an
+        // unrepeated SYN is timed (Karn, RFC 6298 3).
+        let probe = self.rtt_probe.take();
+        let sample = match (self.ts, seg.options.timestamps) {
+            (Some(ts), Some((_, tsecr))) if tsecr != 0 => Some(Duration::from_millis(u64::from(
+                self.ts_now(now, ts.offset).wrapping_sub(tsecr),
+            ))),
+            _ => probe
+                .filter(|&(seq, _)| seq == self.iss && self.retries == 0)
+                .map(|(_, sent)| now - sent),
+        };
+        if let Some(rtt) = sample.filter(|&r| r < Duration::from_secs(60)) {
+            self.rtt.sample(rtt);
         }
         self.retries = 0;
         self.rtt.reset_backoff();
@@ -855,7 +866,7 @@ impl Connection {
         if self.state == TcpState::SynReceived {
             if self.snd_una < ack && ack <= self.snd_nxt {
                 self.snd_una = ack;
-                self.on_syn_acked(now);
+                self.on_syn_acked(now, seg);
                 // RFC 7323 2.2: the window of a SYN (here a simultaneous
                 // open's SYN-ACK) is never scaled.
                 let shift = if seg.flags.syn() { 0 } else { self.snd_wscale };
