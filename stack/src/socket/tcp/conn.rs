@@ -99,6 +99,8 @@ pub(crate) struct Connection {
     /// (RFC 9293 3.8.6.2.2 / RFC 7323 2.4).
     rcv_adv: SeqNumber,
     rcv_wscale: u8,
+    /// RCV.NXT as of the last ACK we sent (RFC 7323's Last.ACK.sent).
+    last_ack_sent: SeqNumber,
 
     /// Unacknowledged and unsent data; its first byte is at snd_una (after
     /// the SYN is acknowledged).
@@ -210,6 +212,7 @@ impl Connection {
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
+            last_ack_sent: SeqNumber(0),
             rcv_wscale: if cfg.window_scaling {
                 wscale_for(cfg.recv_buffer)
             } else {
@@ -301,6 +304,7 @@ impl Connection {
         }
         c.irs = SeqNumber(syn.seq);
         c.rcv_nxt = c.irs + 1;
+        c.last_ack_sent = c.rcv_nxt;
         c.rcv_adv = c.rcv_nxt;
         // RFC 7323 2.2: the window in a SYN is never scaled.
         c.update_window(usize::from(syn.window), SeqNumber(syn.seq), c.iss);
@@ -706,6 +710,7 @@ impl Connection {
         self.learn_syn_options(now, seg);
         self.irs = SeqNumber(seg.seq);
         self.rcv_nxt = self.irs + 1;
+        self.last_ack_sent = self.rcv_nxt;
         self.rcv_adv = self.rcv_nxt;
         if acceptable {
             self.snd_una = ack;
@@ -902,10 +907,12 @@ impl Connection {
             self.process_ack(now, seg, ack, payload.len());
         }
 
-        // Timestamps (RFC 7323 4.3): record TS.Recent from a segment that
-        // covers RCV.NXT (the "Last.ACK.sent" rule).
+        // Timestamps (RFC 7323 4.3): TS.Recent takes SEG.TSval only if
+        // SEG.SEQ <= Last.ACK.sent, so an ACK covering several segments
+        // (a delayed ACK) echoes the earliest of them and the peer's RTT
+        // sample includes our delay (Linux: tcp_replace_ts_recent vs rcv_wup).
         if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
-            if seq <= self.rcv_nxt && !ts_before(tsval, ts.recent) {
+            if seq <= self.last_ack_sent && !ts_before(tsval, ts.recent) {
                 ts.recent = tsval;
                 ts.recent_at = now;
             }
@@ -1389,6 +1396,7 @@ impl Connection {
         if self.state == TcpState::SynReceived {
             flags.insert(TcpFlags::ACK);
             ack = self.rcv_nxt.0;
+            self.last_ack_sent = self.rcv_nxt;
         }
         let repr = TcpRepr {
             src_port: self.local.port(),
@@ -1456,7 +1464,10 @@ impl Connection {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
             seq: seq.0,
-            ack: self.rcv_nxt.0,
+            ack: {
+                self.last_ack_sent = self.rcv_nxt;
+                self.rcv_nxt.0
+            },
             flags: TcpFlags(flags | TcpFlags::ACK.0),
             window: (wnd >> self.rcv_wscale).min(65535) as u16,
             urgent: 0,
