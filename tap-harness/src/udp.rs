@@ -26,6 +26,8 @@ pub struct UdpSocket {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nonblocking: bool,
+    /// The default peer set by [`connect`](Self::connect).
+    peer: std::sync::Mutex<Option<SocketAddrV4>>,
 }
 
 impl UdpSocket {
@@ -50,6 +52,7 @@ impl UdpSocket {
                         read_timeout: None,
                         write_timeout: None,
                         nonblocking: false,
+                        peer: std::sync::Mutex::new(None),
                     })
                 }
                 Err(e) => last = Some(bind_error(e, a)),
@@ -109,6 +112,59 @@ impl UdpSocket {
             Ok((len, from)) => Ok((len.min(cap), SocketAddr::V4(from))),
             Err(UdpRecvError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
             Err(UdpRecvError::BadHandle) => Err(closed()),
+        }
+    }
+
+    /// Set the default peer (as `connect(2)` on a UDP socket): [`send`](Self::send)
+    /// goes there, and [`recv`](Self::recv) takes only its datagrams,
+    /// discarding others, as the kernel does for a connected socket.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let to = first_v4(addr)?;
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+        Ok(())
+    }
+
+    /// The peer set by [`connect`](Self::connect).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.connected_peer().map(SocketAddr::V4)
+    }
+
+    fn connected_peer(&self) -> io::Result<SocketAddrV4> {
+        self.peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "UDP socket is not connected"))
+    }
+
+    /// Send one datagram to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let to = self.connected_peer()?;
+        self.send_to(buf, to)
+    }
+
+    /// Receive one datagram from the connected peer; datagrams from anyone
+    /// else are discarded.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let peer = self.connected_peer()?;
+        let cap = buf.len();
+        // Discarding another sender's datagram changes nothing the driver
+        // must act on, so returning None after it cannot make the two wake
+        // each other.
+        let recv = |i: &mut tapir_stack::Interface| loop {
+            match i.udp_recv_from(self.handle, buf) {
+                Ok((len, from)) if from == peer => return Some(Ok(len.min(cap))),
+                Ok(_) => continue,
+                Err(UdpRecvError::WouldBlock) => return None,
+                Err(UdpRecvError::BadHandle) => return Some(Err(closed())),
+            }
+        };
+        if self.nonblocking {
+            self.stack
+                .try_with(recv)?
+                .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))
+        } else {
+            self.stack
+                .wait_io(self.read_timeout, io::ErrorKind::WouldBlock, recv)?
         }
     }
 

@@ -288,3 +288,37 @@ fn device_error_stops_the_driver_and_wakes_waiters() {
     // The stack is still there for its counters.
     let _ = a.shutdown();
 }
+
+/// `connect` sets the default peer: `send` goes there and `recv` takes only
+/// that peer's datagrams, as with a connected kernel socket.
+#[test]
+fn connected_udp_socket_filters_by_peer() {
+    let (a, b) = pair(DriverOptions::default());
+    let server = UdpSocket::bind(&b, "0.0.0.0:7000").unwrap();
+    let mut wanted = UdpSocket::bind(&a, "0.0.0.0:6001").unwrap();
+    let other = UdpSocket::bind(&a, "0.0.0.0:6002").unwrap();
+    let mut client = UdpSocket::bind(&b, "0.0.0.0:6000").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    wanted.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+    assert_eq!(client.send(b"x").unwrap_err().kind(), io::ErrorKind::NotConnected);
+    client.connect(SocketAddrV4::new(A, 6001)).unwrap();
+    assert_eq!(
+        client.peer_addr().unwrap(),
+        SocketAddr::V4(SocketAddrV4::new(A, 6001))
+    );
+    // A datagram from someone else arrives first; recv skips it.
+    other.send_to(b"noise", SocketAddrV4::new(B, 6000)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    wanted.send_to(b"signal", SocketAddrV4::new(B, 6000)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"signal");
+    client.send(b"reply").unwrap();
+    let (n, from) = wanted.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"reply"[..], SocketAddr::V4(SocketAddrV4::new(B, 6000)))
+    );
+    drop(server);
+}
