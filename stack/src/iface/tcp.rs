@@ -661,7 +661,7 @@ impl Interface {
                 TcpOption::KeepAlive(_) => TcpOption::KeepAlive(e.conn.keepalive_enabled()),
                 TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(e.conn.rx_capacity()),
                 TcpOption::SendBuffer(_) => TcpOption::SendBuffer(e.conn.tx_capacity()),
-                TcpOption::MaxSegment(_) => TcpOption::MaxSegment(e.conn.mss() as u16),
+                TcpOption::MaxSegment(_) => TcpOption::MaxSegment(e.conn.payload_mss() as u16),
                 other => other,
             }),
         }

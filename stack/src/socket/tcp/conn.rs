@@ -381,6 +381,12 @@ impl Connection {
         mss.max(64)
     }
 
+    /// The payload a full segment carries: the MSS less the timestamp
+    /// option (what Linux reports as TCP_MAXSEG once connected).
+    pub fn payload_mss(&self) -> usize {
+        self.mss().saturating_sub(self.option_overhead(0)).max(1)
+    }
+
     /// Bytes of TCP options on a non-SYN segment (timestamps), which the
     /// MSS must leave room for (RFC 6691).
     fn option_overhead(&self, sack_blocks: usize) -> usize {
@@ -440,7 +446,7 @@ impl Connection {
         s.snd_wnd = self.snd_wnd;
         s.rcv_nxt = self.rcv_nxt.0;
         s.rcv_wnd = self.rcv_adv.distance(self.rcv_nxt);
-        s.mss = self.mss();
+        s.mss = self.payload_mss();
         s.srtt = self.rtt.srtt();
         s.rttvar = self.rtt.rttvar();
         s.rto = self.rtt.rto();

@@ -92,6 +92,8 @@ pub struct TcpConnStats {
     pub snd_wnd: usize,
     pub rcv_nxt: u32,
     pub rcv_wnd: usize,
+    /// Payload of a full segment (MSS less TCP options in every segment,
+    /// as Linux's mss_cache).
     pub mss: usize,
     pub srtt: Option<Duration>,
     pub rttvar: Duration,
