@@ -1,6 +1,7 @@
 //! The `tapir` binary as a user runs it.
 
-use std::io::Read;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tapir_harness::{require_kernel, NetNs};
@@ -29,7 +30,6 @@ fn up_serves_ping_and_udp_echo_then_exits_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     // Wait for the TAP to exist and carry the kernel's address.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -57,26 +57,11 @@ fn up_serves_ping_and_udp_echo_then_exits_cleanly_on_sigterm() {
         ])
         .unwrap();
     // SIGTERM to the process we started (ip netns exec execs tapir in place).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tapir up did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let common::Stopped {
+        status,
+        stdout,
+        stderr,
+    } = common::stop_up(&mut child);
 
     assert!(
         ping.status.success() && ping_out.contains(" 0% packet loss"),

@@ -5,6 +5,8 @@
 //! timeouts and path safety. Part 2 (the `kernel_` tests) runs it on tapir
 //! in a network namespace against curl and python.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -992,7 +994,6 @@ print(f"slowloris cut off after {elapsed:.1f} s", flush=True)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let pid = child.id();
         let run = || -> Result<(String, String), String> {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
@@ -1024,25 +1025,7 @@ print(f"slowloris cut off after {elapsed:.1f} s", flush=True)
             Ok((index + &blob, stats))
         };
         let result = run();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tapir up did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let common::Stopped { status, stderr, .. } = common::stop_up(&mut child);
         let (pages, stats) = result.unwrap_or_else(|e| panic!("{e}\nstderr:\n{stderr}"));
         assert!(pages.starts_with("<h1>tapir</h1>"), "{pages}");
         assert!(pages.contains(&Sha256::hex(&page)), "{pages}");

@@ -2,7 +2,8 @@
 //! namespace, checked by python clients; SIGTERM makes it report what it
 //! served and exit 0.
 
-use std::io::Read;
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tapir_harness::{require_kernel, NetNs};
@@ -97,7 +98,6 @@ fn up_serves_tcp_echo_discard_and_chargen() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tsvc0"]).unwrap();
@@ -112,27 +112,11 @@ fn up_serves_tcp_echo_discard_and_chargen() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let client = ns.exec_timeout(&["python3", "-c", CLIENT, "10.77.30.2"], Duration::from_secs(60));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tapir up did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let common::Stopped {
+        status,
+        stdout,
+        stderr,
+    } = common::stop_up(&mut child);
 
     let client = client.unwrap_or_else(|e| panic!("python client: {e}\ntapir stderr:\n{stderr}"));
     let out = String::from_utf8_lossy(&client.stdout);

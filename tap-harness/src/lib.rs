@@ -36,6 +36,7 @@ pub mod device;
 pub mod driver;
 pub mod netns;
 pub mod pcap;
+mod sockerr;
 pub mod tcp;
 pub mod udp;
 

@@ -61,6 +61,7 @@ use std::time::Duration;
 use tapir_stack::{Interface, SocketError, SocketHandle, TcpConnStats, TcpError, TcpOption, TcpState};
 
 use crate::driver::StackHandle;
+use crate::sockerr::{check_timeout, closed, socket_error, v4};
 
 /// The backlog [`TcpListener::bind`] asks for.
 pub const DEFAULT_BACKLOG: usize = 128;
@@ -617,16 +618,6 @@ impl std::fmt::Debug for TcpStream {
 // ---------------------------------------------------------------------------
 // Helpers
 
-fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(a) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{a}: tapir speaks IPv4 only"),
-        )),
-    }
-}
-
 /// Try `f` on every IPv4 address `addr` resolves to; the first success
 /// wins, else the last error (as std's `each_addr`).
 fn each_addr<T>(
@@ -643,20 +634,6 @@ fn each_addr<T>(
     }
     Err(last
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no addresses to {what}"))))
-}
-
-fn check_timeout(t: Option<Duration>) -> io::Result<Option<Duration>> {
-    match t {
-        Some(d) if d.is_zero() => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a 0 duration timeout",
-        )),
-        other => Ok(other),
-    }
-}
-
-fn closed() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "socket is closed")
 }
 
 fn broken_pipe() -> io::Error {
@@ -685,22 +662,4 @@ fn tcp_error(e: TcpError, what: &str) -> io::Error {
         TcpError::Failed(err) => return annotate(socket_error(err), what),
     };
     io::Error::new(kind, format!("{what}: {e}"))
-}
-
-fn socket_error(e: SocketError) -> io::Error {
-    use tapir_stack::wire::UnreachableCode;
-    let kind = match e {
-        SocketError::Unreachable { code, .. } => match code {
-            UnreachableCode::Port | UnreachableCode::Protocol => io::ErrorKind::ConnectionRefused,
-            UnreachableCode::Net => io::ErrorKind::NetworkUnreachable,
-            UnreachableCode::Host => io::ErrorKind::HostUnreachable,
-            _ => io::ErrorKind::HostUnreachable,
-        },
-        SocketError::TimeExceeded { .. } => io::ErrorKind::HostUnreachable,
-        SocketError::ParameterProblem { .. } => io::ErrorKind::InvalidData,
-        SocketError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
-        SocketError::ConnectionReset => io::ErrorKind::ConnectionReset,
-        SocketError::TimedOut => io::ErrorKind::TimedOut,
-    };
-    io::Error::new(kind, e)
 }

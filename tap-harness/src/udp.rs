@@ -15,9 +15,10 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::time::Duration;
 
-use tapir_stack::{SocketError, SocketHandle, UdpBindError, UdpRecvError, UdpSendError};
+use tapir_stack::{SocketHandle, UdpBindError, UdpRecvError, UdpSendError};
 
 use crate::driver::StackHandle;
+use crate::sockerr::{check_timeout, closed, socket_error, v4};
 
 /// A UDP socket on a tapir stack. Closed on drop.
 pub struct UdpSocket {
@@ -244,16 +245,6 @@ impl std::fmt::Debug for UdpSocket {
     }
 }
 
-fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(a) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{a}: tapir speaks IPv4 only"),
-        )),
-    }
-}
-
 fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
@@ -263,20 +254,6 @@ fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")))
-}
-
-fn check_timeout(t: Option<Duration>) -> io::Result<Option<Duration>> {
-    match t {
-        Some(d) if d.is_zero() => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a 0 duration timeout",
-        )),
-        other => Ok(other),
-    }
-}
-
-fn closed() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "socket is closed")
 }
 
 fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
@@ -298,22 +275,4 @@ fn send_error(e: UdpSendError, to: SocketAddrV4) -> io::Error {
         UdpSendError::WouldBlock => io::ErrorKind::WouldBlock,
     };
     io::Error::new(kind, format!("send to {to}: {e}"))
-}
-
-fn socket_error(e: SocketError) -> io::Error {
-    use tapir_stack::wire::UnreachableCode;
-    let kind = match e {
-        SocketError::Unreachable { code, .. } => match code {
-            UnreachableCode::Port => io::ErrorKind::ConnectionRefused,
-            UnreachableCode::Net => io::ErrorKind::NetworkUnreachable,
-            UnreachableCode::Host => io::ErrorKind::HostUnreachable,
-            _ => io::ErrorKind::Other,
-        },
-        SocketError::TimeExceeded { .. } => io::ErrorKind::TimedOut,
-        SocketError::ParameterProblem { .. } => io::ErrorKind::InvalidData,
-        SocketError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
-        SocketError::ConnectionReset => io::ErrorKind::ConnectionReset,
-        SocketError::TimedOut => io::ErrorKind::TimedOut,
-    };
-    io::Error::new(kind, e)
 }
