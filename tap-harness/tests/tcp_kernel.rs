@@ -329,8 +329,13 @@ fn echo_200_concurrent_connections_1mb_each() {
     let t = Instant::now();
     let out = rig.python(
         ECHO_CLIENT,
-        &[&rig.tapir.to_string(), "7", "200", "1048576", "120"],
-        130,
+        // Usually 10-20 s. Bursts from 200 connections overflow the
+        // kernel's TAP backlog, and plain Reno (no NewReno partial-ACK
+        // retransmit yet) recovers a second loss in a window only by RTO,
+        // which stretches this on a loaded machine: the bound is generous
+        // so that only a hang fails.
+        &[&rig.tapir.to_string(), "7", "200", "1048576", "300"],
+        310,
     );
     eprintln!("{} (test {:?})", out.trim(), t.elapsed());
     assert!(out.contains("echoed 200 x 1048576 bytes"), "{out}");
