@@ -233,6 +233,21 @@ impl Interface {
         self.neighbors
             .handle_timeout(now, &mut self.arp_out, &mut self.stats, |d| failed.push(d));
         for d in failed {
+            // Linux turns a failed neighbour resolution into a local ICMP
+            // host unreachable, which ends a connect in progress with
+            // EHOSTUNREACH (tcp_v4_err); established connections treat it
+            // as soft and keep retransmitting.
+            if d.protocol == Protocol::Tcp && d.payload.len() >= 4 {
+                let local_port = u16::from_be_bytes([d.payload[0], d.payload[1]]);
+                let remote = SocketAddrV4::new(d.dst, u16::from_be_bytes([d.payload[2], d.payload[3]]));
+                let err = SocketError::Unreachable {
+                    reporter: self.config.ipv4.addr,
+                    dst: remote,
+                    code: UnreachableCode::Host,
+                    next_hop_mtu: None,
+                };
+                self.tcp_icmp_error(local_port, remote, err);
+            }
             self.release(d);
         }
         let mut expired = Vec::new();

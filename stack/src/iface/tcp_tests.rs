@@ -382,3 +382,23 @@ fn application_limited_sender_does_not_inflate_cwnd() {
     }
     assert_eq!(p.a.tcp_stats(c).unwrap().cwnd, initial);
 }
+
+#[test]
+fn connect_to_unresolvable_neighbor_fails_with_host_unreachable() {
+    let mut p = Pair::new();
+    // Nobody has 10.77.0.9: ARP gives up after 3 requests, 1 s apart.
+    let c =
+        p.a.tcp_connect(p.now, addr(Ipv4Addr::new(10, 77, 0, 9), 80))
+            .unwrap();
+    p.run_until(Duration::from_secs(10), |p| {
+        p.a.tcp_state(c) == Some(TcpState::Closed)
+    });
+    assert!(p.now <= Instant::from_secs(1 + 3), "failed at {}", p.now);
+    assert!(matches!(
+        p.a.tcp_take_error(c),
+        Some(SocketError::Unreachable {
+            code: crate::wire::UnreachableCode::Host,
+            ..
+        })
+    ));
+}
