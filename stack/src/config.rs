@@ -96,9 +96,14 @@ pub struct TcpConfig {
     /// Secret for RFC 6528 initial sequence numbers (and timestamp offsets).
     /// Derived from `Config::seed` when zero.
     pub isn_secret: u64,
-    /// Receive buffer per connection (SO_RCVBUF); also sets the window scale
-    /// we offer (RFC 7323 2.2: the smallest shift that can describe it).
+    /// Receive buffer per connection (SO_RCVBUF).
     pub recv_buffer: usize,
+    /// The largest the receive buffer may be made (Linux tcp_rmem[2]). As
+    /// Linux's tcp_select_initial_window, the window scale we offer is the
+    /// smallest shift that can describe it (RFC 7323 2.3), unless SO_RCVBUF
+    /// fixes the buffer first. 15 MiB, as in packetdrill's Linux test
+    /// environment, gives wscale 8 (stock Linux's 6 MiB gives 7).
+    pub recv_buffer_max: usize,
     /// Send buffer per connection (SO_SNDBUF).
     pub send_buffer: usize,
     /// Initial congestion window in segments (RFC 6928: 10, as Linux).
@@ -148,6 +153,7 @@ impl Default for TcpConfig {
         TcpConfig {
             isn_secret: 0,
             recv_buffer: 256 * 1024,
+            recv_buffer_max: 15 << 20,
             send_buffer: 256 * 1024,
             initial_window: 10,
             rto_min: Duration::from_millis(200),

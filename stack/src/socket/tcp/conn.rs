@@ -214,7 +214,7 @@ impl Connection {
             rcv_adv: SeqNumber(0),
             last_ack_sent: SeqNumber(0),
             rcv_wscale: if cfg.window_scaling {
-                wscale_for(cfg.recv_buffer)
+                wscale_for(cfg.recv_buffer_max.max(cfg.recv_buffer))
             } else {
                 0
             },
