@@ -14,6 +14,12 @@
 //! congestion window from the stack; `--sha256` adds the digest of all the
 //! bytes that went by, to check against the peer's.
 //!
+//! With `--iperf3` it speaks iperf3's TCP test protocol instead
+//! ([`crate::iperf3`]): `tapir tput --listen 5201 --iperf3` serves a kernel
+//! `iperf3 -c`, and `tapir tput --connect HOST:5201 --iperf3` runs a test
+//! against `iperf3 -s` (`--receive` is iperf3's `-R`, `--parallel` its
+//! `-P`, `--bidir` its `--bidir`).
+//!
 //! The transfer loops ([`send`], [`receive`]) are generic over `Read` /
 //! `Write`, so they run over `std::net` too.
 
@@ -65,6 +71,16 @@ pub struct TputArgs {
     /// Print the SHA-256 of every byte sent or received.
     #[arg(long)]
     pub sha256: bool,
+    /// Speak iperf3's protocol: serve `iperf3 -c`, or test against `iperf3 -s`.
+    #[arg(long)]
+    pub iperf3: bool,
+    /// iperf3 client: streams per direction (iperf3 -P).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "iperf3", conflicts_with = "listen",
+          value_parser = clap::value_parser!(u16).range(1..=crate::iperf3::MAX_STREAMS as i64))]
+    pub parallel: u16,
+    /// iperf3 client: both directions at once (iperf3 --bidir).
+    #[arg(long, requires = "iperf3", conflicts_with_all = ["listen", "receive"])]
+    pub bidir: bool,
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
@@ -457,6 +473,70 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
     Ok(())
 }
 
+/// `--iperf3`: one test against an iperf3 server, or serve iperf3 clients.
+fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit) -> Result<(), String> {
+    use crate::iperf3;
+    let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(1 << 20);
+    if let Some(addr) = args.connect {
+        let timeout = Duration::try_from_secs_f64(args.connect_timeout)
+            .map_err(|_| "--connect-timeout must be a positive number of seconds".to_string())?;
+        let params = iperf3::TestParams {
+            parallel: usize::from(args.parallel),
+            reverse: args.receive,
+            bidirectional: args.bidir,
+            time: limit.time.map_or(0.0, |t| t.as_secs_f64()),
+            bytes: limit.bytes.unwrap_or(0),
+            len: chunk,
+            omit: 0.0,
+        };
+        let mut connect = || {
+            let s = TcpStream::connect_timeout(stack, &SocketAddr::V4(addr), timeout)?;
+            s.set_nodelay(args.nodelay)?;
+            Ok(s)
+        };
+        println!("tput: iperf3 test against {addr}: {params:?}");
+        let mut progress = |sent: u64, got: u64, t: Duration| {
+            println!(
+                "[{:6.2} s] sent {:10.2} MB, received {:10.2} MB",
+                t.as_secs_f64(),
+                mbytes(sent),
+                mbytes(got)
+            );
+        };
+        let report = iperf3::run_client(
+            &mut connect,
+            &params,
+            args.net.seed ^ std::process::id() as u64,
+            &mut progress,
+        )
+        .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;
+        print!("{}", report.summary());
+        return Ok(());
+    }
+    let port = args.listen.ok_or("--iperf3 needs --connect or --listen")?;
+    let listener =
+        TcpListener::bind(stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
+    println!("tput: serving iperf3 on {}:{port}", args.net.addr.addr);
+    loop {
+        let (ctrl, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        ctrl.set_nodelay(true).map_err(|e| e.to_string())?;
+        println!("tput: iperf3 test from {peer}");
+        let mut accept = || {
+            let (s, _) = listener.accept()?;
+            s.set_nodelay(args.nodelay)?;
+            Ok(s)
+        };
+        let r = iperf3::serve(ctrl, &mut accept);
+        match &r {
+            Ok(report) => print!("{}", report.summary()),
+            Err(e) => eprintln!("tput: iperf3 test from {peer}: {e}"),
+        }
+        if args.once {
+            return r.map(drop).map_err(|e| format!("iperf3 test from {peer}: {e}"));
+        }
+    }
+}
+
 pub fn run(args: TputArgs) -> Result<(), String> {
     let time = match args.time {
         Some(t) => Some(
@@ -478,6 +558,9 @@ pub fn run(args: TputArgs) -> Result<(), String> {
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
     let result: Result<(), String> = (|| {
+        if args.iperf3 {
+            return run_iperf3(&stack, &args, limit);
+        }
         if let Some(addr) = args.connect {
             let timeout = Duration::try_from_secs_f64(args.connect_timeout)
                 .map_err(|_| "--connect-timeout must be a positive number of seconds".to_string())?;
