@@ -198,12 +198,13 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     }
 
     http_steps(&ns, &stack, &mut steps, timeout);
+    iperf3_step(&ns, &stack, &mut steps);
 
     let served = echo.stop().unwrap_or(0);
     let requests = web.stop();
     let iface = driver.shutdown();
     let s = iface.stats();
-    println!("\n8. What tapir counted ({served} datagrams echoed, {requests} HTTP requests answered):");
+    println!("\n9. What tapir counted ({served} datagrams echoed, {requests} HTTP requests answered):");
     println!(
         "   frames in {} / out {}; ARP requests answered {}; pings answered {}; \
          fragments in {} (reassembled into {} datagrams) / out {}; UDP in {} / out {}; dropped {}",
@@ -381,4 +382,60 @@ fn http_steps(ns: &NetNs, stack: &tapir_harness::StackHandle, steps: &mut Steps,
         Err(e) => steps.report(false, &format!("starting python's http.server: {e}")),
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Step 8: the kernel's iperf3 measures TCP throughput to and from tapir,
+/// which speaks iperf3's control protocol.
+fn iperf3_step(ns: &NetNs, stack: &tapir_harness::StackHandle, steps: &mut Steps) {
+    println!("\n8. The kernel's iperf3 measures TCP throughput to tapir, then from it (-R), 2 s each.");
+    println!("   $ iperf3 -c {TAPIR_IP} -t 2     and     iperf3 -c {TAPIR_IP} -t 2 -R");
+    if !have_program("iperf3") {
+        steps.skip("iperf3 is not installed");
+        return;
+    }
+    let listener = match tapir_harness::TcpListener::bind(stack, ("0.0.0.0", 5201)) {
+        Ok(l) => l,
+        Err(e) => return steps.report(false, &format!("listening on 5201: {e}")),
+    };
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        for _ in 0..2 {
+            let (ctrl, _) = listener.accept().map_err(|e| e.to_string())?;
+            tapir_apps::iperf3::serve(ctrl, &mut || listener.accept().map(|(s, _)| s))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    let mut ok = true;
+    let mut why = String::new();
+    for reverse in [false, true] {
+        let mut cmd = vec!["iperf3", "-c", "10.77.0.2", "-t", "2"];
+        if reverse {
+            cmd.push("-R");
+        }
+        match ns.exec_timeout(&cmd, Duration::from_secs(30)) {
+            Ok(o) => {
+                let out = String::from_utf8_lossy(&o.stdout);
+                print!(
+                    "{}",
+                    indent(&out, |l| l.ends_with("sender") || l.ends_with("receiver"))
+                );
+                if !o.status.success() {
+                    ok = false;
+                    why = format!("iperf3 failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+                }
+            }
+            Err(e) => {
+                ok = false;
+                why = e.to_string();
+            }
+        }
+    }
+    if ok {
+        match server.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => (ok, why) = (false, format!("tapir's iperf3 server: {e}")),
+            Err(_) => (ok, why) = (false, "tapir's iperf3 server panicked".into()),
+        }
+    }
+    steps.report(ok, &why);
 }
