@@ -575,7 +575,9 @@ impl Connection {
     /// timestamp as Linux's tcp_send_active_reset sends it (so a peer in
     /// any state, SYN-SENT included, finds it acceptable).
     fn active_rst(&self, now: Instant) -> TcpRepr {
-        let mut rst = self.rst_repr(self.snd_max, Some(self.rcv_nxt));
+        // RFC 5961 3.2: the peer takes a RST only at exactly its RCV.NXT,
+        // and drops one outside its window; see acceptable_seq.
+        let mut rst = self.rst_repr(self.acceptable_seq(), Some(self.rcv_nxt));
         if let Some(ts) = self.ts {
             rst.options.timestamps = Some((self.ts_now(now, ts.offset), ts.recent));
         }
@@ -656,7 +658,9 @@ impl Connection {
     /// The window to advertise now, and whether it moves the right edge by
     /// enough to be worth an update. RFC 9293 3.8.6.2.2 (receiver-side SWS
     /// avoidance): open the window only in steps of min(buffer/2, MSS), and
-    /// never move the right edge left (RFC 7323 2.4).
+    /// never move the right edge left (RFC 1122 4.2.2.16), except by less
+    /// than the window scale's granularity where keeping it would promise
+    /// more than the buffer holds (RFC 7323 2.4).
     fn window_to_advertise(&self) -> (usize, bool) {
         let free = self.rx.window();
         let current = self.rcv_adv.distance(self.rcv_nxt);
@@ -668,11 +672,23 @@ impl Connection {
             current.min(max)
         };
         // The scaled field rounds down; round the granted window down with
-        // it, but never below what was already promised.
+        // it. What was already promised is kept by rounding it up, but only
+        // if the buffer holds that much: RFC 7323 2.4 lets the edge retract
+        // by less than the granularity rather than advertise beyond the
+        // buffer, and its rule 1 has us honour every window we advertised,
+        // which a promise beyond the buffer cannot be (the data would be
+        // dropped in window). Rounding up regardless let the edge creep
+        // right by up to a granule with every ACK while the application
+        // did not read, and the window never closed: the buffer full, we
+        // still offered a granule, and dropped what came into it.
         let granularity = 1usize << self.rcv_wscale;
-        let wnd = (wnd / granularity * granularity)
-            .max(current.div_ceil(granularity) * granularity)
-            .min(max);
+        let kept = current.div_ceil(granularity) * granularity;
+        let kept = if kept <= free {
+            kept
+        } else {
+            current / granularity * granularity
+        };
+        let wnd = (wnd / granularity * granularity).max(kept).min(max);
         (wnd, wnd > current && wnd - current >= step)
     }
 
@@ -1482,12 +1498,32 @@ impl Connection {
     }
 
     fn pure_ack(&mut self, now: Instant) -> TcpRepr {
-        // RFC 9293's SND.NXT is our snd_max: snd_nxt is rewound by a
-        // retransmission timeout, and an ACK with a sequence number the
-        // peer has already passed would fail its acceptability test and be
-        // dropped, ACK field and all.
-        let seq = self.snd_max;
+        let seq = self.acceptable_seq();
         self.base_repr(now, seq, 0)
+    }
+
+    /// The sequence number of a segment without data (an ACK, a RST).
+    ///
+    /// RFC 9293's SND.NXT is our snd_max: snd_nxt is rewound by a
+    /// retransmission timeout, and an ACK with a sequence number the peer
+    /// has already passed would fail its acceptability test and be
+    /// dropped, ACK field and all.
+    ///
+    /// But a peer may shrink its window below data we already sent (RFC
+    /// 9293 3.8.6: it SHOULD NOT; the sender must cope). SND.NXT is then
+    /// beyond its window and fails the same test (RFC 9293 3.10.7.4: with
+    /// RCV.WND = 0 only SEG.SEQ = RCV.NXT is acceptable), so the peer never
+    /// sees our ACKs; if its application is blocked sending, it never reads
+    /// and never opens the window again. As Linux (tcp_acceptable_seq),
+    /// use the right edge of the window, SND.UNA + SND.WND, instead.
+    fn acceptable_seq(&self) -> SeqNumber {
+        let edge = self.snd_una + self.snd_wnd;
+        // Before our SYN is acknowledged the window says nothing of it.
+        if self.snd_una == self.iss || self.snd_max <= edge {
+            self.snd_max
+        } else {
+            edge
+        }
     }
 
     fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
