@@ -400,8 +400,12 @@ fn iperf3_step(ns: &NetNs, stack: &tapir_harness::StackHandle, steps: &mut Steps
     let server = std::thread::spawn(move || -> Result<(), String> {
         for _ in 0..2 {
             let (ctrl, _) = listener.accept().map_err(|e| e.to_string())?;
-            tapir_apps::iperf3::serve(ctrl, &mut || listener.accept().map(|(s, _)| s))
-                .map_err(|e| e.to_string())?;
+            tapir_apps::iperf3::serve(ctrl, &mut || {
+                listener
+                    .accept_timeout(tapir_apps::iperf3::STREAM_ACCEPT_TIMEOUT)
+                    .map(|(s, _)| s)
+            })
+            .map_err(|e| e.to_string())?;
         }
         Ok(())
     });

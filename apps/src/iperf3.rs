@@ -78,6 +78,10 @@ const MAX_BLOCK: usize = 1 << 20;
 /// How long a control-connection step may take before the test is given
 /// up (the peer vanished).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server waits for each data stream the client said it would
+/// open; pass it to the listener's accept in [`serve`]'s `accept`, so that
+/// a client that never connects its streams cannot hold the server.
+pub const STREAM_ACCEPT_TIMEOUT: Duration = STEP_TIMEOUT;
 /// How often blocked stream workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -582,7 +586,7 @@ fn parse_results(v: &Value, ours: &[StreamResult]) -> io::Result<Vec<StreamResul
 
 /// Serve one iperf3 test: `ctrl` is a connection just accepted, `accept`
 /// yields the next connection on the same listener (for the data
-/// streams).
+/// streams), giving up after [`STREAM_ACCEPT_TIMEOUT`].
 pub fn serve<S: Stream>(mut ctrl: S, accept: &mut dyn FnMut() -> io::Result<S>) -> io::Result<Report> {
     ctrl.set_read_timeout(Some(STEP_TIMEOUT))?;
     ctrl.set_write_timeout(Some(STEP_TIMEOUT))?;

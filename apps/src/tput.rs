@@ -427,7 +427,7 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
         ctrl.set_nodelay(true).map_err(|e| e.to_string())?;
         println!("tput: iperf3 test from {peer}");
         let mut accept = || {
-            let (s, _) = listener.accept()?;
+            let (s, _) = listener.accept_timeout(iperf3::STREAM_ACCEPT_TIMEOUT)?;
             s.set_nodelay(args.nodelay)?;
             Ok(s)
         };

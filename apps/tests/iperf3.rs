@@ -130,7 +130,11 @@ fn kernel_iperf3_client_against_tapir_server() {
         let Ok((ctrl, _)) = listener.accept() else {
             return;
         };
-        let r = iperf3::serve(ctrl, &mut || listener.accept().map(|(s, _)| s));
+        let r = iperf3::serve(ctrl, &mut || {
+            listener
+                .accept_timeout(iperf3::STREAM_ACCEPT_TIMEOUT)
+                .map(|(s, _)| s)
+        });
         if tx.send(r).is_err() {
             return;
         }
