@@ -56,6 +56,9 @@ struct UpArgs {
     /// Serve the TCP character generator (RFC 864) on this port.
     #[arg(long, value_name = "PORT")]
     chargen: Option<u16>,
+    /// Serve iperf3's TCP tests on this port (the kernel's `iperf3 -c`).
+    #[arg(long, value_name = "PORT")]
+    iperf3: Option<u16>,
     /// Serve HTTP/1.1 on this port: /bytes/N, /echo, /stats, and files
     /// from --http-root.
     #[arg(long, value_name = "PORT")]
@@ -114,6 +117,9 @@ fn up(args: UpArgs) -> Result<(), String> {
     }
     if let Some(port) = args.chargen {
         served.push(services::tcp_chargen(&stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
+    }
+    if let Some(port) = args.iperf3 {
+        served.push(services::iperf3_server(&stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?);
     }
     let http = match args.http {
         Some(port) => Some(

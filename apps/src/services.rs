@@ -1,6 +1,6 @@
 //! Services tapir hosts, each on its own thread over the blocking sockets:
-//! UDP echo, and the TCP echo (RFC 862), discard (RFC 863) and character
-//! generator (RFC 864).
+//! UDP echo, the TCP echo (RFC 862), discard (RFC 863) and character
+//! generator (RFC 864), and an iperf3 server ([`crate::iperf3`]).
 //!
 //! A TCP service is an accept loop on one thread and a thread per
 //! connection, at most [`MAX_TCP_CONNECTIONS`] at once; beyond that, new
@@ -35,7 +35,7 @@ pub struct Service {
 
 impl Service {
     /// What [`stop`](Self::stop) counts: "requests" (datagrams, HTTP
-    /// requests) or "connections".
+    /// requests), "connections" or "tests" (iperf3).
     pub fn unit(&self) -> &'static str {
         self.unit
     }
@@ -92,6 +92,48 @@ pub fn udp_echo(stack: &StackHandle, port: u16) -> io::Result<Service> {
         thread: Some(thread),
         name,
         unit: "requests",
+    })
+}
+
+/// An iperf3 server (TCP tests, one at a time, as iperf3's own): the
+/// kernel's `iperf3 -c` measures throughput to and from tapir. Counts the
+/// tests run. A test in progress runs to its end before a stop takes
+/// effect.
+pub fn iperf3_server(stack: &StackHandle, port: u16) -> io::Result<Service> {
+    let listener = TcpListener::bind(stack, ("0.0.0.0", port))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let name = format!("iperf3:{port}");
+    let thread = std::thread::Builder::new().name(name.clone()).spawn(move || {
+        let mut tests = 0u64;
+        while !flag.load(Ordering::SeqCst) {
+            let (ctrl, peer) = match listener.accept_timeout(STOP_CHECK) {
+                Ok(c) => c,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected) => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            let mut accept = || {
+                listener
+                    .accept_timeout(crate::iperf3::STREAM_ACCEPT_TIMEOUT)
+                    .map(|(s, _)| s)
+            };
+            match crate::iperf3::serve(ctrl, &mut accept) {
+                Ok(report) => {
+                    tests += 1;
+                    tracing::info!(%peer, "iperf3 test done: {}", report.summary().trim_end());
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "iperf3 test failed"),
+            }
+        }
+        Ok(tests)
+    })?;
+    Ok(Service {
+        stop,
+        thread: Some(thread),
+        name,
+        unit: "tests",
     })
 }
 

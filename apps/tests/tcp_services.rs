@@ -1,6 +1,6 @@
-//! `tapir up` serving TCP echo, discard and chargen (and UDP echo) in a
-//! namespace, checked by python clients; SIGTERM makes it report what it
-//! served and exit 0.
+//! `tapir up` serving TCP echo, discard and chargen (and UDP echo and an
+//! iperf3 server) in a namespace, checked by python clients and the
+//! kernel's iperf3; SIGTERM makes it report what it served and exit 0.
 
 mod common;
 
@@ -71,7 +71,7 @@ print("udp echo ok", flush=True)
 
 #[test]
 fn up_serves_tcp_echo_discard_and_chargen() {
-    require_kernel!("python3");
+    require_kernel!("python3", "iperf3");
     let ns = NetNs::create("cli-tcp").unwrap();
     let mut child = ns
         .command(TAPIR)
@@ -93,6 +93,8 @@ fn up_serves_tcp_echo_discard_and_chargen() {
             "19",
             "--udp-echo",
             "7",
+            "--iperf3",
+            "5201",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,6 +114,10 @@ fn up_serves_tcp_echo_discard_and_chargen() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let client = ns.exec_timeout(&["python3", "-c", CLIENT, "10.77.30.2"], Duration::from_secs(60));
+    let iperf = ns.exec_timeout(
+        &["iperf3", "-c", "10.77.30.2", "-t", "1", "--json"],
+        Duration::from_secs(30),
+    );
     let common::Stopped {
         status,
         stdout,
@@ -128,13 +134,25 @@ fn up_serves_tcp_echo_discard_and_chargen() {
     for line in ["tcp echo ok", "discard ok", "chargen ok", "udp echo ok"] {
         assert!(out.contains(line), "{line}:\n{out}");
     }
+    let iperf = iperf.unwrap_or_else(|e| panic!("iperf3: {e}\ntapir stderr:\n{stderr}"));
+    let iperf_out = String::from_utf8_lossy(&iperf.stdout);
+    assert!(
+        iperf.status.success() && !iperf_out.contains("\"error\"") && iperf_out.contains("sum_received"),
+        "iperf3 failed:\n{iperf_out}\ntapir stderr:\n{stderr}"
+    );
     assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
     // The banner names every service; shutdown reports what each served.
     let banner = stderr
         .lines()
         .find(|l| l.starts_with("tapir up on"))
         .unwrap_or("");
-    for name in ["udp-echo:7", "tcp-echo:7", "discard:9", "chargen:19"] {
+    for name in [
+        "udp-echo:7",
+        "tcp-echo:7",
+        "discard:9",
+        "chargen:19",
+        "iperf3:5201",
+    ] {
         assert!(banner.contains(name), "banner: {banner}");
     }
     for line in [
@@ -142,6 +160,7 @@ fn up_serves_tcp_echo_discard_and_chargen() {
         "discard:9: 1 connections served",
         "chargen:19: 2 connections served",
         "udp-echo:7: 1 requests served",
+        "iperf3:5201: 1 tests served",
     ] {
         assert!(stderr.contains(line), "{line}:\n{stderr}");
     }
@@ -151,7 +170,8 @@ fn up_serves_tcp_echo_discard_and_chargen() {
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
             .unwrap_or(0)
     };
-    assert_eq!(counter("tcp_passive_opens "), 4, "{stdout}");
+    // Four python connections, and iperf3's control and data connections.
+    assert_eq!(counter("tcp_passive_opens "), 6, "{stdout}");
     // Only the first chargen client resets (it closes with data unread).
     assert!(counter("tcp_resets_rx ") <= 1, "{stdout}");
 }
