@@ -36,7 +36,7 @@ enum Command {
     Get(tapir_apps::get::GetArgs),
     /// Measure TCP throughput over tapir, iperf-like: client (--connect)
     /// or server (--listen), plain bytes, so nc or a python socket can be
-    /// the peer.
+    /// the peer; or, with --iperf3, iperf3's own protocol.
     Tput(tapir_apps::tput::TputArgs),
 }
 
