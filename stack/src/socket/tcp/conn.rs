@@ -1118,7 +1118,10 @@ impl Connection {
             let mss = self.mss();
             if self.dup_acks == 3 && self.recovery.is_none() {
                 // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
-                self.cc.on_fast_retransmit(self.in_flight(), mss);
+                // Step 2: data sent by limited transmit (beyond cwnd) MUST
+                // NOT count in the FlightSize that sets ssthresh.
+                let flight = self.in_flight().min(self.cc.window().max(mss));
+                self.cc.on_fast_retransmit(flight, mss);
                 self.recovery = Some(self.snd_max);
                 self.retransmit_una = true;
                 self.rtt_probe = None;
@@ -1564,16 +1567,26 @@ impl Connection {
             }
         }
 
-        let window_end = self.snd_una + self.snd_wnd.min(self.cc.window().max(mss));
         let offset = self.data_sent_offset();
         let unsent = self.unsent();
+        let is_retransmit = self.snd_nxt < self.snd_max;
+        // RFC 3042 / RFC 5681 3.2: limited transmit. Each of the first two
+        // duplicate ACKs lets one segment of new data out beyond cwnd (if
+        // the peer's window allows), keeping the ACK clock going so a small
+        // window still collects the three duplicates fast retransmit needs.
+        // cwnd itself is left alone.
+        let limited = if self.recovery.is_none() && !is_retransmit {
+            self.dup_acks.min(2) as usize * mss
+        } else {
+            0
+        };
+        let window_end = self.snd_una + self.snd_wnd.min(self.cc.window().max(mss) + limited);
         let usable = if window_end > self.snd_nxt {
             window_end.distance(self.snd_nxt)
         } else {
             0
         };
         let mut len = unsent.min(payload_max).min(usable);
-        let is_retransmit = self.snd_nxt < self.snd_max;
 
         if len > 0 && !is_retransmit && len < payload_max {
             // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
@@ -1605,7 +1618,16 @@ impl Connection {
             && (self.snd_nxt + len) < window_end.max(self.snd_nxt + len + 1);
         if len > 0 || fin_now {
             let mut flags = 0;
-            if len > 0 && len == unsent {
+            // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
+            // Like Linux, also on the last segment of a burst the congestion
+            // window cuts short, with more data queued behind it (RFC 9293
+            // 3.9.1.2 leaves PSH beyond the last queued byte to the sender).
+            let cwnd_limited = self.cc.window().max(mss) <= self.snd_wnd;
+            let burst_end = !is_retransmit
+                && cwnd_limited
+                && limited == 0
+                && usable - len < (unsent - len).min(payload_max);
+            if len > 0 && (len == unsent || burst_end) {
                 flags |= TcpFlags::PSH.0;
             }
             if fin_now {
