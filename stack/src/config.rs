@@ -138,6 +138,13 @@ pub struct TcpConfig {
     /// Challenge ACKs sent per second, across the interface (RFC 5961 7;
     /// Linux tcp_challenge_ack_limit = 1000).
     pub challenge_ack_limit: u32,
+    /// Per connection, at most one ACK per this interval in answer to
+    /// segments without data that fail the acceptability tests (out of
+    /// window, a SYN or inexact RST calling for a challenge ACK, an ACK of
+    /// data never sent): two ends that each find the other's segments
+    /// unacceptable would otherwise trade ACKs as fast as the link allows
+    /// (Linux tcp_invalid_ratelimit = 500 ms). Zero turns the limit off.
+    pub invalid_ratelimit: Duration,
     /// Largest backlog a listener may ask for (Linux somaxconn = 4096).
     pub max_backlog: usize,
     /// Out-of-order ranges held per connection before new ones are dropped.
@@ -169,6 +176,7 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(75),
             keepalive_count: 9,
             challenge_ack_limit: 1000,
+            invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,
             timestamps: true,

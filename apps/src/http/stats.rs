@@ -48,7 +48,7 @@ fn conn_json(local: &str, remote: &str, s: &TcpConnStats) -> String {
          \"ssthresh\": {ssthresh}, \"snd_una\": {}, \"snd_nxt\": {}, \"snd_wnd\": {}, \"rcv_nxt\": {}, \
          \"rcv_wnd\": {}, \"bytes_in_flight\": {}, \"segs_out\": {}, \"segs_in\": {}, \
          \"retransmits\": {}, \"dup_acks_in\": {}, \"ooo_bytes\": {}, \"zero_window_probes\": {}, \
-         \"bytes_acked\": {}, \"bytes_received\": {}}}",
+         \"bytes_acked\": {}, \"bytes_received\": {}, \"acks_rate_limited\": {}}}",
         json_escape(local),
         json_escape(remote),
         json_escape(&state),
@@ -71,6 +71,7 @@ fn conn_json(local: &str, remote: &str, s: &TcpConnStats) -> String {
         s.zero_window_probes,
         s.bytes_acked,
         s.bytes_received,
+        s.acks_rate_limited,
     )
 }
 

@@ -169,6 +169,8 @@ pub(crate) struct Connection {
     rst_out: Option<TcpRepr>,
     /// RFC 5961: owe the peer a challenge ACK (subject to the rate limit).
     challenge: bool,
+    /// When we last answered an unacceptable segment (invalid_ratelimit).
+    last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
     stats: TcpConnStats,
     ts_offset: u32,
@@ -263,6 +265,7 @@ impl Connection {
             send_probe: false,
             rst_out: None,
             challenge: false,
+            last_invalid_ack: None,
             error: None,
             stats: TcpConnStats::default(),
             cfg: cfg.clone(),
@@ -462,11 +465,7 @@ impl Connection {
 
     /// Queue data; returns how much fit.
     pub fn send(&mut self, data: &[u8]) -> usize {
-        let n = self.tx.enqueue_slice(data);
-        if n > 0 && self.unacked_since.is_none() && self.in_flight() == 0 {
-            // The user timeout counts from when data is waiting on the peer.
-        }
-        n
+        self.tx.enqueue_slice(data)
     }
 
     /// "Fill in place": the free part of the send buffer, contiguous.
@@ -851,7 +850,7 @@ impl Connection {
         if !acceptable {
             if !seg.flags.rst() {
                 // RFC 9293: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-                self.ack_now = true;
+                self.ack_now = self.invalid_ack_allowed(now, seg, seg_len);
                 if self.state == TcpState::TimeWait && seg.flags.fin() {
                     // A retransmitted FIN (it lies before RCV.NXT): our ACK
                     // of it was lost, so wait 2 MSL from now (RFC 9293
@@ -870,8 +869,8 @@ impl Connection {
         }
         if seg.flags.rst() {
             if seq != self.rcv_nxt {
-                // In window but not exact: challenge ACK (rate-limited by owner).
-                self.challenge_ack();
+                // In window but not exact: challenge ACK (rate-limited).
+                self.challenge_ack(now, seg, seg_len);
                 return Transition::None;
             }
             return self.on_reset();
@@ -880,7 +879,7 @@ impl Connection {
         // Fourth: the SYN bit (RFC 5961 4.2): in any synchronized state
         // (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
         if seg.flags.syn() && !simultaneous_synack {
-            self.challenge_ack();
+            self.challenge_ack(now, seg, seg_len);
             return Transition::None;
         }
 
@@ -917,13 +916,11 @@ impl Connection {
             }
         } else {
             // RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
-            if ack > self.snd_max {
-                // RFC 9293: ACK for something not yet sent: ACK and drop.
-                self.ack_now = true;
-                return Transition::None;
-            }
-            if ack < self.snd_una - self.max_snd_wnd.max(1) {
-                self.ack_now = true;
+            if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd.max(1) {
+                // RFC 9293: ACK for something not yet sent: ACK and drop;
+                // RFC 5961 5.2: an ACK too old to be acceptable, the same,
+                // as a challenge ACK (rate-limited, as Linux).
+                self.challenge_ack(now, seg, seg_len);
                 return Transition::None;
             }
             self.process_ack(now, seg, ack, payload.len());
@@ -1022,8 +1019,31 @@ impl Connection {
         }
     }
 
-    fn challenge_ack(&mut self) {
-        self.challenge = true;
+    /// RFC 5961 (3.2, 4.2, 5.2): answer with a challenge ACK, within this
+    /// connection's limit here and the interface's budget in the owner.
+    fn challenge_ack(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) {
+        if self.invalid_ack_allowed(now, seg, seg_len) {
+            self.challenge = true;
+        }
+    }
+
+    /// Whether an unacceptable segment may be answered with an ACK now
+    /// (TcpConfig::invalid_ratelimit; Linux tcp_oow_rate_limited). A
+    /// segment with data (and no SYN) always may: it cannot be one side
+    /// of an ACK loop, and its ACK may be what the peer needs to recover
+    /// from a lost one (RFC 9293 3.10.7.4 answers every unacceptable
+    /// segment; the limit is the throttling RFC 5961 7 recommends).
+    fn invalid_ack_allowed(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) -> bool {
+        let limit = self.cfg.invalid_ratelimit;
+        if limit.is_zero() || (seg_len > 0 && !seg.flags.syn()) {
+            return true;
+        }
+        if self.last_invalid_ack.is_some_and(|t| now < t + limit) {
+            self.stats.acks_rate_limited += 1;
+            return false;
+        }
+        self.last_invalid_ack = Some(now);
+        true
     }
 
     fn enter_time_wait(&mut self, now: Instant) {

@@ -109,6 +109,9 @@ pub struct TcpConnStats {
     pub zero_window_probes: u64,
     pub bytes_acked: u64,
     pub bytes_received: u64,
+    /// ACKs not sent to unacceptable segments because of
+    /// `TcpConfig::invalid_ratelimit` (Linux TCPACKSkipped*).
+    pub acks_rate_limited: u64,
     pub congestion_control: &'static str,
 }
 
