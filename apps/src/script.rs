@@ -2,7 +2,8 @@
 //! against tapir's TCP, from anywhere.
 
 use std::path::PathBuf;
-use tapir_stack::testing::packetdrill::{run_file, TapirHost};
+use std::time::Duration;
+use tapir_stack::testing::packetdrill::{run_file_with, RunnerConfig, TapirHost};
 
 #[derive(clap::Args)]
 pub struct ScriptArgs {
@@ -12,14 +13,31 @@ pub struct ScriptArgs {
     /// Print each script's full trace (every packet and call), not only failures.
     #[arg(long, short)]
     verbose: bool,
+    /// How far an outbound packet may be from its scripted time, in
+    /// microseconds (packetdrill's option of the same name; 4000 by
+    /// default; a script's own `--tolerance_usecs` line wins).
+    #[arg(long = "tolerance_usecs", alias = "tolerance-usecs", value_name = "USECS")]
+    tolerance_usecs: Option<u64>,
+    /// Fail as soon as the stack sends a packet no `>` line expects. By
+    /// default, as in packetdrill, such a packet fails only the next `>`
+    /// line it does not match (and is not noticed after the last one).
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Runs every file; prints pass or fail (with the reason) and the lines
 /// it skipped for each. Fails if any script failed.
 pub fn run(args: ScriptArgs) -> Result<(), String> {
     let (mut passed, mut failed, mut skipped_lines) = (0, 0, 0);
+    let mut config = RunnerConfig {
+        strict_unexpected: args.strict,
+        ..RunnerConfig::default()
+    };
+    if let Some(us) = args.tolerance_usecs {
+        config.tolerance = Duration::from_micros(us);
+    }
     for path in &args.files {
-        let outcome = run_file(path, TapirHost::new);
+        let outcome = run_file_with(path, TapirHost::new, config.clone());
         let name = path.display();
         if outcome.passed {
             passed += 1;

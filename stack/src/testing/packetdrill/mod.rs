@@ -70,9 +70,19 @@ pub fn run_str_with<H: ScriptHost>(text: &str, host: H, config: RunnerConfig) ->
 /// Reads, parses and runs the script at `path` against the host `host()`
 /// makes. Failure messages name the file.
 pub fn run_file<H: ScriptHost>(path: impl AsRef<Path>, host: impl FnOnce() -> H) -> Outcome {
+    run_file_with(path, host, RunnerConfig::default())
+}
+
+/// [`run_file`] with a configuration (options written in the script,
+/// such as `--tolerance_usecs`, still override it).
+pub fn run_file_with<H: ScriptHost>(
+    path: impl AsRef<Path>,
+    host: impl FnOnce() -> H,
+    config: RunnerConfig,
+) -> Outcome {
     let path = path.as_ref();
     let mut outcome = match std::fs::read_to_string(path) {
-        Ok(text) => run_str(&text, host()),
+        Ok(text) => run_str_with(&text, host(), config),
         Err(e) => Outcome {
             passed: false,
             failure: Some(Failure {
