@@ -125,6 +125,14 @@ pub struct TcpConfig {
     pub max_retransmits: u32,
     /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
     pub delayed_ack: Duration,
+    /// Linux's quick-ACK mode: after a connection's first data, and after
+    /// the peer was silent for longer than an RTO, up to this many segments
+    /// are acknowledged at once instead of delayed, so a sender in slow
+    /// start is not held back by our delayed-ACK timer (Linux
+    /// TCP_MAX_QUICKACKS = 16; fewer when the window holds fewer than twice
+    /// as many segments). RFC 5681 4.2 only bounds how long an ACK may wait;
+    /// ACKing sooner is always allowed. Zero turns it off.
+    pub quickack_max: u32,
     /// TIME-WAIT duration, 2 x MSL (Linux TCP_TIMEWAIT_LEN = 60 s).
     pub time_wait: Duration,
     /// How long a connection the application has closed may wait in
@@ -170,6 +178,7 @@ impl Default for TcpConfig {
             synack_retries: 5,
             max_retransmits: 15,
             delayed_ack: Duration::from_millis(40),
+            quickack_max: 16,
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(7200),

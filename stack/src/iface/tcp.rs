@@ -9,7 +9,7 @@
 //! segment at a time.
 
 use super::{Interface, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
-use crate::socket::tcp::conn::{Connection, Endpoints, Transition};
+use crate::socket::tcp::conn::{self, Connection, Endpoints, Transition};
 use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::tcp::{TcpConnStats, TcpOption, TcpState};
 use crate::socket::{Socket, SocketError, SocketHandle};
@@ -529,11 +529,20 @@ impl Interface {
             }
             TcpKind::Listener(l) => {
                 let port = l.port;
-                let children: Vec<SocketHandle> =
-                    l.syn_queue.drain(..).chain(l.accept_queue.drain(..)).collect();
+                let embryonic: Vec<SocketHandle> = l.syn_queue.drain(..).collect();
+                let established: Vec<SocketHandle> = l.accept_queue.drain(..).collect();
                 self.tcp.listeners.remove(&port);
                 self.sockets.remove(h);
-                for c in children {
+                // As Linux (inet_csk_listen_stop) and gVisor: connections
+                // nobody accepted are reset, while half-open ones vanish
+                // silently; the peer's next segment finds no connection
+                // and draws a RST (RFC 9293 3.10.7.1). RFC 9293 has no
+                // listener separate from its SYN-RECEIVED children, so it
+                // does not choose.
+                for c in embryonic {
+                    self.tcp_free(c);
+                }
+                for c in established {
                     self.tcp_abort(c);
                 }
                 tracing::debug!(%h, port, "tcp listener closed");
@@ -649,7 +658,16 @@ impl Interface {
         };
         match &self.sockets.get(h)?.as_tcp()?.kind {
             TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
-                pending(options).or(Some(match opt {
+                let cfg = &self.config.tcp;
+                let pending = pending(options).map(|o| match o {
+                    // Linux reads back whole SYN-ACK timeouts.
+                    TcpOption::DeferAccept(d) => {
+                        let n = conn::secs_to_retrans(d, cfg.rto_initial, cfg.rto_max);
+                        TcpOption::DeferAccept(conn::retrans_to_secs(n, cfg.rto_initial, cfg.rto_max))
+                    }
+                    o => o,
+                });
+                pending.or(Some(match opt {
                     TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(self.config.tcp.recv_buffer),
                     TcpOption::SendBuffer(_) => TcpOption::SendBuffer(self.config.tcp.send_buffer),
                     TcpOption::MaxSegment(_) => TcpOption::MaxSegment((self.config.mtu - 40) as u16),
@@ -662,6 +680,9 @@ impl Interface {
                 TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(e.conn.rx_capacity()),
                 TcpOption::SendBuffer(_) => TcpOption::SendBuffer(e.conn.tx_capacity()),
                 TcpOption::MaxSegment(_) => TcpOption::MaxSegment(e.conn.payload_mss() as u16),
+                TcpOption::QuickAck(_) => TcpOption::QuickAck(!e.conn.pingpong()),
+                TcpOption::Linger2(_) => TcpOption::Linger2(e.conn.linger2()),
+                TcpOption::DeferAccept(_) => TcpOption::DeferAccept(e.conn.defer_accept()),
                 other => other,
             }),
         }

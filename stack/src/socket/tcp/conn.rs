@@ -136,8 +136,21 @@ pub(crate) struct Connection {
     /// Send an ACK at the next opportunity.
     ack_now: bool,
     delack_at: Option<Instant>,
-    /// Full-sized segments received since our last ACK (RFC 5681 4.2).
-    unacked_full_segs: u32,
+    /// Data arrived that our next segment will acknowledge (Linux's
+    /// ICSK_ACK_SCHED): sending that segment uses up a quick ACK.
+    ack_scheduled: bool,
+    /// Quick ACKs left: data is acknowledged at once while this is non-zero
+    /// and we are not in ping-pong mode (Linux icsk_ack.quick).
+    quick_acks: u32,
+    /// Interactive mode: we answered the peer's data within the
+    /// delayed-ACK time, so our ACKs wait to ride on the replies (Linux
+    /// pingpong; left when the delayed-ACK timer fires).
+    pingpong: bool,
+    /// When data last arrived (Linux lrcvtime); `None` before the first.
+    last_data_at: Option<Instant>,
+    /// Our estimate of the peer's segment size (Linux icsk_ack.rcv_mss):
+    /// more than this much unacknowledged data calls for an ACK at once.
+    rcv_mss: usize,
 
     rtt: RttEstimator,
     /// Karn: the one segment being timed, when timestamps are off.
@@ -162,6 +175,13 @@ pub(crate) struct Connection {
     time_wait_at: Option<Instant>,
     /// Orphaned in FIN-WAIT-2: give up on the peer's FIN at this time.
     fin_wait2_at: Option<Instant>,
+    /// TCP_LINGER2: this connection's FIN-WAIT-2 bound, if set.
+    linger2: Option<Duration>,
+    /// TCP_DEFER_ACCEPT, in SYN-ACK timeouts (Linux rskq_defer_accept).
+    defer_accept: u32,
+    /// The peer completed the handshake without data while we deferred
+    /// (Linux inet_rsk(req)->acked).
+    defer_acked: bool,
     send_keepalive: bool,
     send_probe: bool,
 
@@ -237,7 +257,13 @@ impl Connection {
             fin_seq: None,
             ack_now: false,
             delack_at: None,
-            unacked_full_segs: 0,
+            ack_scheduled: false,
+            quick_acks: 0,
+            pingpong: false,
+            last_data_at: None,
+            // Linux tcp_initialize_rcv_mss: a guess no larger than the
+            // default MSS until segments show what the peer sends.
+            rcv_mss: our_mss.clamp(88, DEFAULT_MSS),
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,
             cc: Box::new(Reno::new(initial)),
@@ -261,6 +287,9 @@ impl Connection {
             unacked_since: None,
             time_wait_at: None,
             fin_wait2_at: None,
+            linger2: None,
+            defer_accept: 0,
+            defer_acked: false,
             send_keepalive: false,
             send_probe: false,
             rst_out: None,
@@ -368,7 +397,7 @@ impl Connection {
     /// can finish the connection, so bound the wait (Linux tcp_fin_timeout).
     pub fn orphaned(&mut self, now: Instant) {
         if self.state == TcpState::FinWait2 && self.fin_wait2_at.is_none() {
-            self.fin_wait2_at = Some(now + self.cfg.fin_wait2_timeout);
+            self.fin_wait2_at = Some(now + self.linger2.unwrap_or(self.cfg.fin_wait2_timeout));
         }
     }
 
@@ -614,6 +643,17 @@ impl Connection {
             TcpOption::SendBuffer(n) => {
                 let _ = self.tx.resize(n.max(self.tx.len()));
             }
+            TcpOption::QuickAck(on) => {
+                // Linux __tcp_sock_set_quickack.
+                self.pingpong = !on;
+                if on && self.delack_at.is_some() {
+                    self.ack_now = true;
+                }
+            }
+            TcpOption::Linger2(d) => self.linger2 = d,
+            TcpOption::DeferAccept(d) => {
+                self.defer_accept = secs_to_retrans(d, self.cfg.rto_initial, self.cfg.rto_max);
+            }
             TcpOption::MaxSegment(n) => {
                 self.user_mss = Some(usize::from(n).max(64));
                 // The MSS we advertise is clamped too while our SYN or
@@ -638,6 +678,18 @@ impl Connection {
 
     pub fn nodelay(&self) -> bool {
         self.nodelay
+    }
+
+    pub fn pingpong(&self) -> bool {
+        self.pingpong
+    }
+
+    pub fn linger2(&self) -> Option<Duration> {
+        self.linger2
+    }
+
+    pub fn defer_accept(&self) -> Duration {
+        retrans_to_secs(self.defer_accept, self.cfg.rto_initial, self.cfg.rto_max)
     }
 
     pub fn keepalive_enabled(&self) -> bool {
@@ -891,6 +943,13 @@ impl Connection {
         let ack = SeqNumber(seg.ack);
         if self.state == TcpState::SynReceived {
             if self.snd_una < ack && ack <= self.snd_nxt {
+                if !self.active && seg_len == 0 && self.retries < self.defer_accept {
+                    // TCP_DEFER_ACCEPT: a bare ACK does not complete the
+                    // connection; wait for the first data (Linux
+                    // tcp_check_req drops it and marks the request acked).
+                    self.defer_acked = true;
+                    return Transition::None;
+                }
                 self.snd_una = ack;
                 self.on_syn_acked(now, seg);
                 // RFC 7323 2.2: the window of a SYN (here a simultaneous
@@ -1185,7 +1244,11 @@ impl Connection {
         }
         if data.is_empty() {
             if !fin {
-                self.ack_now = true; // a pure duplicate: say where we are
+                // A pure duplicate: the peer retransmitted, perhaps because
+                // our ACKs are lost or late; say where we are, and ACK the
+                // next data at once too (Linux tcp_enter_quickack_mode).
+                self.ack_now = true;
+                self.enter_quickack_mode();
             }
             return;
         }
@@ -1193,18 +1256,11 @@ impl Connection {
         let room = self.rx.window();
         if offset >= room {
             self.ack_now = true;
+            self.enter_quickack_mode();
             return;
         }
         let data = &data[..data.len().min(room - offset)];
-        // Full-sized: as large as the peer may send, which is the MSS less
-        // the timestamp option it carries (RFC 6691; 1448 of 1460). A
-        // coalesced (GRO) segment counts as the full segments it holds.
-        let full = self
-            .our_mss
-            .min(self.peer_mss)
-            .saturating_sub(self.option_overhead(0))
-            .max(1);
-        let full_segs = (data.len() / full) as u32;
+        self.on_data_received(now, payload.len());
         if offset == 0 {
             let had_holes = !self.ooo.is_empty();
             let n = self.rx.enqueue_slice(data);
@@ -1216,12 +1272,15 @@ impl Connection {
             if had_holes {
                 // RFC 5681 4.2: ACK at once when a segment fills a hole.
                 self.ack_now = true;
-            } else if full_segs > 0 {
-                self.unacked_full_segs += full_segs;
-                // RFC 5681 4.2: ACK at least every second full-sized segment.
-                if self.unacked_full_segs >= 2 {
-                    self.ack_now = true;
-                }
+            } else if self.rcv_nxt.distance(self.last_ack_sent) > self.rcv_mss {
+                // RFC 5681 4.2: ACK at least every second full-sized
+                // segment. As Linux (__tcp_ack_snd_check), more than one
+                // segment's worth of unacknowledged data is the test, so a
+                // coalesced (GRO) segment or a full one after a small one
+                // counts too.
+                self.ack_now = true;
+            } else if self.quick_acks > 0 && !self.pingpong {
+                self.ack_now = true;
             }
             if !self.ack_now && self.delack_at.is_none() {
                 self.delack_at = Some(now + self.cfg.delayed_ack);
@@ -1238,6 +1297,42 @@ impl Connection {
         if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
             self.ack_now = true;
         }
+    }
+
+    /// Bookkeeping for every segment that brought data (Linux
+    /// tcp_event_data_recv and tcp_measure_rcv_mss).
+    fn on_data_received(&mut self, now: Instant, len: usize) {
+        self.ack_scheduled = true;
+        if len >= self.rcv_mss {
+            self.rcv_mss = len.min(self.our_mss);
+        }
+        match self.last_data_at {
+            // The first data of the connection: the sender is in slow start
+            // and every ACK we delay holds it back.
+            None => self.incr_quickack(),
+            // Silent for longer than an RTO: the sender restarts from a
+            // small window (RFC 5681 4.1), so ACK quickly again.
+            Some(t) if now - t > self.rtt.rto() => self.incr_quickack(),
+            Some(_) => {}
+        }
+        self.last_data_at = Some(now);
+    }
+
+    /// Linux tcp_incr_quickack: enough quick ACKs to cover half the window
+    /// in segments, at most `quickack_max`.
+    fn incr_quickack(&mut self) {
+        let window = self.rcv_adv.distance(self.last_ack_sent);
+        let mut quick = (window / (2 * self.rcv_mss)) as u32;
+        if quick == 0 {
+            quick = 2;
+        }
+        self.quick_acks = self.quick_acks.max(quick.min(self.cfg.quickack_max));
+    }
+
+    /// Linux tcp_enter_quickack_mode.
+    fn enter_quickack_mode(&mut self) {
+        self.incr_quickack();
+        self.pingpong = false;
     }
 
     // ---------- timers ----------
@@ -1281,6 +1376,9 @@ impl Connection {
             self.rto_at = None;
             let limit = match self.state {
                 TcpState::SynSent => self.cfg.syn_retries,
+                // Linux syn_ack_recalc: a deferred connection the peer has
+                // ACKed lives out the whole deferral.
+                TcpState::SynReceived if self.defer_acked => self.cfg.synack_retries.max(self.defer_accept),
                 TcpState::SynReceived => self.cfg.synack_retries,
                 _ => self.cfg.max_retransmits,
             };
@@ -1298,6 +1396,13 @@ impl Connection {
             }
             self.recovery = None;
             self.dup_acks = 0;
+            if self.state == TcpState::SynReceived && self.defer_acked && self.retries < self.defer_accept {
+                // Deferring, and the peer has our SYN-ACK: keep the timer
+                // (and its backoff) but resend only at the end of the
+                // deferral, as a last chance (Linux syn_ack_recalc).
+                self.rto_at = Some(now + self.rtt.rto());
+                return Transition::None;
+            }
             self.snd_nxt = if self.state == TcpState::SynSent || self.state == TcpState::SynReceived {
                 self.iss
             } else {
@@ -1313,6 +1418,9 @@ impl Connection {
         if self.delack_at.is_some_and(|t| now >= t) {
             self.delack_at = None;
             self.ack_now = true;
+            // The reply we waited to piggyback on did not come in time:
+            // leave interactive mode (Linux tcp_delack_timer_handler).
+            self.pingpong = false;
         }
         if self.keepalive_at.is_some_and(|t| now >= t) {
             if self.in_flight() > 0 || self.unsent() > 0 {
@@ -1503,7 +1611,11 @@ impl Connection {
         }
         self.ack_now = false;
         self.delack_at = None;
-        self.unacked_full_segs = 0;
+        if self.ack_scheduled {
+            // Linux tcp_dec_quickack_mode: one quick ACK used.
+            self.ack_scheduled = false;
+            self.quick_acks = self.quick_acks.saturating_sub(1);
+        }
         self.stats.segs_out += 1;
         TcpRepr {
             src_port: self.local.port(),
@@ -1660,6 +1772,13 @@ impl Connection {
             } else if self.rtt_probe.is_none() && self.ts.is_none() && len > 0 {
                 self.rtt_probe = Some((seq, now));
             }
+            if !is_retransmit && len > 0 && self.last_data_at.is_some_and(|t| now - t < self.cfg.delayed_ack)
+            {
+                // A reply within the delayed-ACK time of the peer's data:
+                // the exchange is interactive, so let later ACKs wait for
+                // our replies (Linux tcp_event_data_sent, pingpong).
+                self.pingpong = true;
+            }
             self.snd_nxt += len;
             if len < payload_max {
                 self.snd_sml = self.snd_nxt;
@@ -1783,6 +1902,33 @@ pub(crate) struct TimeWaitInfo {
 }
 
 /// RFC 7323 5.3: TSval comparison modulo 2^32.
+/// Linux secs_to_retrans: the SYN-ACK timeouts (initial, doubling up to
+/// the maximum) whose sum first reaches `d`.
+pub(crate) fn secs_to_retrans(d: Duration, initial: Duration, max: Duration) -> u32 {
+    if d.is_zero() {
+        return 0;
+    }
+    let (mut timeout, mut period, mut n) = (initial, initial, 1u32);
+    while d > period && n < 255 {
+        n += 1;
+        timeout = (timeout * 2).min(max);
+        period += timeout;
+    }
+    n
+}
+
+/// Linux retrans_to_secs: the inverse, how long `n` timeouts last.
+pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Duration {
+    let (mut timeout, mut period) = (initial, Duration::ZERO);
+    for i in 0..n {
+        if i > 0 {
+            timeout = (timeout * 2).min(max);
+        }
+        period += timeout;
+    }
+    period
+}
+
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }

@@ -81,6 +81,22 @@ pub enum TcpOption {
     SendBuffer(usize),
     /// TCP_MAXSEG: a ceiling on the MSS we advertise and send with.
     MaxSegment(u16),
+    /// TCP_QUICKACK. `false` enters interactive ("ping-pong") mode, where
+    /// ACKs wait for the delayed-ACK timer or for data to ride on, until the
+    /// timer first fires; `true` leaves it and sends a pending ACK now.
+    /// Reads back `true` when not in ping-pong mode (Linux semantics).
+    QuickAck(bool),
+    /// TCP_LINGER2: how long a closed connection waits in FIN-WAIT-2 for
+    /// the peer's FIN. `None` uses the configured default
+    /// (`TcpConfig::fin_wait2_timeout`).
+    Linger2(Option<Duration>),
+    /// TCP_DEFER_ACCEPT (a listener's option, Linux): a handshake's final
+    /// ACK without data does not complete the connection; the connection
+    /// waits in SYN-RECEIVED for the first data for about this long,
+    /// counted in SYN-ACK timeouts (1 s, 2 s, 4 s, ...), then resends the
+    /// SYN-ACK once as a last chance and completes on the next ACK. Zero
+    /// turns it off. Reads back rounded up to a whole number of timeouts.
+    DeferAccept(Duration),
 }
 
 /// What `ss -ti` shows for a Linux connection, for one of ours.

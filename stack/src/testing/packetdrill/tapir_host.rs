@@ -179,6 +179,15 @@ impl ScriptHost for TapirHost {
             SockOpt::RcvBuf => TcpOption::RecvBuffer(value.max(256) as usize),
             SockOpt::SndBuf => TcpOption::SendBuffer(value.max(256) as usize),
             SockOpt::MaxSeg => TcpOption::MaxSegment(value.clamp(64, 65535) as u16),
+            SockOpt::QuickAck => TcpOption::QuickAck(value != 0),
+            SockOpt::DeferAccept => TcpOption::DeferAccept(secs(value.max(0))),
+            // Linux: 0 restores the default, a negative value means no
+            // FIN-WAIT-2 wait at all.
+            SockOpt::Linger2 => TcpOption::Linger2(match value {
+                0 => None,
+                v if v < 0 => Some(Duration::ZERO),
+                v => Some(secs(v)),
+            }),
             // Accepted for compatibility; tapir has no address reuse rules
             // that these would relax.
             SockOpt::ReuseAddr | SockOpt::ReusePort => return Ok(()),
@@ -198,6 +207,9 @@ impl ScriptHost for TapirHost {
             SockOpt::RcvBuf => TcpOption::RecvBuffer(0),
             SockOpt::SndBuf => TcpOption::SendBuffer(0),
             SockOpt::MaxSeg => TcpOption::MaxSegment(0),
+            SockOpt::QuickAck => TcpOption::QuickAck(true),
+            SockOpt::DeferAccept => TcpOption::DeferAccept(Duration::ZERO),
+            SockOpt::Linger2 => TcpOption::Linger2(None),
             _ => return Err(Errno::ENOPROTOOPT),
         };
         Ok(match self.iface.tcp_get_option(h, probe).ok_or(Errno::EBADF)? {
@@ -207,6 +219,9 @@ impl ScriptHost for TapirHost {
             TcpOption::UserTimeout(d) => d.as_millis() as i64,
             TcpOption::RecvBuffer(n) | TcpOption::SendBuffer(n) => n as i64,
             TcpOption::MaxSegment(n) => i64::from(n),
+            TcpOption::QuickAck(b) => i64::from(b),
+            TcpOption::DeferAccept(d) => d.as_secs() as i64,
+            TcpOption::Linger2(d) => d.map_or(0, |d| d.as_secs() as i64),
         })
     }
 
