@@ -827,7 +827,7 @@ impl Connection {
                 .map(|(_, sent)| now - sent),
         };
         if let Some(rtt) = sample.filter(|&r| r < Duration::from_secs(60)) {
-            self.rtt.sample(rtt);
+            self.rtt.sample(rtt, self.snd_una, self.snd_max);
         }
         self.retries = 0;
         self.rtt.reset_backoff();
@@ -1153,7 +1153,7 @@ impl Connection {
             };
             if let Some(rtt) = sample {
                 if rtt < Duration::from_secs(60) {
-                    self.rtt.sample(rtt);
+                    self.rtt.sample(rtt, self.snd_una, self.snd_max);
                 }
             }
             self.retries = 0;

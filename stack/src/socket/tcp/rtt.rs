@@ -1,22 +1,36 @@
-//! The retransmission timer's estimator (RFC 6298).
+//! The retransmission timer's estimator: RFC 6298, computed as Linux does
+//! (tcp_rtt_estimator, tcp_set_rto).
+//!
+//! RFC 6298 2.3 sets RTO = SRTT + max(G, K*RTTVAR). Linux reads G as its
+//! minimum RTO (200 ms), so the floor applies to the variance term, not to
+//! the sum: a 50 ms path gets 250 ms, not 200 ms. Two refinements of
+//! Linux's are kept too, because scripts written against Linux time their
+//! retransmissions by them: a falling RTT moves the variance by 1/32 rather
+//! than 1/4 (like Eifel, a sudden fast sample does not inflate the RTO),
+//! and the variance used for the RTO follows the largest deviation seen
+//! in the last round trip, decaying towards it by a quarter per round trip.
 
+use super::seq::SeqNumber;
 use crate::time::Duration;
 
 /// SRTT, RTTVAR and the RTO derived from them, with exponential backoff.
 #[derive(Debug, Clone)]
 pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
-    rttvar: Duration,
+    /// K*RTTVAR of RFC 6298 (Linux mdev_us).
+    mdev: Duration,
+    /// The largest `mdev` this round trip, at least `min` (mdev_max_us).
+    mdev_max: Duration,
+    /// The variance term of the RTO (Linux rttvar_us).
+    var_term: Duration,
+    /// The round trip ends when this is acknowledged (Linux rtt_seq).
+    round_end: SeqNumber,
     rto: Duration,
     min: Duration,
     max: Duration,
     /// Consecutive expirations without a new ACK (RFC 6298 5.5).
     backoff: u32,
 }
-
-/// RFC 6298 2.4: the clock granularity term G. We measure in microseconds,
-/// but follow Linux in not letting RTTVAR's share fall below this.
-const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// RFC 6298 5.7: the RTO once the handshake needed a retransmission.
 const FALLBACK: Duration = Duration::from_secs(3);
@@ -25,7 +39,10 @@ impl RttEstimator {
     pub fn new(initial: Duration, min: Duration, max: Duration) -> Self {
         RttEstimator {
             srtt: None,
-            rttvar: Duration::ZERO,
+            mdev: Duration::ZERO,
+            mdev_max: min,
+            var_term: min,
+            round_end: SeqNumber(0),
             rto: initial,
             min,
             max,
@@ -33,22 +50,55 @@ impl RttEstimator {
         }
     }
 
-    /// Feed one RTT measurement (RFC 6298 2.2 and 2.3).
-    pub fn sample(&mut self, rtt: Duration) {
+    /// Feed one RTT measurement (RFC 6298 2.2 and 2.3), taken when the
+    /// cumulative ACK reached `una` with `nxt` the highest sequence sent.
+    pub fn sample(&mut self, rtt: Duration, una: SeqNumber, nxt: SeqNumber) {
         match self.srtt {
             None => {
+                // RFC 6298 2.2: SRTT <- R, RTTVAR <- R/2.
                 self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
+                self.mdev = rtt * 2;
+                self.mdev_max = self.mdev.max(self.min);
+                self.var_term = self.mdev_max;
+                self.round_end = nxt;
             }
             Some(srtt) => {
-                // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
-                let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'| (in K*RTTVAR units:
+                // mdev += |err| - mdev/4); a fall in RTT counts 1/8 as much.
+                let quarter = self.mdev / 4;
+                if rtt < srtt {
+                    let err = srtt - rtt;
+                    if err > quarter {
+                        self.mdev += (err - quarter) / 8;
+                    } else {
+                        self.mdev -= quarter - err;
+                    }
+                } else {
+                    let err = rtt - srtt;
+                    if err > quarter {
+                        self.mdev += err - quarter;
+                    } else {
+                        self.mdev -= quarter - err;
+                    }
+                }
+                // SRTT <- 7/8 SRTT + 1/8 R'
                 self.srtt = Some((srtt * 7 + rtt) / 8);
+                if self.mdev > self.mdev_max {
+                    self.mdev_max = self.mdev;
+                    self.var_term = self.var_term.max(self.mdev_max);
+                }
+                if una > self.round_end {
+                    // A round trip is over: let the variance term decay.
+                    if self.mdev_max < self.var_term {
+                        self.var_term -= (self.var_term - self.mdev_max) / 4;
+                    }
+                    self.round_end = nxt;
+                    self.mdev_max = self.min;
+                }
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + (self.rttvar * 4).max(GRANULARITY)).clamp(self.min, self.max);
+        self.rto = (srtt + self.var_term).clamp(self.min, self.max);
         self.backoff = 0;
     }
 
@@ -81,8 +131,9 @@ impl RttEstimator {
         self.srtt
     }
 
+    /// RFC 6298's RTTVAR.
     pub fn rttvar(&self) -> Duration {
-        self.rttvar
+        self.mdev / 4
     }
 }
 
@@ -94,26 +145,86 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    fn est() -> RttEstimator {
+        RttEstimator::new(ms(1000), ms(200), ms(120_000))
+    }
+
+    /// Samples, each after a cumulative ACK that ends a round trip.
+    fn feed(r: &mut RttEstimator, samples: &[u64]) {
+        for (i, &s) in samples.iter().enumerate() {
+            let una = SeqNumber(1000 * (i as u32 + 1));
+            r.sample(ms(s), una, una + 1000);
+        }
+    }
+
     #[test]
     fn first_sample_sets_srtt_and_half_rttvar() {
-        let mut r = RttEstimator::new(ms(1000), ms(200), ms(120_000));
+        let mut r = est();
         assert_eq!(r.rto(), ms(1000));
-        r.sample(ms(100));
+        feed(&mut r, &[100]);
         assert_eq!(r.srtt(), Some(ms(100)));
         assert_eq!(r.rttvar(), ms(50));
-        // 100 + 4 * 50 = 300
+        // 100 + max(200, 4 * 50) = 300
         assert_eq!(r.rto(), ms(300));
     }
 
     #[test]
-    fn smoothing_follows_rfc6298() {
+    fn minimum_bounds_the_variance_term_not_the_sum() {
+        // Linux: 50 + max(200, 100) = 250 (not max(200, 50 + 100)).
+        let mut r = est();
+        feed(&mut r, &[50]);
+        assert_eq!(r.rto(), ms(250));
+        let mut r = est();
+        feed(&mut r, &[1]);
+        assert_eq!(r.rto(), ms(201));
+    }
+
+    #[test]
+    fn rising_rtt_follows_rfc6298() {
         let mut r = RttEstimator::new(ms(1000), ms(1), ms(120_000));
-        r.sample(ms(100));
-        r.sample(ms(200));
+        feed(&mut r, &[100, 200]);
         // RTTVAR = 3/4*50 + 1/4*100 = 62.5; SRTT = 7/8*100 + 1/8*200 = 112.5
-        assert_eq!(r.rttvar(), Duration::from_micros(62_500));
-        assert_eq!(r.srtt(), Some(Duration::from_micros(112_500)));
-        assert_eq!(r.rto(), Duration::from_micros(362_500));
+        assert_eq!(r.rttvar(), us(62_500));
+        assert_eq!(r.srtt(), Some(us(112_500)));
+        assert_eq!(r.rto(), us(362_500));
+    }
+
+    #[test]
+    fn falling_rtt_moves_the_variance_an_eighth_as_much() {
+        // As Linux: from 100 ms to 0, |err| - mdev/4 = 100 - 50 = 50 counts
+        // as 50/8 = 6.25 ms of K*RTTVAR: 200 -> 206.25; RTO 87.5 + 206.25.
+        let mut r = est();
+        feed(&mut r, &[100, 0]);
+        assert_eq!(r.srtt(), Some(us(87_500)));
+        assert_eq!(r.rto(), us(293_750));
+    }
+
+    #[test]
+    fn variance_term_decays_once_per_round_trip() {
+        let mut r = RttEstimator::new(ms(1000), ms(1), ms(120_000));
+        feed(&mut r, &[100]);
+        assert_eq!(r.rto(), ms(300));
+        // Steady 100 ms samples within one round trip (una never passes
+        // the round's end): K*RTTVAR shrinks (200 -> 150 -> 112.5) but the
+        // RTO's variance term holds at the round's maximum.
+        let una = SeqNumber(1000);
+        r.sample(ms(100), una, una + 5000);
+        r.sample(ms(100), una, una + 5000);
+        assert_eq!(r.rto(), ms(300));
+        // The first round ends: its largest deviation was the first
+        // sample's, so nothing decays yet.
+        r.sample(ms(100), SeqNumber(3000), SeqNumber(9000));
+        assert_eq!(r.rto(), ms(300));
+        // The next round's largest deviation is smaller (about 63 ms): when
+        // it ends, the term moves a quarter of the way down to it.
+        r.sample(ms(100), SeqNumber(3000), SeqNumber(9000));
+        r.sample(ms(100), SeqNumber(10_000), SeqNumber(12_000));
+        let rto = r.rto();
+        assert!(rto > ms(265) && rto < ms(266), "{rto:?}");
     }
 
     #[test]
@@ -123,28 +234,21 @@ mod tests {
             assert_eq!(r.rto(), ms(expect));
             r.back_off();
         }
-        r.sample(ms(100));
+        feed(&mut r, &[100]);
         assert_eq!(r.rto(), ms(300));
     }
 
     #[test]
     fn timeout_before_any_sample_falls_back_to_three_seconds() {
-        let mut r = RttEstimator::new(ms(1000), ms(200), ms(120_000));
+        let mut r = est();
         r.back_off();
         r.reset_backoff();
         assert_eq!(r.rto(), ms(3000));
-        r.sample(ms(100));
+        feed(&mut r, &[100]);
         assert_eq!(r.rto(), ms(300));
         // With a sample, a later timeout does not fall back.
         r.back_off();
         r.reset_backoff();
         assert_eq!(r.rto(), ms(300));
-    }
-
-    #[test]
-    fn minimum_applies() {
-        let mut r = RttEstimator::new(ms(1000), ms(200), ms(120_000));
-        r.sample(ms(1));
-        assert_eq!(r.rto(), ms(200));
     }
 }
