@@ -182,8 +182,12 @@ fn kernel_iperf3_client_against_tapir_server() {
             }
         }
         if extra.contains(&"-n") {
-            // A byte-count test sends exactly that many bytes.
-            assert_eq!(sum("sum_sent"), 20 << 20, "{v}");
+            // A byte-count test sends at least that many bytes: iperf3
+            // checks the count between bursts of writes, so it may send a
+            // few 64 KiB blocks (-l) more (esnet/iperf#768; its help says "at
+            // least" since 3.19). Far more would mean the test ran on.
+            let sent = sum("sum_sent");
+            assert!((20 << 20..=(20 << 20) + (1 << 20)).contains(&sent), "{sent}: {v}");
         }
     }
 

@@ -1039,6 +1039,14 @@ impl Interface {
             self.stats.tcp_listen_bad_segment += 1;
             return;
         }
+        if repr.flags.fin() {
+            // SYN+FIN: RFC 9293 would open the connection and process the
+            // FIN later, but no real client sends it; it is a scanner's
+            // probe (an OS fingerprint or a filter evasion). Linux drops it
+            // unanswered (tcp_rcv_state_process), and so do we.
+            self.stats.tcp_listen_bad_segment += 1;
+            return;
+        }
         let (port, full, options) = match self.sockets.get(l).and_then(Socket::as_tcp) {
             Some(TcpSocket {
                 kind: TcpKind::Listener(li),
