@@ -488,6 +488,11 @@ impl Interface {
         self.tcp_conn_ref(h).map(|c| c.send_queue_len()).unwrap_or(0)
     }
 
+    /// Bytes written but never sent yet.
+    pub fn tcp_unsent(&self, h: SocketHandle) -> usize {
+        self.tcp_conn_ref(h).map(|c| c.never_sent_len()).unwrap_or(0)
+    }
+
     /// Whether `tcp_recv` would return data or end of stream now.
     pub fn tcp_can_recv(&self, h: SocketHandle) -> bool {
         self.tcp_conn_ref(h)

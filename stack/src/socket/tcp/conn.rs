@@ -1878,6 +1878,23 @@ impl Connection {
         self.tx.len()
     }
 
+    /// Bytes written and never sent (Linux SIOCOUTQNSD: a retransmission
+    /// timeout does not make sent data unsent).
+    pub fn never_sent_len(&self) -> usize {
+        let base = if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        };
+        let max = if self.fin_seq.is_some_and(|f| self.snd_max > f) {
+            self.snd_max - 1
+        } else {
+            self.snd_max
+        };
+        let sent = if max > base { max.distance(base) } else { 0 };
+        self.tx.len().saturating_sub(sent)
+    }
+
     /// What a TIME-WAIT stand-in needs once this connection is freed.
     pub fn time_wait_info(&self) -> TimeWaitInfo {
         TimeWaitInfo {

@@ -30,6 +30,7 @@ pub enum Errno {
     EACCES,
     EFAULT,
     EINVAL,
+    ENOTTY,
     ENOSPC,
     EPIPE,
     ENOTSOCK,
@@ -59,7 +60,7 @@ pub enum Errno {
 
 impl Errno {
     /// Every value, for lookups by name or number.
-    pub const ALL: [Errno; 34] = [
+    pub const ALL: [Errno; 35] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::EINTR,
@@ -69,6 +70,7 @@ impl Errno {
         Errno::EACCES,
         Errno::EFAULT,
         Errno::EINVAL,
+        Errno::ENOTTY,
         Errno::ENOSPC,
         Errno::EPIPE,
         Errno::ENOTSOCK,
@@ -108,6 +110,7 @@ impl Errno {
             Errno::EACCES => 13,
             Errno::EFAULT => 14,
             Errno::EINVAL => 22,
+            Errno::ENOTTY => 25,
             Errno::ENOSPC => 28,
             Errno::EPIPE => 32,
             Errno::ENOTSOCK => 88,
@@ -162,6 +165,7 @@ impl Errno {
             Errno::EACCES => "EACCES",
             Errno::EFAULT => "EFAULT",
             Errno::EINVAL => "EINVAL",
+            Errno::ENOTTY => "ENOTTY",
             Errno::ENOSPC => "ENOSPC",
             Errno::EPIPE => "EPIPE",
             Errno::ENOTSOCK => "ENOTSOCK",
@@ -241,6 +245,17 @@ pub enum SockOpt {
     UserTimeout,
     /// TCP_NOTSENT_LOWAT
     NotSentLowat,
+}
+
+/// The queue sizes `ioctl()` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueIoctl {
+    /// SIOCINQ / FIONREAD: bytes ready to read.
+    InQ,
+    /// SIOCOUTQ / TIOCOUTQ: bytes written and not yet acknowledged.
+    OutQ,
+    /// SIOCOUTQNSD: bytes written and not yet sent.
+    OutQNotSent,
 }
 
 /// `shutdown()`'s `how`.
@@ -323,6 +338,11 @@ pub trait ScriptHost {
     fn take_error(&mut self, now: Instant, h: Self::Handle) -> Option<Errno>;
     /// What `poll()` would report for the socket now.
     fn readiness(&mut self, now: Instant, h: Self::Handle) -> Readiness;
+    /// `ioctl()` for a queue size (Linux semantics: `EINVAL` on a
+    /// listener, 0 during the handshake).
+    fn queue_size(&mut self, _now: Instant, _h: Self::Handle, _q: QueueIoctl) -> Result<i64, Errno> {
+        Err(Errno::ENOTTY)
+    }
 }
 
 /// Lets a script run against a borrowed stack, so a test can inspect the
@@ -386,5 +406,8 @@ impl<T: ScriptHost + ?Sized> ScriptHost for &mut T {
     }
     fn readiness(&mut self, now: Instant, h: Self::Handle) -> Readiness {
         (**self).readiness(now, h)
+    }
+    fn queue_size(&mut self, now: Instant, h: Self::Handle, q: QueueIoctl) -> Result<i64, Errno> {
+        (**self).queue_size(now, h, q)
     }
 }

@@ -38,7 +38,7 @@ use std::path::Path;
 
 pub use frame::{TcpFlags, TcpOption};
 mod tapir_host;
-pub use host::{Errno, Fd, Readiness, ScriptHost, Shutdown, SockOpt};
+pub use host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
 pub use parser::{
     parse, Direction, Ecn, Event, EventKind, Expr, IpInfo, PacketSpec, ParseError, Script, ScriptOption,
     Skipped, SyscallSpec, TimeSpec, SUPPORTED_SYSCALLS,

@@ -206,6 +206,7 @@ pub const SUPPORTED_SYSCALLS: &[&str] = &[
     "setsockopt",
     "getsockopt",
     "fcntl",
+    "ioctl",
     "poll",
 ];
 

@@ -53,7 +53,7 @@ use super::frame::{
     decode_frame, encode_arp, encode_tcp_frame, options_script, ArpPacket, Frame, Ipv4Meta, TcpFlags,
     TcpOption, TcpSegment,
 };
-use super::host::{Errno, Fd, Readiness, ScriptHost, Shutdown, SockOpt};
+use super::host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
 use super::parser::{Direction, Event, EventKind, Expr, PacketSpec, Script, Skipped, SyscallSpec, TimeSpec};
 use super::symbols::{self, eval};
 use crate::time::Instant;
@@ -1738,6 +1738,25 @@ impl<H: ScriptHost> Runner<H> {
                 };
                 return self.complete_int(name, line, expect, end, r);
             }
+            "ioctl" => {
+                nargs(3)?;
+                let (_, e) = self.fd(line, &args[0])?;
+                let h = e.handle;
+                let request = eval(&args[1]).map_err(|m| fail(line, m))?;
+                let q = match request {
+                    symbols::SIOCINQ => QueueIoctl::InQ,
+                    symbols::SIOCOUTQ => QueueIoctl::OutQ,
+                    symbols::SIOCOUTQNSD => QueueIoctl::OutQNotSent,
+                    _ => return Err(unsupported(format!("ioctl request {request:#x}"))),
+                };
+                let now = self.now_instant();
+                let r = self.host.queue_size(now, h, q);
+                self.complete_int(name, line, expect, end, r.map(|_| 0))?;
+                return match r {
+                    Ok(v) => check_value(line, &format!("ioctl {q:?}"), &args[2], v),
+                    Err(_) => Ok(()),
+                };
+            }
             "poll" => {
                 nargs(3)?;
                 let nfds = eval(&args[1]).map_err(|m| fail(line, m))?;
@@ -1816,7 +1835,7 @@ impl<H: ScriptHost> Runner<H> {
         if name == "getsockopt" && level == symbols::SOL_SOCKET && optname == symbols::SO_ERROR {
             let err = self.host.take_error(now, h).map_or(0, Errno::code);
             self.complete_int(name, line, expect, end, Ok(0))?;
-            return check_value(line, "SO_ERROR", value, err);
+            return check_value(line, "getsockopt SO_ERROR", value, err);
         }
         let Some(opt) = sockopt_for(level, optname) else {
             return Err(fail(
@@ -1852,7 +1871,7 @@ impl<H: ScriptHost> Runner<H> {
                 }
                 Ok(())
             }
-            Ok(v) => check_value(line, &format!("{opt:?}"), value, v),
+            Ok(v) => check_value(line, &format!("getsockopt {opt:?}"), value, v),
             Err(_) => Ok(()),
         }
     }
@@ -2186,7 +2205,7 @@ fn check_value(line: usize, what: &str, want: &Expr, actual: i64) -> Result<(), 
     if w != actual {
         return Err(fail(
             line,
-            format!("Bad getsockopt {what} optval: expected {w} actual {actual}"),
+            format!("Bad {what} value: expected {w} actual {actual}"),
         ));
     }
     Ok(())

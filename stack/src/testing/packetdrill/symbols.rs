@@ -6,6 +6,10 @@ use super::host::Errno;
 use super::parser::Expr;
 
 pub const O_RDWR: i64 = 2;
+/// ioctl requests for queue sizes (Linux asm-generic/ioctls.h, sockios.h).
+pub const SIOCINQ: i64 = 0x541B;
+pub const SIOCOUTQ: i64 = 0x5411;
+pub const SIOCOUTQNSD: i64 = 0x894B;
 pub const O_NONBLOCK: i64 = 0x800;
 pub const F_GETFD: i64 = 1;
 pub const F_SETFD: i64 = 2;
@@ -88,6 +92,11 @@ const SYMBOLS: &[(&str, i64)] = &[
     ("TCP_TIMESTAMP", 24),
     ("TCP_NOTSENT_LOWAT", 25),
     ("TCP_FASTOPEN_CONNECT", 30),
+    ("SIOCINQ", SIOCINQ),
+    ("FIONREAD", SIOCINQ),
+    ("SIOCOUTQ", SIOCOUTQ),
+    ("TIOCOUTQ", SIOCOUTQ),
+    ("SIOCOUTQNSD", SIOCOUTQNSD),
     ("F_DUPFD", 0),
     ("F_GETFD", F_GETFD),
     ("F_SETFD", F_SETFD),

@@ -1,6 +1,6 @@
 //! tapir's [`Interface`] as the stack under test of a segment script.
 
-use super::host::{Errno, Readiness, ScriptHost, Shutdown, SockOpt};
+use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
 use crate::socket::tcp::{TcpOption, TcpState};
 use crate::time::{Duration, Instant};
 use crate::{Config, Interface, SocketError, SocketHandle, TcpError};
@@ -233,6 +233,21 @@ impl ScriptHost for TapirHost {
     /// refused) has both directions shut down, so it reports POLLIN|RDHUP
     /// and POLLOUT besides POLLHUP (and POLLERR while the error is pending);
     /// a socket that sent its FIN reports POLLOUT (the write fails at once).
+    /// Linux tcp_ioctl: `EINVAL` on a listener, 0 during the handshake.
+    fn queue_size(&mut self, _now: Instant, h: SocketHandle, q: QueueIoctl) -> Result<i64, Errno> {
+        match self.iface.tcp_state(h) {
+            None => return Err(Errno::EBADF),
+            Some(TcpState::Listen) => return Err(Errno::EINVAL),
+            Some(TcpState::SynSent | TcpState::SynReceived) => return Ok(0),
+            _ => {}
+        }
+        Ok(match q {
+            QueueIoctl::InQ => self.iface.tcp_recv_queue(h),
+            QueueIoctl::OutQ => self.iface.tcp_send_queue(h),
+            QueueIoctl::OutQNotSent => self.iface.tcp_unsent(h),
+        } as i64)
+    }
+
     fn readiness(&mut self, _now: Instant, h: SocketHandle) -> Readiness {
         let state = self.iface.tcp_state(h);
         let closed = state == Some(TcpState::Closed);
