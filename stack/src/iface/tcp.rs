@@ -676,6 +676,7 @@ impl Interface {
                     TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(self.config.tcp.recv_buffer),
                     TcpOption::SendBuffer(_) => TcpOption::SendBuffer(self.config.tcp.send_buffer),
                     TcpOption::MaxSegment(_) => TcpOption::MaxSegment((self.config.mtu - 40) as u16),
+                    TcpOption::SynCount(_) => TcpOption::SynCount(self.config.tcp.syn_retries.min(127) as u8),
                     other => other,
                 }))
             }
@@ -687,6 +688,8 @@ impl Interface {
                 TcpOption::MaxSegment(_) => TcpOption::MaxSegment(e.conn.payload_mss() as u16),
                 TcpOption::QuickAck(_) => TcpOption::QuickAck(!e.conn.pingpong()),
                 TcpOption::Linger2(_) => TcpOption::Linger2(e.conn.linger2()),
+                TcpOption::Cork(_) => TcpOption::Cork(e.conn.cork()),
+                TcpOption::SynCount(_) => TcpOption::SynCount(e.conn.syn_retries() as u8),
                 TcpOption::DeferAccept(_) => TcpOption::DeferAccept(e.conn.defer_accept()),
                 other => other,
             }),

@@ -125,6 +125,10 @@ pub(crate) struct Connection {
     offered: TcpOptions,
 
     nodelay: bool,
+    /// TCP_CORK: partial segments wait.
+    cork: bool,
+    /// SYN retransmissions before an active open fails (TCP_SYNCNT).
+    syn_retries: u32,
     /// End of the last sub-MSS segment sent (Minshall's Nagle: only an
     /// unacknowledged *small* segment holds back the next small one).
     snd_sml: SeqNumber,
@@ -252,6 +256,8 @@ impl Connection {
             sack_ok: false,
             offered: TcpOptions::default(),
             nodelay: false,
+            cork: false,
+            syn_retries: cfg.syn_retries,
             snd_sml: ep.iss,
             fin_queued: false,
             fin_seq: None,
@@ -651,6 +657,8 @@ impl Connection {
                 }
             }
             TcpOption::Linger2(d) => self.linger2 = d,
+            TcpOption::Cork(on) => self.cork = on,
+            TcpOption::SynCount(n) => self.syn_retries = u32::from(n.clamp(1, 127)),
             TcpOption::DeferAccept(d) => {
                 self.defer_accept = secs_to_retrans(d, self.cfg.rto_initial, self.cfg.rto_max);
             }
@@ -682,6 +690,14 @@ impl Connection {
 
     pub fn pingpong(&self) -> bool {
         self.pingpong
+    }
+
+    pub fn cork(&self) -> bool {
+        self.cork
+    }
+
+    pub fn syn_retries(&self) -> u32 {
+        self.syn_retries
     }
 
     pub fn linger2(&self) -> Option<Duration> {
@@ -1375,7 +1391,7 @@ impl Connection {
         if self.rto_at.is_some_and(|t| now >= t) {
             self.rto_at = None;
             let limit = match self.state {
-                TcpState::SynSent => self.cfg.syn_retries,
+                TcpState::SynSent => self.syn_retries,
                 // Linux syn_ack_recalc: a deferred connection the peer has
                 // ACKed lives out the whole deferral.
                 TcpState::SynReceived if self.defer_acked => self.cfg.synack_retries.max(self.defer_accept),
@@ -1730,7 +1746,10 @@ impl Connection {
             // large write is not delayed by the full segments before it.
             let all_queued = len == unsent;
             let small_outstanding = self.snd_sml > self.snd_una;
-            let nagle_ok = self.nodelay || self.in_flight() == 0 || !small_outstanding;
+            // TCP_CORK holds every partial segment (Linux tcp_nagle_check)
+            // until the FIN goes behind it.
+            let nagle_ok = (self.nodelay || self.in_flight() == 0 || !small_outstanding)
+                && !(self.cork && !self.fin_queued);
             let big_enough = len >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
             // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
             // timeout (our persist timer, armed below while nothing is in

@@ -97,6 +97,12 @@ pub enum TcpOption {
     /// SYN-ACK once as a last chance and completes on the next ACK. Zero
     /// turns it off. Reads back rounded up to a whole number of timeouts.
     DeferAccept(Duration),
+    /// TCP_CORK (Linux): hold partial segments until uncorked, the FIN
+    /// goes, or the persist timer's override timeout (about the RTO, at
+    /// least 200 ms) sends them anyway.
+    Cork(bool),
+    /// TCP_SYNCNT: SYN retransmissions before connect gives up (1-127).
+    SynCount(u8),
 }
 
 /// What `ss -ti` shows for a Linux connection, for one of ours.

@@ -180,6 +180,10 @@ impl ScriptHost for TapirHost {
             SockOpt::SndBuf => TcpOption::SendBuffer(value.max(256) as usize),
             SockOpt::MaxSeg => TcpOption::MaxSegment(value.clamp(64, 65535) as u16),
             SockOpt::QuickAck => TcpOption::QuickAck(value != 0),
+            SockOpt::Cork => TcpOption::Cork(value != 0),
+            // Linux: 1 to 127, else EINVAL.
+            SockOpt::SynCount if !(1..=127).contains(&value) => return Err(Errno::EINVAL),
+            SockOpt::SynCount => TcpOption::SynCount(value as u8),
             SockOpt::DeferAccept => TcpOption::DeferAccept(secs(value.max(0))),
             // Linux: 0 restores the default, a negative value means no
             // FIN-WAIT-2 wait at all.
@@ -208,6 +212,8 @@ impl ScriptHost for TapirHost {
             SockOpt::SndBuf => TcpOption::SendBuffer(0),
             SockOpt::MaxSeg => TcpOption::MaxSegment(0),
             SockOpt::QuickAck => TcpOption::QuickAck(true),
+            SockOpt::Cork => TcpOption::Cork(false),
+            SockOpt::SynCount => TcpOption::SynCount(0),
             SockOpt::DeferAccept => TcpOption::DeferAccept(Duration::ZERO),
             SockOpt::Linger2 => TcpOption::Linger2(None),
             _ => return Err(Errno::ENOPROTOOPT),
@@ -219,7 +225,8 @@ impl ScriptHost for TapirHost {
             TcpOption::UserTimeout(d) => d.as_millis() as i64,
             TcpOption::RecvBuffer(n) | TcpOption::SendBuffer(n) => n as i64,
             TcpOption::MaxSegment(n) => i64::from(n),
-            TcpOption::QuickAck(b) => i64::from(b),
+            TcpOption::QuickAck(b) | TcpOption::Cork(b) => i64::from(b),
+            TcpOption::SynCount(n) => i64::from(n),
             TcpOption::DeferAccept(d) => d.as_secs() as i64,
             TcpOption::Linger2(d) => d.map_or(0, |d| d.as_secs() as i64),
         })
