@@ -1749,7 +1749,7 @@ impl Connection {
             // TCP_CORK holds every partial segment (Linux tcp_nagle_check)
             // until the FIN goes behind it.
             let nagle_ok = (self.nodelay || self.in_flight() == 0 || !small_outstanding)
-                && !(self.cork && !self.fin_queued);
+                && (!self.cork || self.fin_queued);
             let big_enough = len >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
             // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
             // timeout (our persist timer, armed below while nothing is in
