@@ -65,6 +65,8 @@ enum Step {
     Close,
     Abort,
     NoDelay(bool),
+    QuickAck(bool),
+    Cork(bool),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -275,6 +277,18 @@ fuzz_target!(|input: Input| {
             Step::NoDelay(on) => {
                 if let Some(c) = conn {
                     let _ = h.iface.tcp_set_option(h.now, c, TcpOption::NoDelay(on));
+                }
+                (h.settle(), true)
+            }
+            Step::QuickAck(on) => {
+                if let Some(c) = conn {
+                    let _ = h.iface.tcp_set_option(h.now, c, TcpOption::QuickAck(on));
+                }
+                (h.settle(), true)
+            }
+            Step::Cork(on) => {
+                if let Some(c) = conn {
+                    let _ = h.iface.tcp_set_option(h.now, c, TcpOption::Cork(on));
                 }
                 (h.settle(), true)
             }
