@@ -14,6 +14,9 @@ pub struct TapirHost {
     /// (Linux returns 0 to the first connect after completion, then EISCONN).
     connect_reported: HashSet<SocketHandle>,
     connecting: HashSet<SocketHandle>,
+    /// Shut down for reading: once the queue is empty, reads return end of
+    /// file instead of blocking (Linux RCV_SHUTDOWN).
+    read_shut: HashSet<SocketHandle>,
 }
 
 impl TapirHost {
@@ -28,6 +31,7 @@ impl TapirHost {
             iface,
             connect_reported: HashSet::new(),
             connecting: HashSet::new(),
+            read_shut: HashSet::new(),
         }
     }
 }
@@ -147,7 +151,10 @@ impl ScriptHost for TapirHost {
     }
 
     fn read(&mut self, _now: Instant, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.iface.tcp_recv(h, buf).map_err(errno)
+        match self.iface.tcp_recv(h, buf).map_err(errno) {
+            Err(Errno::EAGAIN) if self.read_shut.contains(&h) => Ok(0),
+            r => r,
+        }
     }
 
     fn shutdown(&mut self, _now: Instant, h: SocketHandle, how: Shutdown) -> Result<(), Errno> {
@@ -155,15 +162,24 @@ impl ScriptHost for TapirHost {
             // Reads after SHUT_RD return EOF on Linux; data still arrives.
             Shutdown::Read => match self.iface.tcp_state(h) {
                 Some(TcpState::Closed | TcpState::Listen) | None => Err(Errno::ENOTCONN),
-                _ => Ok(()),
+                _ => {
+                    self.read_shut.insert(h);
+                    Ok(())
+                }
             },
-            Shutdown::Write | Shutdown::Both => self.iface.tcp_shutdown(h).map_err(errno),
+            Shutdown::Write => self.iface.tcp_shutdown(h).map_err(errno),
+            Shutdown::Both => {
+                self.iface.tcp_shutdown(h).map_err(errno)?;
+                self.read_shut.insert(h);
+                Ok(())
+            }
         }
     }
 
     fn close(&mut self, _now: Instant, h: SocketHandle) -> Result<(), Errno> {
         self.connecting.remove(&h);
         self.connect_reported.remove(&h);
+        self.read_shut.remove(&h);
         self.iface.tcp_close(h);
         Ok(())
     }
@@ -270,7 +286,9 @@ impl ScriptHost for TapirHost {
             )
         );
         Readiness {
-            readable: self.iface.tcp_can_recv(h) || self.iface.tcp_can_accept(h),
+            readable: self.iface.tcp_can_recv(h)
+                || self.iface.tcp_can_accept(h)
+                || self.read_shut.contains(&h),
             writable: closed
                 || send_shutdown
                 || matches!(state, Some(TcpState::Established | TcpState::CloseWait))
@@ -278,6 +296,7 @@ impl ScriptHost for TapirHost {
             error: ended && self.iface.tcp_peek_error(h).is_some(),
             hangup: closed,
             read_hangup: ended
+                || self.read_shut.contains(&h)
                 || matches!(
                     state,
                     Some(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)
