@@ -443,19 +443,20 @@ impl Connection {
         self.tx.len().saturating_sub(sent)
     }
 
-    /// Offset into `tx` of snd_nxt (the SYN occupies no buffer byte).
+    /// Offset into `tx` of snd_nxt.
     fn data_sent_offset(&self) -> usize {
-        let base = if self.snd_una == self.iss {
-            self.iss + 1
+        self.data_offset(self.snd_nxt)
+    }
+
+    /// Offset into `tx` of `seq`: the SYN and our FIN occupy no buffer
+    /// byte (a sequence number before the data is offset 0).
+    fn data_offset(&self, seq: SeqNumber) -> usize {
+        let seq = if self.fin_seq.is_some_and(|f| seq > f) {
+            seq - 1
         } else {
-            self.snd_una
+            seq
         };
-        let nxt = if self.fin_seq.is_some_and(|f| self.snd_nxt > f) {
-            self.snd_nxt - 1
-        } else {
-            self.snd_nxt
-        };
-        nxt.distance(base)
+        seq.distance(self.data_base())
     }
 
     pub fn can_recv(&self) -> bool {
@@ -1900,18 +1901,7 @@ impl Connection {
     /// Bytes written and never sent (Linux SIOCOUTQNSD: a retransmission
     /// timeout does not make sent data unsent).
     pub fn never_sent_len(&self) -> usize {
-        let base = if self.snd_una == self.iss {
-            self.iss + 1
-        } else {
-            self.snd_una
-        };
-        let max = if self.fin_seq.is_some_and(|f| self.snd_max > f) {
-            self.snd_max - 1
-        } else {
-            self.snd_max
-        };
-        let sent = if max > base { max.distance(base) } else { 0 };
-        self.tx.len().saturating_sub(sent)
+        self.tx.len().saturating_sub(self.data_offset(self.snd_max))
     }
 
     /// What a TIME-WAIT stand-in needs once this connection is freed.
