@@ -1927,7 +1927,6 @@ pub(crate) struct TimeWaitInfo {
     pub expires: Option<Instant>,
 }
 
-/// RFC 7323 5.3: TSval comparison modulo 2^32.
 /// Linux secs_to_retrans: the SYN-ACK timeouts (initial, doubling up to
 /// the maximum) whose sum first reaches `d`.
 pub(crate) fn secs_to_retrans(d: Duration, initial: Duration, max: Duration) -> u32 {
@@ -1955,6 +1954,7 @@ pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Durat
     period
 }
 
+/// RFC 7323 5.3: TSval comparison modulo 2^32.
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
