@@ -27,8 +27,8 @@ pub mod wire;
 pub mod testing;
 
 pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, TcpConfig, UdpConfig};
-pub use iface::{Event, Interface, NeighborInfo, TcpError};
-pub use socket::tcp::{TcpConnStats, TcpOption, TcpState};
+pub use iface::{Event, Interface, NeighborInfo};
+pub use socket::tcp::{TcpConnStats, TcpError, TcpOption, TcpState};
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};
 pub use stats::Stats;

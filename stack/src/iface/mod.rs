@@ -11,7 +11,9 @@ mod tests;
 
 use crate::config::Config;
 use crate::socket::udp::{UdpBindError, UdpRecvError, UdpSendError, UdpSocket};
-use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
+use crate::socket::{
+    Socket, SocketError, SocketHandle, SocketSet, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE,
+};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{
@@ -25,7 +27,6 @@ use reassembly::{FragDrop, FragKey, Reassembler};
 use std::collections::{HashMap, VecDeque};
 
 pub use neighbor::NeighborInfo;
-pub use tcp::TcpError;
 
 /// Something the application may want to act on.
 ///
@@ -48,12 +49,6 @@ pub enum Event {
     /// handle stays valid until `tcp_close`.
     Closed(SocketHandle),
 }
-
-const EV_READABLE: u8 = 1;
-const EV_WRITABLE: u8 = 2;
-const EV_ERROR: u8 = 4;
-const EV_CONNECTED: u8 = 8;
-const EV_CLOSED: u8 = 16;
 
 /// A userspace IPv4 host on one Ethernet link.
 ///
@@ -103,9 +98,8 @@ pub struct Interface {
     tx_bytes: usize,
     /// Sockets refused with WouldBlock, to be told when space frees.
     blocked: Vec<SocketHandle>,
-    events: VecDeque<(SocketHandle, u8)>,
     icmp_limiter: TokenBucket,
-    tcp: tcp::TcpTables,
+    tcp: crate::socket::tcp::table::TcpTable,
     next_ident: u16,
     rng: SplitMix64,
     /// The latest time seen, for reports only.
@@ -134,9 +128,8 @@ impl Interface {
             tx_packets: 0,
             tx_bytes: 0,
             blocked: Vec::new(),
-            events: VecDeque::new(),
             icmp_limiter: TokenBucket::new(config.icmp.errors_per_sec, config.icmp.errors_burst),
-            tcp: tcp::TcpTables::new(secret),
+            tcp: crate::socket::tcp::table::TcpTable::new(secret),
             next_ident,
             rng,
             last_now: Instant::ZERO,
@@ -301,12 +294,11 @@ impl Interface {
 
     /// The next socket event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        while let Some((handle, kind)) = self.events.pop_front() {
-            let Some(socket) = self.sockets.get_mut(handle) else {
-                continue; // closed since
+        while let Some((handle, kind)) = self.sockets.pop_event() {
+            let Some(socket) = self.sockets.get(handle) else {
+                continue;
             };
-            *socket.queued_events() &= !kind;
-            let event = match (kind, &*socket) {
+            let event = match (kind, socket) {
                 (EV_READABLE, Socket::Udp(s)) => (!s.rx.is_empty()).then_some(Event::Readable(handle)),
                 (EV_READABLE, Socket::Tcp(_)) => Some(Event::Readable(handle)),
                 (EV_WRITABLE, _) => Some(Event::Writable(handle)),
@@ -987,13 +979,7 @@ impl Interface {
     }
 
     fn push_event(&mut self, handle: SocketHandle, kind: u8) {
-        if let Some(s) = self.sockets.get_mut(handle) {
-            let queued = s.queued_events();
-            if *queued & kind == 0 {
-                *queued |= kind;
-                self.events.push_back((handle, kind));
-            }
-        }
+        self.sockets.push_event(handle, kind);
     }
 
     fn tcp_error_of(&self, handle: SocketHandle) -> Option<SocketError> {

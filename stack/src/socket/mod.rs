@@ -1,7 +1,9 @@
-//! Sockets and the slab that owns them.
+//! Sockets, the slab that owns them, and the queue of their events.
 //!
 //! A [`SocketHandle`] names a slot and its generation, so a handle kept
 //! after `close` can never reach the socket that later reuses the slot.
+//! Nothing here knows about the interface: protocol code that needs to
+//! reach a socket or signal an event gets the [`SocketSet`].
 
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -9,6 +11,14 @@ pub(crate) mod udp;
 use crate::wire::UnreachableCode;
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::VecDeque;
+
+/// Event kinds, as bits of a socket's `queued_events`.
+pub(crate) const EV_READABLE: u8 = 1;
+pub(crate) const EV_WRITABLE: u8 = 2;
+pub(crate) const EV_ERROR: u8 = 4;
+pub(crate) const EV_CONNECTED: u8 = 8;
+pub(crate) const EV_CLOSED: u8 = 16;
 
 /// Names one socket of an [`Interface`](crate::Interface).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -99,7 +109,7 @@ impl std::error::Error for SocketError {}
 
 pub(crate) enum Socket {
     Udp(udp::UdpSocket),
-    Tcp(crate::iface::tcp::TcpSocket),
+    Tcp(tcp::TcpSocket),
 }
 
 impl Socket {
@@ -117,14 +127,14 @@ impl Socket {
         }
     }
 
-    pub fn as_tcp(&self) -> Option<&crate::iface::tcp::TcpSocket> {
+    pub fn as_tcp(&self) -> Option<&tcp::TcpSocket> {
         match self {
             Socket::Tcp(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_tcp_mut(&mut self) -> Option<&mut crate::iface::tcp::TcpSocket> {
+    pub fn as_tcp_mut(&mut self) -> Option<&mut tcp::TcpSocket> {
         match self {
             Socket::Tcp(s) => Some(s),
             _ => None,
@@ -145,12 +155,14 @@ struct Slot {
     socket: Option<Socket>,
 }
 
-/// The socket slab: O(1) insert, lookup and remove, bounded in size.
+/// The socket slab: O(1) insert, lookup and remove, bounded in size, and
+/// the events queued for its sockets (at most one of each kind per socket).
 pub(crate) struct SocketSet {
     slots: Vec<Slot>,
     free: Vec<u32>,
     len: usize,
     capacity: usize,
+    events: VecDeque<(SocketHandle, u8)>,
 }
 
 impl SocketSet {
@@ -160,7 +172,31 @@ impl SocketSet {
             free: Vec::new(),
             len: 0,
             capacity,
+            events: VecDeque::new(),
         }
+    }
+
+    /// Queue an event of `kind` (an `EV_*` bit) for `handle`, unless one
+    /// is queued already.
+    pub fn push_event(&mut self, handle: SocketHandle, kind: u8) {
+        if let Some(s) = self.get_mut(handle) {
+            let queued = s.queued_events();
+            if *queued & kind == 0 {
+                *queued |= kind;
+                self.events.push_back((handle, kind));
+            }
+        }
+    }
+
+    /// The oldest queued event of a socket still open, its bit cleared.
+    pub fn pop_event(&mut self) -> Option<(SocketHandle, u8)> {
+        while let Some((handle, kind)) = self.events.pop_front() {
+            if let Some(s) = self.get_mut(handle) {
+                *s.queued_events() &= !kind;
+                return Some((handle, kind));
+            }
+        }
+        None
     }
 
     pub fn len(&self) -> usize {

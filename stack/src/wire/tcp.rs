@@ -485,7 +485,7 @@ pub struct TcpRepr {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TcpError {
+pub enum TcpParseError {
     /// Fewer than 20 bytes.
     Truncated,
     /// The data offset is below 5 words or beyond the segment.
@@ -493,17 +493,17 @@ pub enum TcpError {
     BadChecksum,
 }
 
-impl fmt::Display for TcpError {
+impl fmt::Display for TcpParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TcpError::Truncated => "TCP segment shorter than 20 bytes",
-            TcpError::BadDataOffset => "TCP data offset below 5 or beyond the segment",
-            TcpError::BadChecksum => "TCP checksum mismatch",
+            TcpParseError::Truncated => "TCP segment shorter than 20 bytes",
+            TcpParseError::BadDataOffset => "TCP data offset below 5 or beyond the segment",
+            TcpParseError::BadChecksum => "TCP checksum mismatch",
         })
     }
 }
 
-impl std::error::Error for TcpError {}
+impl std::error::Error for TcpParseError {}
 
 impl TcpRepr {
     pub const MIN_HEADER_LEN: usize = 20;
@@ -520,18 +520,18 @@ impl TcpRepr {
         src: Ipv4Addr,
         dst: Ipv4Addr,
         verify_checksum: bool,
-    ) -> Result<(TcpRepr, &[u8]), TcpError> {
+    ) -> Result<(TcpRepr, &[u8]), TcpParseError> {
         let Some(h) = data.first_chunk::<{ Self::MIN_HEADER_LEN }>() else {
-            return Err(TcpError::Truncated);
+            return Err(TcpParseError::Truncated);
         };
         let header_len = usize::from(h[12] >> 4) * 4;
         if header_len < Self::MIN_HEADER_LEN || header_len > data.len() {
-            return Err(TcpError::BadDataOffset);
+            return Err(TcpParseError::BadDataOffset);
         }
         if verify_checksum {
             let sum = super::sum16(super::pseudo_header_sum(src, dst, PROTOCOL, data.len()), data);
             if super::finish16(sum) != 0 {
-                return Err(TcpError::BadChecksum);
+                return Err(TcpParseError::BadChecksum);
             }
         }
         let options = TcpOptions::parse(data.get(Self::MIN_HEADER_LEN..header_len).unwrap_or(&[]));
@@ -879,20 +879,23 @@ mod tests {
     fn header_length_checks() {
         assert_eq!(
             TcpRepr::parse(&LINUX_SYN[..19], SRC, DST, false),
-            Err(TcpError::Truncated)
+            Err(TcpParseError::Truncated)
         );
-        assert_eq!(TcpRepr::parse(&[], SRC, DST, false), Err(TcpError::Truncated));
+        assert_eq!(
+            TcpRepr::parse(&[], SRC, DST, false),
+            Err(TcpParseError::Truncated)
+        );
         // Data offset 10 words but only 39 bytes.
         assert_eq!(
             TcpRepr::parse(&LINUX_SYN[..39], SRC, DST, false),
-            Err(TcpError::BadDataOffset)
+            Err(TcpParseError::BadDataOffset)
         );
         for doff in 0..5u8 {
             let mut seg = LINUX_SYN;
             seg[12] = doff << 4;
             assert_eq!(
                 TcpRepr::parse(&seg, SRC, DST, false),
-                Err(TcpError::BadDataOffset)
+                Err(TcpParseError::BadDataOffset)
             );
         }
         // Data offset 5 with the rest as payload; reserved bits ignored.
@@ -907,12 +910,15 @@ mod tests {
     fn checksum_is_verified_only_when_asked() {
         let mut seg = LINUX_SYN;
         seg[5] ^= 1;
-        assert_eq!(TcpRepr::parse(&seg, SRC, DST, true), Err(TcpError::BadChecksum));
+        assert_eq!(
+            TcpRepr::parse(&seg, SRC, DST, true),
+            Err(TcpParseError::BadChecksum)
+        );
         assert!(TcpRepr::parse(&seg, SRC, DST, false).is_ok());
         // The pseudo-header is covered.
         assert_eq!(
             TcpRepr::parse(&LINUX_SYN, SRC, Ipv4Addr::new(10, 77, 0, 3), true),
-            Err(TcpError::BadChecksum)
+            Err(TcpParseError::BadChecksum)
         );
     }
 

@@ -614,7 +614,7 @@ impl Connection {
         // and drops one outside its window; see acceptable_seq.
         let mut rst = self.rst_repr(self.acceptable_seq(), Some(self.rcv_nxt));
         if let Some(ts) = self.ts {
-            rst.options.timestamps = Some((self.ts_now(now, ts.offset), ts.recent));
+            rst.options.timestamps = Some((ts_now(now, ts.offset), ts.recent));
         }
         rst
     }
@@ -837,7 +837,7 @@ impl Connection {
         let probe = self.rtt_probe.take();
         let sample = match (self.ts, seg.options.timestamps) {
             (Some(ts), Some((_, tsecr))) if tsecr != 0 => Some(Duration::from_millis(u64::from(
-                self.ts_now(now, ts.offset).wrapping_sub(tsecr),
+                ts_now(now, ts.offset).wrapping_sub(tsecr),
             ))),
             _ => probe
                 .filter(|&(seq, _)| seq == self.iss && self.retries == 0)
@@ -1157,7 +1157,7 @@ impl Connection {
             // timed segment (RFC 6298 3).
             let sample = match (self.ts, seg.options.timestamps) {
                 (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
-                    let ours = self.ts_now(now, ts.offset);
+                    let ours = ts_now(now, ts.offset);
                     Some(Duration::from_millis(u64::from(ours.wrapping_sub(tsecr))))
                 }
                 _ => match self.rtt_probe {
@@ -1501,25 +1501,8 @@ impl Connection {
 
     // ---------- output ----------
 
-    fn ts_now(&self, now: Instant, offset: u32) -> u32 {
-        (now.total_millis() as u32).wrapping_add(offset)
-    }
-
     fn rst_repr(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr {
-        let mut flags = TcpFlags::RST;
-        if ack.is_some() {
-            flags.insert(TcpFlags::ACK);
-        }
-        TcpRepr {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            seq: seq.0,
-            ack: ack.map(|a| a.0).unwrap_or(0),
-            flags,
-            window: 0,
-            urgent: 0,
-            options: TcpOptions::default(),
-        }
+        super::table::rst_repr(self.local.port(), self.remote.port(), seq, ack)
     }
 
     /// A RST this connection must send, if any.
@@ -1559,7 +1542,7 @@ impl Connection {
         }
         let mut options = self.offered;
         if let Some(ts) = self.ts_for_syn() {
-            options.timestamps = Some((self.ts_now(now, self.ts_offset), ts));
+            options.timestamps = Some((ts_now(now, self.ts_offset), ts));
         }
         let mut flags = TcpFlags::SYN;
         let mut ack = 0;
@@ -1615,7 +1598,7 @@ impl Connection {
         self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + wnd);
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
-            options.timestamps = Some((self.ts_now(now, ts.offset), ts.recent));
+            options.timestamps = Some((ts_now(now, ts.offset), ts.recent));
         }
         if self.sack_ok {
             // RFC 2018 4: the block with the most recent data first.
@@ -1957,4 +1940,10 @@ pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Durat
 /// RFC 7323 5.3: TSval comparison modulo 2^32.
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
+}
+
+/// Our TSval (RFC 7323 4.1): a millisecond clock, offset per connection so
+/// it does not reveal our uptime (RFC 7323 5.4).
+pub(crate) fn ts_now(now: Instant, offset: u32) -> u32 {
+    (now.total_millis() as u32).wrapping_add(offset)
 }

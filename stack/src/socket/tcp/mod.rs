@@ -1,19 +1,33 @@
-//! TCP (RFC 9293). Read RFC 9293 section 3.10 first: `conn.rs` follows
-//! its "Event Processing" step by step, and cites it as it goes.
+//! TCP (RFC 9293), all of it. Read RFC 9293 section 3.10 first: `conn`
+//! follows its "Event Processing" step by step, and cites it as it goes.
 //!
-//! - `seq`: sequence-number arithmetic modulo 2^32.
+//! - `table`: the sockets of TCP: demultiplexing by 4-tuple, RFC 6528
+//!   ISNs, RFC 6056 ports, the RFC 5961 7 budget, RSTs for segments to
+//!   nobody (RFC 9293 3.10.7.1), timers and the output queue.
+//! - `api`: the socket calls (OPEN, SEND, RECEIVE, CLOSE, ABORT, STATUS).
+//! - `listener`: LISTEN, with its SYN and accept queues.
+//! - `time_wait`: the compact TIME-WAIT entry.
 //! - `conn`: one connection: the state machine, reliable delivery, flow
 //!   control, timers.
 //! - `rtt`: the RFC 6298 estimator.
 //! - `cc`: congestion control behind a trait (Reno first).
+//! - `seq`: sequence-number arithmetic modulo 2^32.
 //!
-//! Listeners, TIME-WAIT and demultiplexing live in `iface::tcp`, which owns
-//! the connections.
+//! Nothing here knows the interface: `iface::tcp` parses segments and
+//! hands them to the table, and emits the segments the table returns.
 
+pub(crate) mod api;
 pub(crate) mod cc;
 pub(crate) mod conn;
+mod error;
+pub(crate) mod listener;
 pub(crate) mod rtt;
 pub(crate) mod seq;
+pub(crate) mod table;
+pub(crate) mod time_wait;
+
+pub use error::TcpError;
+pub(crate) use table::TcpSocket;
 
 use crate::time::Duration;
 use core::fmt;

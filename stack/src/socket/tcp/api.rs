@@ -1,0 +1,383 @@
+//! The socket calls (RFC 9293 3.10.1-3.10.6: OPEN, SEND, RECEIVE, CLOSE,
+//! ABORT, STATUS) as the table serves them, with the errno policy of the
+//! BSD socket API. `Interface` exposes them as its `tcp_*` methods.
+
+use super::conn::{self, Connection};
+use super::listener::Listener;
+use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
+use super::{TcpConnStats, TcpError, TcpOption, TcpState};
+use crate::config::Config;
+use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
+use crate::time::Instant;
+use core::net::SocketAddrV4;
+
+/// Options a socket remembers before it has a connection to apply them to.
+const MAX_PENDING_OPTIONS: usize = 16;
+
+impl TcpTable {
+    pub fn socket(&mut self, cx: &mut Cx) -> Result<SocketHandle, TcpError> {
+        let s = TcpSocket {
+            kind: TcpKind::Unbound {
+                port: None,
+                options: Vec::new(),
+            },
+            queued_events: 0,
+        };
+        cx.sockets.insert(Socket::Tcp(s)).ok_or(TcpError::TooManySockets)
+    }
+
+    pub fn bind(&mut self, cx: &mut Cx, h: SocketHandle, local: SocketAddrV4) -> Result<(), TcpError> {
+        if !local.ip().is_unspecified() && *local.ip() != cx.config.ipv4.addr {
+            return Err(TcpError::AddrNotAvailable);
+        }
+        let port = match local.port() {
+            0 => self.ephemeral_port(cx, None).ok_or(TcpError::NoFreePort)?,
+            p => p,
+        };
+        if self.listeners.contains_key(&port) || self.bound.contains_key(&port) {
+            return Err(TcpError::AddrInUse);
+        }
+        match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+            TcpKind::Unbound { port: p @ None, .. } => *p = Some(port),
+            TcpKind::Unbound { .. } => return Err(TcpError::InvalidAddress),
+            _ => return Err(TcpError::AlreadyConnected),
+        }
+        self.bound.insert(port, h);
+        Ok(())
+    }
+
+    pub fn listen(&mut self, cx: &mut Cx, h: SocketHandle, backlog: usize) -> Result<(), TcpError> {
+        let backlog = backlog.clamp(1, cx.config.tcp.max_backlog);
+        let socket = cx.socket_mut(h).ok_or(TcpError::BadHandle)?;
+        let (port, options) = match &mut socket.kind {
+            TcpKind::Unbound {
+                port: Some(p),
+                options,
+            } => (*p, core::mem::take(options)),
+            TcpKind::Unbound { port: None, .. } => return Err(TcpError::InvalidAddress),
+            TcpKind::Listener(l) => {
+                l.backlog = backlog;
+                return Ok(());
+            }
+            TcpKind::Conn(_) => return Err(TcpError::AlreadyConnected),
+        };
+        socket.kind = TcpKind::Listener(Listener::new(port, backlog, options));
+        self.bound.remove(&port);
+        self.listeners.insert(port, h);
+        tracing::debug!(%h, port, backlog, "tcp listening");
+        Ok(())
+    }
+
+    pub fn accept(&mut self, cx: &mut Cx, listener: SocketHandle) -> Result<SocketHandle, TcpError> {
+        let l = cx.listener(listener).ok_or(TcpError::BadHandle)?;
+        let h = l.accept_queue.pop_front().ok_or(TcpError::WouldBlock)?;
+        if let Some(e) = cx.entry(h) {
+            e.parent = None;
+        }
+        Ok(h)
+    }
+
+    /// Connect `h` to `remote`, which the caller checked is a unicast
+    /// address it has a route to.
+    pub fn connect(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        h: SocketHandle,
+        remote: SocketAddrV4,
+    ) -> Result<(), TcpError> {
+        let (bound, options) = match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+            TcpKind::Unbound { port, options } => (*port, core::mem::take(options)),
+            TcpKind::Conn(e) => {
+                return Err(match e.conn.state {
+                    TcpState::SynSent | TcpState::SynReceived => TcpError::WouldBlock,
+                    _ => TcpError::AlreadyConnected,
+                })
+            }
+            TcpKind::Listener(_) => return Err(TcpError::AlreadyConnected),
+        };
+        let port = match bound {
+            Some(p) => {
+                if self.conns.contains_key(&(p, remote)) || self.time_wait.contains(&(p, remote)) {
+                    return Err(TcpError::AddrInUse);
+                }
+                self.bound.remove(&p);
+                p
+            }
+            None => self
+                .ephemeral_port(cx, Some(remote))
+                .ok_or(TcpError::NoFreePort)?,
+        };
+        let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
+        let ep = self.endpoints(cx, now, local, remote);
+        let mut conn = Connection::connect(now, &cx.config.tcp, ep);
+        for o in options {
+            conn.set_option(now, o);
+        }
+        self.install(cx, h, conn, None);
+        cx.stats.tcp_active_opens += 1;
+        tracing::debug!(%h, %local, %remote, "tcp connect");
+        self.refresh(cx, h);
+        Ok(())
+    }
+
+    pub fn send(&mut self, cx: &mut Cx, h: SocketHandle, data: &[u8]) -> Result<usize, TcpError> {
+        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+        if let Some(err) = e.conn.error.filter(|_| e.conn.state == TcpState::Closed) {
+            return Err(TcpError::Failed(err));
+        }
+        match e.conn.state {
+            TcpState::SynSent | TcpState::SynReceived => return Err(TcpError::WouldBlock),
+            TcpState::Established | TcpState::CloseWait if e.conn.may_send() => {}
+            TcpState::Closed if e.conn.error.is_none() => return Err(TcpError::NotConnected),
+            _ => return Err(TcpError::Closed),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = e.conn.send(data);
+        if n == 0 {
+            return Err(TcpError::WouldBlock);
+        }
+        self.refresh(cx, h);
+        Ok(n)
+    }
+
+    pub fn recv(&mut self, cx: &mut Cx, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+        let n = e.conn.recv(buf);
+        if n > 0 {
+            self.refresh(cx, h);
+            return Ok(n);
+        }
+        let conn = &e.conn;
+        if buf.is_empty() || conn.peer_closed() {
+            return Ok(0);
+        }
+        match conn.state {
+            TcpState::Closed => match conn.error {
+                Some(err) => Err(TcpError::Failed(err)),
+                None => Ok(0),
+            },
+            TcpState::SynSent | TcpState::SynReceived => Err(TcpError::WouldBlock),
+            TcpState::TimeWait | TcpState::Closing | TcpState::LastAck | TcpState::CloseWait => Ok(0),
+            _ => Err(TcpError::WouldBlock),
+        }
+    }
+
+    pub fn recv_with<R>(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        f: impl FnOnce(&[u8]) -> (usize, R),
+    ) -> Result<R, TcpError> {
+        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+        let (used, r) = f(e.conn.recv_slice(usize::MAX));
+        e.conn.consume(used);
+        self.refresh(cx, h);
+        Ok(r)
+    }
+
+    pub fn send_with<R>(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        f: impl FnOnce(&mut [u8]) -> (usize, R),
+    ) -> Result<R, TcpError> {
+        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+        if !e.conn.may_send() {
+            return Err(if e.conn.state.is_synchronized() {
+                TcpError::Closed
+            } else {
+                TcpError::WouldBlock
+            });
+        }
+        let (n, r) = f(e.conn.send_buffer(usize::MAX));
+        e.conn.commit_send(n);
+        self.refresh(cx, h);
+        Ok(r)
+    }
+
+    pub fn shutdown(&mut self, cx: &mut Cx, h: SocketHandle) -> Result<(), TcpError> {
+        let e = cx.entry(h).ok_or(TcpError::NotConnected)?;
+        if e.conn.state == TcpState::Closed || e.conn.state == TcpState::SynSent {
+            e.conn.shutdown_write();
+            return Err(TcpError::NotConnected);
+        }
+        e.conn.shutdown_write();
+        self.refresh(cx, h);
+        Ok(())
+    }
+
+    pub fn close(&mut self, cx: &mut Cx, h: SocketHandle) {
+        let now = cx.now;
+        let Some(socket) = cx.socket_mut(h) else {
+            return;
+        };
+        match &mut socket.kind {
+            TcpKind::Unbound { port, .. } => {
+                if let Some(p) = *port {
+                    self.bound.remove(&p);
+                }
+                cx.sockets.remove(h);
+            }
+            TcpKind::Listener(l) => {
+                let port = l.port;
+                let embryonic: Vec<SocketHandle> = l.syn_queue.drain(..).collect();
+                let established: Vec<SocketHandle> = l.accept_queue.drain(..).collect();
+                self.listeners.remove(&port);
+                cx.sockets.remove(h);
+                // As Linux (inet_csk_listen_stop) and gVisor: connections
+                // nobody accepted are reset, while half-open ones vanish
+                // silently; the peer's next segment finds no connection
+                // and draws a RST (RFC 9293 3.10.7.1). RFC 9293 has no
+                // listener separate from its SYN-RECEIVED children, so it
+                // does not choose.
+                for c in embryonic {
+                    self.free(cx, c);
+                }
+                for c in established {
+                    self.abort(cx, c);
+                }
+                tracing::debug!(%h, port, "tcp listener closed");
+            }
+            TcpKind::Conn(e) => {
+                e.app_closed = true;
+                match e.conn.state {
+                    TcpState::Closed | TcpState::SynSent => self.free(cx, h),
+                    TcpState::TimeWait => self.enter_time_wait(cx, h),
+                    _ if e.conn.recv_queued() > 0 => self.abort(cx, h),
+                    _ => {
+                        e.conn.shutdown_write();
+                        e.conn.orphaned(now);
+                        self.refresh(cx, h);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn abort(&mut self, cx: &mut Cx, h: SocketHandle) {
+        let now = cx.now;
+        let Some(e) = cx.entry(h) else {
+            self.close(cx, h);
+            return;
+        };
+        let rst = e.conn.abort(now);
+        let remote = e.conn.remote;
+        if let Some(r) = rst {
+            self.queue_rst(cx, *remote.ip(), r);
+        }
+        self.free(cx, h);
+    }
+
+    pub fn take_error(&mut self, cx: &mut Cx, h: SocketHandle) -> Option<SocketError> {
+        cx.entry(h)?.conn.error.take()
+    }
+
+    pub fn set_option(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        h: SocketHandle,
+        opt: TcpOption,
+    ) -> Result<(), TcpError> {
+        match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+            TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
+                options.retain(|o| core::mem::discriminant(o) != core::mem::discriminant(&opt));
+                if options.len() < MAX_PENDING_OPTIONS {
+                    options.push(opt);
+                }
+            }
+            TcpKind::Conn(e) => e.conn.set_option(now, opt),
+        }
+        self.refresh(cx, h);
+        Ok(())
+    }
+}
+
+// ----- getters: they need only the sockets (and the configuration) -----
+
+fn tcp_socket(sockets: &SocketSet, h: SocketHandle) -> Option<&TcpSocket> {
+    sockets.get(h)?.as_tcp()
+}
+
+pub(crate) fn can_accept(sockets: &SocketSet, h: SocketHandle) -> bool {
+    matches!(tcp_socket(sockets, h), Some(TcpSocket { kind: TcpKind::Listener(l), .. }) if !l.accept_queue.is_empty())
+}
+
+pub(crate) fn state(sockets: &SocketSet, h: SocketHandle) -> Option<TcpState> {
+    match &tcp_socket(sockets, h)?.kind {
+        TcpKind::Unbound { .. } => Some(TcpState::Closed),
+        TcpKind::Listener(_) => Some(TcpState::Listen),
+        TcpKind::Conn(e) => Some(e.conn.state),
+    }
+}
+
+pub(crate) fn local_addr(sockets: &SocketSet, config: &Config, h: SocketHandle) -> Option<SocketAddrV4> {
+    match &tcp_socket(sockets, h)?.kind {
+        TcpKind::Unbound { port, .. } => Some(SocketAddrV4::new(config.ipv4.addr, port.unwrap_or(0))),
+        TcpKind::Listener(l) => Some(SocketAddrV4::new(config.ipv4.addr, l.port)),
+        TcpKind::Conn(e) => Some(e.conn.local),
+    }
+}
+
+pub(crate) fn stats(sockets: &SocketSet, h: SocketHandle) -> Option<TcpConnStats> {
+    conn_ref(sockets, h).map(|c| c.stats())
+}
+
+/// Read back an option's current value.
+pub(crate) fn get_option(
+    sockets: &SocketSet,
+    config: &Config,
+    h: SocketHandle,
+    opt: TcpOption,
+) -> Option<TcpOption> {
+    match &tcp_socket(sockets, h)?.kind {
+        TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
+            Some(pending_option(config, options, opt))
+        }
+        TcpKind::Conn(e) => Some(conn_option(e, opt)),
+    }
+}
+
+/// An option set before there was a connection, or its default.
+fn pending_option(config: &Config, options: &[TcpOption], opt: TcpOption) -> TcpOption {
+    let cfg = &config.tcp;
+    let pending = options
+        .iter()
+        .copied()
+        .find(|o| core::mem::discriminant(o) == core::mem::discriminant(&opt))
+        .map(|o| match o {
+            // Linux reads back whole SYN-ACK timeouts.
+            TcpOption::DeferAccept(d) => {
+                let n = conn::secs_to_retrans(d, cfg.rto_initial, cfg.rto_max);
+                TcpOption::DeferAccept(conn::retrans_to_secs(n, cfg.rto_initial, cfg.rto_max))
+            }
+            o => o,
+        });
+    pending.unwrap_or(match opt {
+        TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(cfg.recv_buffer),
+        TcpOption::SendBuffer(_) => TcpOption::SendBuffer(cfg.send_buffer),
+        TcpOption::MaxSegment(_) => TcpOption::MaxSegment((config.mtu - 40) as u16),
+        TcpOption::SynCount(_) => TcpOption::SynCount(cfg.syn_retries.min(127) as u8),
+        other => other,
+    })
+}
+
+fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
+    let c = &e.conn;
+    match opt {
+        TcpOption::NoDelay(_) => TcpOption::NoDelay(c.nodelay()),
+        TcpOption::KeepAlive(_) => TcpOption::KeepAlive(c.keepalive_enabled()),
+        TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(c.rx_capacity()),
+        TcpOption::SendBuffer(_) => TcpOption::SendBuffer(c.tx_capacity()),
+        TcpOption::MaxSegment(_) => TcpOption::MaxSegment(c.payload_mss() as u16),
+        TcpOption::QuickAck(_) => TcpOption::QuickAck(!c.pingpong()),
+        TcpOption::Linger2(_) => TcpOption::Linger2(c.linger2()),
+        TcpOption::Cork(_) => TcpOption::Cork(c.cork()),
+        TcpOption::SynCount(_) => TcpOption::SynCount(c.syn_retries() as u8),
+        TcpOption::DeferAccept(_) => TcpOption::DeferAccept(c.defer_accept()),
+        other => other,
+    }
+}

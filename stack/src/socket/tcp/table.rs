@@ -1,0 +1,596 @@
+//! TCP's table of sockets: demultiplexing, the RFC 5961 challenge-ACK
+//! budget, RSTs for segments that reach nobody (RFC 9293 3.10.7.1),
+//! RFC 6528 initial sequence numbers and RFC 6056 ephemeral ports, timers
+//! and the output queue.
+//!
+//! Connections are found by a hash of (local port, remote address); a
+//! listener by its port. A connection's timers are one deadline in a
+//! `BTreeSet`, so the next deadline of all of TCP is its first element.
+//! Connections with something to send wait in a FIFO of handles (each at
+//! most once), which [`TcpTable::produce`] serves round-robin, one segment
+//! at a time.
+//!
+//! The table does not know the interface: the interface hands it a [`Cx`]
+//! (the sockets, counters and configuration) with every call, a parsed
+//! segment with every input, and emits the [`Segment`]s it returns.
+
+use super::conn::{Connection, Endpoints, Transition};
+use super::listener::Listener;
+use super::seq::SeqNumber;
+use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
+use super::{TcpOption, TcpState};
+use crate::config::Config;
+use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
+use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// RSTs and ACKs for segments that reach no connection, waiting for the
+/// device.
+const RST_QUEUE_LEN: usize = 64;
+
+/// A connection's name in the table: (local port, remote address).
+pub(crate) type ConnKey = (u16, SocketAddrV4);
+
+/// A source of random numbers (the interface's seeded generator).
+pub(crate) trait Random {
+    fn next_u64(&mut self) -> u64;
+}
+
+/// What the table borrows from its owner for one call.
+pub(crate) struct Cx<'a> {
+    /// The latest time the owner has seen (for calls that carry none).
+    pub now: Instant,
+    pub config: &'a Config,
+    pub stats: &'a mut Stats,
+    pub sockets: &'a mut SocketSet,
+    pub rng: &'a mut dyn Random,
+}
+
+impl Cx<'_> {
+    pub fn socket_mut(&mut self, h: SocketHandle) -> Option<&mut TcpSocket> {
+        self.sockets.get_mut(h).and_then(Socket::as_tcp_mut)
+    }
+
+    pub fn entry(&mut self, h: SocketHandle) -> Option<&mut ConnEntry> {
+        match &mut self.socket_mut(h)?.kind {
+            TcpKind::Conn(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn listener(&mut self, h: SocketHandle) -> Option<&mut Listener> {
+        match &mut self.socket_mut(h)?.kind {
+            TcpKind::Listener(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn push_event(&mut self, h: SocketHandle, kind: u8) {
+        self.sockets.push_event(h, kind);
+    }
+}
+
+/// The connection of `h`, if it has one.
+pub(crate) fn conn_ref(sockets: &SocketSet, h: SocketHandle) -> Option<&Connection> {
+    match &sockets.get(h)?.as_tcp()?.kind {
+        TcpKind::Conn(e) => Some(&e.conn),
+        _ => None,
+    }
+}
+
+pub(crate) struct TcpSocket {
+    pub kind: TcpKind,
+    pub queued_events: u8,
+}
+
+pub(crate) enum TcpKind {
+    /// `socket()`, perhaps `bind()`: not yet listening or connecting.
+    Unbound {
+        port: Option<u16>,
+        options: Vec<TcpOption>,
+    },
+    Listener(Listener),
+    Conn(ConnEntry),
+}
+
+pub(crate) struct ConnEntry {
+    pub conn: Box<Connection>,
+    /// The listener, while the connection is not yet accepted.
+    pub parent: Option<SocketHandle>,
+    /// The application closed its handle: free the connection when done.
+    pub app_closed: bool,
+    deadline: Option<Instant>,
+    dirty: bool,
+}
+
+/// A segment for the interface to send: header fields, and for data the
+/// connection and the offset and length of its bytes in the send buffer
+/// (see [`conn_ref`] and `Connection::copy_data`).
+pub(crate) struct Segment {
+    pub dst: Ipv4Addr,
+    pub repr: TcpRepr,
+    pub data: Option<(SocketHandle, usize, usize)>,
+}
+
+/// RFC 5961 7: a global budget of challenge ACKs per second.
+struct ChallengeBudget {
+    tokens: u32,
+    second: u64,
+}
+
+impl ChallengeBudget {
+    fn allow(&mut self, now: Instant, per_second: u32) -> bool {
+        let second = now.total_micros() / 1_000_000;
+        if second != self.second {
+            self.second = second;
+            self.tokens = per_second;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(crate) struct TcpTable {
+    pub(super) conns: HashMap<ConnKey, SocketHandle>,
+    pub(super) listeners: HashMap<u16, SocketHandle>,
+    /// Ports taken by bound but not yet listening or connected sockets.
+    pub(super) bound: HashMap<u16, SocketHandle>,
+    pub(super) time_wait: TimeWaitTable,
+    timers: BTreeSet<(Instant, SocketHandle)>,
+    dirty: VecDeque<SocketHandle>,
+    rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
+    secret: u64,
+    challenge: ChallengeBudget,
+}
+
+impl TcpTable {
+    pub fn new(secret: u64) -> Self {
+        TcpTable {
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            bound: HashMap::new(),
+            time_wait: TimeWaitTable::default(),
+            timers: BTreeSet::new(),
+            dirty: VecDeque::new(),
+            rst_out: VecDeque::new(),
+            secret,
+            challenge: ChallengeBudget {
+                tokens: 0,
+                second: u64::MAX,
+            },
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.first().map(|(t, _)| *t);
+        [t, self.time_wait.next_expiry()].into_iter().flatten().min()
+    }
+
+    /// Connections with a full control block (not TIME-WAIT entries).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn time_wait_len(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    pub fn conn_handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.conns.values().copied()
+    }
+
+    // ----- input -----
+
+    /// RFC 9293 3.10.7: find who a segment from `src` is for, and hand it
+    /// over: a connection, a TIME-WAIT entry, a listener, or nobody.
+    pub fn input(&mut self, cx: &mut Cx, now: Instant, src: Ipv4Addr, repr: &TcpRepr, data: &[u8]) {
+        let remote = SocketAddrV4::new(src, repr.src_port);
+        let key = (repr.dst_port, remote);
+        if let Some(&h) = self.conns.get(&key) {
+            self.conn_input(cx, now, h, repr, data);
+            return;
+        }
+        let mut reopen_isn = None;
+        if self.time_wait.contains(&key) {
+            let listening = self.listeners.contains_key(&key.0);
+            match self.time_wait.input(now, key, repr, listening, cx) {
+                TimeWaitVerdict::Handled(None) => return,
+                TimeWaitVerdict::Handled(Some(ack)) => {
+                    self.queue_rst(cx, *key.1.ip(), ack);
+                    return;
+                }
+                TimeWaitVerdict::Reopen(isn) => reopen_isn = Some(isn),
+            }
+        }
+        if let Some(&l) = self.listeners.get(&repr.dst_port) {
+            self.listen_input(cx, now, l, remote, repr, data.len(), reopen_isn);
+            return;
+        }
+        cx.stats.tcp_no_socket += 1;
+        self.reset_closed(cx, src, repr, data.len());
+    }
+
+    fn conn_input(&mut self, cx: &mut Cx, now: Instant, h: SocketHandle, repr: &TcpRepr, data: &[u8]) {
+        let Some(e) = cx.entry(h) else { return };
+        // Linux keeps the handshake's final ACK waiting (drops it) while the
+        // accept queue is full; the SYN-ACK timer tries again later.
+        let final_ack = e.conn.state == TcpState::SynReceived
+            && repr.flags.ack()
+            && !repr.flags.rst()
+            && !repr.flags.syn();
+        if let Some(p) = e.parent.filter(|_| final_ack) {
+            if cx.listener(p).is_some_and(|l| l.accept_queue_full()) {
+                cx.stats.tcp_accept_queue_full += 1;
+                return;
+            }
+        }
+        let Some(e) = cx.entry(h) else { return };
+        let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
+        let t = e.conn.process(now, repr, data);
+        if closing && e.app_closed && e.conn.recv_queued() > 0 {
+            // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
+            // never be read: tell the peer it was lost (as Linux does).
+            let rst = e.conn.reset_unreadable(now);
+            let dst = *e.conn.remote.ip();
+            self.queue_rst(cx, dst, rst);
+            self.free(cx, h);
+            return;
+        }
+        if e.conn.take_challenge() {
+            if self.challenge.allow(now, cx.config.tcp.challenge_ack_limit) {
+                cx.stats.tcp_challenge_acks += 1;
+                if let Some(e) = cx.entry(h) {
+                    e.conn.request_ack();
+                }
+            } else {
+                cx.stats.tcp_challenge_rate_limited += 1;
+            }
+        }
+        self.after(cx, h, t);
+    }
+
+    /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless
+    /// it is one.
+    pub(super) fn reset_closed(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: &TcpRepr, len: usize) {
+        if repr.flags.rst() {
+            return;
+        }
+        let (seq, ack) = if repr.flags.ack() {
+            (SeqNumber(repr.ack), None)
+        } else {
+            let seg_len = len + usize::from(repr.flags.syn()) + usize::from(repr.flags.fin());
+            (SeqNumber(0), Some(SeqNumber(repr.seq) + seg_len))
+        };
+        let rst = rst_repr(repr.dst_port, repr.src_port, seq, ack);
+        self.queue_rst(cx, dst, rst);
+    }
+
+    /// An ICMP error quoting one of our segments (RFC 1122 4.2.3.9, RFC 5927:
+    /// check the quoted sequence number is in flight before acting).
+    pub fn icmp_error(
+        &mut self,
+        cx: &mut Cx,
+        local_port: u16,
+        remote: SocketAddrV4,
+        err: SocketError,
+    ) -> bool {
+        let Some(&h) = self.conns.get(&(local_port, remote)) else {
+            return false;
+        };
+        let Some(e) = cx.entry(h) else { return false };
+        let t = match err {
+            SocketError::Unreachable {
+                next_hop_mtu: Some(mtu),
+                ..
+            } => {
+                e.conn.on_path_mtu(usize::from(mtu));
+                Transition::None
+            }
+            SocketError::Unreachable { code, .. }
+                if matches!(
+                    code,
+                    crate::wire::UnreachableCode::Protocol | crate::wire::UnreachableCode::Port
+                ) || e.conn.state == TcpState::SynSent =>
+            {
+                e.conn.on_icmp_error(err)
+            }
+            _ => Transition::None,
+        };
+        self.after(cx, h, t);
+        true
+    }
+
+    // ----- timers and output -----
+
+    pub fn handle_timeout(&mut self, cx: &mut Cx, now: Instant) {
+        while let Some(&(t, h)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, h));
+            let Some(e) = cx.entry(h) else { continue };
+            e.deadline = None;
+            let tr = e.conn.on_timer(now);
+            self.after(cx, h, tr);
+        }
+        self.time_wait.expire(now);
+    }
+
+    /// The next TCP segment to send (a queued RST or ACK, or a
+    /// connection's output), if any.
+    pub fn produce(&mut self, cx: &mut Cx, now: Instant) -> Option<Segment> {
+        if let Some((dst, repr)) = self.rst_out.pop_front() {
+            if repr.flags.rst() {
+                cx.stats.tcp_rst_tx += 1;
+            }
+            return Some(Segment {
+                dst,
+                repr,
+                data: None,
+            });
+        }
+        while let Some(h) = self.dirty.pop_front() {
+            let Some(e) = cx.entry(h) else { continue };
+            e.dirty = false;
+            let dst = *e.conn.remote.ip();
+            if let Some(repr) = e.conn.take_rst() {
+                cx.stats.tcp_rst_tx += 1;
+                self.refresh(cx, h);
+                return Some(Segment {
+                    dst,
+                    repr,
+                    data: None,
+                });
+            }
+            let Some((repr, offset, len)) = e.conn.poll_segment(now) else {
+                // Nothing it may send now (window, Nagle): it is marked
+                // again when an input or timer changes that.
+                self.refresh_inner(cx, h, false);
+                continue;
+            };
+            // Whatever else it has goes after the other connections' turns.
+            self.refresh(cx, h);
+            let data = Some((h, offset, len));
+            return Some(Segment { dst, repr, data });
+        }
+        None
+    }
+
+    // ----- internals -----
+
+    /// RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport,
+    /// secretkey), M a 4 microsecond clock, F a keyed hash (SipHash here,
+    /// with the secret hashed in first). The same hash, keyed apart, gives
+    /// the connection's timestamp offset (RFC 7323 5.4).
+    pub(super) fn endpoints(
+        &self,
+        cx: &Cx,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Endpoints {
+        let f = |tag: u8| {
+            let mut h = DefaultHasher::new();
+            (self.secret, tag, local, remote).hash(&mut h);
+            h.finish() as u32
+        };
+        let m = (now.total_micros() / 4) as u32;
+        Endpoints {
+            local,
+            remote,
+            iss: SeqNumber(m.wrapping_add(f(0))),
+            ts_offset: f(1),
+            mtu: cx.config.mtu,
+        }
+    }
+
+    /// RFC 6056 algorithm 1 with a per-destination check: a random start,
+    /// then the first port not in use towards `remote` (or at all, for bind).
+    pub(super) fn ephemeral_port(&self, cx: &mut Cx, remote: Option<SocketAddrV4>) -> Option<u16> {
+        let (lo, hi) = cx.config.udp.ephemeral_ports;
+        let span = u32::from(hi - lo) + 1;
+        let start = (cx.rng.next_u64() % u64::from(span)) as u32;
+        (0..span).map(|i| lo + ((start + i) % span) as u16).find(|&p| {
+            !self.listeners.contains_key(&p)
+                && !self.bound.contains_key(&p)
+                && match remote {
+                    Some(r) => !self.conns.contains_key(&(p, r)) && !self.time_wait.contains(&(p, r)),
+                    None => !self.conns.keys().any(|(lp, _)| *lp == p),
+                }
+        })
+    }
+
+    pub(super) fn install(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        conn: Connection,
+        parent: Option<SocketHandle>,
+    ) {
+        let key = (conn.local.port(), conn.remote);
+        self.conns.insert(key, h);
+        if let Some(s) = cx.socket_mut(h) {
+            s.kind = TcpKind::Conn(ConnEntry {
+                conn: Box::new(conn),
+                parent,
+                app_closed: false,
+                deadline: None,
+                dirty: false,
+            });
+        }
+    }
+
+    /// Forget a connection entirely.
+    pub(super) fn free(&mut self, cx: &mut Cx, h: SocketHandle) {
+        let Some(Socket::Tcp(TcpSocket {
+            kind: TcpKind::Conn(e),
+            ..
+        })) = cx.sockets.remove(h)
+        else {
+            return;
+        };
+        let key = (e.conn.local.port(), e.conn.remote);
+        if self.conns.get(&key) == Some(&h) {
+            self.conns.remove(&key);
+        }
+        if let Some(d) = e.deadline {
+            self.timers.remove(&(d, h));
+        }
+        if let Some(l) = e.parent.and_then(|p| cx.listener(p)) {
+            l.forget(h);
+        }
+        tracing::debug!(%h, local = %e.conn.local, remote = %e.conn.remote, stats = %e.conn.stats(), "tcp connection freed");
+    }
+
+    /// Replace a connection in TIME-WAIT by its compact entry.
+    pub(super) fn enter_time_wait(&mut self, cx: &mut Cx, h: SocketHandle) {
+        let Some(e) = cx.entry(h) else { return };
+        let info = e.conn.time_wait_info();
+        // The segment that brought it here (the peer's FIN) is owed an ACK
+        // the connection has not sent yet; the entry sends it.
+        let owes_ack = e.conn.wants_to_send();
+        let key = (e.conn.local.port(), e.conn.remote);
+        let now = cx.now;
+        self.free(cx, h);
+        let ack = self.time_wait.insert(now, key, info, cx.config.tcp.time_wait);
+        if owes_ack {
+            self.queue_rst(cx, *key.1.ip(), ack);
+        }
+    }
+
+    /// Recompute a connection's deadline and whether it has output.
+    pub(super) fn refresh(&mut self, cx: &mut Cx, h: SocketHandle) {
+        self.refresh_inner(cx, h, true);
+    }
+
+    fn refresh_inner(&mut self, cx: &mut Cx, h: SocketHandle, may_mark_dirty: bool) {
+        let Some(e) = cx.entry(h) else { return };
+        let new = e.conn.deadline();
+        let old = e.deadline;
+        let wants = may_mark_dirty && !e.dirty && e.conn.wants_to_send();
+        e.deadline = new;
+        if wants {
+            e.dirty = true;
+        }
+        if old != new {
+            if let Some(d) = old {
+                self.timers.remove(&(d, h));
+            }
+            if let Some(d) = new {
+                self.timers.insert((d, h));
+            }
+        }
+        if wants {
+            self.dirty.push_back(h);
+        }
+    }
+
+    pub(super) fn queue_rst(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
+        if self.rst_out.len() < RST_QUEUE_LEN {
+            self.rst_out.push_back((dst, repr));
+        } else {
+            cx.stats.tx_queue_full += 1;
+        }
+    }
+
+    /// Act on what a connection said after an input or a timer.
+    pub(super) fn after(&mut self, cx: &mut Cx, h: SocketHandle, t: Transition) {
+        let Some(e) = cx.entry(h) else { return };
+        if let Some(rst) = e.conn.take_rst() {
+            let dst = *e.conn.remote.ip();
+            self.queue_rst(cx, dst, rst);
+        }
+        let Some(e) = cx.entry(h) else { return };
+        let readable = e.conn.can_recv();
+        let writable = e.conn.may_send() && e.conn.send_capacity() > 0;
+        let parent = e.parent;
+        let app_closed = e.app_closed;
+        let error = e.conn.error;
+        match t {
+            Transition::None => {}
+            Transition::Established => {
+                cx.stats.tcp_passive_opens += 1;
+                if let Some(p) = parent {
+                    if let Some(l) = cx.listener(p) {
+                        l.established(h);
+                    }
+                    cx.push_event(p, EV_READABLE);
+                }
+            }
+            Transition::Connected => cx.push_event(h, EV_CONNECTED),
+            Transition::BackToListen => {
+                self.free(cx, h);
+                return;
+            }
+            Transition::TimeWait => {
+                cx.stats.tcp_time_wait += 1;
+                if app_closed {
+                    self.enter_time_wait(cx, h);
+                    return;
+                }
+            }
+            Transition::Closed => {
+                match error {
+                    Some(SocketError::ConnectionReset) => cx.stats.tcp_resets_rx += 1,
+                    Some(SocketError::TimedOut) => cx.stats.tcp_timeouts += 1,
+                    _ => {}
+                }
+                let embryonic = parent.is_some();
+                if app_closed || embryonic {
+                    self.free(cx, h);
+                    return;
+                }
+                let key = cx.entry(h).map(|e| (e.conn.local.port(), e.conn.remote));
+                if let Some(k) = key {
+                    self.conns.remove(&k);
+                }
+                if error.is_some() {
+                    cx.push_event(h, EV_ERROR);
+                }
+                cx.push_event(h, EV_CLOSED);
+                cx.push_event(h, EV_READABLE);
+            }
+        }
+        if app_closed {
+            let now = cx.now;
+            if let Some(e) = cx.entry(h) {
+                e.conn.orphaned(now);
+            }
+        }
+        if readable && parent.is_none() {
+            cx.push_event(h, EV_READABLE);
+        }
+        if writable && parent.is_none() {
+            cx.push_event(h, EV_WRITABLE);
+        }
+        self.refresh(cx, h);
+    }
+}
+
+/// A RST (with ACK if `ack` is given) from `src_port` to `dst_port`:
+/// every RST TCP sends is built here.
+pub(crate) fn rst_repr(src_port: u16, dst_port: u16, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr {
+    let mut flags = TcpFlags::RST;
+    if ack.is_some() {
+        flags.insert(TcpFlags::ACK);
+    }
+    TcpRepr {
+        src_port,
+        dst_port,
+        seq: seq.0,
+        ack: ack.map(|a| a.0).unwrap_or(0),
+        flags,
+        window: 0,
+        urgent: 0,
+        options: TcpOptions::default(),
+    }
+}
