@@ -1,0 +1,145 @@
+//! RFC 9293 3.10.7.4, fifth step: what an acceptable ACK does to the
+//! send side (RFC 5681 congestion control, RFC 6298 RTT, window update).
+
+use super::*;
+
+impl Connection {
+    /// Our SYN was acknowledged: measure it and stop its timer.
+    pub(super) fn on_syn_acked(&mut self, now: Instant, seg: &TcpRepr) {
+        // RTT: the echoed timestamp says which transmission of the SYN was
+        // acknowledged, so it gives a sample even after a resend (RFC 7323
+        // 4.1; Linux tcp_ack_update_rtt); without timestamps only an
+        // unrepeated SYN is timed (Karn, RFC 6298 3).
+        let probe = self.rtt_probe.take();
+        let sample = match (self.opt.ts, seg.options.timestamps) {
+            (Some(ts), Some((_, tsecr))) if tsecr != 0 => Some(Duration::from_millis(u64::from(
+                ts_now(now, ts.offset).wrapping_sub(tsecr),
+            ))),
+            _ => probe
+                .filter(|&(seq, _)| seq == self.snd.iss && self.retries == 0)
+                .map(|(_, sent)| now - sent),
+        };
+        if let Some(rtt) = sample.filter(|&r| r < Duration::from_secs(60)) {
+            self.rtt.sample(rtt, self.snd.una, self.snd.max);
+        }
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        self.timers[Timer::Rto] = None;
+        self.last_recv = now;
+        if self.keepalive.enabled {
+            self.timers[Timer::Keepalive] = Some(now + self.keepalive.idle);
+        }
+    }
+
+    /// RFC 9293 3.10.7.4 fifth check for synchronized states: new data
+    /// acknowledged, duplicate ACKs (RFC 5681 3.2), window updates.
+    pub(super) fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
+        let seq = SeqNumber(seg.seq);
+        let window = usize::from(seg.window) << self.snd.wscale;
+        if ack > self.snd.una {
+            // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
+            // only if the sender was using it; an application-limited
+            // sender would otherwise inflate cwnd without bound on a clean
+            // path, and burst when it finally has data.
+            let cwnd_limited = self.snd.in_flight() * 2 >= self.cc.window();
+            let mut acked = ack.distance(self.snd.una);
+            // The FIN occupies a sequence number but no buffer byte.
+            if self.snd.fin_seq.is_some_and(|f| ack > f) {
+                acked -= 1;
+            }
+            let acked = self.snd.buf.dequeue_allocated(acked);
+            self.stats.bytes_acked += acked as u64;
+            self.snd.una = ack;
+            if self.snd.nxt < self.snd.una {
+                self.snd.nxt = self.snd.una;
+            }
+            // RTT: timestamps where we have them (RFC 7323 4), else Karn's
+            // timed segment (RFC 6298 3).
+            let sample = match (self.opt.ts, seg.options.timestamps) {
+                (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
+                    let ours = ts_now(now, ts.offset);
+                    Some(Duration::from_millis(u64::from(ours.wrapping_sub(tsecr))))
+                }
+                _ => match self.rtt_probe {
+                    Some((probe, sent)) if ack > probe => {
+                        self.rtt_probe = None;
+                        Some(now - sent)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(rtt) = sample {
+                if rtt < Duration::from_secs(60) {
+                    self.rtt.sample(rtt, self.snd.una, self.snd.max);
+                }
+            }
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            // Progress: the persist timer starts over too (Linux shares
+            // icsk_backoff between RTO and probes).
+            self.persist_backoff = 0;
+            let mss = self.mss();
+            match self.recovery {
+                Some(recover) if ack >= recover => {
+                    self.recovery = None;
+                    self.cc.on_recovery_end();
+                }
+                Some(_) => {
+                    // A partial ACK: without NewReno (a later issue), Reno
+                    // leaves recovery here too, then retransmits on the timer.
+                    self.recovery = None;
+                    self.cc.on_recovery_end();
+                }
+                None if cwnd_limited => self.cc.on_ack(acked, mss, false),
+                None => {}
+            }
+            self.dup_acks = 0;
+            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart.
+            self.timers[Timer::Rto] = (self.snd.in_flight() > 0).then(|| now + self.rtt.rto());
+            self.unacked_since = (self.snd.in_flight() > 0).then_some(now);
+            if self.rtt_probe.is_some_and(|(p, _)| p < self.snd.una) {
+                self.rtt_probe = None;
+            }
+        } else if ack == self.snd.una
+            && self.snd.in_flight() > 0
+            && payload_len == 0
+            && !seg.flags.syn()
+            && !seg.flags.fin()
+            && window == self.snd.wnd
+        {
+            // RFC 5681 2: a duplicate ACK needs outstanding data, no data
+            // of its own, no SYN/FIN, and an unchanged window.
+            self.dup_acks += 1;
+            self.stats.dup_acks_in += 1;
+            let mss = self.mss();
+            if self.dup_acks == 3 && self.recovery.is_none() {
+                // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
+                // Step 2: data sent by limited transmit (beyond cwnd) MUST
+                // NOT count in the FlightSize that sets ssthresh.
+                let flight = self.snd.in_flight().min(self.cc.window().max(mss));
+                self.cc.on_fast_retransmit(flight, mss);
+                self.recovery = Some(self.snd.max);
+                self.owed.insert(Owed::FAST_RETRANSMIT);
+                self.rtt_probe = None;
+            } else if self.dup_acks > 3 && self.recovery.is_some() {
+                self.cc.on_dup_ack_in_recovery(mss);
+            }
+        }
+        // RFC 9293: update the send window if the segment is newer.
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
+            self.update_window(window, seq, ack);
+        }
+    }
+
+    pub(super) fn update_window(&mut self, window: usize, seq: SeqNumber, ack: SeqNumber) {
+        let was_zero = self.snd.wnd == 0;
+        self.snd.wnd = window;
+        self.snd.max_wnd = self.snd.max_wnd.max(window);
+        self.snd.wl1 = seq;
+        self.snd.wl2 = ack;
+        if window > 0 && was_zero {
+            self.timers[Timer::Persist] = None;
+            self.persist_backoff = 0;
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! What the connection sends next (RFC 9293 3.10.7 answers, RFC 9293
+//! 3.8.6 window management, RFC 5681/6298 retransmission).
+
+use super::*;
+
+impl Connection {
+    /// The window to advertise now, and whether it moves the right edge by
+    /// enough to be worth an update. RFC 9293 3.8.6.2.2 (receiver-side SWS
+    /// avoidance): open the window only in steps of min(buffer/2, MSS), and
+    /// never move the right edge left (RFC 1122 4.2.2.16), except by less
+    /// than the window scale's granularity where keeping it would promise
+    /// more than the buffer holds (RFC 7323 2.4).
+    pub(super) fn window_to_advertise(&self) -> (usize, bool) {
+        let free = self.rcv.buf.window();
+        let current = self.rcv.wnd();
+        let step = (self.rcv.buf.capacity() / 2).min(self.opt.our_mss).max(1);
+        let max = 65535usize << self.rcv.wscale;
+        let wnd = if free >= current + step || (free > current && free == self.rcv.buf.capacity()) {
+            free.min(max)
+        } else {
+            current.min(max)
+        };
+        // The scaled field rounds down; round the granted window down with
+        // it. What was already promised is kept by rounding it up, but only
+        // if the buffer holds that much: RFC 7323 2.4 lets the edge retract
+        // by less than the granularity rather than advertise beyond the
+        // buffer, and its rule 1 has us honour every window we advertised,
+        // which a promise beyond the buffer cannot be (the data would be
+        // dropped in window). Rounding up regardless let the edge creep
+        // right by up to a granule with every ACK while the application
+        // did not read, and the window never closed: the buffer full, we
+        // still offered a granule, and dropped what came into it.
+        let granularity = 1usize << self.rcv.wscale;
+        let kept = current.div_ceil(granularity) * granularity;
+        let kept = if kept <= free {
+            kept
+        } else {
+            current / granularity * granularity
+        };
+        let wnd = (wnd / granularity * granularity).max(kept).min(max);
+        (wnd, wnd > current && wnd - current >= step)
+    }
+
+    pub(super) fn rst_repr(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr {
+        crate::socket::tcp::table::rst_repr(self.local.port(), self.remote.port(), seq, ack)
+    }
+
+    /// A RST this connection must send, if any.
+    pub fn take_rst(&mut self) -> Option<TcpRepr> {
+        self.rst_out.take()
+    }
+
+    /// Wants a challenge ACK (RFC 5961); the owner applies the rate limit
+    /// and calls [`Self::request_ack`] if it may go.
+    pub fn take_challenge(&mut self) -> bool {
+        self.owed.take(Owed::CHALLENGE)
+    }
+
+    /// Send an ACK at the next opportunity.
+    pub fn request_ack(&mut self) {
+        self.owed.insert(Owed::ACK);
+    }
+
+    /// The next segment to send, if any: header fields, plus the offset and
+    /// length of its data in the send buffer (see [`Self::copy_data`]).
+    pub fn poll_segment(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        match self.state {
+            TcpState::Closed | TcpState::Listen => None,
+            TcpState::SynSent | TcpState::SynReceived => self.poll_handshake(now),
+            TcpState::TimeWait => self
+                .owed
+                .contains(Owed::ACK)
+                .then(|| self.pure_ack(now))
+                .map(|r| (r, 0, 0)),
+            _ => self.poll_data(now),
+        }
+    }
+
+    pub(super) fn poll_handshake(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        if self.snd.nxt != self.snd.iss {
+            // SYN sent; in SYN-RECEIVED we may still owe an ACK.
+            if self.state == TcpState::SynReceived && self.owed.contains(Owed::ACK) {
+                return Some((self.pure_ack(now), 0, 0));
+            }
+            return None;
+        }
+        let mut options = self.opt.offered;
+        if let Some(ts) = self.ts_for_syn() {
+            options.timestamps = Some((ts_now(now, self.opt.ts_offset), ts));
+        }
+        let mut flags = TcpFlags::SYN;
+        let mut ack = 0;
+        if self.state == TcpState::SynReceived {
+            flags.insert(TcpFlags::ACK);
+            ack = self.rcv.nxt.0;
+            self.rcv.last_ack_sent = self.rcv.nxt;
+        }
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.snd.iss.0,
+            ack,
+            flags,
+            // RFC 7323 2.2: the window in a SYN is not scaled.
+            window: self.rcv.buf.window().min(65535) as u16,
+            urgent: 0,
+            options,
+        };
+        if self.state == TcpState::SynReceived {
+            self.rcv.adv = self.rcv.nxt + usize::from(repr.window);
+        }
+        // Karn (RFC 6298 3): time only the first transmission of our SYN.
+        // A resend (timer, a retransmitted SYN from the peer, or the
+        // SYN-ACK of a simultaneous open) makes the ACK ambiguous.
+        if self.snd.max == self.snd.iss {
+            self.rtt_probe = Some((self.snd.iss, now));
+        } else {
+            self.rtt_probe = None;
+            self.stats.retransmits += 1;
+        }
+        self.snd.nxt = self.snd.iss + 1;
+        self.snd.max = self.snd.max.max(self.snd.nxt);
+        self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        self.owed.remove(Owed::ACK);
+        self.timers[Timer::DelayedAck] = None;
+        self.stats.segs_out += 1;
+        Some((repr, 0, 0))
+    }
+
+    /// TSecr for a SYN: 0 on an active open, the peer's TSval on a SYN-ACK.
+    pub(super) fn ts_for_syn(&self) -> Option<u32> {
+        self.opt.offered.timestamps?;
+        Some(match (self.state, self.opt.ts) {
+            (TcpState::SynReceived, Some(ts)) => ts.recent,
+            _ => 0,
+        })
+    }
+
+    /// Header fields every synchronized segment carries.
+    pub(super) fn base_repr(&mut self, now: Instant, seq: SeqNumber, flags: u8) -> TcpRepr {
+        let (wnd, _) = self.window_to_advertise();
+        self.rcv.adv = self.rcv.adv.max(self.rcv.nxt + wnd);
+        let mut options = TcpOptions::default();
+        if let Some(ts) = self.opt.ts {
+            options.timestamps = Some((ts_now(now, ts.offset), ts.recent));
+        }
+        if self.opt.sack_ok {
+            // RFC 2018 4: the block with the most recent data first.
+            let room = if self.opt.ts.is_some() { 3 } else { 4 };
+            for (start, end) in self.rcv.ooo.sack_ranges(room) {
+                options
+                    .sack_blocks
+                    .push(((self.rcv.nxt + start).0, (self.rcv.nxt + end).0));
+            }
+        }
+        self.owed.remove(Owed::ACK);
+        self.timers[Timer::DelayedAck] = None;
+        self.ack.on_ack_sent();
+        self.stats.segs_out += 1;
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: seq.0,
+            ack: {
+                self.rcv.last_ack_sent = self.rcv.nxt;
+                self.rcv.nxt.0
+            },
+            flags: TcpFlags(flags | TcpFlags::ACK.0),
+            window: (wnd >> self.rcv.wscale).min(65535) as u16,
+            urgent: 0,
+            options,
+        }
+    }
+
+    pub(super) fn pure_ack(&mut self, now: Instant) -> TcpRepr {
+        let seq = self.acceptable_seq();
+        self.base_repr(now, seq, 0)
+    }
+
+    /// The sequence number of a segment without data (an ACK, a RST).
+    ///
+    /// RFC 9293's SND.NXT is our snd_max: snd_nxt is rewound by a
+    /// retransmission timeout, and an ACK with a sequence number the peer
+    /// has already passed would fail its acceptability test and be
+    /// dropped, ACK field and all.
+    ///
+    /// But a peer may shrink its window below data we already sent (RFC
+    /// 9293 3.8.6: it SHOULD NOT; the sender must cope). SND.NXT is then
+    /// beyond its window and fails the same test (RFC 9293 3.10.7.4: with
+    /// RCV.WND = 0 only SEG.SEQ = RCV.NXT is acceptable), so the peer never
+    /// sees our ACKs; if its application is blocked sending, it never reads
+    /// and never opens the window again. As Linux (tcp_acceptable_seq),
+    /// use the right edge of the window, SND.UNA + SND.WND, instead.
+    pub(super) fn acceptable_seq(&self) -> SeqNumber {
+        let edge = self.snd.una + self.snd.wnd;
+        // Before our SYN is acknowledged the window says nothing of it.
+        if self.snd.una == self.snd.iss || self.snd.max <= edge {
+            self.snd.max
+        } else {
+            edge
+        }
+    }
+
+    pub(super) fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+        let mss = self.mss();
+        let sack_blocks = if self.opt.sack_ok {
+            // RFC 2018 3: three blocks fit beside timestamps, four without.
+            self.rcv
+                .ooo
+                .sack_ranges(if self.opt.ts.is_some() { 3 } else { 4 })
+                .count()
+        } else {
+            0
+        };
+        let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
+        // RFC 6928: the initial window is ten segments of the MSS the
+        // handshake settled on (the SMSS excludes options, RFC 5681 2).
+        // Like Linux, which counts cwnd in segments, no 14600-byte cap.
+        let smss = mss.saturating_sub(self.option_overhead(0)).max(1);
+        self.cc
+            .set_initial_window(self.cfg.initial_window as usize * smss);
+
+        // Fast retransmit: resend the first unacknowledged segment now.
+        if self.owed.contains(Owed::FAST_RETRANSMIT) {
+            self.owed.remove(Owed::FAST_RETRANSMIT);
+            let base = self.data_base();
+            let len = self.snd.buf.len().min(payload_max).min(self.snd.in_flight());
+            let fin = len == 0 && self.snd.fin_seq.is_some();
+            if len > 0 || fin {
+                let una = self.snd.una;
+                // PSH only where the original had it: on the segment that
+                // ends the queued data (as Linux, whose retransmission keeps
+                // the flags of the original segment).
+                let push = len > 0 && len == self.snd.buf.len();
+                let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
+                let repr = self.base_repr(now, una, flags);
+                self.stats.retransmits += 1;
+                self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+                return Some((repr, una.distance(base), len));
+            }
+        }
+
+        let offset = self.data_sent_offset();
+        let unsent = self.unsent();
+        let is_retransmit = self.snd.nxt < self.snd.max;
+        // RFC 3042 / RFC 5681 3.2: limited transmit. Each of the first two
+        // duplicate ACKs lets one segment of new data out beyond cwnd (if
+        // the peer's window allows), keeping the ACK clock going so a small
+        // window still collects the three duplicates fast retransmit needs.
+        // cwnd itself is left alone.
+        let limited = if self.recovery.is_none() && !is_retransmit {
+            self.dup_acks.min(2) as usize * mss
+        } else {
+            0
+        };
+        let window_end = self.snd.una + self.snd.wnd.min(self.cc.window().max(mss) + limited);
+        let usable = if window_end > self.snd.nxt {
+            window_end.distance(self.snd.nxt)
+        } else {
+            0
+        };
+        let mut len = unsent.min(payload_max).min(usable);
+
+        if len > 0 && !is_retransmit && len < payload_max {
+            // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
+            // partial segment goes only if it is all we have and Nagle
+            // allows it, or it fills half the largest window the peer ever
+            // offered. Nagle as Linux implements it (Minshall's variant,
+            // draft-minshall-nagle): a small segment waits only while an
+            // earlier small segment is unacknowledged, so the tail of a
+            // large write is not delayed by the full segments before it.
+            let all_queued = len == unsent;
+            let small_outstanding = self.snd.sml > self.snd.una;
+            // TCP_CORK holds every partial segment (Linux tcp_nagle_check)
+            // until the FIN goes behind it.
+            let nagle_ok = (self.nodelay || self.snd.in_flight() == 0 || !small_outstanding)
+                && (!self.cork || self.snd.fin_queued);
+            let big_enough = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
+            // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
+            // timeout (our persist timer, armed below while nothing is in
+            // flight) sends what fits rather than wait for ever on a window
+            // too small for a full segment (Linux: tcp_write_wakeup).
+            let overdue = self.owed.contains(Owed::PROBE) && self.snd.in_flight() == 0;
+            if !((all_queued && nagle_ok) || big_enough || overdue) {
+                len = 0;
+            }
+        }
+
+        // The FIN goes with (or after) the last data, when the window has
+        // room for its sequence number.
+        let fin_now = self.snd.fin_queued
+            && self.snd.fin_seq.is_none_or(|f| self.snd.nxt <= f)
+            && len == unsent
+            && (self.snd.nxt + len) < window_end.max(self.snd.nxt + len + 1);
+        if len > 0 || fin_now {
+            let mut flags = 0;
+            // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
+            // Like Linux, also on the last segment of a burst the congestion
+            // window cuts short, with more data queued behind it (RFC 9293
+            // 3.9.1.2 leaves PSH beyond the last queued byte to the sender).
+            let cwnd_limited = self.cc.window().max(mss) <= self.snd.wnd;
+            let burst_end = !is_retransmit
+                && cwnd_limited
+                && limited == 0
+                && usable - len < (unsent - len).min(payload_max);
+            if len > 0 && (len == unsent || burst_end) {
+                flags |= TcpFlags::PSH.0;
+            }
+            if fin_now {
+                flags |= TcpFlags::FIN.0;
+            }
+            let seq = self.snd.nxt;
+            let repr = self.base_repr(now, seq, flags);
+            if is_retransmit {
+                self.stats.retransmits += 1;
+            } else if self.rtt_probe.is_none() && self.opt.ts.is_none() && len > 0 {
+                self.rtt_probe = Some((seq, now));
+            }
+            if !is_retransmit
+                && len > 0
+                && self
+                    .ack
+                    .last_data_at
+                    .is_some_and(|t| now - t < self.cfg.delayed_ack)
+            {
+                // A reply within the delayed-ACK time of the peer's data:
+                // the exchange is interactive, so let later ACKs wait for
+                // our replies (Linux tcp_event_data_sent, pingpong).
+                self.ack.pingpong = true;
+            }
+            self.snd.nxt += len;
+            if len < payload_max {
+                self.snd.sml = self.snd.nxt;
+            }
+            if fin_now {
+                self.snd.fin_seq = Some(self.snd.nxt);
+                self.snd.nxt += 1;
+            }
+            self.snd.max = self.snd.max.max(self.snd.nxt);
+            if self.timers[Timer::Rto].is_none() {
+                self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+            }
+            if self.unacked_since.is_none() {
+                self.unacked_since = Some(now);
+            }
+            self.timers[Timer::Persist] = None;
+            self.owed.remove(Owed::PROBE);
+            return Some((repr, offset, len));
+        }
+
+        // Data waiting, nothing in flight, and nothing could go: the window
+        // is zero, or too small to beat SWS avoidance. The persist timer
+        // probes a zero window (RFC 9293 3.8.6.1) and sends into a small
+        // one (above). Like Linux, the probe is a segment with an old
+        // sequence number that elicits an ACK carrying the current window.
+        // The same after a retransmission timeout that found the window
+        // closed (data in flight, none of it may go, no timer left): the
+        // expiry counts as the first probe's, so probe at once.
+        let rtx_blocked = self.snd.nxt < self.snd.max && self.timers[Timer::Rto].is_none() && usable == 0;
+        if rtx_blocked && self.timers[Timer::Persist].is_none() {
+            self.owed.insert(Owed::PROBE);
+        }
+        if (unsent > 0 && self.snd.in_flight() == 0) || rtx_blocked {
+            if self.owed.contains(Owed::PROBE) && usable == 0 {
+                self.owed.remove(Owed::PROBE);
+                self.stats.zero_window_probes += 1;
+                let seq = self.snd.una - 1;
+                let repr = self.base_repr(now, seq, 0);
+                self.timers[Timer::Persist] = Some(now + self.persist_interval());
+                return Some((repr, 0, 0));
+            }
+            if self.timers[Timer::Persist].is_none() {
+                self.timers[Timer::Persist] = Some(now + self.persist_interval());
+            }
+        }
+
+        if self.owed.contains(Owed::KEEPALIVE) {
+            self.owed.remove(Owed::KEEPALIVE);
+            // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data (as Linux).
+            let seq = self.snd.max - 1;
+            return Some((self.base_repr(now, seq, 0), 0, 0));
+        }
+        if self.owed.contains(Owed::ACK) {
+            return Some((self.pure_ack(now), 0, 0));
+        }
+        None
+    }
+
+    pub(super) fn persist_interval(&self) -> Duration {
+        let factor = 1u32 << self.persist_backoff.min(16);
+        self.rtt
+            .rto()
+            .saturating_mul(factor)
+            .clamp(self.cfg.rto_min, PERSIST_MAX)
+    }
+
+    /// Sequence number of `tx`'s first byte.
+    pub(super) fn data_base(&self) -> SeqNumber {
+        if self.snd.una == self.snd.iss {
+            self.snd.iss + 1
+        } else {
+            self.snd.una
+        }
+    }
+
+    /// Copy `len` bytes of the send buffer at `offset` into `out`.
+    pub fn copy_data(&self, offset: usize, out: &mut [u8]) -> usize {
+        self.snd.buf.read_allocated(offset, out)
+    }
+
+    /// Has this connection anything to send right now?
+    pub fn wants_to_send(&self) -> bool {
+        self.rst_out.is_some()
+            || self.owed.wants_segment()
+            || (matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
+                && self.snd.nxt == self.snd.iss)
+            || self.unsent() > 0
+            || (self.snd.fin_queued && self.snd.fin_seq.is_none())
+            || (self.snd.nxt < self.snd.max)
+    }
+
+    /// Bytes of send buffer not yet acknowledged and not yet sent: zero
+    /// once everything was delivered (for a graceful close).
+    pub fn send_queue_len(&self) -> usize {
+        self.snd.buf.len()
+    }
+
+    /// Bytes written and never sent (Linux SIOCOUTQNSD: a retransmission
+    /// timeout does not make sent data unsent).
+    pub fn never_sent_len(&self) -> usize {
+        self.snd.buf.len().saturating_sub(self.data_offset(self.snd.max))
+    }
+
+    /// What a TIME-WAIT stand-in needs once this connection is freed.
+    pub fn time_wait_info(&self) -> TimeWaitInfo {
+        TimeWaitInfo {
+            snd_nxt: self.snd.nxt,
+            rcv_nxt: self.rcv.nxt,
+            window: (self.rcv.wnd() >> self.rcv.wscale).min(65535) as u16,
+            ts: self.opt.ts.map(|t| (t.recent, t.offset)),
+            expires: self.timers[Timer::TimeWait],
+        }
+    }
+}

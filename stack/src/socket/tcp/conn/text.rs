@@ -1,0 +1,125 @@
+//! RFC 9293 3.10.7.4, seventh and eighth steps: segment text into the
+//! receive buffer (or the assembler), and the FIN.
+
+use super::input::Arrival;
+use super::*;
+use core::ops::ControlFlow;
+
+impl Connection {
+    /// Seventh: the segment text.
+    pub(super) fn process_text(&mut self, now: Instant, a: &Arrival) {
+        if a.payload.is_empty() && !a.seg.flags.fin() {
+            return;
+        }
+        match self.state {
+            TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived => {
+                self.receive_data(now, a.seq, a.payload, a.seg.flags.fin());
+            }
+            // CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent its
+            // FIN; data now is a retransmission. ACK it.
+            _ => self.owed.insert(Owed::ACK),
+        }
+    }
+
+    /// Eighth: the FIN, once everything before it has arrived.
+    pub(super) fn process_fin(&mut self, now: Instant) -> ControlFlow<Transition> {
+        if self.rcv.fin != Some(self.rcv.nxt) {
+            return ControlFlow::Continue(());
+        }
+        self.rcv.nxt += 1;
+        self.owed.insert(Owed::ACK);
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+            TcpState::FinWait1 if !self.snd.fin_acked() => self.set_state(TcpState::Closing),
+            TcpState::FinWait1 | TcpState::FinWait2 => {
+                self.enter_time_wait(now);
+                return ControlFlow::Break(Transition::TimeWait);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+    /// Place segment text in the receive buffer (RFC 9293 3.10.7.4 seventh
+    /// check), trimming what lies outside the window.
+    pub(super) fn receive_data(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        // Trim the part already received.
+        let (mut seq, mut data) = (seq, payload);
+        if seq < self.rcv.nxt {
+            let dup = self.rcv.nxt.distance(seq).min(data.len());
+            data = &data[dup..];
+            seq += dup;
+        }
+        if fin {
+            let fin_at = seq + data.len();
+            if self.rcv.fin.is_none() {
+                self.rcv.fin = Some(fin_at);
+            }
+        }
+        if data.is_empty() {
+            if !fin {
+                // A pure duplicate: the peer retransmitted, perhaps because
+                // our ACKs are lost or late; say where we are, and ACK the
+                // next data at once too (Linux tcp_enter_quickack_mode).
+                self.owed.insert(Owed::ACK);
+                self.enter_quickack_mode();
+            }
+            return;
+        }
+        let offset = seq.distance(self.rcv.nxt);
+        let room = self.rcv.buf.window();
+        if offset >= room {
+            self.owed.insert(Owed::ACK);
+            self.enter_quickack_mode();
+            return;
+        }
+        let data = &data[..data.len().min(room - offset)];
+        self.on_data_received(now, payload.len());
+        if offset == 0 {
+            let had_holes = !self.rcv.ooo.is_empty();
+            let n = self.rcv.buf.enqueue_slice(data);
+            self.rcv.ooo.advance(n);
+            let more = self.rcv.ooo.remove_front();
+            self.rcv.buf.enqueue_unallocated(more);
+            self.rcv.nxt += n + more;
+            self.stats.bytes_received += (n + more) as u64;
+            if had_holes {
+                // RFC 5681 4.2: ACK at once when a segment fills a hole.
+                self.owed.insert(Owed::ACK);
+            } else if self.rcv.nxt.distance(self.rcv.last_ack_sent) > self.ack.rcv_mss {
+                // RFC 5681 4.2: ACK at least every second full-sized
+                // segment. As Linux (__tcp_ack_snd_check), more than one
+                // segment's worth of unacknowledged data is the test, so a
+                // coalesced (GRO) segment or a full one after a small one
+                // counts too.
+                self.owed.insert(Owed::ACK);
+            } else if self.ack.quick_ack_now() {
+                self.owed.insert(Owed::ACK);
+            }
+            if !self.owed.contains(Owed::ACK) && self.timers[Timer::DelayedAck].is_none() {
+                self.timers[Timer::DelayedAck] = Some(now + self.cfg.delayed_ack);
+            }
+        } else {
+            // Out of order: keep it if the assembler has room, and send a
+            // duplicate ACK at once (RFC 5681 4.2), with SACK blocks.
+            let written = self.rcv.buf.write_unallocated(offset, data);
+            if self.rcv.ooo.add(offset, written).is_err() {
+                tracing::debug!(remote = %self.remote, "too many out-of-order ranges; segment dropped");
+            }
+            self.owed.insert(Owed::ACK);
+        }
+        if self.rcv.fin.is_some_and(|f| f == self.rcv.nxt) {
+            self.owed.insert(Owed::ACK);
+        }
+    }
+
+    pub(super) fn on_data_received(&mut self, now: Instant, len: usize) {
+        let window = self.rcv.adv.distance(self.rcv.last_ack_sent);
+        let (mss, rto, max) = (self.opt.our_mss, self.rtt.rto(), self.cfg.quickack_max);
+        self.ack.on_data(now, len, mss, window, rto, max);
+    }
+
+    pub(super) fn enter_quickack_mode(&mut self) {
+        let window = self.rcv.adv.distance(self.rcv.last_ack_sent);
+        self.ack.enter_quickack_mode(window, self.cfg.quickack_max);
+    }
+}

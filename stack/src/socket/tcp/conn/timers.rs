@@ -1,0 +1,217 @@
+//! The connection's timers: one deadline per [`Timer`] in a table, the
+//! connection's next deadline the minimum of it (as quinn-proto's
+//! `TimerTable`), and what each does when it fires (RFC 6298 5, RFC 9293
+//! 3.8.6.1 and 3.10.8, RFC 1122 4.2.3.6).
+
+use core::ops::{Index, IndexMut};
+
+use super::*;
+use crate::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// Retransmission (RFC 6298), also the SYN and SYN-ACK timer.
+    Rto,
+    /// Zero-window probes and the SWS override (RFC 9293 3.8.6.1).
+    Persist,
+    /// Delayed ACK (RFC 9293 3.8.6.3).
+    DelayedAck,
+    /// Keepalive (RFC 1122 4.2.3.6).
+    Keepalive,
+    /// 2 MSL in TIME-WAIT.
+    TimeWait,
+    /// An orphaned FIN-WAIT-2's bound (Linux tcp_fin_timeout).
+    FinWait2,
+}
+
+impl Timer {
+    const COUNT: usize = 6;
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TimerTable {
+    deadlines: [Option<Instant>; Timer::COUNT],
+}
+
+impl TimerTable {
+    /// The earliest deadline of all timers.
+    pub fn next(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Whether `timer` is set and due at `now`; if so it is stopped.
+    pub fn expired(&mut self, timer: Timer, now: Instant) -> bool {
+        let due = self[timer].is_some_and(|t| now >= t);
+        if due {
+            self[timer] = None;
+        }
+        due
+    }
+
+    pub fn stop_all(&mut self) {
+        self.deadlines = [None; Timer::COUNT];
+    }
+}
+
+impl Index<Timer> for TimerTable {
+    type Output = Option<Instant>;
+    fn index(&self, t: Timer) -> &Option<Instant> {
+        &self.deadlines[t as usize]
+    }
+}
+
+impl IndexMut<Timer> for TimerTable {
+    fn index_mut(&mut self, t: Timer) -> &mut Option<Instant> {
+        &mut self.deadlines[t as usize]
+    }
+}
+
+impl Connection {
+    /// The earliest deadline of this connection's timers.
+    pub fn deadline(&self) -> Option<Instant> {
+        [self.timers.next(), self.user_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(super) fn user_deadline(&self) -> Option<Instant> {
+        Some(self.unacked_since? + self.user_timeout?)
+    }
+
+    /// Act on every timer that is due.
+    pub fn on_timer(&mut self, now: Instant) -> Transition {
+        if self.timers.expired(Timer::TimeWait, now) {
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        if self.timers.expired(Timer::FinWait2, now) {
+            tracing::debug!(remote = %self.remote, "orphaned FIN-WAIT-2 timed out");
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        if self.user_deadline().is_some_and(|t| now >= t) {
+            return self.time_out(now, false);
+        }
+        if self.timers.expired(Timer::Rto, now) {
+            if let Some(t) = self.on_rto_timer(now) {
+                return t;
+            }
+        }
+        if self.timers.expired(Timer::Persist, now) {
+            self.owed.insert(Owed::PROBE);
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+        }
+        if self.timers.expired(Timer::DelayedAck, now) {
+            self.owed.insert(Owed::ACK);
+            // The reply we waited to piggyback on did not come in time:
+            // leave interactive mode (Linux tcp_delack_timer_handler).
+            self.ack.pingpong = false;
+        }
+        if self.timers.expired(Timer::Keepalive, now) {
+            return self.on_keepalive_timer(now);
+        }
+        Transition::None
+    }
+
+    /// RFC 6298 5.4-5.7: the retransmission timer fired. `Some` ends the
+    /// timer run (the connection gave up, or it defers).
+    fn on_rto_timer(&mut self, now: Instant) -> Option<Transition> {
+        let limit = match self.state {
+            TcpState::SynSent => self.syn_retries,
+            // Linux syn_ack_recalc: a deferred connection the peer has
+            // ACKed lives out the whole deferral.
+            TcpState::SynReceived if self.defer_acked => self.cfg.synack_retries.max(self.defer_accept),
+            TcpState::SynReceived => self.cfg.synack_retries,
+            _ => self.cfg.max_retransmits,
+        };
+        if self.retries >= limit {
+            return Some(self.time_out(now, false));
+        }
+        self.retries += 1;
+        self.rtt.back_off();
+        self.rtt_probe = None;
+        // RFC 5681 3.1 / RFC 6298 5.4: retransmit the earliest segment,
+        // go back to one segment of window.
+        if self.state.is_synchronized() {
+            let mss = self.mss();
+            self.cc.on_rto(self.snd.in_flight(), mss);
+        }
+        self.recovery = None;
+        self.dup_acks = 0;
+        if self.state == TcpState::SynReceived && self.defer_acked && self.retries < self.defer_accept {
+            // Deferring, and the peer has our SYN-ACK: keep the timer
+            // (and its backoff) but resend only at the end of the
+            // deferral, as a last chance (Linux syn_ack_recalc).
+            self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+            return Some(Transition::None);
+        }
+        self.snd.nxt = if self.state == TcpState::SynSent || self.state == TcpState::SynReceived {
+            self.snd.iss
+        } else {
+            self.snd.una
+        };
+        tracing::debug!(remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");
+        None
+    }
+
+    /// RFC 1122 4.2.3.6: the keepalive timer fired.
+    fn on_keepalive_timer(&mut self, now: Instant) -> Transition {
+        if self.snd.in_flight() > 0 || self.unsent() > 0 {
+            // RFC 1122 4.2.3.6 probes an idle connection; with data
+            // outstanding the retransmission timer watches the peer
+            // (as Linux's tcp_keepalive_timer, which only re-arms).
+            self.keepalive.probes_sent = 0;
+            self.timers[Timer::Keepalive] = Some(now + self.keepalive.idle);
+        } else if self.keepalive.probes_sent >= self.keepalive.count {
+            // Linux resets a connection whose keepalives went
+            // unanswered (tcp_keepalive_timer).
+            return self.time_out(now, true);
+        } else {
+            self.keepalive.probes_sent += 1;
+            self.owed.insert(Owed::KEEPALIVE);
+            self.timers[Timer::Keepalive] = Some(now + self.keepalive.interval);
+        }
+        Transition::None
+    }
+
+    /// Give up on the peer (ETIMEDOUT). `reset`: tell the peer with a RST,
+    /// which Linux does for unanswered keepalives only; a connection whose
+    /// retransmissions or user timeout ran out is dropped silently (RFC
+    /// 9293 3.10.8 USER TIMEOUT, RFC 1122 4.2.3.5; Linux tcp_write_err).
+    pub(super) fn time_out(&mut self, now: Instant, reset: bool) -> Transition {
+        tracing::debug!(remote = %self.remote, state = %self.state, "connection timed out");
+        self.error = Some(SocketError::TimedOut);
+        let synchronized = matches!(
+            self.state,
+            TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::FinWait2
+        );
+        if reset && synchronized {
+            self.rst_out = Some(self.active_rst(now));
+        }
+        self.set_state(TcpState::Closed);
+        Transition::Closed
+    }
+
+    /// A hard ICMP error arrived for this connection (RFC 1122 4.2.3.9).
+    pub fn on_icmp_error(&mut self, err: SocketError) -> Transition {
+        if self.state == TcpState::SynSent || self.state == TcpState::SynReceived && self.active {
+            self.error = Some(err);
+            self.set_state(TcpState::Closed);
+            return Transition::Closed;
+        }
+        // In synchronized states errors are soft: remember, keep going.
+        self.error = Some(err);
+        Transition::None
+    }
+
+    /// Path MTU lowered (RFC 1191): clamp the MSS and resend what no longer fits.
+    pub fn on_path_mtu(&mut self, mtu: usize) {
+        if mtu >= 68 && mtu < self.opt.mtu {
+            self.opt.mtu = mtu;
+            if self.snd.in_flight() > 0 {
+                self.snd.nxt = self.snd.una;
+            }
+        }
+    }
+}
