@@ -9,19 +9,12 @@ impl Connection {
         // RTT: the echoed timestamp says which transmission of the SYN was
         // acknowledged, so it gives a sample even after a resend (RFC 7323
         // 4.1; Linux tcp_ack_update_rtt); without timestamps only an
-        // unrepeated SYN is timed (Karn, RFC 6298 3).
-        let probe = self.rtt_probe.take();
-        let sample = match (self.opt.ts, seg.options.timestamps) {
-            (Some(ts), Some((_, tsecr))) if tsecr != 0 => Some(Duration::from_millis(u64::from(
-                ts_now(now, ts.offset).wrapping_sub(tsecr),
-            ))),
-            _ => probe
-                .filter(|&(seq, _)| seq == self.snd.iss && self.retries == 0)
-                .map(|(_, sent)| now - sent),
-        };
-        if let Some(rtt) = sample.filter(|&r| r < Duration::from_secs(60)) {
+        // unrepeated SYN is timed (Karn, RFC 6298 3: a resend clears the
+        // probe). Either way the SYN's probe is done with.
+        if let Some(rtt) = self.rtt_sample(now, seg, self.snd.una) {
             self.rtt.sample(rtt, self.snd.una, self.snd.max);
         }
+        self.rtt_probe = None;
         self.retries = 0;
         self.rtt.reset_backoff();
         self.timers[Timer::Rto] = None;
@@ -29,6 +22,25 @@ impl Connection {
         if self.keepalive.enabled {
             self.timers[Timer::Keepalive] = Some(now + self.keepalive.idle);
         }
+    }
+
+    /// The RTT sample an ACK of `ack` gives: timestamps where we have them
+    /// (RFC 7323 4), else Karn's timed segment (RFC 6298 3), which the
+    /// sample uses up. Samples of a minute or more are no sample.
+    fn rtt_sample(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) -> Option<Duration> {
+        let sample = match (self.opt.ts, seg.options.timestamps) {
+            (Some(_), Some((_, tsecr))) if tsecr != 0 => Some(Duration::from_millis(u64::from(
+                self.tsval(now).wrapping_sub(tsecr),
+            ))),
+            _ => match self.rtt_probe {
+                Some((probe, sent)) if ack > probe => {
+                    self.rtt_probe = None;
+                    Some(now - sent)
+                }
+                _ => None,
+            },
+        };
+        sample.filter(|&r| r < Duration::from_secs(60))
     }
 
     /// RFC 9293 3.10.7.4 fifth check for synchronized states: new data
@@ -53,25 +65,8 @@ impl Connection {
             if self.snd.nxt < self.snd.una {
                 self.snd.nxt = self.snd.una;
             }
-            // RTT: timestamps where we have them (RFC 7323 4), else Karn's
-            // timed segment (RFC 6298 3).
-            let sample = match (self.opt.ts, seg.options.timestamps) {
-                (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
-                    let ours = ts_now(now, ts.offset);
-                    Some(Duration::from_millis(u64::from(ours.wrapping_sub(tsecr))))
-                }
-                _ => match self.rtt_probe {
-                    Some((probe, sent)) if ack > probe => {
-                        self.rtt_probe = None;
-                        Some(now - sent)
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(rtt) = sample {
-                if rtt < Duration::from_secs(60) {
-                    self.rtt.sample(rtt, self.snd.una, self.snd.max);
-                }
+            if let Some(rtt) = self.rtt_sample(now, seg, ack) {
+                self.rtt.sample(rtt, self.snd.una, self.snd.max);
             }
             self.retries = 0;
             self.rtt.reset_backoff();

@@ -50,8 +50,6 @@ struct Timestamps {
     /// TS.Recent (RFC 7323 4.3): the peer's latest in-order TSval.
     recent: u32,
     recent_at: Instant,
-    /// Added to our clock (ms) so TSvals don't leak uptime (RFC 7323 5.4).
-    offset: u32,
 }
 
 /// Keepalive settings and progress (RFC 1122 4.2.3.6).
@@ -346,7 +344,6 @@ impl Connection {
             (Some((tsval, _)), true) => Some(Timestamps {
                 recent: tsval,
                 recent_at: now,
-                offset: self.opt.ts_offset,
             }),
             _ => None,
         };
@@ -374,6 +371,11 @@ impl Connection {
     }
 
     // ---------- getters ----------
+
+    /// Our TSval now (RFC 7323 4.1).
+    fn tsval(&self, now: Instant) -> u32 {
+        ts_now(now, self.opt.ts_offset)
+    }
 
     /// Effective send MSS: what the peer accepts, what our link carries, and
     /// TCP_MAXSEG, whichever is least (RFC 9293 3.7.1, RFC 1122 4.2.2.6).

@@ -3,6 +3,36 @@
 
 use super::*;
 
+/// A segment to send: header fields, and the offset and length of its
+/// payload in the send buffer.
+pub(crate) type OutSegment = (TcpRepr, usize, usize);
+
+/// Segment sizes for this output decision.
+#[derive(Clone, Copy)]
+struct Sizes {
+    mss: usize,
+    /// What a segment may carry now, SACK blocks taken off.
+    payload_max: usize,
+    /// The SMSS congestion control counts in (timestamps taken off).
+    smss: usize,
+}
+
+/// Where the send windows stand for this output decision.
+struct Usable {
+    /// Offset of SND.NXT in the send buffer.
+    offset: usize,
+    /// Bytes queued beyond SND.NXT.
+    unsent: usize,
+    /// SND.NXT is below the highest sequence sent (go-back-N).
+    is_retransmit: bool,
+    /// Bytes limited transmit allows beyond cwnd.
+    limited: usize,
+    /// The right edge of what may be sent.
+    end: SeqNumber,
+    /// From SND.NXT to `end`.
+    usable: usize,
+}
+
 impl Connection {
     /// The window to advertise now, and whether it moves the right edge by
     /// enough to be worth an update. RFC 9293 3.8.6.2.2 (receiver-side SWS
@@ -86,7 +116,7 @@ impl Connection {
         }
         let mut options = self.opt.offered;
         if let Some(ts) = self.ts_for_syn() {
-            options.timestamps = Some((ts_now(now, self.opt.ts_offset), ts));
+            options.timestamps = Some((self.tsval(now), ts));
         }
         let mut flags = TcpFlags::SYN;
         let mut ack = 0;
@@ -142,7 +172,7 @@ impl Connection {
         self.rcv.adv = self.rcv.adv.max(self.rcv.nxt + wnd);
         let mut options = TcpOptions::default();
         if let Some(ts) = self.opt.ts {
-            options.timestamps = Some((ts_now(now, ts.offset), ts.recent));
+            options.timestamps = Some((self.tsval(now), ts.recent));
         }
         if self.opt.sack_ok {
             // RFC 2018 4: the block with the most recent data first.
@@ -201,7 +231,44 @@ impl Connection {
         }
     }
 
-    pub(super) fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
+    /// Output in a synchronized state, in order of precedence: a fast
+    /// retransmission, new (or go-back-N) data the windows and Nagle let
+    /// go, a zero-window probe, a keepalive, an ACK.
+    pub(super) fn poll_data(&mut self, now: Instant) -> Option<OutSegment> {
+        let sizes = self.segment_sizes();
+        // RFC 6928: the initial window is ten segments of the MSS the
+        // handshake settled on (the SMSS excludes options, RFC 5681 2).
+        // Like Linux, which counts cwnd in segments, no 14600-byte cap.
+        self.cc
+            .set_initial_window(self.cfg.initial_window as usize * sizes.smss);
+        if self.owed.take(Owed::FAST_RETRANSMIT) {
+            if let Some(out) = self.fast_retransmit(now, sizes) {
+                return Some(out);
+            }
+        }
+        let w = self.usable_window(sizes);
+        let len = self.sendable_len(&w, sizes);
+        let fin_now = self.fin_fits(&w, len);
+        if len > 0 || fin_now {
+            return Some(self.data_segment(now, &w, sizes, len, fin_now));
+        }
+        if let Some(out) = self.persist(now, &w) {
+            return Some(out);
+        }
+        if self.owed.take(Owed::KEEPALIVE) {
+            // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data (as Linux).
+            let seq = self.snd.max - 1;
+            return Some((self.base_repr(now, seq, 0), 0, 0));
+        }
+        if self.owed.contains(Owed::ACK) {
+            return Some((self.pure_ack(now), 0, 0));
+        }
+        None
+    }
+
+    /// The payload a segment may carry now (SACK blocks take room from
+    /// it) and the SMSS congestion control counts in.
+    fn segment_sizes(&self) -> Sizes {
         let mss = self.mss();
         let sack_blocks = if self.opt.sack_ok {
             // RFC 2018 3: three blocks fit beside timestamps, four without.
@@ -212,176 +279,200 @@ impl Connection {
         } else {
             0
         };
-        let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
-        // RFC 6928: the initial window is ten segments of the MSS the
-        // handshake settled on (the SMSS excludes options, RFC 5681 2).
-        // Like Linux, which counts cwnd in segments, no 14600-byte cap.
-        let smss = mss.saturating_sub(self.option_overhead(0)).max(1);
-        self.cc
-            .set_initial_window(self.cfg.initial_window as usize * smss);
-
-        // Fast retransmit: resend the first unacknowledged segment now.
-        if self.owed.contains(Owed::FAST_RETRANSMIT) {
-            self.owed.remove(Owed::FAST_RETRANSMIT);
-            let base = self.data_base();
-            let len = self.snd.buf.len().min(payload_max).min(self.snd.in_flight());
-            let fin = len == 0 && self.snd.fin_seq.is_some();
-            if len > 0 || fin {
-                let una = self.snd.una;
-                // PSH only where the original had it: on the segment that
-                // ends the queued data (as Linux, whose retransmission keeps
-                // the flags of the original segment).
-                let push = len > 0 && len == self.snd.buf.len();
-                let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
-                let repr = self.base_repr(now, una, flags);
-                self.stats.retransmits += 1;
-                self.timers[Timer::Rto] = Some(now + self.rtt.rto());
-                return Some((repr, una.distance(base), len));
-            }
+        Sizes {
+            mss,
+            payload_max: mss.saturating_sub(self.option_overhead(sack_blocks)).max(1),
+            smss: mss.saturating_sub(self.option_overhead(0)).max(1),
         }
+    }
 
-        let offset = self.data_sent_offset();
+    /// RFC 5681 3.2 step 2: resend the first unacknowledged segment now.
+    fn fast_retransmit(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
+        let base = self.data_base();
+        let len = self
+            .snd
+            .buf
+            .len()
+            .min(sizes.payload_max)
+            .min(self.snd.in_flight());
+        let fin = len == 0 && self.snd.fin_seq.is_some();
+        if len == 0 && !fin {
+            return None;
+        }
+        let una = self.snd.una;
+        // PSH only where the original had it: on the segment that
+        // ends the queued data (as Linux, whose retransmission keeps
+        // the flags of the original segment).
+        let push = len > 0 && len == self.snd.buf.len();
+        let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
+        let repr = self.base_repr(now, una, flags);
+        self.stats.retransmits += 1;
+        self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        Some((repr, una.distance(base), len))
+    }
+
+    /// The window left to send into: the peer's window and cwnd, with
+    /// RFC 3042 limited transmit (RFC 5681 3.2): each of the first two
+    /// duplicate ACKs lets one segment of new data out beyond cwnd (if
+    /// the peer's window allows), keeping the ACK clock going so a small
+    /// window still collects the three duplicates fast retransmit needs.
+    /// cwnd itself is left alone.
+    fn usable_window(&self, sizes: Sizes) -> Usable {
         let unsent = self.unsent();
         let is_retransmit = self.snd.nxt < self.snd.max;
-        // RFC 3042 / RFC 5681 3.2: limited transmit. Each of the first two
-        // duplicate ACKs lets one segment of new data out beyond cwnd (if
-        // the peer's window allows), keeping the ACK clock going so a small
-        // window still collects the three duplicates fast retransmit needs.
-        // cwnd itself is left alone.
         let limited = if self.recovery.is_none() && !is_retransmit {
-            self.dup_acks.min(2) as usize * mss
+            self.dup_acks.min(2) as usize * sizes.mss
         } else {
             0
         };
-        let window_end = self.snd.una + self.snd.wnd.min(self.cc.window().max(mss) + limited);
-        let usable = if window_end > self.snd.nxt {
-            window_end.distance(self.snd.nxt)
+        let end = self.snd.una + self.snd.wnd.min(self.cc.window().max(sizes.mss) + limited);
+        let usable = if end > self.snd.nxt {
+            end.distance(self.snd.nxt)
         } else {
             0
         };
-        let mut len = unsent.min(payload_max).min(usable);
-
-        if len > 0 && !is_retransmit && len < payload_max {
-            // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
-            // partial segment goes only if it is all we have and Nagle
-            // allows it, or it fills half the largest window the peer ever
-            // offered. Nagle as Linux implements it (Minshall's variant,
-            // draft-minshall-nagle): a small segment waits only while an
-            // earlier small segment is unacknowledged, so the tail of a
-            // large write is not delayed by the full segments before it.
-            let all_queued = len == unsent;
-            let small_outstanding = self.snd.sml > self.snd.una;
-            // TCP_CORK holds every partial segment (Linux tcp_nagle_check)
-            // until the FIN goes behind it.
-            let nagle_ok = (self.nodelay || self.snd.in_flight() == 0 || !small_outstanding)
-                && (!self.cork || self.snd.fin_queued);
-            let big_enough = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
-            // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
-            // timeout (our persist timer, armed below while nothing is in
-            // flight) sends what fits rather than wait for ever on a window
-            // too small for a full segment (Linux: tcp_write_wakeup).
-            let overdue = self.owed.contains(Owed::PROBE) && self.snd.in_flight() == 0;
-            if !((all_queued && nagle_ok) || big_enough || overdue) {
-                len = 0;
-            }
+        Usable {
+            offset: self.data_sent_offset(),
+            unsent,
+            is_retransmit,
+            limited,
+            end,
+            usable,
         }
+    }
 
-        // The FIN goes with (or after) the last data, when the window has
-        // room for its sequence number.
-        let fin_now = self.snd.fin_queued
+    /// How much data to send now: what is queued, fits the window and a
+    /// segment, and passes sender SWS avoidance, Nagle and TCP_CORK.
+    fn sendable_len(&self, w: &Usable, sizes: Sizes) -> usize {
+        let len = w.unsent.min(sizes.payload_max).min(w.usable);
+        if len == 0 || w.is_retransmit || len >= sizes.payload_max {
+            return len;
+        }
+        // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
+        // partial segment goes only if it is all we have and Nagle
+        // allows it, or it fills half the largest window the peer ever
+        // offered. Nagle as Linux implements it (Minshall's variant,
+        // draft-minshall-nagle): a small segment waits only while an
+        // earlier small segment is unacknowledged, so the tail of a
+        // large write is not delayed by the full segments before it.
+        let all_queued = len == w.unsent;
+        let small_outstanding = self.snd.sml > self.snd.una;
+        // TCP_CORK holds every partial segment (Linux tcp_nagle_check)
+        // until the FIN goes behind it.
+        let nagle_ok = (self.nodelay || self.snd.in_flight() == 0 || !small_outstanding)
+            && (!self.cork || self.snd.fin_queued);
+        let big_enough = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
+        // RFC 1122 4.2.3.4 (4) / RFC 9293 3.8.6.2.1: the override
+        // timeout (our persist timer, armed below while nothing is in
+        // flight) sends what fits rather than wait for ever on a window
+        // too small for a full segment (Linux: tcp_write_wakeup).
+        let overdue = self.owed.contains(Owed::PROBE) && self.snd.in_flight() == 0;
+        if (all_queued && nagle_ok) || big_enough || overdue {
+            len
+        } else {
+            0
+        }
+    }
+
+    /// The FIN goes with (or after) the last data, when the window has
+    /// room for its sequence number.
+    fn fin_fits(&self, w: &Usable, len: usize) -> bool {
+        self.snd.fin_queued
             && self.snd.fin_seq.is_none_or(|f| self.snd.nxt <= f)
-            && len == unsent
-            && (self.snd.nxt + len) < window_end.max(self.snd.nxt + len + 1);
-        if len > 0 || fin_now {
-            let mut flags = 0;
-            // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
-            // Like Linux, also on the last segment of a burst the congestion
-            // window cuts short, with more data queued behind it (RFC 9293
-            // 3.9.1.2 leaves PSH beyond the last queued byte to the sender).
-            let cwnd_limited = self.cc.window().max(mss) <= self.snd.wnd;
-            let burst_end = !is_retransmit
-                && cwnd_limited
-                && limited == 0
-                && usable - len < (unsent - len).min(payload_max);
-            if len > 0 && (len == unsent || burst_end) {
-                flags |= TcpFlags::PSH.0;
-            }
-            if fin_now {
-                flags |= TcpFlags::FIN.0;
-            }
-            let seq = self.snd.nxt;
-            let repr = self.base_repr(now, seq, flags);
-            if is_retransmit {
-                self.stats.retransmits += 1;
-            } else if self.rtt_probe.is_none() && self.opt.ts.is_none() && len > 0 {
-                self.rtt_probe = Some((seq, now));
-            }
-            if !is_retransmit
-                && len > 0
-                && self
-                    .ack
-                    .last_data_at
-                    .is_some_and(|t| now - t < self.cfg.delayed_ack)
-            {
-                // A reply within the delayed-ACK time of the peer's data:
-                // the exchange is interactive, so let later ACKs wait for
-                // our replies (Linux tcp_event_data_sent, pingpong).
-                self.ack.pingpong = true;
-            }
-            self.snd.nxt += len;
-            if len < payload_max {
-                self.snd.sml = self.snd.nxt;
-            }
-            if fin_now {
-                self.snd.fin_seq = Some(self.snd.nxt);
-                self.snd.nxt += 1;
-            }
-            self.snd.max = self.snd.max.max(self.snd.nxt);
-            if self.timers[Timer::Rto].is_none() {
-                self.timers[Timer::Rto] = Some(now + self.rtt.rto());
-            }
-            if self.unacked_since.is_none() {
-                self.unacked_since = Some(now);
-            }
-            self.timers[Timer::Persist] = None;
-            self.owed.remove(Owed::PROBE);
-            return Some((repr, offset, len));
-        }
+            && len == w.unsent
+            && (self.snd.nxt + len) < w.end.max(self.snd.nxt + len + 1)
+    }
 
-        // Data waiting, nothing in flight, and nothing could go: the window
-        // is zero, or too small to beat SWS avoidance. The persist timer
-        // probes a zero window (RFC 9293 3.8.6.1) and sends into a small
-        // one (above). Like Linux, the probe is a segment with an old
-        // sequence number that elicits an ACK carrying the current window.
-        // The same after a retransmission timeout that found the window
-        // closed (data in flight, none of it may go, no timer left): the
-        // expiry counts as the first probe's, so probe at once.
-        let rtx_blocked = self.snd.nxt < self.snd.max && self.timers[Timer::Rto].is_none() && usable == 0;
+    /// A segment of `len` bytes at SND.NXT (and the FIN if `fin_now`).
+    fn data_segment(
+        &mut self,
+        now: Instant,
+        w: &Usable,
+        sizes: Sizes,
+        len: usize,
+        fin_now: bool,
+    ) -> OutSegment {
+        let mut flags = 0;
+        // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
+        // Like Linux, also on the last segment of a burst the congestion
+        // window cuts short, with more data queued behind it (RFC 9293
+        // 3.9.1.2 leaves PSH beyond the last queued byte to the sender).
+        let cwnd_limited = self.cc.window().max(sizes.mss) <= self.snd.wnd;
+        let burst_end = !w.is_retransmit
+            && cwnd_limited
+            && w.limited == 0
+            && w.usable - len < (w.unsent - len).min(sizes.payload_max);
+        if len > 0 && (len == w.unsent || burst_end) {
+            flags |= TcpFlags::PSH.0;
+        }
+        if fin_now {
+            flags |= TcpFlags::FIN.0;
+        }
+        let seq = self.snd.nxt;
+        let repr = self.base_repr(now, seq, flags);
+        if w.is_retransmit {
+            self.stats.retransmits += 1;
+        } else if self.rtt_probe.is_none() && self.opt.ts.is_none() && len > 0 {
+            self.rtt_probe = Some((seq, now));
+        }
+        if !w.is_retransmit
+            && len > 0
+            && self
+                .ack
+                .last_data_at
+                .is_some_and(|t| now - t < self.cfg.delayed_ack)
+        {
+            // A reply within the delayed-ACK time of the peer's data:
+            // the exchange is interactive, so let later ACKs wait for
+            // our replies (Linux tcp_event_data_sent, pingpong).
+            self.ack.pingpong = true;
+        }
+        self.snd.nxt += len;
+        if len < sizes.payload_max {
+            self.snd.sml = self.snd.nxt;
+        }
+        if fin_now {
+            self.snd.fin_seq = Some(self.snd.nxt);
+            self.snd.nxt += 1;
+        }
+        self.snd.max = self.snd.max.max(self.snd.nxt);
+        if self.timers[Timer::Rto].is_none() {
+            self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        }
+        if self.unacked_since.is_none() {
+            self.unacked_since = Some(now);
+        }
+        self.timers[Timer::Persist] = None;
+        self.owed.remove(Owed::PROBE);
+        (repr, w.offset, len)
+    }
+
+    /// Data waiting, nothing in flight, and nothing could go: the window
+    /// is zero, or too small to beat SWS avoidance. The persist timer
+    /// probes a zero window (RFC 9293 3.8.6.1) and sends into a small
+    /// one (above). Like Linux, the probe is a segment with an old
+    /// sequence number that elicits an ACK carrying the current window.
+    /// The same after a retransmission timeout that found the window
+    /// closed (data in flight, none of it may go, no timer left): the
+    /// expiry counts as the first probe's, so probe at once.
+    fn persist(&mut self, now: Instant, w: &Usable) -> Option<OutSegment> {
+        let rtx_blocked = self.snd.nxt < self.snd.max && self.timers[Timer::Rto].is_none() && w.usable == 0;
         if rtx_blocked && self.timers[Timer::Persist].is_none() {
             self.owed.insert(Owed::PROBE);
         }
-        if (unsent > 0 && self.snd.in_flight() == 0) || rtx_blocked {
-            if self.owed.contains(Owed::PROBE) && usable == 0 {
-                self.owed.remove(Owed::PROBE);
-                self.stats.zero_window_probes += 1;
-                let seq = self.snd.una - 1;
-                let repr = self.base_repr(now, seq, 0);
-                self.timers[Timer::Persist] = Some(now + self.persist_interval());
-                return Some((repr, 0, 0));
-            }
-            if self.timers[Timer::Persist].is_none() {
-                self.timers[Timer::Persist] = Some(now + self.persist_interval());
-            }
+        if !((w.unsent > 0 && self.snd.in_flight() == 0) || rtx_blocked) {
+            return None;
         }
-
-        if self.owed.contains(Owed::KEEPALIVE) {
-            self.owed.remove(Owed::KEEPALIVE);
-            // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data (as Linux).
-            let seq = self.snd.max - 1;
-            return Some((self.base_repr(now, seq, 0), 0, 0));
+        if self.owed.contains(Owed::PROBE) && w.usable == 0 {
+            self.owed.remove(Owed::PROBE);
+            self.stats.zero_window_probes += 1;
+            let seq = self.snd.una - 1;
+            let repr = self.base_repr(now, seq, 0);
+            self.timers[Timer::Persist] = Some(now + self.persist_interval());
+            return Some((repr, 0, 0));
         }
-        if self.owed.contains(Owed::ACK) {
-            return Some((self.pure_ack(now), 0, 0));
+        if self.timers[Timer::Persist].is_none() {
+            self.timers[Timer::Persist] = Some(now + self.persist_interval());
         }
         None
     }
@@ -437,7 +528,7 @@ impl Connection {
             snd_nxt: self.snd.nxt,
             rcv_nxt: self.rcv.nxt,
             window: (self.rcv.wnd() >> self.rcv.wscale).min(65535) as u16,
-            ts: self.opt.ts.map(|t| (t.recent, t.offset)),
+            ts: self.opt.ts.map(|t| (t.recent, self.opt.ts_offset)),
             expires: self.timers[Timer::TimeWait],
         }
     }

@@ -119,7 +119,7 @@ impl Connection {
         // and drops one outside its window; see acceptable_seq.
         let mut rst = self.rst_repr(self.acceptable_seq(), Some(self.rcv.nxt));
         if let Some(ts) = self.opt.ts {
-            rst.options.timestamps = Some((ts_now(now, ts.offset), ts.recent));
+            rst.options.timestamps = Some((self.tsval(now), ts.recent));
         }
         rst
     }
