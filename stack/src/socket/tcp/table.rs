@@ -14,7 +14,7 @@
 //! (the sockets, counters and configuration) with every call, a parsed
 //! segment with every input, and emits the [`Segment`]s it returns.
 
-use super::conn::{Connection, Endpoints, Transition};
+use super::conn::{Connection, Endpoints, Outcome, Transition};
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
@@ -235,7 +235,7 @@ impl TcpTable {
         }
         let Some(e) = cx.entry(h) else { return };
         let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
-        let t = e.conn.process(now, repr, data);
+        let mut out = e.conn.process(now, repr, data);
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
             // never be read: tell the peer it was lost (as Linux does).
@@ -245,17 +245,18 @@ impl TcpTable {
             self.free(cx, h);
             return;
         }
-        if e.conn.take_challenge() {
+        if out.challenge {
             if self.challenge.allow(now, cx.config.tcp.challenge_ack_limit) {
                 cx.stats.tcp_challenge_acks += 1;
                 if let Some(e) = cx.entry(h) {
-                    e.conn.request_ack();
+                    e.conn.grant_challenge();
                 }
             } else {
                 cx.stats.tcp_challenge_rate_limited += 1;
             }
+            out.challenge = false;
         }
-        self.after(cx, h, t);
+        self.after(cx, h, out);
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless
@@ -287,14 +288,11 @@ impl TcpTable {
             return false;
         };
         let Some(e) = cx.entry(h) else { return false };
-        let t = match err {
+        let out = match err {
             SocketError::Unreachable {
                 next_hop_mtu: Some(mtu),
                 ..
-            } => {
-                e.conn.on_path_mtu(usize::from(mtu));
-                Transition::None
-            }
+            } => e.conn.on_path_mtu(usize::from(mtu)),
             SocketError::Unreachable { code, .. }
                 if matches!(
                     code,
@@ -303,9 +301,9 @@ impl TcpTable {
             {
                 e.conn.on_icmp_error(err)
             }
-            _ => Transition::None,
+            _ => e.conn.unchanged(),
         };
-        self.after(cx, h, t);
+        self.after(cx, h, out);
         true
     }
 
@@ -319,8 +317,8 @@ impl TcpTable {
             self.timers.remove(&(t, h));
             let Some(e) = cx.entry(h) else { continue };
             e.deadline = None;
-            let tr = e.conn.on_timer(now);
-            self.after(cx, h, tr);
+            let out = e.conn.on_timer(now);
+            self.after(cx, h, out);
         }
         self.time_wait.expire(now);
     }
@@ -342,15 +340,6 @@ impl TcpTable {
             let Some(e) = cx.entry(h) else { continue };
             e.dirty = false;
             let dst = *e.conn.remote.ip();
-            if let Some(repr) = e.conn.take_rst() {
-                cx.stats.tcp_rst_tx += 1;
-                self.refresh(cx, h);
-                return Some(Segment {
-                    dst,
-                    repr,
-                    data: None,
-                });
-            }
             let Some((repr, offset, len)) = e.conn.poll_segment(now) else {
                 // Nothing it may send now (window, Nagle): it is marked
                 // again when an input or timer changes that.
@@ -457,7 +446,7 @@ impl TcpTable {
         let info = e.conn.time_wait_info();
         // The segment that brought it here (the peer's FIN) is owed an ACK
         // the connection has not sent yet; the entry sends it.
-        let owes_ack = e.conn.wants_to_send();
+        let owes_ack = e.conn.schedule().wants_to_send;
         let key = (e.conn.local.port(), e.conn.remote);
         let now = cx.now;
         self.free(cx, h);
@@ -474,9 +463,10 @@ impl TcpTable {
 
     fn refresh_inner(&mut self, cx: &mut Cx, h: SocketHandle, may_mark_dirty: bool) {
         let Some(e) = cx.entry(h) else { return };
-        let new = e.conn.deadline();
+        let schedule = e.conn.schedule();
+        let new = schedule.deadline;
         let old = e.deadline;
-        let wants = may_mark_dirty && !e.dirty && e.conn.wants_to_send();
+        let wants = may_mark_dirty && !e.dirty && schedule.wants_to_send;
         e.deadline = new;
         if wants {
             e.dirty = true;
@@ -503,19 +493,21 @@ impl TcpTable {
     }
 
     /// Act on what a connection said after an input or a timer.
-    pub(super) fn after(&mut self, cx: &mut Cx, h: SocketHandle, t: Transition) {
+    pub(super) fn after(&mut self, cx: &mut Cx, h: SocketHandle, out: Outcome) {
         let Some(e) = cx.entry(h) else { return };
-        if let Some(rst) = e.conn.take_rst() {
-            let dst = *e.conn.remote.ip();
+        let (parent, app_closed, dst) = (e.parent, e.app_closed, *e.conn.remote.ip());
+        let Outcome {
+            transition,
+            rst,
+            challenge: _,
+            readable,
+            writable,
+            error,
+        } = out;
+        if let Some(rst) = rst {
             self.queue_rst(cx, dst, rst);
         }
-        let Some(e) = cx.entry(h) else { return };
-        let readable = e.conn.can_recv();
-        let writable = e.conn.may_send() && e.conn.send_capacity() > 0;
-        let parent = e.parent;
-        let app_closed = e.app_closed;
-        let error = e.conn.error;
-        match t {
+        match transition {
             Transition::None => {}
             Transition::Established => {
                 cx.stats.tcp_passive_opens += 1;

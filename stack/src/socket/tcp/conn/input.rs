@@ -45,13 +45,14 @@ impl<'a> Arrival<'a> {
 
 impl Connection {
     /// Process one segment for this connection. `now` is the arrival time.
-    pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Outcome {
         self.stats.segs_in += 1;
-        match self.state {
+        let t = match self.state {
             TcpState::Closed | TcpState::Listen => Transition::None,
             TcpState::SynSent => self.process_syn_sent(now, seg),
             _ => self.process_synchronized(now, seg, payload),
-        }
+        };
+        self.outcome(t)
     }
 
     /// RFC 9293 3.10.7.3, SYN-SENT.

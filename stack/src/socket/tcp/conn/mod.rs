@@ -107,7 +107,35 @@ impl Owed {
     }
 }
 
-/// What the connection wants its owner to do after an input or a timer.
+/// Everything the owner must act on after an input or a timer, in one
+/// value: the connection is not asked afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub transition: Transition,
+    /// A RST to send now (a bad ACK in SYN-SENT or SYN-RECEIVED, an
+    /// unanswered keepalive).
+    pub rst: Option<TcpRepr>,
+    /// RFC 5961: the connection owes a challenge ACK, within its own
+    /// limit; the owner applies the global one and calls
+    /// [`Connection::grant_challenge`].
+    pub challenge: bool,
+    /// `recv` would return data or end of stream.
+    pub readable: bool,
+    /// `send` would take data.
+    pub writable: bool,
+    /// The error that ends or troubles the connection (SO_ERROR).
+    pub error: Option<SocketError>,
+}
+
+/// When the owner must next call `on_timer`, and whether the connection
+/// may have a segment to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    pub deadline: Option<Instant>,
+    pub wants_to_send: bool,
+}
+
+/// A change of state the owner must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transition {
     /// Nothing the owner must act on.
@@ -371,6 +399,23 @@ impl Connection {
     }
 
     // ---------- getters ----------
+
+    /// The outcome of an event that changed nothing of the state.
+    pub fn unchanged(&mut self) -> Outcome {
+        self.outcome(Transition::None)
+    }
+
+    /// Gather what the owner must act on after `t`.
+    fn outcome(&mut self, transition: Transition) -> Outcome {
+        Outcome {
+            transition,
+            rst: self.rst_out.take(),
+            challenge: self.owed.take(Owed::CHALLENGE),
+            readable: self.can_recv(),
+            writable: self.may_send() && self.send_capacity() > 0,
+            error: self.error,
+        }
+    }
 
     /// Our TSval now (RFC 7323 4.1).
     fn tsval(&self, now: Instant) -> u32 {

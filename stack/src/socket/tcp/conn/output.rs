@@ -75,19 +75,9 @@ impl Connection {
         crate::socket::tcp::table::rst_repr(self.local.port(), self.remote.port(), seq, ack)
     }
 
-    /// A RST this connection must send, if any.
-    pub fn take_rst(&mut self) -> Option<TcpRepr> {
-        self.rst_out.take()
-    }
-
-    /// Wants a challenge ACK (RFC 5961); the owner applies the rate limit
-    /// and calls [`Self::request_ack`] if it may go.
-    pub fn take_challenge(&mut self) -> bool {
-        self.owed.take(Owed::CHALLENGE)
-    }
-
-    /// Send an ACK at the next opportunity.
-    pub fn request_ack(&mut self) {
+    /// The owner's budget allows the challenge ACK an [`Outcome`] asked
+    /// for (RFC 5961 7): send it at the next opportunity.
+    pub fn grant_challenge(&mut self) {
         self.owed.insert(Owed::ACK);
     }
 
@@ -499,10 +489,18 @@ impl Connection {
         self.snd.buf.read_allocated(offset, out)
     }
 
+    /// When the owner must next call [`Self::on_timer`], and whether
+    /// [`Self::poll_segment`] may have something to send now.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            deadline: self.deadline(),
+            wants_to_send: self.wants_to_send(),
+        }
+    }
+
     /// Has this connection anything to send right now?
-    pub fn wants_to_send(&self) -> bool {
-        self.rst_out.is_some()
-            || self.owed.wants_segment()
+    fn wants_to_send(&self) -> bool {
+        self.owed.wants_segment()
             || (matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
                 && self.snd.nxt == self.snd.iss)
             || self.unsent() > 0

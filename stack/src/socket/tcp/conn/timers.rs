@@ -68,7 +68,7 @@ impl IndexMut<Timer> for TimerTable {
 
 impl Connection {
     /// The earliest deadline of this connection's timers.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         [self.timers.next(), self.user_deadline()]
             .into_iter()
             .flatten()
@@ -80,7 +80,12 @@ impl Connection {
     }
 
     /// Act on every timer that is due.
-    pub fn on_timer(&mut self, now: Instant) -> Transition {
+    pub fn on_timer(&mut self, now: Instant) -> Outcome {
+        let t = self.run_timers(now);
+        self.outcome(t)
+    }
+
+    fn run_timers(&mut self, now: Instant) -> Transition {
         if self.timers.expired(Timer::TimeWait, now) {
             self.set_state(TcpState::Closed);
             return Transition::Closed;
@@ -194,7 +199,12 @@ impl Connection {
     }
 
     /// A hard ICMP error arrived for this connection (RFC 1122 4.2.3.9).
-    pub fn on_icmp_error(&mut self, err: SocketError) -> Transition {
+    pub fn on_icmp_error(&mut self, err: SocketError) -> Outcome {
+        let t = self.icmp_error(err);
+        self.outcome(t)
+    }
+
+    fn icmp_error(&mut self, err: SocketError) -> Transition {
         if self.state == TcpState::SynSent || self.state == TcpState::SynReceived && self.active {
             self.error = Some(err);
             self.set_state(TcpState::Closed);
@@ -206,7 +216,12 @@ impl Connection {
     }
 
     /// Path MTU lowered (RFC 1191): clamp the MSS and resend what no longer fits.
-    pub fn on_path_mtu(&mut self, mtu: usize) {
+    pub fn on_path_mtu(&mut self, mtu: usize) -> Outcome {
+        self.path_mtu(mtu);
+        self.outcome(Transition::None)
+    }
+
+    fn path_mtu(&mut self, mtu: usize) {
         if mtu >= 68 && mtu < self.opt.mtu {
             self.opt.mtu = mtu;
             if self.snd.in_flight() > 0 {
