@@ -1,5 +1,12 @@
 //! Congestion control behind a small trait (RFC 5681). Reno is the first
 //! controller; CUBIC and PRR come with loss recovery.
+//!
+//! The trait says what happened (data acknowledged, a congestion event, the
+//! end of recovery, a timeout) and reads back the window; it does not say
+//! how loss recovery sends. RFC 5681's window inflation during fast
+//! recovery is the recovery's business (the connection adds it to the
+//! window while recovering), so a controller like CUBIC (RFC 9438) or a
+//! model-based one sets its window without knowing about it.
 
 use core::fmt::Debug;
 
@@ -12,13 +19,14 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// has settled it (RFC 6928: the IW is a number of segments). Ignored
     /// once any data was acknowledged or lost.
     fn set_initial_window(&mut self, bytes: usize);
-    /// `acked` bytes of new data were acknowledged.
-    fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool);
-    /// Three duplicate ACKs: enter fast recovery (RFC 5681 3.2 steps 2-3).
-    fn on_fast_retransmit(&mut self, in_flight: usize, mss: usize);
-    /// Each further duplicate ACK in fast recovery (RFC 5681 3.2 step 4).
-    fn on_dup_ack_in_recovery(&mut self, mss: usize);
-    /// The ACK that ends recovery (RFC 5681 3.2 step 6: deflate).
+    /// `acked` bytes of new data were acknowledged, outside recovery, while
+    /// the sender was using its window (RFC 7661).
+    fn on_ack(&mut self, acked: usize, mss: usize);
+    /// Loss detected without a timeout (three duplicate ACKs): a congestion
+    /// event (RFC 5681 3.2 step 2; RFC 9438 4.6). `in_flight` is the
+    /// FlightSize.
+    fn on_congestion_event(&mut self, in_flight: usize, mss: usize);
+    /// The recovery that followed a congestion event is over.
     fn on_recovery_end(&mut self);
     /// The retransmission timer expired (RFC 5681 3.1 equation 4, then
     /// restart from one segment).
@@ -26,8 +34,8 @@ pub(crate) trait CongestionControl: Debug + Send {
     fn name(&self) -> &'static str;
 }
 
-/// RFC 5681 Reno: slow start, congestion avoidance, fast retransmit and
-/// fast recovery with window inflation.
+/// RFC 5681 Reno: slow start, congestion avoidance, and halving on a
+/// congestion event (the inflation of fast recovery is the connection's).
 #[derive(Debug, Clone)]
 pub(crate) struct Reno {
     cwnd: usize,
@@ -66,11 +74,8 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_ack(&mut self, acked: usize, mss: usize, in_recovery: bool) {
+    fn on_ack(&mut self, acked: usize, mss: usize) {
         self.initial = false;
-        if in_recovery {
-            return;
-        }
         if self.cwnd < self.ssthresh {
             // RFC 5681 3.1 equation 2, with RFC 3465's limit of L = 2*SMSS.
             self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
@@ -84,15 +89,12 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_fast_retransmit(&mut self, in_flight: usize, mss: usize) {
+    fn on_congestion_event(&mut self, in_flight: usize, mss: usize) {
         self.initial = false;
-        // RFC 5681 equation 4, then step 3: cwnd = ssthresh + 3*SMSS.
+        // RFC 5681 equation 4; cwnd = ssthresh as step 6 leaves it (step
+        // 3's + 3*SMSS is the recovery's inflation).
         self.ssthresh = (in_flight / 2).max(2 * mss);
-        self.cwnd = self.ssthresh + 3 * mss;
-    }
-
-    fn on_dup_ack_in_recovery(&mut self, mss: usize) {
-        self.cwnd = self.cwnd.saturating_add(mss);
+        self.cwnd = self.ssthresh;
     }
 
     fn on_recovery_end(&mut self) {
@@ -121,17 +123,17 @@ mod tests {
     fn slow_start_then_avoidance() {
         let mss = 1000;
         let mut r = Reno::new(10 * mss);
-        r.on_ack(mss, mss, false);
+        r.on_ack(mss, mss);
         assert_eq!(r.window(), 11 * mss);
         r.on_rto(20 * mss, mss);
         assert_eq!((r.window(), r.ssthresh()), (mss, 10 * mss));
         for _ in 0..9 {
-            r.on_ack(mss, mss, false);
+            r.on_ack(mss, mss);
         }
         assert_eq!(r.window(), 10 * mss, "slow start up to ssthresh");
         // Avoidance: one MSS per window's worth of ACKs.
         for _ in 0..10 {
-            r.on_ack(mss, mss, false);
+            r.on_ack(mss, mss);
         }
         assert_eq!(r.window(), 11 * mss);
     }
@@ -141,23 +143,21 @@ mod tests {
         let mut r = Reno::new(14600);
         r.set_initial_window(10 * 1000);
         assert_eq!(r.window(), 10_000);
-        r.on_ack(1000, 1000, false);
+        r.on_ack(1000, 1000);
         assert_eq!(r.window(), 11_000);
         r.set_initial_window(10 * 536);
         assert_eq!(r.window(), 11_000, "only the initial window follows the MSS");
     }
 
     #[test]
-    fn fast_recovery_inflates_then_deflates() {
+    fn congestion_event_halves_without_inflation() {
         let mss = 1000;
         let mut r = Reno::new(10 * mss);
-        r.on_fast_retransmit(10 * mss, mss);
-        assert_eq!((r.ssthresh(), r.window()), (5 * mss, 8 * mss));
-        r.on_dup_ack_in_recovery(mss);
-        assert_eq!(r.window(), 9 * mss);
-        r.on_ack(mss, mss, true);
-        assert_eq!(r.window(), 9 * mss, "no growth during recovery");
+        r.on_congestion_event(10 * mss, mss);
+        assert_eq!((r.ssthresh(), r.window()), (5 * mss, 5 * mss));
         r.on_recovery_end();
         assert_eq!(r.window(), 5 * mss);
+        r.on_ack(mss, mss);
+        assert_eq!(r.window(), 5 * mss, "avoidance: a window's worth of ACKs per MSS");
     }
 }

@@ -75,17 +75,11 @@ impl Connection {
             self.persist_backoff = 0;
             let mss = self.mss();
             match self.recovery {
-                Some(recover) if ack >= recover => {
-                    self.recovery = None;
-                    self.cc.on_recovery_end();
-                }
-                Some(_) => {
-                    // A partial ACK: without NewReno (a later issue), Reno
-                    // leaves recovery here too, then retransmits on the timer.
-                    self.recovery = None;
-                    self.cc.on_recovery_end();
-                }
-                None if cwnd_limited => self.cc.on_ack(acked, mss, false),
+                Some(r) if ack >= r.recover => self.end_recovery(),
+                // A partial ACK: without NewReno (a later issue), Reno
+                // leaves recovery here too, then retransmits on the timer.
+                Some(_) => self.end_recovery(),
+                None if cwnd_limited => self.cc.on_ack(acked, mss),
                 None => {}
             }
             self.dup_acks = 0;
@@ -112,12 +106,11 @@ impl Connection {
                 // Step 2: data sent by limited transmit (beyond cwnd) MUST
                 // NOT count in the FlightSize that sets ssthresh.
                 let flight = self.snd.in_flight().min(self.cc.window().max(mss));
-                self.cc.on_fast_retransmit(flight, mss);
-                self.recovery = Some(self.snd.max);
-                self.owed.insert(Owed::FAST_RETRANSMIT);
-                self.rtt_probe = None;
-            } else if self.dup_acks > 3 && self.recovery.is_some() {
-                self.cc.on_dup_ack_in_recovery(mss);
+                self.enter_recovery(flight, mss);
+            } else if let Some(r) = self.recovery.as_mut().filter(|_| self.dup_acks > 3) {
+                // RFC 5681 3.2 step 4: each further duplicate ACK means a
+                // segment left the network; inflate by one SMSS.
+                r.inflation = r.inflation.saturating_add(mss);
             }
         }
         // RFC 9293: update the send window if the segment is newer.
@@ -136,5 +129,33 @@ impl Connection {
             self.timers[Timer::Persist] = None;
             self.persist_backoff = 0;
         }
+    }
+}
+
+impl Connection {
+    /// RFC 5681 3.2 steps 2-3: a congestion event, the fast retransmit,
+    /// and fast recovery until SND.NXT as of now is acknowledged, with the
+    /// window inflated by the three segments the duplicates say have left.
+    fn enter_recovery(&mut self, flight: usize, mss: usize) {
+        self.cc.on_congestion_event(flight, mss);
+        self.recovery = Some(Recovery {
+            recover: self.snd.max,
+            inflation: 3 * mss,
+        });
+        self.owed.insert(Owed::FAST_RETRANSMIT);
+        self.rtt_probe = None;
+    }
+
+    /// RFC 5681 3.2 step 6: deflate (the inflation goes) and tell the
+    /// controller.
+    fn end_recovery(&mut self) {
+        self.recovery = None;
+        self.cc.on_recovery_end();
+    }
+
+    /// The congestion window the sender may use: the controller's, plus
+    /// fast recovery's inflation.
+    pub(super) fn send_window(&self) -> usize {
+        self.cc.window() + self.recovery.map_or(0, |r| r.inflation)
     }
 }

@@ -184,8 +184,8 @@ pub(crate) struct Connection {
     rtt_probe: Option<(SeqNumber, Instant)>,
     cc: Box<dyn CongestionControl>,
     dup_acks: u32,
-    /// In fast recovery until this is acknowledged (RFC 6582's "recover").
-    recovery: Option<SeqNumber>,
+    /// In fast recovery (RFC 5681 3.2).
+    recovery: Option<Recovery>,
 
     /// Retransmissions of the same data without progress.
     retries: u32,
@@ -211,6 +211,16 @@ pub(crate) struct Connection {
     last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
     stats: TcpConnStats,
+}
+
+/// Fast recovery (RFC 5681 3.2) in progress.
+#[derive(Debug, Clone, Copy)]
+struct Recovery {
+    /// Recovery lasts until this is acknowledged (RFC 6582's "recover").
+    recover: SeqNumber,
+    /// Bytes the window is inflated by: three segments on entry, one
+    /// more per further duplicate ACK (steps 3 and 4).
+    inflation: usize,
 }
 
 /// What the handshake settled, and what we offered in it.
@@ -498,7 +508,7 @@ impl Connection {
         s.srtt = self.rtt.srtt();
         s.rttvar = self.rtt.rttvar();
         s.rto = self.rtt.rto();
-        s.cwnd = self.cc.window();
+        s.cwnd = self.send_window();
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
         s.ooo_bytes = self.rcv.ooo.total_bytes();

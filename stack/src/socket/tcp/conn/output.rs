@@ -315,7 +315,7 @@ impl Connection {
         } else {
             0
         };
-        let end = self.snd.una + self.snd.wnd.min(self.cc.window().max(sizes.mss) + limited);
+        let end = self.snd.una + self.snd.wnd.min(self.send_window().max(sizes.mss) + limited);
         let usable = if end > self.snd.nxt {
             end.distance(self.snd.nxt)
         } else {
@@ -387,7 +387,7 @@ impl Connection {
         // Like Linux, also on the last segment of a burst the congestion
         // window cuts short, with more data queued behind it (RFC 9293
         // 3.9.1.2 leaves PSH beyond the last queued byte to the sender).
-        let cwnd_limited = self.cc.window().max(sizes.mss) <= self.snd.wnd;
+        let cwnd_limited = self.send_window().max(sizes.mss) <= self.snd.wnd;
         let burst_end = !w.is_retransmit
             && cwnd_limited
             && w.limited == 0
