@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use tapir_stack::testing::packetdrill::{run_file_with, RunnerConfig, TapirHost};
+use tapir_script::{run_file_with, RunnerConfig, TapirHost};
 
 #[derive(clap::Args)]
 pub struct ScriptArgs {

@@ -56,7 +56,7 @@ use super::frame::{
 use super::host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
 use super::parser::{Direction, Event, EventKind, Expr, PacketSpec, Script, Skipped, SyscallSpec, TimeSpec};
 use super::symbols::{self, eval};
-use crate::time::Instant;
+use tapir_stack::Instant;
 
 /// Script time in microseconds (0 = `RunnerConfig::start`).
 type Us = i64;

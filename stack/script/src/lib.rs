@@ -22,6 +22,11 @@
 //! Shell commands (`` `...` ``) and Python snippets (`%{ }%`) are never
 //! run; they are listed in [`Outcome::skipped`]. Constructs the runner
 //! cannot execute parse, and fail the script when reached.
+//!
+//! [`TapirHost`] is tapir's `Interface` as a host. The scripts tapir is
+//! tested with live in `stack/tests/scripts/`; `tests/scripts.rs` here runs
+//! each as a test (`cargo test -p tapir-script --test scripts -- NAME`),
+//! and `tapir script FILE...` runs any script with its trace.
 
 mod frame;
 mod host;

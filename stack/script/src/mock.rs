@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use super::frame::{decode_frame, encode_arp, encode_tcp_frame, ArpPacket, Frame, Ipv4Meta, TcpFlags};
 use super::frame::{TcpOption, TcpSegment};
 use super::host::{Errno, Readiness, ScriptHost, Shutdown, SockOpt};
-use crate::time::Instant;
+use tapir_stack::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -11,7 +11,7 @@
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::time::Instant;
+use tapir_stack::Instant;
 
 /// A script's file descriptor number (`socket(...) = 3`).
 pub type Fd = i32;
