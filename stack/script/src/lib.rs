@@ -16,7 +16,7 @@
 //! be driven this way. The runner plays the peer (10.77.0.1, answering
 //! ARP), injects `<` segments, matches `>` segments with packetdrill's
 //! sequence-number and timestamp mapping, and performs the syscalls. See
-//! `runner.rs` for the exact semantics and where they differ from
+//! `runner/mod.rs` for the exact semantics and where they differ from
 //! packetdrill's.
 //!
 //! Shell commands (`` `...` ``) and Python snippets (`%{ }%`) are never
