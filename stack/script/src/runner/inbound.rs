@@ -55,70 +55,7 @@ impl<H: ScriptHost> Runner<H> {
 
     pub(super) fn inbound(&mut self, ev: &Event, spec: &PacketSpec) -> Result<(), Failure> {
         let si = self.sock_for_inbound(ev, spec)?;
-        let s = &mut self.socks[si];
-        if s.state == SockState::PassiveSynackSent && spec.flags.ack {
-            s.state = SockState::PassiveSynackAcked;
-        } else if s.state == SockState::ActiveSynSent && spec.flags.syn && spec.flags.ack {
-            s.state = SockState::ActiveSynAcked;
-            s.remote_isn = Some(spec.seq);
-        }
-        let syn = spec.flags.syn;
-        let seq = spec.seq.wrapping_add(s.remote_offset(syn));
-        let local_off = s.local_offset(syn);
-        let script_ack = spec.ack.unwrap_or(0);
-        let ack = if spec.flags.ack {
-            script_ack.wrapping_add(local_off)
-        } else {
-            script_ack
-        };
-        let mut options = Vec::new();
-        for o in spec.options.as_deref().unwrap_or(&[]) {
-            options.push(match o {
-                TcpOption::Sack(blocks) => TcpOption::Sack(
-                    blocks
-                        .iter()
-                        .map(|&(l, r)| (l.wrapping_add(local_off), r.wrapping_add(local_off)))
-                        .collect(),
-                ),
-                TcpOption::Timestamp { val, ecr } if spec.flags.ack => {
-                    let live = if let Some(&live) = s.ts_map.get(ecr) {
-                        live
-                    } else if let Some((first_script, first_live)) = s.first_ts {
-                        ecr.wrapping_sub(first_script).wrapping_add(first_live)
-                    } else {
-                        return Err(fail(
-                            ev.line,
-                            format!(
-                                "unable to infer live TS ecr for script TS ecr {ecr}; no matching or \
-                                 preceding outbound TS val (give the stack's TS val in an earlier '>' line)"
-                            ),
-                        ));
-                    };
-                    TcpOption::Timestamp { val: *val, ecr: live }
-                }
-                o => o.clone(),
-            });
-        }
-        let (src_port, dst_port) = match spec.ports {
-            Some(p) => p,
-            None => (
-                s.remote_port.expect("set by sock_for_inbound"),
-                s.local_port.expect("set by sock_for_inbound"),
-            ),
-        };
-        let seg = TcpSegment {
-            src_port,
-            dst_port,
-            seq,
-            ack,
-            flags: spec.flags,
-            reserved: 0,
-            window: spec.window.unwrap_or(0),
-            urgent: spec.urg_ptr,
-            options,
-            options_len: 0,
-            payload: vec![0; usize::from(spec.len)],
-        };
+        let seg = self.live_segment(ev, si, spec)?;
         if spec.ip.flow_label.is_some() {
             self.warn_flow_label(ev.line);
         }
@@ -146,6 +83,54 @@ impl<H: ScriptHost> Runner<H> {
         self.pump()
     }
 
+    /// The `<` line's segment in live sequence space, advancing the
+    /// socket's handshake state.
+    fn live_segment(&mut self, ev: &Event, si: usize, spec: &PacketSpec) -> Result<TcpSegment, Failure> {
+        let s = &mut self.socks[si];
+        if s.state == SockState::PassiveSynackSent && spec.flags.ack {
+            s.state = SockState::PassiveSynackAcked;
+        } else if s.state == SockState::ActiveSynSent && spec.flags.syn && spec.flags.ack {
+            s.state = SockState::ActiveSynAcked;
+            s.remote_isn = Some(spec.seq);
+        }
+        let syn = spec.flags.syn;
+        let seq = spec.seq.wrapping_add(s.remote_offset(syn));
+        let local_off = s.local_offset(syn);
+        let script_ack = spec.ack.unwrap_or(0);
+        let ack = if spec.flags.ack {
+            script_ack.wrapping_add(local_off)
+        } else {
+            script_ack
+        };
+        let options = spec
+            .options
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|o| live_option(ev, s, spec.flags.ack, local_off, o))
+            .collect::<Result<_, _>>()?;
+        let (src_port, dst_port) = match spec.ports {
+            Some(p) => p,
+            None => (
+                s.remote_port.expect("set by sock_for_inbound"),
+                s.local_port.expect("set by sock_for_inbound"),
+            ),
+        };
+        Ok(TcpSegment {
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags: spec.flags,
+            reserved: 0,
+            window: spec.window.unwrap_or(0),
+            urgent: spec.urg_ptr,
+            options,
+            options_len: 0,
+            payload: vec![0; usize::from(spec.len)],
+        })
+    }
+
     pub(super) fn warn_flow_label(&mut self, line: usize) {
         if !self.warned_flow_label {
             self.warned_flow_label = true;
@@ -153,4 +138,35 @@ impl<H: ScriptHost> Runner<H> {
                 .push((line, "IPv6 flowlabel ignored: the runner speaks IPv4".into()));
         }
     }
+}
+
+/// An inbound option in live space: SACK blocks move by the stack's ISN,
+/// TS ecr becomes the live TS val recorded for it (or interpolated from
+/// the first recorded pair).
+fn live_option(ev: &Event, s: &Sock, ack: bool, local_off: u32, o: &TcpOption) -> Result<TcpOption, Failure> {
+    Ok(match o {
+        TcpOption::Sack(blocks) => TcpOption::Sack(
+            blocks
+                .iter()
+                .map(|&(l, r)| (l.wrapping_add(local_off), r.wrapping_add(local_off)))
+                .collect(),
+        ),
+        TcpOption::Timestamp { val, ecr } if ack => {
+            let live = if let Some(&live) = s.ts_map.get(ecr) {
+                live
+            } else if let Some((first_script, first_live)) = s.first_ts {
+                ecr.wrapping_sub(first_script).wrapping_add(first_live)
+            } else {
+                return Err(fail(
+                    ev.line,
+                    format!(
+                        "unable to infer live TS ecr for script TS ecr {ecr}; no matching or \
+                         preceding outbound TS val (give the stack's TS val in an earlier '>' line)"
+                    ),
+                ));
+            };
+            TcpOption::Timestamp { val: *val, ecr: live }
+        }
+        o => o.clone(),
+    })
 }

@@ -120,33 +120,7 @@ impl<H: ScriptHost> Runner<H> {
             }
         }
         match r {
-            Ok(Val::Handle(h)) if name == "accept" => {
-                if expect.result < 0 {
-                    return Err(fail(
-                        line,
-                        format!(
-                            "expected result {} {} but accept() returned a connection",
-                            expect.result,
-                            expect.errno.map_or(String::new(), |e| e.to_string())
-                        ),
-                    ));
-                }
-                let child = self.socks.iter().position(|s| {
-                    s.fd.is_none()
-                        && matches!(
-                            s.state,
-                            SockState::PassiveSynackSent | SockState::PassiveSynackAcked
-                        )
-                });
-                let si = match child {
-                    Some(i) => i,
-                    None => {
-                        self.socks.push(Sock::new(SockState::PassiveSynackAcked));
-                        self.socks.len() - 1
-                    }
-                };
-                self.register_fd(line, expect.result, h, si, false)
-            }
+            Ok(Val::Handle(h)) if name == "accept" => self.accepted(line, expect, h),
             Ok(Val::Handle(_)) => {
                 if expect.result < 0 {
                     return Err(fail(
@@ -163,22 +137,10 @@ impl<H: ScriptHost> Runner<H> {
                         format!("expected result {} but got {v}", expect.result),
                     ));
                 }
-                if let Some(Op::Poll { fds, .. }) = op {
-                    for p in fds {
-                        if p.revents != p.expected_revents {
-                            return Err(fail(
-                                line,
-                                format!(
-                                    "poll() revents for fd {}: expected {} vs actual {}",
-                                    p.fd,
-                                    poll_bits(p.expected_revents),
-                                    poll_bits(p.revents)
-                                ),
-                            ));
-                        }
-                    }
+                match op {
+                    Some(Op::Poll { fds, .. }) => check_revents(line, fds),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             Err(e) => {
                 if expect.result != -1 {
@@ -194,4 +156,52 @@ impl<H: ScriptHost> Runner<H> {
             }
         }
     }
+
+    /// accept() returned a connection: the script's fd now names the
+    /// child the handshake created (packetdrill's socket under test).
+    fn accepted(&mut self, line: usize, expect: Expect, h: H::Handle) -> Result<(), Failure> {
+        if expect.result < 0 {
+            return Err(fail(
+                line,
+                format!(
+                    "expected result {} {} but accept() returned a connection",
+                    expect.result,
+                    expect.errno.map_or(String::new(), |e| e.to_string())
+                ),
+            ));
+        }
+        let child = self.socks.iter().position(|s| {
+            s.fd.is_none()
+                && matches!(
+                    s.state,
+                    SockState::PassiveSynackSent | SockState::PassiveSynackAcked
+                )
+        });
+        let si = match child {
+            Some(i) => i,
+            None => {
+                self.socks.push(Sock::new(SockState::PassiveSynackAcked));
+                self.socks.len() - 1
+            }
+        };
+        self.register_fd(line, expect.result, h, si, false)
+    }
+}
+
+/// Compares poll()'s revents with the script's, fd by fd.
+fn check_revents<Hd>(line: usize, fds: &[PollFd<Hd>]) -> Result<(), Failure> {
+    for p in fds {
+        if p.revents != p.expected_revents {
+            return Err(fail(
+                line,
+                format!(
+                    "poll() revents for fd {}: expected {} vs actual {}",
+                    p.fd,
+                    poll_bits(p.expected_revents),
+                    poll_bits(p.revents)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -133,28 +133,7 @@ impl<H: ScriptHost> Runner<H> {
             parts.push(f);
         }
         if parts.is_empty() {
-            let waited = self.now;
-            // The script fails here; say what the stack sent next, if anything.
-            let horizon = self.now + micros(self.cfg.max_block);
-            let next = match self.advance(horizon, true) {
-                Ok(()) => self.queue.front().map(|f| {
-                    format!(
-                        "; the stack's next packet came at {} s: {}",
-                        secs(f.at),
-                        self.describe_sent(f)
-                    )
-                }),
-                Err(_) => None,
-            };
-            return Err(fail(
-                ev.line,
-                format!(
-                    "expected outbound packet was not sent (waited until {} s){}\n  script: {}",
-                    secs(waited),
-                    next.unwrap_or_else(|| "; the stack sent nothing more".into()),
-                    ev.text
-                ),
-            ));
+            return Err(self.not_sent(ev));
         }
         {
             let s = &mut self.socks[si];
@@ -185,6 +164,32 @@ impl<H: ScriptHost> Runner<H> {
                 actual
             ),
         ))
+    }
+
+    /// The failure of a `>` line whose packet never came, saying what the
+    /// stack sent next, if anything.
+    fn not_sent(&mut self, ev: &Event) -> Failure {
+        let waited = self.now;
+        let horizon = self.now + micros(self.cfg.max_block);
+        let next = match self.advance(horizon, true) {
+            Ok(()) => self.queue.front().map(|f| {
+                format!(
+                    "; the stack's next packet came at {} s: {}",
+                    secs(f.at),
+                    self.describe_sent(f)
+                )
+            }),
+            Err(_) => None,
+        };
+        fail(
+            ev.line,
+            format!(
+                "expected outbound packet was not sent (waited until {} s){}\n  script: {}",
+                secs(waited),
+                next.unwrap_or_else(|| "; the stack sent nothing more".into()),
+                ev.text
+            ),
+        )
     }
 
     /// The next outbound frame of the socket under test, waiting until
