@@ -39,8 +39,11 @@ pub struct RunnerConfig {
     /// How long a blocking call without an end time may block, and how long
     /// a `*` outbound packet may take.
     pub max_block: Duration,
-    /// After the last event, wait this long and fail on any outbound packet
-    /// (packetdrill does not check; off by default).
+    /// After the last event (and any call still blocked), wait this long
+    /// and fail on any outbound packet no line matched. packetdrill has no
+    /// such check (after its last event it runs the cleanup command and
+    /// closes the sockets), so it is off by default; see
+    /// [`RunnerConfig::END_GRACE`].
     pub end_grace: Option<Duration>,
     /// Fail as soon as a packet is sent that no `>` line can expect (sent
     /// before the current line's time by more than the tolerance). When off,
@@ -71,6 +74,33 @@ impl Default for RunnerConfig {
             end_grace: None,
             strict_unexpected: true,
             ignore_other_flows: false,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The end check's grace period: 100 ms after the last line.
+    ///
+    /// Long enough to catch what the stack does at once or soon in reply to
+    /// the last lines: a RST answering a RST, an ACK that should not be
+    /// sent (immediate, or after the 40 ms delayed-ACK timer, Linux's
+    /// TCP_DELACK_MIN), a segment sent into a closed window. Short enough
+    /// that no retransmission timer armed by the last line fires inside
+    /// it: the RTO is never below 200 ms (RFC 6298 2.4 allows 1 s; Linux
+    /// and tapir use TCP_RTO_MIN = 200 ms), so a script ending on a
+    /// segment in flight is not failed by the retransmission it did not
+    /// mean to describe. Timers armed earlier in the script can still fire
+    /// inside the grace: a script must then say what comes (a `>` line)
+    /// or end before it.
+    pub const END_GRACE: Duration = Duration::from_millis(100);
+
+    /// How our own suite runs scripts (`tests/scripts.rs`): packetdrill's
+    /// defaults with this runner's stricter checks, plus the end check
+    /// ([`RunnerConfig::END_GRACE`]).
+    pub fn suite() -> Self {
+        RunnerConfig {
+            end_grace: Some(Self::END_GRACE),
+            ..RunnerConfig::default()
         }
     }
 }

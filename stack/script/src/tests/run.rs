@@ -528,3 +528,68 @@ fn packets_of_another_connection_fail_unless_ignored() {
         "{o}"
     );
 }
+
+// A port with no listener: the mock resets the stray ACK; then the peer
+// sends a RST, which must draw nothing.
+const RST_FOR_RST: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++.1 < 9000 > 9090 . 1:1(0) ack 1 win 32792
++0 > 9090 > 9000 R 1:1(0) win 0
++.1 < 9000 > 9090 R 1:1(0) win 0
+";
+
+#[test]
+fn the_end_check_fails_a_packet_sent_after_the_last_line() {
+    let misbehaving = || {
+        let mut host = MockHost::new();
+        host.rst_for_rst = true;
+        host
+    };
+    // packetdrill's leniency (the default): the RST that answers the last
+    // line's RST goes unnoticed, at most a warning.
+    let o = run_str(RST_FOR_RST, misbehaving());
+    o.assert_passed();
+    assert!(
+        o.warnings
+            .iter()
+            .any(|(_, w)| w.contains("not matched by any line: 0.200000 > R.")),
+        "{o}"
+    );
+    // The suite's end check fails the script at its last line.
+    let o = run_str_with(RST_FOR_RST, misbehaving(), RunnerConfig::suite());
+    let f = failure(&o);
+    assert_eq!(f.line, 6);
+    assert!(
+        f.message
+            .contains("unexpected outbound packet after the last event: 0.200000 > R. 0:0(0) ack 2 win 0"),
+        "{f}"
+    );
+    // A stack that keeps quiet passes it.
+    run_str_with(RST_FOR_RST, MockHost::new(), RunnerConfig::suite()).assert_passed();
+}
+
+#[test]
+fn the_end_check_ends_with_its_grace_period() {
+    // The SYN-ACK is never acknowledged, so the mock retransmits it after
+    // its RTO: caught inside a longer grace, not after the suite's 100 ms.
+    let script = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000>
++0 > S. 0:0(0) ack 1 <mss 1460>
+";
+    let rto = |ms: u64| {
+        let mut host = MockHost::new();
+        host.synack_rto = Duration::from_millis(ms);
+        host
+    };
+    run_str_with(script, rto(101), RunnerConfig::suite()).assert_passed();
+    let o = run_str_with(script, rto(99), RunnerConfig::suite());
+    assert!(
+        failure(&o)
+            .message
+            .contains("unexpected outbound packet after the last event: 0.099000 > S. 0:0(0) ack 1"),
+        "{o}"
+    );
+}
