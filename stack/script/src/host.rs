@@ -6,7 +6,7 @@
 //! Every socket call here is non-blocking; the runner builds packetdrill's
 //! blocking semantics on top by retrying a call that returned
 //! [`Errno::EAGAIN`] / [`Errno::EINPROGRESS`] after time moves or frames
-//! arrive (see `runner.rs`).
+//! arrive (see `runner/mod.rs`).
 
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
