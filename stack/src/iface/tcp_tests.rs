@@ -5,6 +5,7 @@ use crate::socket::tcp::TcpState;
 use crate::testing::{config, PEER_IP, PEER_MAC};
 use crate::time::Duration;
 use crate::wire::Ipv4Cidr;
+use core::net::SocketAddrV4;
 
 /// Decides, by frame number and bytes, whether to drop an a->b frame.
 type DropFilter = Box<dyn FnMut(u64, &[u8]) -> bool>;
