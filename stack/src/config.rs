@@ -87,6 +87,10 @@ pub struct IcmpConfig {
     pub errors_per_sec: u32,
     /// Bucket depth (Linux: icmp_msgs_burst 50).
     pub errors_burst: u32,
+    /// The smallest path MTU a "fragmentation needed" may set (RFC 1191).
+    /// A lower one is raised to this, so that a forged or broken message
+    /// cannot shrink segments to a few bytes each (Linux: min_pmtu 552).
+    pub min_path_mtu: usize,
 }
 
 /// TCP defaults. Where RFCs leave a choice, we take Linux's, so that
@@ -235,6 +239,7 @@ impl Default for IcmpConfig {
             echo_reply: true,
             errors_per_sec: 1000,
             errors_burst: 50,
+            min_path_mtu: 552,
         }
     }
 }

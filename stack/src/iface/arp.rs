@@ -108,7 +108,8 @@ impl Interface {
                     code: UnreachableCode::Host,
                     next_hop_mtu: None,
                 };
-                self.tcp_icmp_error(local_port, remote, err);
+                // Locally made, so there is no quoted sequence number to check.
+                self.tcp_icmp_error(local_port, remote, None, err);
             }
             self.release(d);
         }

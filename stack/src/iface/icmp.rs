@@ -2,6 +2,7 @@
 //! errors we originate.
 
 use super::{Interface, EV_ERROR};
+use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::SocketError;
 use crate::time::Instant;
 use crate::wire::{icmpv4, ipv4, Icmpv4Message, Ipv4Repr, Protocol, UnreachableCode};
@@ -97,7 +98,8 @@ impl Interface {
 
     /// Find the socket that sent the datagram an ICMP error quotes (RFC 1122
     /// 3.2.2: the quote holds the IP header and at least 8 bytes, which is
-    /// where both ports are) and record the error there.
+    /// where both ports are, and for TCP the sequence number) and record the
+    /// error there.
     pub(super) fn icmp_error_input(
         &mut self,
         _reporter: Ipv4Addr,
@@ -114,11 +116,13 @@ impl Interface {
         }
         if quoted.protocol == Protocol::Tcp {
             let remote = SocketAddrV4::new(quoted.dst, quoted.dst_port);
-            if self.tcp_icmp_error(quoted.src_port, remote, make(remote)) {
-                self.stats.icmp_errors_delivered += 1;
-            } else {
-                self.stats.icmp_errors_unmatched += 1;
-            }
+            let seq = Some(SeqNumber(quoted.seq));
+            let counter = match self.tcp_icmp_error(quoted.src_port, remote, seq, make(remote)) {
+                IcmpVerdict::Delivered => &mut self.stats.icmp_errors_delivered,
+                IcmpVerdict::NoSocket => &mut self.stats.icmp_errors_unmatched,
+                IcmpVerdict::OutOfWindow => &mut self.stats.icmp_errors_out_of_window,
+            };
+            *counter += 1;
             return;
         }
         let handle = match quoted.protocol {
@@ -188,24 +192,41 @@ struct QuotedDatagram {
     protocol: Protocol,
     src_port: u16,
     dst_port: u16,
+    /// Bytes 4..8 of the transport header: TCP's sequence number.
+    seq: u32,
+}
+
+/// What a transport made of an ICMP error about one of its datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IcmpVerdict {
+    /// A socket took it.
+    Delivered,
+    /// No socket sent the quoted datagram.
+    NoSocket,
+    /// The quoted TCP segment is not in flight, so a blind attacker may have
+    /// made it up (RFC 5927 4.1; Linux counts these as OutOfWindowIcmps).
+    OutOfWindow,
 }
 
 impl QuotedDatagram {
     /// The quote is truncated by design, so the total length is not checked
-    /// against it; the header and the 4 port bytes must be present.
+    /// against it; the header and the first 8 bytes of the transport header
+    /// must be present (RFC 792 requires them; Linux drops shorter quotes
+    /// in icmp_socket_deliver).
     pub(super) fn parse(data: &[u8]) -> Option<Self> {
         let (&vihl, _) = data.split_first()?;
         let ihl = usize::from(vihl & 0x0f) * 4;
-        if vihl >> 4 != 4 || ihl < ipv4::HEADER_LEN || data.len() < ihl + 4 {
+        if vihl >> 4 != 4 || ihl < ipv4::HEADER_LEN || data.len() < ihl + 8 {
             return None;
         }
-        let ports = &data[ihl..ihl + 4];
+        let ports = &data[ihl..ihl + 8];
         Some(QuotedDatagram {
             src: Ipv4Addr::new(data[12], data[13], data[14], data[15]),
             dst: Ipv4Addr::new(data[16], data[17], data[18], data[19]),
             protocol: Protocol::from(data[9]),
             src_port: u16::from_be_bytes([ports[0], ports[1]]),
             dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+            seq: u32::from_be_bytes([ports[4], ports[5], ports[6], ports[7]]),
         })
     }
 }
