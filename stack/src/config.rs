@@ -20,7 +20,10 @@ pub struct Config {
     /// TTL of datagrams we originate (RFC 1700 suggests 64, as Linux uses).
     pub ttl: u8,
     /// Seeds everything the stack randomises (IP IDs, ephemeral ports, and
-    /// later TCP ISNs), so a run is reproducible.
+    /// the TCP ISN secret unless that is set), so a run is reproducible.
+    /// The default is a constant: a stack facing a real network must take
+    /// this and `tcp.isn_secret` from a random source (the stack reads
+    /// none; `tapir_harness::randomize_config` does it).
     pub seed: u64,
     pub arp: ArpConfig,
     pub reassembly: ReassemblyConfig,
