@@ -5,8 +5,10 @@
 //! the next segment, and we put it in an IPv4 datagram. The `tcp_*` calls
 //! of [`Interface`] lend the table the sockets, counters and configuration.
 
+use super::icmp::IcmpVerdict;
 use super::{Interface, SplitMix64};
-use crate::socket::tcp::table::{conn_ref, Cx, Random, Segment, TcpTable};
+use crate::socket::tcp::seq::SeqNumber;
+use crate::socket::tcp::table::{conn_ref, Cx, IcmpMatch, Random, Segment, TcpTable};
 use crate::socket::tcp::{api, TcpConnStats, TcpError, TcpOption, TcpState};
 use crate::socket::{SocketError, SocketHandle};
 use crate::time::Instant;
@@ -285,11 +287,22 @@ impl Interface {
         t.input(&mut cx, now, ip.src, &repr, data);
     }
 
-    /// An ICMP error quoting one of our segments; false if it matches no
-    /// connection.
-    pub(super) fn tcp_icmp_error(&mut self, local_port: u16, remote: SocketAddrV4, err: SocketError) -> bool {
+    /// An ICMP error quoting one of our segments. `quoted_seq` is the
+    /// quoted sequence number, which must be in flight (RFC 5927 4.1); a
+    /// locally made error (a failed ARP resolution) has none to check.
+    pub(super) fn tcp_icmp_error(
+        &mut self,
+        local_port: u16,
+        remote: SocketAddrV4,
+        quoted_seq: Option<SeqNumber>,
+        err: SocketError,
+    ) -> IcmpVerdict {
         let (t, mut cx) = self.tcp_cx();
-        t.icmp_error(&mut cx, local_port, remote, err)
+        match t.icmp_error(&mut cx, local_port, remote, quoted_seq, err) {
+            IcmpMatch::Delivered => IcmpVerdict::Delivered,
+            IcmpMatch::NoConnection => IcmpVerdict::NoSocket,
+            IcmpMatch::OutOfWindow => IcmpVerdict::OutOfWindow,
+        }
     }
 
     pub(super) fn tcp_handle_timeout(&mut self, now: Instant) {

@@ -117,6 +117,18 @@ pub(crate) struct Segment {
     pub data: Option<(SocketHandle, usize, usize)>,
 }
 
+/// What TCP made of an ICMP error about one of its segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpMatch {
+    /// A connection took it.
+    Delivered,
+    /// No connection sent the quoted segment.
+    NoConnection,
+    /// The quoted segment is not in flight, so a blind attacker may have
+    /// made it up (RFC 5927 4.1).
+    OutOfWindow,
+}
+
 /// RFC 5961 7: a global budget of challenge ACKs per second.
 struct ChallengeBudget {
     tokens: u32,
@@ -275,36 +287,44 @@ impl TcpTable {
         self.queue_rst(cx, dst, rst);
     }
 
-    /// An ICMP error quoting one of our segments (RFC 1122 4.2.3.9, RFC 5927:
-    /// check the quoted sequence number is in flight before acting).
+    /// An ICMP error quoting one of our segments (RFC 1122 4.2.3.9).
+    /// `quoted_seq` is the quoted sequence number, which must be in flight
+    /// (RFC 5927 4.1); a locally made error (a failed ARP resolution) has
+    /// none to check.
     pub fn icmp_error(
         &mut self,
         cx: &mut Cx,
         local_port: u16,
         remote: SocketAddrV4,
+        quoted_seq: Option<SeqNumber>,
         err: SocketError,
-    ) -> bool {
+    ) -> IcmpMatch {
         let Some(&h) = self.conns.get(&(local_port, remote)) else {
-            return false;
+            return IcmpMatch::NoConnection;
         };
-        let Some(e) = cx.entry(h) else { return false };
+        let min_path_mtu = cx.config.icmp.min_path_mtu;
+        let Some(e) = cx.entry(h) else {
+            return IcmpMatch::NoConnection;
+        };
+        if quoted_seq.is_some_and(|seq| !e.conn.icmp_seq_acceptable(seq)) {
+            return IcmpMatch::OutOfWindow;
+        }
         let out = match err {
+            // RFC 1191: about the path, never fatal (Linux tcp_v4_err). The
+            // new MTU is clamped from below, as Linux's min_pmtu; an old
+            // router's message without one (RFC 1191 5) changes nothing.
             SocketError::Unreachable {
-                next_hop_mtu: Some(mtu),
+                code: crate::wire::UnreachableCode::FragmentationNeeded,
+                next_hop_mtu,
                 ..
-            } => e.conn.on_path_mtu(usize::from(mtu)),
-            SocketError::Unreachable { code, .. }
-                if matches!(
-                    code,
-                    crate::wire::UnreachableCode::Protocol | crate::wire::UnreachableCode::Port
-                ) || e.conn.state == TcpState::SynSent =>
-            {
-                e.conn.on_icmp_error(err)
-            }
-            _ => e.conn.unchanged(),
+            } => match next_hop_mtu {
+                Some(mtu) => e.conn.on_path_mtu(usize::from(mtu).max(min_path_mtu)),
+                None => e.conn.unchanged(),
+            },
+            _ => e.conn.on_icmp_error(err),
         };
         self.after(cx, h, out);
-        true
+        IcmpMatch::Delivered
     }
 
     // ----- timers and output -----
