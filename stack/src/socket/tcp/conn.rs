@@ -775,8 +775,12 @@ impl Connection {
     /// RFC 9293 3.10.7.3, SYN-SENT.
     fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
         let ack = SeqNumber(seg.ack);
-        // First: check the ACK bit.
-        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_nxt) {
+        // First: check the ACK bit. RFC 9293's SND.NXT is the next new
+        // sequence number, our snd_max: a SYN timeout rewinds snd_nxt to
+        // resend the SYN, and a SYN-ACK arriving before that resend goes
+        // is still acceptable (Linux compares with tp->snd_nxt, which a
+        // retransmission does not rewind).
+        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_max) {
             if !seg.flags.rst() {
                 self.rst_out = Some(self.rst_repr(ack, None));
             }
@@ -849,6 +853,8 @@ impl Connection {
         self.retries = 0;
         self.rtt.reset_backoff();
         self.rto_at = None;
+        // A SYN resend scheduled (snd_nxt rewound) but not yet sent is moot.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
         self.last_recv = now;
         if self.keepalive.enabled {
             self.keepalive_at = Some(now + self.keepalive.idle);
@@ -881,7 +887,7 @@ impl Connection {
             && !seg.flags.fin()
             && payload.is_empty()
             && seq == self.irs
-            && SeqNumber(seg.ack) == self.snd_nxt;
+            && SeqNumber(seg.ack) == self.snd_max;
 
         // TIME-WAIT sees only retransmissions of the peer's FIN; handled
         // compactly by the owner. A connection still held here answers like
@@ -959,7 +965,13 @@ impl Connection {
         let mut transition = Transition::None;
         let ack = SeqNumber(seg.ack);
         if self.state == TcpState::SynReceived {
-            if self.snd_una < ack && ack <= self.snd_nxt {
+            // RFC 9293 3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT, SND.NXT
+            // being the next new sequence number (snd_max): a retransmitted
+            // SYN from the peer rewinds snd_nxt to resend our SYN-ACK, and
+            // the peer's ACK of the first SYN-ACK may arrive before that
+            // resend goes. Judged against snd_nxt it would draw a RST at
+            // exactly the peer's RCV.NXT, resetting its established side.
+            if self.snd_una < ack && ack <= self.snd_max {
                 if !self.active && seg_len == 0 && self.retries < self.defer_accept {
                     // TCP_DEFER_ACCEPT: a bare ACK does not complete the
                     // connection; wait for the first data (Linux
@@ -1958,3 +1970,6 @@ pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Durat
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
+
+#[cfg(test)]
+mod tests;
