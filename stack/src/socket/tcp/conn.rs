@@ -1683,7 +1683,7 @@ impl Connection {
     fn acceptable_seq(&self) -> SeqNumber {
         let edge = self.snd_una + self.snd_wnd;
         // Before our SYN is acknowledged the window says nothing of it.
-        if self.snd_una == self.iss || self.snd_max <= edge {
+        if self.syn_unacked() || self.snd_max <= edge {
             self.snd_max
         } else {
             edge
@@ -1879,11 +1879,20 @@ impl Connection {
 
     /// Sequence number of `tx`'s first byte.
     fn data_base(&self) -> SeqNumber {
-        if self.snd_una == self.iss {
+        if self.syn_unacked() {
             self.iss + 1
         } else {
             self.snd_una
         }
+    }
+
+    /// Our SYN (or SYN-ACK) is not yet acknowledged, so it, not data, sits
+    /// at SND.UNA = ISS. Asked of the state, not of SND.UNA == ISS: SND.UNA
+    /// comes back to ISS after every 2^32 bytes (RFC 9293 3.4, sequence
+    /// numbers are modulo 2^32), and the send buffer addressed from ISS + 1
+    /// then would put every byte sent one place early.
+    fn syn_unacked(&self) -> bool {
+        matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
     }
 
     /// Copy `len` bytes of the send buffer at `offset` into `out`.
