@@ -767,13 +767,13 @@ impl Connection {
         self.stats.segs_in += 1;
         match self.state {
             TcpState::Closed | TcpState::Listen => Transition::None,
-            TcpState::SynSent => self.process_syn_sent(now, seg),
+            TcpState::SynSent => self.process_syn_sent(now, seg, payload),
             _ => self.process_synchronized(now, seg, payload),
         }
     }
 
     /// RFC 9293 3.10.7.3, SYN-SENT.
-    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
         let ack = SeqNumber(seg.ack);
         // First: check the ACK bit. RFC 9293's SND.NXT is the next new
         // sequence number, our snd_max: a SYN timeout rewinds snd_nxt to
@@ -816,6 +816,17 @@ impl Connection {
             self.max_snd_wnd = self.snd_wnd;
             self.set_state(TcpState::Established);
             self.ack_now = true;
+            // "If there are other controls or text in the segment, continue
+            // processing at the sixth step under Section 3.10.7.4": the
+            // text (seventh step) and the FIN (eighth) are taken, not
+            // dropped for the peer to send again.
+            if !payload.is_empty() || seg.flags.fin() {
+                self.receive_data(now, self.rcv_nxt, payload, seg.flags.fin());
+                if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
+                    self.rcv_nxt += 1;
+                    self.set_state(TcpState::CloseWait);
+                }
+            }
             Transition::Connected
         } else {
             // Simultaneous open (RFC 9293 3.5 figure 7): answer with SYN-ACK.
