@@ -1793,11 +1793,11 @@ impl Connection {
         }
 
         // The FIN goes with (or after) the last data, when the window has
-        // room for its sequence number.
-        let fin_now = self.fin_queued
-            && self.fin_seq.is_none_or(|f| self.snd_nxt <= f)
-            && len == unsent
-            && (self.snd_nxt + len) < window_end.max(self.snd_nxt + len + 1);
+        // room for its sequence number: it is subject to flow control like
+        // data (RFC 9293 3.8.6.1; Linux tcp_snd_wnd_test counts it). Into a
+        // zero window the persist timer probes, below.
+        let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
+        let fin_now = fin_pending && len == unsent && (self.snd_nxt + len) < window_end;
         if len > 0 || fin_now {
             let mut flags = 0;
             // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
@@ -1861,7 +1861,7 @@ impl Connection {
         if rtx_blocked && self.persist_at.is_none() {
             self.send_probe = true;
         }
-        if (unsent > 0 && self.in_flight() == 0) || rtx_blocked {
+        if ((unsent > 0 || fin_pending) && self.in_flight() == 0) || rtx_blocked {
             if self.send_probe && usable == 0 {
                 self.send_probe = false;
                 self.stats.zero_window_probes += 1;

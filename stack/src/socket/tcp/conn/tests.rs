@@ -90,3 +90,27 @@ fn synack_after_syn_timeout_in_same_batch_connects() {
     assert!(!repr.flags.syn(), "the SYN was resent after the SYN-ACK");
     assert_eq!((repr.seq, repr.ack, len), (ISS + 1, IRS + 1, 0));
 }
+
+/// RFC 9293 3.8.6.1: our FIN is flow-controlled like data. A FIN sent into
+/// an open window, then found outside it when the peer shrinks the window
+/// to zero, is not resent by the retransmission timer (whose retries lead
+/// to giving up); the timer's expiry hands over to zero-window probing.
+#[test]
+fn fin_retransmission_into_zero_window_becomes_a_probe() {
+    let cfg = TcpConfig::default();
+    let mut c = syn_received(&cfg);
+    let ack = seg(TcpFlags::ACK, IRS + 1, ISS + 1, 65535);
+    assert_eq!(c.process(at(100), &ack, &[]), Transition::Established);
+    c.shutdown_write();
+    let (fin, _, _) = c.poll_segment(at(100)).expect("FIN");
+    assert!(fin.flags.fin());
+    assert_eq!(fin.seq, ISS + 1);
+    // The peer closes its window without acknowledging the FIN.
+    let zero = seg(TcpFlags::ACK, IRS + 1, ISS + 1, 0);
+    assert_eq!(c.process(at(150), &zero, &[]), Transition::None);
+    let rto = c.deadline().expect("FIN timer");
+    assert_eq!(c.on_timer(rto), Transition::None);
+    let (probe, _, len) = c.poll_segment(rto).expect("a zero-window probe");
+    assert!(!probe.flags.fin(), "the FIN was resent into a zero window");
+    assert_eq!((probe.seq, len), (ISS, 0));
+}
