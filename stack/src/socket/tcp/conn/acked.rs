@@ -18,6 +18,8 @@ impl Connection {
         self.retries = 0;
         self.rtt.reset_backoff();
         self.timers[Timer::Rto] = None;
+        // A SYN resend scheduled (snd.nxt rewound) but not yet sent is moot.
+        self.snd.nxt = self.snd.nxt.max(self.snd.una);
         self.last_recv = now;
         if self.keepalive.enabled {
             self.timers[Timer::Keepalive] = Some(now + self.keepalive.idle);

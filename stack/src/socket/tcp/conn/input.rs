@@ -32,7 +32,7 @@ impl<'a> Arrival<'a> {
             && !seg.flags.fin()
             && payload.is_empty()
             && seq == c.rcv.irs
-            && SeqNumber(seg.ack) == c.snd.nxt;
+            && SeqNumber(seg.ack) == c.snd.max;
         Arrival {
             seg,
             payload,
@@ -49,17 +49,21 @@ impl Connection {
         self.stats.segs_in += 1;
         let t = match self.state {
             TcpState::Closed | TcpState::Listen => Transition::None,
-            TcpState::SynSent => self.process_syn_sent(now, seg),
+            TcpState::SynSent => self.process_syn_sent(now, seg, payload),
             _ => self.process_synchronized(now, seg, payload),
         };
         self.outcome(t)
     }
 
     /// RFC 9293 3.10.7.3, SYN-SENT.
-    pub(super) fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
+    pub(super) fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
         let ack = SeqNumber(seg.ack);
-        // First: check the ACK bit.
-        if seg.flags.ack() && (ack <= self.snd.iss || ack > self.snd.nxt) {
+        // First: check the ACK bit. RFC 9293's SND.NXT is the next new
+        // sequence number, our snd.max: a SYN timeout rewinds snd.nxt to
+        // resend the SYN, and a SYN-ACK arriving before that resend goes
+        // is still acceptable (Linux compares with tp->snd_nxt, which a
+        // retransmission does not rewind).
+        if seg.flags.ack() && (ack <= self.snd.iss || ack > self.snd.max) {
             if !seg.flags.rst() {
                 self.rst_out = Some(self.rst_repr(ack, None));
             }
@@ -92,6 +96,17 @@ impl Connection {
             self.snd.max_wnd = self.snd.wnd;
             self.set_state(TcpState::Established);
             self.owed.insert(Owed::ACK);
+            // "If there are other controls or text in the segment, continue
+            // processing at the sixth step under Section 3.10.7.4": the
+            // text (seventh step) and the FIN (eighth) are taken, not
+            // dropped for the peer to send again.
+            if !payload.is_empty() || seg.flags.fin() {
+                self.receive_data(now, self.rcv.nxt, payload, seg.flags.fin());
+                if self.rcv.fin == Some(self.rcv.nxt) {
+                    self.rcv.nxt += 1;
+                    self.set_state(TcpState::CloseWait);
+                }
+            }
             Transition::Connected
         } else {
             // Simultaneous open (RFC 9293 3.5 figure 7): answer with SYN-ACK.
@@ -257,7 +272,13 @@ impl Connection {
         ack: SeqNumber,
     ) -> ControlFlow<Transition, Transition> {
         let seg = a.seg;
-        if !(self.snd.una < ack && ack <= self.snd.nxt) {
+        // RFC 9293 3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT, SND.NXT
+        // being the next new sequence number (snd.max): a retransmitted
+        // SYN from the peer rewinds snd.nxt to resend our SYN-ACK, and
+        // the peer's ACK of the first SYN-ACK may arrive before that
+        // resend goes. Judged against snd.nxt it would draw a RST at
+        // exactly the peer's RCV.NXT, resetting its established side.
+        if !(self.snd.una < ack && ack <= self.snd.max) {
             self.rst_out = Some(self.rst_repr(ack, None));
             return ControlFlow::Break(Transition::None);
         }

@@ -15,6 +15,8 @@ mod input;
 mod output;
 mod recv;
 mod send;
+#[cfg(test)]
+mod tests;
 mod text;
 mod timers;
 mod user;

@@ -214,7 +214,7 @@ impl Connection {
     pub(super) fn acceptable_seq(&self) -> SeqNumber {
         let edge = self.snd.una + self.snd.wnd;
         // Before our SYN is acknowledged the window says nothing of it.
-        if self.snd.una == self.snd.iss || self.snd.max <= edge {
+        if self.syn_unacked() || self.snd.max <= edge {
             self.snd.max
         } else {
             edge
@@ -365,12 +365,16 @@ impl Connection {
     }
 
     /// The FIN goes with (or after) the last data, when the window has
-    /// room for its sequence number.
+    /// room for its sequence number: it is subject to flow control like
+    /// data (RFC 9293 3.8.6.1; Linux tcp_snd_wnd_test counts it). Into a
+    /// zero window the persist timer probes (see `persist`).
     fn fin_fits(&self, w: &Usable, len: usize) -> bool {
-        self.snd.fin_queued
-            && self.snd.fin_seq.is_none_or(|f| self.snd.nxt <= f)
-            && len == w.unsent
-            && (self.snd.nxt + len) < w.end.max(self.snd.nxt + len + 1)
+        self.fin_pending() && len == w.unsent && (self.snd.nxt + len) < w.end
+    }
+
+    /// Our FIN is queued and not yet sent (or rewound for a resend).
+    fn fin_pending(&self) -> bool {
+        self.snd.fin_queued && self.snd.fin_seq.is_none_or(|f| self.snd.nxt <= f)
     }
 
     /// A segment of `len` bytes at SND.NXT (and the FIN if `fin_now`).
@@ -450,7 +454,7 @@ impl Connection {
         if rtx_blocked && self.timers[Timer::Persist].is_none() {
             self.owed.insert(Owed::PROBE);
         }
-        if !((w.unsent > 0 && self.snd.in_flight() == 0) || rtx_blocked) {
+        if !(((w.unsent > 0 || self.fin_pending()) && self.snd.in_flight() == 0) || rtx_blocked) {
             return None;
         }
         if self.owed.contains(Owed::PROBE) && w.usable == 0 {
@@ -477,11 +481,20 @@ impl Connection {
 
     /// Sequence number of `tx`'s first byte.
     pub(super) fn data_base(&self) -> SeqNumber {
-        if self.snd.una == self.snd.iss {
+        if self.syn_unacked() {
             self.snd.iss + 1
         } else {
             self.snd.una
         }
+    }
+
+    /// Our SYN (or SYN-ACK) is not yet acknowledged, so it, not data, sits
+    /// at SND.UNA = ISS. Asked of the state, not of SND.UNA == ISS: SND.UNA
+    /// comes back to ISS after every 2^32 bytes (RFC 9293 3.4, sequence
+    /// numbers are modulo 2^32), and the send buffer addressed from ISS + 1
+    /// then would put every byte sent one place early.
+    fn syn_unacked(&self) -> bool {
+        matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
     }
 
     /// Copy `len` bytes of the send buffer at `offset` into `out`.

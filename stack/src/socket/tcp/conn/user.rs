@@ -142,7 +142,14 @@ impl Connection {
             TcpOption::KeepCount(n) => self.keepalive.count = n.max(1),
             TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
             TcpOption::RecvBuffer(n) => {
-                let _ = self.rcv.buf.resize(n.max(self.rcv.buf.len()));
+                // Never below what the buffer holds, out-of-order data
+                // included: it is in our SACK blocks, and once the hole
+                // fills RCV.NXT moves past it and our ACK tells the sender
+                // it was delivered (RFC 9293 3.10.7.4 seventh step), so it
+                // must still be there. Linux does not drop queued data when
+                // sk_rcvbuf is lowered either.
+                let ooo_end = self.rcv.ooo.ranges().last().map_or(0, |(_, end)| end);
+                let _ = self.rcv.buf.resize(n.max(self.rcv.buf.len() + ooo_end));
                 // Before our SYN (or SYN-ACK) goes, the window scale we offer
                 // follows the buffer: RFC 7323 2.2 picks the shift from the
                 // largest window we may offer, and Linux clamps it by a
