@@ -20,7 +20,10 @@ pub struct Config {
     /// TTL of datagrams we originate (RFC 1700 suggests 64, as Linux uses).
     pub ttl: u8,
     /// Seeds everything the stack randomises (IP IDs, ephemeral ports, and
-    /// later TCP ISNs), so a run is reproducible.
+    /// the TCP ISN secret unless that is set), so a run is reproducible.
+    /// The default is a constant: a stack facing a real network must take
+    /// this and `tcp.isn_secret` from a random source (the stack reads
+    /// none; `tapir_harness::randomize_config` does it).
     pub seed: u64,
     pub arp: ArpConfig,
     pub reassembly: ReassemblyConfig,
@@ -87,6 +90,10 @@ pub struct IcmpConfig {
     pub errors_per_sec: u32,
     /// Bucket depth (Linux: icmp_msgs_burst 50).
     pub errors_burst: u32,
+    /// The smallest path MTU a "fragmentation needed" may set (RFC 1191).
+    /// A lower one is raised to this, so that a forged or broken message
+    /// cannot shrink segments to a few bytes each (Linux: min_pmtu 552).
+    pub min_path_mtu: usize,
 }
 
 /// TCP defaults. Where RFCs leave a choice, we take Linux's, so that
@@ -235,6 +242,7 @@ impl Default for IcmpConfig {
             echo_reply: true,
             errors_per_sec: 1000,
             errors_burst: 50,
+            min_path_mtu: 552,
         }
     }
 }

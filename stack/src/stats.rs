@@ -143,6 +143,9 @@ stats! {
     count icmp_errors_delivered,
     /// ICMP errors whose quoted datagram matches no socket of ours.
     count icmp_errors_unmatched,
+    /// Dropped: ICMP error quoting a TCP segment that is not in flight
+    /// (RFC 5927 4.1; Linux's OutOfWindowIcmps).
+    drop icmp_errors_out_of_window,
     /// ICMP messages of a type we do not act on (replies to pings we did not send, redirects, ...).
     count icmp_ignored,
 

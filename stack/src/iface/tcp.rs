@@ -8,6 +8,7 @@
 //! (each at most once), which `poll_transmit` serves round-robin, one
 //! segment at a time.
 
+use super::icmp::IcmpVerdict;
 use super::{Interface, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::socket::tcp::conn::{self, Connection, Endpoints, Transition};
 use crate::socket::tcp::seq::SeqNumber;
@@ -1169,33 +1170,44 @@ impl Interface {
         self.queue_rst(dst, rst);
     }
 
-    /// An ICMP error quoting one of our segments (RFC 1122 4.2.3.9, RFC 5927:
-    /// check the quoted sequence number is in flight before acting).
-    pub(super) fn tcp_icmp_error(&mut self, local_port: u16, remote: SocketAddrV4, err: SocketError) -> bool {
+    /// An ICMP error quoting one of our segments. `quoted_seq` is the
+    /// quoted sequence number, which must be in flight (RFC 5927 4.1); a
+    /// locally made error (a failed ARP resolution) has none to check.
+    pub(super) fn tcp_icmp_error(
+        &mut self,
+        local_port: u16,
+        remote: SocketAddrV4,
+        quoted_seq: Option<SeqNumber>,
+        err: SocketError,
+    ) -> IcmpVerdict {
         let Some(&h) = self.tcp.conns.get(&(local_port, remote)) else {
-            return false;
+            return IcmpVerdict::NoSocket;
         };
-        let Some(e) = self.tcp_entry(h) else { return false };
+        let min_path_mtu = self.config.icmp.min_path_mtu;
+        let Some(e) = self.tcp_entry(h) else {
+            return IcmpVerdict::NoSocket;
+        };
+        if quoted_seq.is_some_and(|seq| !e.conn.icmp_seq_acceptable(seq)) {
+            return IcmpVerdict::OutOfWindow;
+        }
         let t = match err {
+            // RFC 1191: about the path, never fatal (Linux tcp_v4_err). The
+            // new MTU is clamped from below, as Linux's min_pmtu; an old
+            // router's message without one (RFC 1191 5) changes nothing.
             SocketError::Unreachable {
-                next_hop_mtu: Some(mtu),
+                code: crate::wire::UnreachableCode::FragmentationNeeded,
+                next_hop_mtu,
                 ..
             } => {
-                e.conn.on_path_mtu(usize::from(mtu));
+                if let Some(mtu) = next_hop_mtu {
+                    e.conn.on_path_mtu(usize::from(mtu).max(min_path_mtu));
+                }
                 Transition::None
             }
-            SocketError::Unreachable { code, .. }
-                if matches!(
-                    code,
-                    crate::wire::UnreachableCode::Protocol | crate::wire::UnreachableCode::Port
-                ) || e.conn.state == TcpState::SynSent =>
-            {
-                e.conn.on_icmp_error(err)
-            }
-            _ => Transition::None,
+            _ => e.conn.on_icmp_error(err),
         };
         self.tcp_after(h, t);
-        true
+        IcmpVerdict::Delivered
     }
 
     // ----- timers and output -----

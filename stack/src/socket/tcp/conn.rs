@@ -1477,7 +1477,19 @@ impl Connection {
         Transition::Closed
     }
 
-    /// A hard ICMP error arrived for this connection (RFC 1122 4.2.3.9).
+    /// Whether an ICMP error quoting a segment with sequence number `seq`
+    /// can be about this connection: only a segment in flight can draw one,
+    /// SND.UNA <= SEG.SEQ <= SND.NXT (RFC 5927 4.1; Linux tcp_v4_err). The
+    /// highest sequence number sent stands for SND.NXT, which retransmission
+    /// rewinds.
+    pub fn icmp_seq_acceptable(&self, seq: SeqNumber) -> bool {
+        self.snd_una <= seq && seq <= self.snd_max
+    }
+
+    /// An ICMP error other than "fragmentation needed" arrived for this
+    /// connection. Fatal while connecting (as Linux's tcp_v4_err); once
+    /// synchronized, every one is soft, kept for SO_ERROR and nothing more
+    /// (RFC 1122 4.2.3.9 for the soft codes, RFC 5927 5.2 for the rest).
     pub fn on_icmp_error(&mut self, err: SocketError) -> Transition {
         if self.state == TcpState::SynSent || self.state == TcpState::SynReceived && self.active {
             self.error = Some(err);
