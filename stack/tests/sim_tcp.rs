@@ -360,3 +360,111 @@ fn tapir_and_smoltcp_impaired_many_seeds() {
         with_smoltcp(seed, impaired(), 512 << 10, seed % 2 == 0)
     });
 }
+
+/// Period of [`pattern`]: a prime above any write or segment size, so a
+/// byte misplaced by less than this shows.
+const PATTERN_PERIOD: usize = 65_521;
+const PATTERN_MAX_CHUNK: usize = 128 << 10;
+
+/// `byte(i, 0x55)` for i in 0..PERIOD, repeated to cover one chunk beyond:
+/// stream offset `o` is `pattern[o % PERIOD]`, and a whole chunk at `o`
+/// is one slice, so writing and checking gigabytes costs a memcpy and a
+/// memcmp instead of a function call per byte.
+fn pattern() -> Vec<u8> {
+    (0..PATTERN_PERIOD + PATTERN_MAX_CHUNK)
+        .map(|i| byte(i % PATTERN_PERIOD, 0x55))
+        .collect()
+}
+
+/// Issue 9 defect 1: our sequence space wraps past the ISS. After 2^32 - 1
+/// data bytes (plus the SYN) SND.UNA is back at ISS, and the first data
+/// byte's sequence number is ISS + 1 again; a send buffer addressed by
+/// comparing SND.UNA with ISS ("is the SYN still unacknowledged?") is then
+/// off by one, and the peer receives a shifted stream with valid
+/// checksums. The client writes exactly 2^32 - 1 bytes in writes of
+/// several sizes, waits until all are acknowledged (SND.UNA = ISS, with
+/// nothing in flight), then writes a few megabytes more, a burst of many
+/// segments sent while the cumulative ACK still sits at ISS. Every byte
+/// delivered is checked.
+///
+/// A 64 KiB MTU on both hosts and the link carries the 4 GiB in about
+/// 65,000 segments, through the same code as any other segment size.
+#[test]
+fn sequence_space_wraps_past_iss_without_shifting_the_stream() {
+    const BEFORE_WRAP: u64 = (1 << 32) - 1;
+    const AFTER_WRAP: u64 = 3 << 20;
+    const WRITE_SIZES: [usize; 6] = [1, 1000, 1448, 7, 65_536, 100_003];
+    let pat = pattern();
+    let big = |c: &mut tapir_stack::Config| {
+        c.mtu = 65535;
+        c.tcp.send_buffer = 8 << 20;
+        c.tcp.recv_buffer = 8 << 20;
+    };
+    let mut sim = Sim::new(5);
+    let a = sim.add_host_with(2, big);
+    let b = sim.add_host_with(3, big);
+    sim.connect(a, b, Impairments::clean().delay(ms(1)).mtu(65535));
+    let l = sim
+        .iface(b)
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 4)
+        .unwrap();
+    let now = sim.now();
+    let c = sim
+        .iface(a)
+        .tcp_connect(now, SocketAddrV4::new(host_ip(3), PORT))
+        .unwrap();
+    let iss = sim.iface(a).tcp_stats(c).unwrap().snd_una;
+    let mut server = None;
+    let (mut sent, mut received, mut limit) = (0u64, 0u64, BEFORE_WRAP);
+    let mut writes = 0usize;
+    let mut paused_at_iss = false;
+    let mut wrong: Option<String> = None;
+    let mut buf = vec![0u8; PATTERN_MAX_CHUNK];
+    sim.run_until(
+        |sim| {
+            if server.is_none() {
+                server = sim.iface(b).tcp_accept(l).ok();
+            }
+            if sent == BEFORE_WRAP && limit == BEFORE_WRAP && sim.iface(a).tcp_send_queue(c) == 0 {
+                // Everything acknowledged: SND.UNA has come round to ISS.
+                paused_at_iss = sim.iface(a).tcp_stats(c).unwrap().snd_una == iss;
+                limit += AFTER_WRAP;
+            }
+            while sent < limit {
+                let size = WRITE_SIZES[writes % WRITE_SIZES.len()];
+                let n = size.min((limit - sent) as usize);
+                let at = (sent % PATTERN_PERIOD as u64) as usize;
+                let k = sim.iface(a).tcp_send(c, &pat[at..at + n]).unwrap_or(0);
+                sent += k as u64;
+                if k < n {
+                    break;
+                }
+                writes += 1;
+            }
+            let Some(s) = server else { return false };
+            loop {
+                let n = match sim.iface(b).tcp_recv(s, &mut buf) {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
+                };
+                let at = (received % PATTERN_PERIOD as u64) as usize;
+                if buf[..n] != pat[at..at + n] {
+                    let i = (0..n).find(|&i| buf[i] != pat[at + i]).unwrap_or(0);
+                    wrong = Some(format!("byte {} of the stream is wrong", received + i as u64));
+                    return true;
+                }
+                received += n as u64;
+            }
+            received == BEFORE_WRAP + AFTER_WRAP
+        },
+        5_000_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {received} of {} bytes delivered", BEFORE_WRAP + AFTER_WRAP));
+    assert!(
+        paused_at_iss,
+        "SND.UNA never sat at ISS with everything acknowledged"
+    );
+    if let Some(w) = wrong {
+        panic!("{w} (the wrap is at byte {BEFORE_WRAP})");
+    }
+}

@@ -637,7 +637,14 @@ impl Connection {
             TcpOption::KeepCount(n) => self.keepalive.count = n.max(1),
             TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
             TcpOption::RecvBuffer(n) => {
-                let _ = self.rx.resize(n.max(self.rx.len()));
+                // Never below what the buffer holds, out-of-order data
+                // included: it is in our SACK blocks, and once the hole
+                // fills RCV.NXT moves past it and our ACK tells the sender
+                // it was delivered (RFC 9293 3.10.7.4 seventh step), so it
+                // must still be there. Linux does not drop queued data when
+                // sk_rcvbuf is lowered either.
+                let ooo_end = self.ooo.ranges().last().map_or(0, |(_, end)| end);
+                let _ = self.rx.resize(n.max(self.rx.len() + ooo_end));
                 // Before our SYN (or SYN-ACK) goes, the window scale we offer
                 // follows the buffer: RFC 7323 2.2 picks the shift from the
                 // largest window we may offer, and Linux clamps it by a
@@ -767,16 +774,20 @@ impl Connection {
         self.stats.segs_in += 1;
         match self.state {
             TcpState::Closed | TcpState::Listen => Transition::None,
-            TcpState::SynSent => self.process_syn_sent(now, seg),
+            TcpState::SynSent => self.process_syn_sent(now, seg, payload),
             _ => self.process_synchronized(now, seg, payload),
         }
     }
 
     /// RFC 9293 3.10.7.3, SYN-SENT.
-    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
         let ack = SeqNumber(seg.ack);
-        // First: check the ACK bit.
-        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_nxt) {
+        // First: check the ACK bit. RFC 9293's SND.NXT is the next new
+        // sequence number, our snd_max: a SYN timeout rewinds snd_nxt to
+        // resend the SYN, and a SYN-ACK arriving before that resend goes
+        // is still acceptable (Linux compares with tp->snd_nxt, which a
+        // retransmission does not rewind).
+        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_max) {
             if !seg.flags.rst() {
                 self.rst_out = Some(self.rst_repr(ack, None));
             }
@@ -812,6 +823,17 @@ impl Connection {
             self.max_snd_wnd = self.snd_wnd;
             self.set_state(TcpState::Established);
             self.ack_now = true;
+            // "If there are other controls or text in the segment, continue
+            // processing at the sixth step under Section 3.10.7.4": the
+            // text (seventh step) and the FIN (eighth) are taken, not
+            // dropped for the peer to send again.
+            if !payload.is_empty() || seg.flags.fin() {
+                self.receive_data(now, self.rcv_nxt, payload, seg.flags.fin());
+                if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
+                    self.rcv_nxt += 1;
+                    self.set_state(TcpState::CloseWait);
+                }
+            }
             Transition::Connected
         } else {
             // Simultaneous open (RFC 9293 3.5 figure 7): answer with SYN-ACK.
@@ -849,6 +871,8 @@ impl Connection {
         self.retries = 0;
         self.rtt.reset_backoff();
         self.rto_at = None;
+        // A SYN resend scheduled (snd_nxt rewound) but not yet sent is moot.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
         self.last_recv = now;
         if self.keepalive.enabled {
             self.keepalive_at = Some(now + self.keepalive.idle);
@@ -881,7 +905,7 @@ impl Connection {
             && !seg.flags.fin()
             && payload.is_empty()
             && seq == self.irs
-            && SeqNumber(seg.ack) == self.snd_nxt;
+            && SeqNumber(seg.ack) == self.snd_max;
 
         // TIME-WAIT sees only retransmissions of the peer's FIN; handled
         // compactly by the owner. A connection still held here answers like
@@ -959,7 +983,13 @@ impl Connection {
         let mut transition = Transition::None;
         let ack = SeqNumber(seg.ack);
         if self.state == TcpState::SynReceived {
-            if self.snd_una < ack && ack <= self.snd_nxt {
+            // RFC 9293 3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT, SND.NXT
+            // being the next new sequence number (snd_max): a retransmitted
+            // SYN from the peer rewinds snd_nxt to resend our SYN-ACK, and
+            // the peer's ACK of the first SYN-ACK may arrive before that
+            // resend goes. Judged against snd_nxt it would draw a RST at
+            // exactly the peer's RCV.NXT, resetting its established side.
+            if self.snd_una < ack && ack <= self.snd_max {
                 if !self.active && seg_len == 0 && self.retries < self.defer_accept {
                     // TCP_DEFER_ACCEPT: a bare ACK does not complete the
                     // connection; wait for the first data (Linux
@@ -1683,7 +1713,7 @@ impl Connection {
     fn acceptable_seq(&self) -> SeqNumber {
         let edge = self.snd_una + self.snd_wnd;
         // Before our SYN is acknowledged the window says nothing of it.
-        if self.snd_una == self.iss || self.snd_max <= edge {
+        if self.syn_unacked() || self.snd_max <= edge {
             self.snd_max
         } else {
             edge
@@ -1775,11 +1805,11 @@ impl Connection {
         }
 
         // The FIN goes with (or after) the last data, when the window has
-        // room for its sequence number.
-        let fin_now = self.fin_queued
-            && self.fin_seq.is_none_or(|f| self.snd_nxt <= f)
-            && len == unsent
-            && (self.snd_nxt + len) < window_end.max(self.snd_nxt + len + 1);
+        // room for its sequence number: it is subject to flow control like
+        // data (RFC 9293 3.8.6.1; Linux tcp_snd_wnd_test counts it). Into a
+        // zero window the persist timer probes, below.
+        let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
+        let fin_now = fin_pending && len == unsent && (self.snd_nxt + len) < window_end;
         if len > 0 || fin_now {
             let mut flags = 0;
             // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
@@ -1843,7 +1873,7 @@ impl Connection {
         if rtx_blocked && self.persist_at.is_none() {
             self.send_probe = true;
         }
-        if (unsent > 0 && self.in_flight() == 0) || rtx_blocked {
+        if ((unsent > 0 || fin_pending) && self.in_flight() == 0) || rtx_blocked {
             if self.send_probe && usable == 0 {
                 self.send_probe = false;
                 self.stats.zero_window_probes += 1;
@@ -1879,11 +1909,20 @@ impl Connection {
 
     /// Sequence number of `tx`'s first byte.
     fn data_base(&self) -> SeqNumber {
-        if self.snd_una == self.iss {
+        if self.syn_unacked() {
             self.iss + 1
         } else {
             self.snd_una
         }
+    }
+
+    /// Our SYN (or SYN-ACK) is not yet acknowledged, so it, not data, sits
+    /// at SND.UNA = ISS. Asked of the state, not of SND.UNA == ISS: SND.UNA
+    /// comes back to ISS after every 2^32 bytes (RFC 9293 3.4, sequence
+    /// numbers are modulo 2^32), and the send buffer addressed from ISS + 1
+    /// then would put every byte sent one place early.
+    fn syn_unacked(&self) -> bool {
+        matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
     }
 
     /// Copy `len` bytes of the send buffer at `offset` into `out`.
@@ -1970,3 +2009,6 @@ pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Durat
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
+
+#[cfg(test)]
+mod tests;
