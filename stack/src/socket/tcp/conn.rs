@@ -1204,7 +1204,9 @@ impl Connection {
                 }
             }
             self.retries = 0;
-            self.rtt.reset_backoff();
+            // No rtt.reset_backoff() here: without a valid sample (the ACK
+            // covers a retransmission) the backed-off RTO stays until one
+            // arrives (Karn, RFC 6298 5.7; Linux tcp_ack_update_rtt).
             // Progress: the persist timer starts over too (Linux shares
             // icsk_backoff between RTO and probes).
             self.persist_backoff = 0;
