@@ -130,6 +130,11 @@ pub struct TcpConfig {
     /// Data retransmissions before the connection is aborted (Linux
     /// tcp_retries2 = 15, about 15 minutes with backoff).
     pub max_retransmits: u32,
+    /// Unanswered zero-window probes before a connection the application
+    /// has closed is dropped (Linux tcp_orphan_retries, whose default 0
+    /// means 8); one still held by the application gives up after
+    /// `max_retransmits` (tcp_retries2), as Linux's tcp_probe_timer.
+    pub orphan_retries: u32,
     /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
     pub delayed_ack: Duration,
     /// Linux's quick-ACK mode: after a connection's first data, and after
@@ -184,6 +189,7 @@ impl Default for TcpConfig {
             syn_retries: 6,
             synack_retries: 5,
             max_retransmits: 15,
+            orphan_retries: 8,
             delayed_ack: Duration::from_millis(40),
             quickack_max: 16,
             time_wait: Duration::from_secs(60),

@@ -170,6 +170,15 @@ pub(crate) struct Connection {
     retries: u32,
     persist_at: Option<Instant>,
     persist_backoff: u32,
+    /// Zero-window probes in a row without an answer (Linux
+    /// icsk_probes_out, reset by every ACK that is not old).
+    probes_out: u32,
+    /// When the first probe of this closed-window episode went (Linux
+    /// icsk_probes_tstamp, reset when the window opens): TCP_USER_TIMEOUT
+    /// counts from here.
+    probes_since: Option<Instant>,
+    /// The application closed its handle (Linux SOCK_DEAD).
+    orphan: bool,
     keepalive: Keepalive,
     keepalive_at: Option<Instant>,
     last_recv: Instant,
@@ -280,6 +289,9 @@ impl Connection {
             retries: 0,
             persist_at: None,
             persist_backoff: 0,
+            probes_out: 0,
+            probes_since: None,
+            orphan: false,
             keepalive: Keepalive {
                 enabled: false,
                 idle: cfg.keepalive_idle,
@@ -402,6 +414,7 @@ impl Connection {
     /// The application has closed its handle. In FIN-WAIT-2 only the peer
     /// can finish the connection, so bound the wait (Linux tcp_fin_timeout).
     pub fn orphaned(&mut self, now: Instant) {
+        self.orphan = true;
         if self.state == TcpState::FinWait2 && self.fin_wait2_at.is_none() {
             self.fin_wait2_at = Some(now + self.linger2.unwrap_or(self.cfg.fin_wait2_timeout));
         }
@@ -1166,6 +1179,11 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd_wscale;
+        if ack >= self.snd_una {
+            // The peer is there: a probe was answered, whatever the window
+            // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
+            self.probes_out = 0;
+        }
         if ack > self.snd_una {
             // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
             // only if the sender was using it; an application-limited
@@ -1272,6 +1290,7 @@ impl Connection {
         if window > 0 && was_zero {
             self.persist_at = None;
             self.persist_backoff = 0;
+            self.probes_since = None;
         }
     }
 
@@ -1461,6 +1480,25 @@ impl Connection {
         }
         if self.persist_at.is_some_and(|t| now >= t) {
             self.persist_at = None;
+            // RFC 1122 4.2.2.17 keeps probing a zero window for as long as
+            // the peer answers. One that stopped answering is given up on
+            // after tcp_retries2 probes (fewer once the application has
+            // closed), and a window closed for longer than TCP_USER_TIMEOUT
+            // since the first probe ends the connection too: Linux
+            // tcp_probe_timer (gVisor does the same). ETIMEDOUT, no RST.
+            let since = *self.probes_since.get_or_insert(now);
+            if self.user_timeout.is_some_and(|limit| now - since >= limit) {
+                return self.time_out(now, false);
+            }
+            let max = if self.orphan {
+                self.cfg.orphan_retries
+            } else {
+                self.cfg.max_retransmits
+            };
+            if self.probes_out >= max {
+                return self.time_out(now, false);
+            }
+            self.probes_out += 1;
             self.send_probe = true;
             self.persist_backoff = (self.persist_backoff + 1).min(16);
         }
@@ -1860,6 +1898,8 @@ impl Connection {
             }
             self.persist_at = None;
             self.send_probe = false;
+            self.probes_out = 0;
+            self.probes_since = None;
             return Some((repr, offset, len));
         }
 
@@ -1881,11 +1921,11 @@ impl Connection {
                 self.stats.zero_window_probes += 1;
                 let seq = self.snd_una - 1;
                 let repr = self.base_repr(now, seq, 0);
-                self.persist_at = Some(now + self.persist_interval());
+                self.persist_at = Some(now + self.persist_interval(now));
                 return Some((repr, 0, 0));
             }
             if self.persist_at.is_none() {
-                self.persist_at = Some(now + self.persist_interval());
+                self.persist_at = Some(now + self.persist_interval(now));
             }
         }
 
@@ -1901,12 +1941,19 @@ impl Connection {
         None
     }
 
-    fn persist_interval(&self) -> Duration {
+    fn persist_interval(&self, now: Instant) -> Duration {
         let factor = 1u32 << self.persist_backoff.min(16);
-        self.rtt
+        let interval = self
+            .rtt
             .rto()
             .saturating_mul(factor)
-            .clamp(self.cfg.rto_min, PERSIST_MAX)
+            .clamp(self.cfg.rto_min, PERSIST_MAX);
+        // Expire no later than the user timeout, so probing gives up on
+        // time (Linux tcp_clamp_probe0_to_user_timeout).
+        match (self.probes_since, self.user_timeout) {
+            (Some(since), Some(limit)) => interval.min((since + limit) - now),
+            _ => interval,
+        }
     }
 
     /// Sequence number of `tx`'s first byte.
