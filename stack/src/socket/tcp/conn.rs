@@ -923,10 +923,14 @@ impl Connection {
         // TIME-WAIT sees only retransmissions of the peer's FIN; handled
         // compactly by the owner. A connection still held here answers like
         // the RFC asks: ACK a FIN, restart the 2 MSL timer.
-        // RFC 7323 5.3: PAWS, before the sequence check.
+        // RFC 7323 5.3: PAWS, before the sequence check. Its ACK is one to
+        // an unacceptable segment like any other, so rate-limited (RFC
+        // 5961 7; Linux tcp_validate_incoming via tcp_oow_rate_limited).
         if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
             if !seg.flags.rst() && ts_before(tsval, ts.recent) && now - ts.recent_at < PAWS_IDLE {
-                self.ack_now = true;
+                if self.invalid_ack_allowed(now, seg, seg_len) {
+                    self.ack_now = true;
+                }
                 return Transition::None;
             }
         }
