@@ -197,6 +197,8 @@ stats! {
     count tcp_time_wait_reused,
     /// RSTs received in TIME-WAIT and ignored (RFC 1337).
     drop tcp_time_wait_rst_ignored,
+    /// Unacceptable segments in TIME-WAIT left unanswered by the rate limit.
+    drop tcp_time_wait_acks_rate_limited,
     /// Connections reset by the peer.
     count tcp_resets_rx,
     /// Connections that timed out.

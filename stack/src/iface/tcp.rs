@@ -70,8 +70,12 @@ struct TimeWait {
     snd_nxt: SeqNumber,
     rcv_nxt: SeqNumber,
     window: u16,
+    /// TS.Recent and our timestamp offset.
     ts: Option<(u32, u32)>,
     expires: Instant,
+    /// When we last answered an unacceptable segment without data
+    /// (Linux tw_last_oow_ack_time; `TcpConfig::invalid_ratelimit`).
+    last_oow_ack: Option<Instant>,
 }
 
 /// What a TIME-WAIT stand-in made of a segment.
@@ -796,6 +800,7 @@ impl Interface {
             window: info.window,
             ts: info.ts,
             expires,
+            last_oow_ack: None,
         };
         self.tcp.time_wait.insert(key, tw);
         self.tcp.time_wait_order.push_back((expires, key));
@@ -966,7 +971,7 @@ impl Interface {
         }
         let mut reopen_isn = None;
         if let Some(tw) = self.tcp.time_wait.get(&key).copied() {
-            match self.time_wait_input(now, key, tw, &repr) {
+            match self.time_wait_input(now, key, tw, &repr, data.len()) {
                 TimeWaitVerdict::Handled => return,
                 TimeWaitVerdict::Reopen(isn) => reopen_isn = Some(isn),
             }
@@ -1098,20 +1103,43 @@ impl Interface {
     }
 
     /// A segment for a connection in TIME-WAIT: answered here, or a new
-    /// SYN that reopens the 4-tuple and goes on to the listener.
+    /// SYN that reopens the 4-tuple and goes on to the listener. The rules
+    /// are Linux's tcp_timewait_state_process (with tcp_rfc1337 set).
     fn time_wait_input(
         &mut self,
         now: Instant,
         key: ConnKey,
         tw: TimeWait,
         repr: &TcpRepr,
+        len: usize,
     ) -> TimeWaitVerdict {
         if repr.flags.rst() {
             // RFC 1337: ignore RSTs in TIME-WAIT.
             self.stats.tcp_time_wait_rst_ignored += 1;
             return TimeWaitVerdict::Handled;
         }
-        if repr.flags.syn() && !repr.flags.ack() && self.tcp.listeners.contains_key(&key.0) {
+        let seg_len = len + usize::from(repr.flags.syn()) + usize::from(repr.flags.fin());
+        let tsval = repr.options.timestamps.map(|(v, _)| v);
+        // RFC 7323 5.3 (PAWS): a TSval older than TS.Recent is an old duplicate.
+        let paws_reject =
+            matches!((tw.ts, tsval), (Some((recent, _)), Some(v)) if (v.wrapping_sub(recent) as i32) < 0);
+        let time_wait = self.config.tcp.time_wait;
+        if !paws_reject && SeqNumber(repr.seq) == tw.rcv_nxt && seg_len == 0 {
+            // In window without data: the peer's ACK (of our FIN, or
+            // a duplicate of it). RFC 9293 3.10.7.4 answers only
+            // unacceptable segments; ACKing it would let two ends in
+            // TIME-WAIT trade ACKs for 2 MSL. Accepted silently, restarting
+            // the timer and taking its TSval, as Linux.
+            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+                t.expires = now + time_wait;
+                if let (Some((recent, _)), Some(v)) = (t.ts.as_mut(), tsval) {
+                    *recent = v;
+                }
+            }
+            self.tcp.time_wait_order.push_back((now + time_wait, key));
+            return TimeWaitVerdict::Handled;
+        }
+        if repr.flags.syn() && !repr.flags.ack() && !paws_reject && self.tcp.listeners.contains_key(&key.0) {
             // RFC 6191: a new SYN may reopen the 4-tuple if, where both
             // sides use timestamps, its TSval is newer than TS.Recent, and
             // otherwise if its sequence number is beyond RCV.NXT (RFC 1122
@@ -1130,17 +1158,30 @@ impl Interface {
                 return TimeWaitVerdict::Reopen(tw.snd_nxt + 65537);
             }
         }
-        // Everything else (chiefly a retransmitted FIN) is answered with an
-        // ACK; a FIN restarts the 2 MSL timer (RFC 9293 3.10.7.4).
+        // Unacceptable (out of window, PAWS-rejected, with data or a FIN,
+        // chiefly a retransmitted FIN: our ACK was lost): answered with
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4), and
+        // the 2 MSL timer restarts (Linux: on an ACK or a PAWS reject).
+        if paws_reject || repr.flags.ack() {
+            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+                t.expires = now + time_wait;
+            }
+            self.tcp.time_wait_order.push_back((now + time_wait, key));
+        }
+        // At most one answer per invalid_ratelimit to segments without
+        // data (RFC 5961 7; Linux tcp_timewait_check_oow_rate_limit):
+        // one that occupies sequence space cannot be half of an ACK loop.
+        let limit = self.config.tcp.invalid_ratelimit;
+        if limit.is_zero() || (seg_len > 0 && !repr.flags.syn()) {
+            // Exempt.
+        } else if tw.last_oow_ack.is_some_and(|t| now < t + limit) {
+            self.stats.tcp_time_wait_acks_rate_limited += 1;
+            return TimeWaitVerdict::Handled;
+        } else if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+            t.last_oow_ack = Some(now);
+        }
         let ack = time_wait_ack(now, key, &tw);
         self.queue_rst(*key.1.ip(), ack);
-        if repr.flags.fin() {
-            let expires = now + self.config.tcp.time_wait;
-            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
-                t.expires = expires;
-            }
-            self.tcp.time_wait_order.push_back((expires, key));
-        }
         TimeWaitVerdict::Handled
     }
 
