@@ -155,8 +155,13 @@ pub struct TcpConfig {
     pub keepalive_idle: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_count: u32,
-    /// Challenge ACKs sent per second, across the interface (RFC 5961 7;
-    /// Linux tcp_challenge_ack_limit = 1000).
+    /// Challenge ACKs sent per second, across the interface, on top of
+    /// each connection's `invalid_ratelimit` (RFC 5961 7; Linux
+    /// tcp_challenge_ack_limit). Each second's budget is drawn at random
+    /// around it (from half to one and a half times it), as Linux does, so
+    /// that it cannot be counted (CVE-2016-5696). `u32::MAX` (the default,
+    /// as Linux since 6.0, where the per-connection limit suffices) turns
+    /// it off.
     pub challenge_ack_limit: u32,
     /// Per connection, at most one ACK per this interval in answer to
     /// segments without data that fail the acceptability tests (out of
@@ -197,7 +202,7 @@ impl Default for TcpConfig {
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_count: 9,
-            challenge_ack_limit: 1000,
+            challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,

@@ -186,7 +186,7 @@ stats! {
     drop tcp_listen_bad_segment,
     /// Challenge ACKs sent (RFC 5961).
     count tcp_challenge_acks,
-    /// Challenge ACKs suppressed by the rate limit.
+    /// Challenge ACKs suppressed by the connection's limit or the interface's budget.
     count tcp_challenge_rate_limited,
     /// Connections opened actively / passively.
     count tcp_active_opens,

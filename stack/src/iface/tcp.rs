@@ -10,7 +10,7 @@
 
 use super::icmp::IcmpVerdict;
 use super::{Interface, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
-use crate::socket::tcp::conn::{self, Connection, Endpoints, Transition};
+use crate::socket::tcp::conn::{self, Challenge, Connection, Endpoints, Transition};
 use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::tcp::{TcpConnStats, TcpOption, TcpState};
 use crate::socket::{Socket, SocketError, SocketHandle};
@@ -845,12 +845,26 @@ impl Interface {
         }
     }
 
-    /// RFC 5961 7: a global budget of challenge ACKs per second.
+    /// RFC 5961 7: an interface-wide budget of challenge ACKs per second,
+    /// on top of each connection's limit. A fixed budget is a side
+    /// channel (CVE-2016-5696: an attacker counts the challenge ACKs left
+    /// to its own connection), so, as Linux's tcp_send_challenge_ack, each
+    /// second's budget is drawn uniformly from [limit/2, limit/2 + limit)
+    /// with the interface's seeded generator; `u32::MAX` turns it off.
     fn challenge_allowed(&mut self, now: Instant) -> bool {
+        let limit = self.config.tcp.challenge_ack_limit;
+        if limit == u32::MAX {
+            return true;
+        }
         let second = now.total_micros() / 1_000_000;
         if second != self.tcp.challenge_second {
             self.tcp.challenge_second = second;
-            self.tcp.challenge_tokens = self.config.tcp.challenge_ack_limit;
+            let half = limit.div_ceil(2);
+            let draw = match limit {
+                0 => 0,
+                _ => (self.rng.next() % u64::from(limit)) as u32,
+            };
+            self.tcp.challenge_tokens = half.saturating_add(draw);
         }
         if self.tcp.challenge_tokens > 0 {
             self.tcp.challenge_tokens -= 1;
@@ -1016,15 +1030,15 @@ impl Interface {
             self.tcp_free(h);
             return;
         }
-        if e.conn.take_challenge() {
-            if self.challenge_allowed(now) {
+        match e.conn.take_challenge() {
+            Some(Challenge::Send) if self.challenge_allowed(now) => {
                 self.stats.tcp_challenge_acks += 1;
                 if let Some(e) = self.tcp_entry(h) {
                     e.conn.request_ack();
                 }
-            } else {
-                self.stats.tcp_challenge_rate_limited += 1;
             }
+            Some(_) => self.stats.tcp_challenge_rate_limited += 1,
+            None => {}
         }
         self.tcp_after(h, t);
     }

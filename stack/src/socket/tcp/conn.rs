@@ -69,6 +69,14 @@ pub(crate) enum Transition {
     Closed,
 }
 
+/// A challenge ACK the connection owes the peer (RFC 5961), and whether
+/// its own limit lets it go; the owner applies the interface's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Send,
+    Suppressed,
+}
+
 pub(crate) struct Connection {
     pub state: TcpState,
     pub local: SocketAddrV4,
@@ -200,8 +208,8 @@ pub(crate) struct Connection {
 
     /// A RST this connection must send (bad ACK in SYN-RECEIVED etc.).
     rst_out: Option<TcpRepr>,
-    /// RFC 5961: owe the peer a challenge ACK (subject to the rate limit).
-    challenge: bool,
+    /// RFC 5961: a challenge ACK owed to the peer.
+    challenge: Option<Challenge>,
     /// When we last answered an unacceptable segment (invalid_ratelimit).
     last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
@@ -311,7 +319,7 @@ impl Connection {
             send_keepalive: false,
             send_probe: false,
             rst_out: None,
-            challenge: false,
+            challenge: None,
             last_invalid_ack: None,
             error: None,
             stats: TcpConnStats::default(),
@@ -980,7 +988,7 @@ impl Connection {
         if seg.flags.rst() {
             if seq != self.rcv_nxt {
                 // In window but not exact: challenge ACK (rate-limited).
-                self.challenge_ack(now, seg, seg_len);
+                self.challenge_ack(now);
                 return Transition::None;
             }
             return self.on_reset();
@@ -989,7 +997,7 @@ impl Connection {
         // Fourth: the SYN bit (RFC 5961 4.2): in any synchronized state
         // (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
         if seg.flags.syn() && !simultaneous_synack {
-            self.challenge_ack(now, seg, seg_len);
+            self.challenge_ack(now);
             return Transition::None;
         }
 
@@ -1043,7 +1051,7 @@ impl Connection {
                 // RFC 9293: ACK for something not yet sent: ACK and drop;
                 // RFC 5961 5.2: an ACK too old to be acceptable, the same,
                 // as a challenge ACK (rate-limited, as Linux).
-                self.challenge_ack(now, seg, seg_len);
+                self.challenge_ack(now);
                 return Transition::None;
             }
             self.process_ack(now, seg, ack, payload.len());
@@ -1144,10 +1152,17 @@ impl Connection {
 
     /// RFC 5961 (3.2, 4.2, 5.2): answer with a challenge ACK, within this
     /// connection's limit here and the interface's budget in the owner.
-    fn challenge_ack(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) {
-        if self.invalid_ack_allowed(now, seg, seg_len) {
-            self.challenge = true;
-        }
+    /// The limit applies whatever the segment carries (Linux
+    /// tcp_send_challenge_ack uses __tcp_oow_rate_limited, without the
+    /// exemption for data): else an off-path attacker's in-window RST or
+    /// too-old ACK with a byte of payload is answered every time, and its
+    /// answers can be counted (CVE-2016-5696).
+    fn challenge_ack(&mut self, now: Instant) {
+        self.challenge = Some(if self.oow_ack_allowed(now) {
+            Challenge::Send
+        } else {
+            Challenge::Suppressed
+        });
     }
 
     /// Whether an unacceptable segment may be answered with an ACK now
@@ -1157,8 +1172,14 @@ impl Connection {
     /// from a lost one (RFC 9293 3.10.7.4 answers every unacceptable
     /// segment; the limit is the throttling RFC 5961 7 recommends).
     fn invalid_ack_allowed(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) -> bool {
+        (seg_len > 0 && !seg.flags.syn()) || self.oow_ack_allowed(now)
+    }
+
+    /// This connection's limit on ACKs to unacceptable segments, one per
+    /// `invalid_ratelimit` (Linux __tcp_oow_rate_limited).
+    fn oow_ack_allowed(&mut self, now: Instant) -> bool {
         let limit = self.cfg.invalid_ratelimit;
-        if limit.is_zero() || (seg_len > 0 && !seg.flags.syn()) {
+        if limit.is_zero() {
             return true;
         }
         if self.last_invalid_ack.is_some_and(|t| now < t + limit) {
@@ -1613,10 +1634,11 @@ impl Connection {
         self.rst_out.take()
     }
 
-    /// Wants a challenge ACK (RFC 5961); the owner applies the rate limit
-    /// and calls [`Self::request_ack`] if it may go.
-    pub fn take_challenge(&mut self) -> bool {
-        core::mem::take(&mut self.challenge)
+    /// A challenge ACK owed (RFC 5961); if this connection's limit let it
+    /// go, the owner applies the interface's budget and calls
+    /// [`Self::request_ack`] if it may.
+    pub fn take_challenge(&mut self) -> Option<Challenge> {
+        self.challenge.take()
     }
 
     /// Send an ACK at the next opportunity.
