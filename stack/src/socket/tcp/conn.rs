@@ -441,7 +441,8 @@ impl Connection {
     }
 
     /// The payload a full segment carries: the MSS less the timestamp
-    /// option (what Linux reports as TCP_MAXSEG once connected).
+    /// option (what Linux reports as TCP_MAXSEG once connected). The SMSS
+    /// congestion control counts in (Linux mss_cache).
     pub fn payload_mss(&self) -> usize {
         self.mss().saturating_sub(self.option_overhead(0)).max(1)
     }
@@ -1253,7 +1254,7 @@ impl Connection {
             // Progress: the persist timer starts over too (Linux shares
             // icsk_backoff between RTO and probes).
             self.persist_backoff = 0;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             match self.recovery {
                 Some(recover) if ack >= recover => {
                     self.recovery = None;
@@ -1286,7 +1287,7 @@ impl Connection {
             // of its own, no SYN/FIN, and an unchanged window.
             self.dup_acks += 1;
             self.stats.dup_acks_in += 1;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             if self.dup_acks == 3 && self.recovery.is_none() {
                 // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
                 // Step 2: data sent by limited transmit (beyond cwnd) MUST
@@ -1484,7 +1485,7 @@ impl Connection {
             // RFC 5681 3.1 / RFC 6298 5.4: retransmit the earliest segment,
             // go back to one segment of window.
             if self.state.is_synchronized() {
-                let mss = self.mss();
+                let mss = self.payload_mss();
                 self.cc.on_rto(self.in_flight(), mss);
             }
             self.recovery = None;
@@ -1787,7 +1788,12 @@ impl Connection {
     }
 
     fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
-        let mss = self.mss();
+        // Congestion control counts in the payload of a full segment, the
+        // size segments are cut to (RFC 5681 2: the SMSS excludes options;
+        // Linux counts cwnd in segments of mss_cache). Counting in the MSS
+        // with the options in made one SMSS of cwnd after a timeout a full
+        // segment and a 12-byte runt.
+        let mss = self.payload_mss();
         let sack_blocks = if self.sack_ok {
             // RFC 2018 3: three blocks fit beside timestamps, four without.
             self.ooo
@@ -1796,13 +1802,14 @@ impl Connection {
         } else {
             0
         };
-        let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
+        let payload_max = self
+            .mss()
+            .saturating_sub(self.option_overhead(sack_blocks))
+            .max(1);
         // RFC 6928: the initial window is ten segments of the MSS the
         // handshake settled on (the SMSS excludes options, RFC 5681 2).
         // Like Linux, which counts cwnd in segments, no 14600-byte cap.
-        let smss = mss.saturating_sub(self.option_overhead(0)).max(1);
-        self.cc
-            .set_initial_window(self.cfg.initial_window as usize * smss);
+        self.cc.set_initial_window(self.cfg.initial_window as usize * mss);
 
         // Fast retransmit: resend the first unacknowledged segment now.
         if self.retransmit_una {
