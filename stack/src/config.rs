@@ -130,6 +130,11 @@ pub struct TcpConfig {
     /// Data retransmissions before the connection is aborted (Linux
     /// tcp_retries2 = 15, about 15 minutes with backoff).
     pub max_retransmits: u32,
+    /// Unanswered zero-window probes before a connection the application
+    /// has closed is dropped (Linux tcp_orphan_retries, whose default 0
+    /// means 8); one still held by the application gives up after
+    /// `max_retransmits` (tcp_retries2), as Linux's tcp_probe_timer.
+    pub orphan_retries: u32,
     /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
     pub delayed_ack: Duration,
     /// Linux's quick-ACK mode: after a connection's first data, and after
@@ -150,8 +155,13 @@ pub struct TcpConfig {
     pub keepalive_idle: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_count: u32,
-    /// Challenge ACKs sent per second, across the interface (RFC 5961 7;
-    /// Linux tcp_challenge_ack_limit = 1000).
+    /// Challenge ACKs sent per second, across the interface, on top of
+    /// each connection's `invalid_ratelimit` (RFC 5961 7; Linux
+    /// tcp_challenge_ack_limit). Each second's budget is drawn at random
+    /// around it (from half to one and a half times it), as Linux does, so
+    /// that it cannot be counted (CVE-2016-5696). `u32::MAX` (the default,
+    /// as Linux since 6.0, where the per-connection limit suffices) turns
+    /// it off.
     pub challenge_ack_limit: u32,
     /// Per connection, at most one ACK per this interval in answer to
     /// segments without data that fail the acceptability tests (out of
@@ -184,6 +194,7 @@ impl Default for TcpConfig {
             syn_retries: 6,
             synack_retries: 5,
             max_retransmits: 15,
+            orphan_retries: 8,
             delayed_ack: Duration::from_millis(40),
             quickack_max: 16,
             time_wait: Duration::from_secs(60),
@@ -191,7 +202,7 @@ impl Default for TcpConfig {
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_count: 9,
-            challenge_ack_limit: 1000,
+            challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,

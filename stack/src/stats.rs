@@ -186,7 +186,7 @@ stats! {
     drop tcp_listen_bad_segment,
     /// Challenge ACKs sent (RFC 5961).
     count tcp_challenge_acks,
-    /// Challenge ACKs suppressed by the rate limit.
+    /// Challenge ACKs suppressed by the connection's limit or the interface's budget.
     count tcp_challenge_rate_limited,
     /// Connections opened actively / passively.
     count tcp_active_opens,
@@ -197,6 +197,8 @@ stats! {
     count tcp_time_wait_reused,
     /// RSTs received in TIME-WAIT and ignored (RFC 1337).
     drop tcp_time_wait_rst_ignored,
+    /// Unacceptable segments in TIME-WAIT left unanswered by the rate limit.
+    drop tcp_time_wait_acks_rate_limited,
     /// Connections reset by the peer.
     count tcp_resets_rx,
     /// Connections that timed out.

@@ -4,7 +4,7 @@ use super::*;
 use crate::socket::tcp::TcpState;
 use crate::testing::{config, PEER_IP, PEER_MAC};
 use crate::time::Duration;
-use crate::wire::Ipv4Cidr;
+use crate::wire::{Ipv4Cidr, Protocol, TcpFlags, TcpOptions, TcpRepr};
 use core::net::SocketAddrV4;
 
 /// Decides, by frame number and bytes, whether to drop an a->b frame.
@@ -517,4 +517,54 @@ fn connect_to_unresolvable_neighbor_fails_with_host_unreachable() {
             ..
         })
     ));
+}
+
+/// CVE-2016-5696: an interface-wide budget of challenge ACKs that is the
+/// same every second lets an off-path attacker count, with challenge ACKs
+/// of its own connection, how many another connection drew, and so find
+/// its sequence numbers. As Linux (tcp_send_challenge_ack), the budget is
+/// drawn afresh each second, uniformly from [limit/2, 3*limit/2), from
+/// the interface's seeded generator.
+#[test]
+fn challenge_ack_budget_is_randomised_each_second() {
+    let mut p = Pair::new();
+    // The per-connection limit off, so that one connection meets the
+    // interface's budget.
+    p.a.config.tcp.challenge_ack_limit = 10;
+    p.a.config.tcp.invalid_ratelimit = Duration::ZERO;
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let local = p.a.tcp_local_addr(c).unwrap();
+    let mut buf = vec![0u8; 1600];
+    let mut budgets = Vec::new();
+    for second in 0..20u64 {
+        let now = Instant::from_secs(10 + second);
+        let before = p.a.stats.tcp_challenge_acks;
+        let rcv_nxt = p.a.tcp_stats(c).unwrap().rcv_nxt;
+        for i in 0..40u32 {
+            // In the window, not at RCV.NXT: RFC 5961 3.2's challenge.
+            let rst = TcpRepr {
+                src_port: 80,
+                dst_port: local.port(),
+                seq: rcv_nxt.wrapping_add(100 + i),
+                ack: 0,
+                flags: TcpFlags::RST,
+                window: 0,
+                urgent: 0,
+                options: TcpOptions::default(),
+            };
+            let mut seg = vec![0u8; rst.header_len()];
+            rst.emit(&mut seg, PEER_IP, crate::testing::TAPIR_IP, 0);
+            p.a.handle_frame(now, &crate::testing::ipv4_from_peer(Protocol::Tcp, &seg));
+            while p.a.poll_transmit(now, &mut buf).is_some() {}
+        }
+        budgets.push(p.a.stats.tcp_challenge_acks - before);
+    }
+    assert!(budgets.iter().all(|&n| (5..15).contains(&n)), "{budgets:?}");
+    let first = budgets[0];
+    assert!(
+        budgets.iter().any(|&n| n != first),
+        "the same budget every second is observable: {budgets:?}"
+    );
 }

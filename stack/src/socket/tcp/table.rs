@@ -14,7 +14,7 @@
 //! (the sockets, counters and configuration) with every call, a parsed
 //! segment with every input, and emits the [`Segment`]s it returns.
 
-use super::conn::{Connection, Endpoints, Outcome, Transition};
+use super::conn::{Challenge, Connection, Endpoints, Outcome, Transition};
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
@@ -129,18 +129,32 @@ pub(crate) enum IcmpMatch {
     OutOfWindow,
 }
 
-/// RFC 5961 7: a global budget of challenge ACKs per second.
+/// RFC 5961 7: an interface-wide budget of challenge ACKs per second,
+/// on top of each connection's limit. A fixed budget is a side channel
+/// (CVE-2016-5696: an attacker counts the challenge ACKs left to its own
+/// connection), so, as Linux's tcp_send_challenge_ack, each second's
+/// budget is drawn uniformly from [limit/2, limit/2 + limit) with the
+/// interface's seeded generator; `u32::MAX` turns it off.
 struct ChallengeBudget {
     tokens: u32,
     second: u64,
 }
 
 impl ChallengeBudget {
-    fn allow(&mut self, now: Instant, per_second: u32) -> bool {
+    fn allow(&mut self, now: Instant, cx: &mut Cx) -> bool {
+        let limit = cx.config.tcp.challenge_ack_limit;
+        if limit == u32::MAX {
+            return true;
+        }
         let second = now.total_micros() / 1_000_000;
         if second != self.second {
             self.second = second;
-            self.tokens = per_second;
+            let half = limit.div_ceil(2);
+            let draw = match limit {
+                0 => 0,
+                _ => (cx.rng.next_u64() % u64::from(limit)) as u32,
+            };
+            self.tokens = half.saturating_add(draw);
         }
         if self.tokens > 0 {
             self.tokens -= 1;
@@ -214,7 +228,7 @@ impl TcpTable {
         let mut reopen_isn = None;
         if self.time_wait.contains(&key) {
             let listening = self.listeners.contains_key(&key.0);
-            match self.time_wait.input(now, key, repr, listening, cx) {
+            match self.time_wait.input(now, key, repr, data.len(), listening, cx) {
                 TimeWaitVerdict::Handled(None) => return,
                 TimeWaitVerdict::Handled(Some(ack)) => {
                     self.queue_rst(cx, *key.1.ip(), ack);
@@ -257,16 +271,15 @@ impl TcpTable {
             self.free(cx, h);
             return;
         }
-        if out.challenge {
-            if self.challenge.allow(now, cx.config.tcp.challenge_ack_limit) {
+        match out.challenge.take() {
+            Some(Challenge::Send) if self.challenge.allow(now, cx) => {
                 cx.stats.tcp_challenge_acks += 1;
                 if let Some(e) = cx.entry(h) {
                     e.conn.grant_challenge();
                 }
-            } else {
-                cx.stats.tcp_challenge_rate_limited += 1;
             }
-            out.challenge = false;
+            Some(_) => cx.stats.tcp_challenge_rate_limited += 1,
+            None => {}
         }
         self.after(cx, h, out);
     }

@@ -21,6 +21,9 @@ struct TimeWait {
     /// TS.Recent and our timestamp offset, if timestamps are in use.
     ts: Option<(u32, u32)>,
     expires: Instant,
+    /// When we last answered an unacceptable segment without data
+    /// (Linux tw_last_oow_ack_time; `TcpConfig::invalid_ratelimit`).
+    last_oow_ack: Option<Instant>,
 }
 
 /// What a TIME-WAIT entry made of a segment.
@@ -64,6 +67,7 @@ impl TimeWaitTable {
             window: info.window,
             ts: info.ts,
             expires,
+            last_oow_ack: None,
         };
         self.entries.insert(key, tw);
         self.order.push_back((expires, key));
@@ -84,12 +88,14 @@ impl TimeWaitTable {
     }
 
     /// A segment for a connection in TIME-WAIT: answered here, or a new
-    /// SYN that reopens the 4-tuple and goes on to the listener.
+    /// SYN that reopens the 4-tuple and goes on to the listener. The rules
+    /// are Linux's tcp_timewait_state_process (with tcp_rfc1337 set).
     pub fn input(
         &mut self,
         now: Instant,
         key: ConnKey,
         repr: &TcpRepr,
+        len: usize,
         listening: bool,
         cx: &mut Cx,
     ) -> TimeWaitVerdict {
@@ -101,7 +107,28 @@ impl TimeWaitTable {
             cx.stats.tcp_time_wait_rst_ignored += 1;
             return TimeWaitVerdict::Handled(None);
         }
-        if repr.flags.syn() && !repr.flags.ack() && listening {
+        let seg_len = len + usize::from(repr.flags.syn()) + usize::from(repr.flags.fin());
+        let tsval = repr.options.timestamps.map(|(v, _)| v);
+        // RFC 7323 5.3 (PAWS): a TSval older than TS.Recent is an old duplicate.
+        let paws_reject =
+            matches!((tw.ts, tsval), (Some((recent, _)), Some(v)) if (v.wrapping_sub(recent) as i32) < 0);
+        let time_wait = cx.config.tcp.time_wait;
+        if !paws_reject && SeqNumber(repr.seq) == tw.rcv_nxt && seg_len == 0 {
+            // In window without data: the peer's ACK (of our FIN, or
+            // a duplicate of it). RFC 9293 3.10.7.4 answers only
+            // unacceptable segments; ACKing it would let two ends in
+            // TIME-WAIT trade ACKs for 2 MSL. Accepted silently, restarting
+            // the timer and taking its TSval, as Linux.
+            if let Some(t) = self.entries.get_mut(&key) {
+                t.expires = now + time_wait;
+                if let (Some((recent, _)), Some(v)) = (t.ts.as_mut(), tsval) {
+                    *recent = v;
+                }
+            }
+            self.order.push_back((now + time_wait, key));
+            return TimeWaitVerdict::Handled(None);
+        }
+        if repr.flags.syn() && !repr.flags.ack() && !paws_reject && listening {
             // RFC 6191: a new SYN may reopen the 4-tuple if, where both
             // sides use timestamps, its TSval is newer than TS.Recent, and
             // otherwise if its sequence number is beyond RCV.NXT (RFC 1122
@@ -120,17 +147,29 @@ impl TimeWaitTable {
                 return TimeWaitVerdict::Reopen(tw.snd_nxt + 65537);
             }
         }
-        // Everything else (chiefly a retransmitted FIN) is answered with an
-        // ACK; a FIN restarts the 2 MSL timer (RFC 9293 3.10.7.4).
-        let ack = time_wait_ack(now, key, &tw);
-        if repr.flags.fin() {
-            let expires = now + cx.config.tcp.time_wait;
+        // Unacceptable (out of window, PAWS-rejected, with data or a FIN,
+        // chiefly a retransmitted FIN: our ACK was lost): answered with
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4), and
+        // the 2 MSL timer restarts (Linux: on an ACK or a PAWS reject).
+        if paws_reject || repr.flags.ack() {
             if let Some(t) = self.entries.get_mut(&key) {
-                t.expires = expires;
+                t.expires = now + time_wait;
             }
-            self.order.push_back((expires, key));
+            self.order.push_back((now + time_wait, key));
         }
-        TimeWaitVerdict::Handled(Some(ack))
+        // At most one answer per invalid_ratelimit to segments without
+        // data (RFC 5961 7; Linux tcp_timewait_check_oow_rate_limit):
+        // one that occupies sequence space cannot be half of an ACK loop.
+        let limit = cx.config.tcp.invalid_ratelimit;
+        if limit.is_zero() || (seg_len > 0 && !repr.flags.syn()) {
+            // Exempt.
+        } else if tw.last_oow_ack.is_some_and(|t| now < t + limit) {
+            cx.stats.tcp_time_wait_acks_rate_limited += 1;
+            return TimeWaitVerdict::Handled(None);
+        } else if let Some(t) = self.entries.get_mut(&key) {
+            t.last_oow_ack = Some(now);
+        }
+        TimeWaitVerdict::Handled(Some(time_wait_ack(now, key, &tw)))
     }
 }
 

@@ -50,6 +50,11 @@ impl Connection {
     pub(super) fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd.wscale;
+        if ack >= self.snd.una {
+            // The peer is there: a probe was answered, whatever the window
+            // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
+            self.probes_out = 0;
+        }
         if ack > self.snd.una {
             // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
             // only if the sender was using it; an application-limited
@@ -71,11 +76,13 @@ impl Connection {
                 self.rtt.sample(rtt, self.snd.una, self.snd.max);
             }
             self.retries = 0;
-            self.rtt.reset_backoff();
+            // No rtt.reset_backoff() here: without a valid sample (the ACK
+            // covers a retransmission) the backed-off RTO stays until one
+            // arrives (Karn, RFC 6298 5.7; Linux tcp_ack_update_rtt).
             // Progress: the persist timer starts over too (Linux shares
             // icsk_backoff between RTO and probes).
             self.persist_backoff = 0;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             match self.recovery {
                 Some(r) if ack >= r.recover => self.end_recovery(),
                 // A partial ACK: without NewReno (a later issue), Reno
@@ -102,7 +109,7 @@ impl Connection {
             // of its own, no SYN/FIN, and an unchanged window.
             self.dup_acks += 1;
             self.stats.dup_acks_in += 1;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             if self.dup_acks == 3 && self.recovery.is_none() {
                 // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
                 // Step 2: data sent by limited transmit (beyond cwnd) MUST
@@ -130,6 +137,7 @@ impl Connection {
         if window > 0 && was_zero {
             self.timers[Timer::Persist] = None;
             self.persist_backoff = 0;
+            self.probes_since = None;
         }
     }
 }

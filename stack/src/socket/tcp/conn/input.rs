@@ -160,11 +160,15 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    /// RFC 7323 5.3: PAWS, before the sequence check.
+    /// RFC 7323 5.3: PAWS, before the sequence check. Its ACK is one to
+    /// an unacceptable segment like any other, so rate-limited (RFC 5961
+    /// 7; Linux tcp_validate_incoming via tcp_oow_rate_limited).
     pub(super) fn check_paws(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition> {
         if let (Some(ts), Some((tsval, _))) = (self.opt.ts, a.seg.options.timestamps) {
             if !a.seg.flags.rst() && ts_before(tsval, ts.recent) && now - ts.recent_at < PAWS_IDLE {
-                self.owed.insert(Owed::ACK);
+                if self.invalid_ack_allowed(now, a.seg, a.len) {
+                    self.owed.insert(Owed::ACK);
+                }
                 return ControlFlow::Break(Transition::None);
             }
         }
@@ -224,7 +228,7 @@ impl Connection {
         }
         if a.seq != self.rcv.nxt {
             // In window but not exact: challenge ACK (rate-limited).
-            self.challenge_ack(now, a.seg, a.len);
+            self.challenge_ack(now);
             return ControlFlow::Break(Transition::None);
         }
         ControlFlow::Break(self.on_reset())
@@ -234,7 +238,7 @@ impl Connection {
     /// (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
     pub(super) fn check_syn(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition> {
         if a.seg.flags.syn() && !a.simultaneous_synack {
-            self.challenge_ack(now, a.seg, a.len);
+            self.challenge_ack(now);
             return ControlFlow::Break(Transition::None);
         }
         ControlFlow::Continue(())
@@ -256,7 +260,7 @@ impl Connection {
             // RFC 9293: ACK for something not yet sent: ACK and drop;
             // RFC 5961 5.2: an ACK too old to be acceptable, the same,
             // as a challenge ACK (rate-limited, as Linux).
-            self.challenge_ack(now, seg, a.len);
+            self.challenge_ack(now);
             return ControlFlow::Break(Transition::None);
         }
         self.process_ack(now, seg, ack, a.payload.len());
@@ -376,10 +380,17 @@ impl Connection {
 
     /// RFC 5961 (3.2, 4.2, 5.2): answer with a challenge ACK, within this
     /// connection's limit here and the interface's budget in the owner.
-    pub(super) fn challenge_ack(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) {
-        if self.invalid_ack_allowed(now, seg, seg_len) {
-            self.owed.insert(Owed::CHALLENGE);
-        }
+    /// The limit applies whatever the segment carries (Linux
+    /// tcp_send_challenge_ack uses __tcp_oow_rate_limited, without the
+    /// exemption for data): else an off-path attacker's in-window RST or
+    /// too-old ACK with a byte of payload is answered every time, and its
+    /// answers can be counted (CVE-2016-5696).
+    pub(super) fn challenge_ack(&mut self, now: Instant) {
+        self.challenge = Some(if self.oow_ack_allowed(now) {
+            Challenge::Send
+        } else {
+            Challenge::Suppressed
+        });
     }
 
     /// Whether an unacceptable segment may be answered with an ACK now
@@ -389,8 +400,14 @@ impl Connection {
     /// from a lost one (RFC 9293 3.10.7.4 answers every unacceptable
     /// segment; the limit is the throttling RFC 5961 7 recommends).
     pub(super) fn invalid_ack_allowed(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) -> bool {
+        (seg_len > 0 && !seg.flags.syn()) || self.oow_ack_allowed(now)
+    }
+
+    /// This connection's limit on ACKs to unacceptable segments, one per
+    /// `invalid_ratelimit` (Linux __tcp_oow_rate_limited).
+    fn oow_ack_allowed(&mut self, now: Instant) -> bool {
         let limit = self.cfg.invalid_ratelimit;
-        if limit.is_zero() || (seg_len > 0 && !seg.flags.syn()) {
+        if limit.is_zero() {
             return true;
         }
         if self.last_invalid_ack.is_some_and(|t| now < t + limit) {

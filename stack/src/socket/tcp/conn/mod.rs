@@ -79,8 +79,6 @@ impl Owed {
     const PROBE: Owed = Owed(4);
     /// A keepalive (RFC 1122 4.2.3.6).
     const KEEPALIVE: Owed = Owed(8);
-    /// A challenge ACK (RFC 5961), subject to the owner's budget.
-    const CHALLENGE: Owed = Owed(16);
 
     pub(super) fn contains(self, o: Owed) -> bool {
         self.0 & o.0 != 0
@@ -103,9 +101,9 @@ impl Owed {
         self.remove(o);
         had
     }
-    /// Owes a segment of its own (a challenge waits for the owner's word).
+    /// Owes a segment of its own.
     pub(super) fn wants_segment(self) -> bool {
-        self.0 & !Owed::CHALLENGE.0 != 0
+        self.0 != 0
     }
 }
 
@@ -117,16 +115,24 @@ pub(crate) struct Outcome {
     /// A RST to send now (a bad ACK in SYN-SENT or SYN-RECEIVED, an
     /// unanswered keepalive).
     pub rst: Option<TcpRepr>,
-    /// RFC 5961: the connection owes a challenge ACK, within its own
-    /// limit; the owner applies the global one and calls
-    /// [`Connection::grant_challenge`].
-    pub challenge: bool,
+    /// RFC 5961: the connection owes a challenge ACK, and whether its own
+    /// limit lets it go; the owner applies the interface's budget and
+    /// calls [`Connection::grant_challenge`].
+    pub challenge: Option<Challenge>,
     /// `recv` would return data or end of stream.
     pub readable: bool,
     /// `send` would take data.
     pub writable: bool,
     /// The error that ends or troubles the connection (SO_ERROR).
     pub error: Option<SocketError>,
+}
+
+/// A challenge ACK the connection owes the peer (RFC 5961), and whether
+/// its own limit lets it go; the owner applies the interface's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Send,
+    Suppressed,
 }
 
 /// When the owner must next call `on_timer`, and whether the connection
@@ -192,6 +198,15 @@ pub(crate) struct Connection {
     /// Retransmissions of the same data without progress.
     retries: u32,
     persist_backoff: u32,
+    /// Zero-window probes in a row without an answer (Linux
+    /// icsk_probes_out, reset by every ACK that is not old).
+    probes_out: u32,
+    /// When the first probe of this closed-window episode went (Linux
+    /// icsk_probes_tstamp, reset when the window opens): TCP_USER_TIMEOUT
+    /// counts from here.
+    probes_since: Option<Instant>,
+    /// The application closed its handle (Linux SOCK_DEAD).
+    orphan: bool,
     keepalive: Keepalive,
     last_recv: Instant,
     user_timeout: Option<Duration>,
@@ -209,6 +224,8 @@ pub(crate) struct Connection {
     owed: Owed,
     /// A RST this connection must send (bad ACK in SYN-RECEIVED etc.).
     rst_out: Option<TcpRepr>,
+    /// RFC 5961: a challenge ACK owed to the peer.
+    challenge: Option<Challenge>,
     /// When we last answered an unacceptable segment (invalid_ratelimit).
     last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
@@ -298,6 +315,9 @@ impl Connection {
             recovery: None,
             retries: 0,
             persist_backoff: 0,
+            probes_out: 0,
+            probes_since: None,
+            orphan: false,
             keepalive: Keepalive {
                 enabled: false,
                 idle: cfg.keepalive_idle,
@@ -313,6 +333,7 @@ impl Connection {
             defer_acked: false,
             owed: Owed::default(),
             rst_out: None,
+            challenge: None,
             last_invalid_ack: None,
             error: None,
             stats: TcpConnStats::default(),
@@ -405,6 +426,7 @@ impl Connection {
     /// The application has closed its handle. In FIN-WAIT-2 only the peer
     /// can finish the connection, so bound the wait (Linux tcp_fin_timeout).
     pub fn orphaned(&mut self, now: Instant) {
+        self.orphan = true;
         if self.state == TcpState::FinWait2 && self.timers[Timer::FinWait2].is_none() {
             self.timers[Timer::FinWait2] = Some(now + self.linger2.unwrap_or(self.cfg.fin_wait2_timeout));
         }
@@ -422,7 +444,7 @@ impl Connection {
         Outcome {
             transition,
             rst: self.rst_out.take(),
-            challenge: self.owed.take(Owed::CHALLENGE),
+            challenge: self.challenge.take(),
             readable: self.can_recv(),
             writable: self.may_send() && self.send_capacity() > 0,
             error: self.error,
@@ -445,7 +467,8 @@ impl Connection {
     }
 
     /// The payload a full segment carries: the MSS less the timestamp
-    /// option (what Linux reports as TCP_MAXSEG once connected).
+    /// option (what Linux reports as TCP_MAXSEG once connected). The SMSS
+    /// congestion control counts in (Linux mss_cache).
     pub fn payload_mss(&self) -> usize {
         self.mss().saturating_sub(self.option_overhead(0)).max(1)
     }

@@ -10,11 +10,10 @@ pub(crate) type OutSegment = (TcpRepr, usize, usize);
 /// Segment sizes for this output decision.
 #[derive(Clone, Copy)]
 struct Sizes {
+    /// The SMSS congestion control counts in (timestamps taken off).
     mss: usize,
     /// What a segment may carry now, SACK blocks taken off.
     payload_max: usize,
-    /// The SMSS congestion control counts in (timestamps taken off).
-    smss: usize,
 }
 
 /// Where the send windows stand for this output decision.
@@ -230,7 +229,7 @@ impl Connection {
         // handshake settled on (the SMSS excludes options, RFC 5681 2).
         // Like Linux, which counts cwnd in segments, no 14600-byte cap.
         self.cc
-            .set_initial_window(self.cfg.initial_window as usize * sizes.smss);
+            .set_initial_window(self.cfg.initial_window as usize * sizes.mss);
         if self.owed.take(Owed::FAST_RETRANSMIT) {
             if let Some(out) = self.fast_retransmit(now, sizes) {
                 return Some(out);
@@ -259,7 +258,6 @@ impl Connection {
     /// The payload a segment may carry now (SACK blocks take room from
     /// it) and the SMSS congestion control counts in.
     fn segment_sizes(&self) -> Sizes {
-        let mss = self.mss();
         let sack_blocks = if self.opt.sack_ok {
             // RFC 2018 3: three blocks fit beside timestamps, four without.
             self.rcv
@@ -269,10 +267,17 @@ impl Connection {
         } else {
             0
         };
+        // Congestion control counts in the payload of a full segment, the
+        // size segments are cut to (RFC 5681 2: the SMSS excludes options;
+        // Linux counts cwnd in segments of mss_cache). Counting in the MSS
+        // with the options in made one SMSS of cwnd after a timeout a full
+        // segment and a 12-byte runt.
         Sizes {
-            mss,
-            payload_max: mss.saturating_sub(self.option_overhead(sack_blocks)).max(1),
-            smss: mss.saturating_sub(self.option_overhead(0)).max(1),
+            mss: self.payload_mss(),
+            payload_max: self
+                .mss()
+                .saturating_sub(self.option_overhead(sack_blocks))
+                .max(1),
         }
     }
 
@@ -438,6 +443,8 @@ impl Connection {
         }
         self.timers[Timer::Persist] = None;
         self.owed.remove(Owed::PROBE);
+        self.probes_out = 0;
+        self.probes_since = None;
         (repr, w.offset, len)
     }
 
@@ -462,21 +469,28 @@ impl Connection {
             self.stats.zero_window_probes += 1;
             let seq = self.snd.una - 1;
             let repr = self.base_repr(now, seq, 0);
-            self.timers[Timer::Persist] = Some(now + self.persist_interval());
+            self.timers[Timer::Persist] = Some(now + self.persist_interval(now));
             return Some((repr, 0, 0));
         }
         if self.timers[Timer::Persist].is_none() {
-            self.timers[Timer::Persist] = Some(now + self.persist_interval());
+            self.timers[Timer::Persist] = Some(now + self.persist_interval(now));
         }
         None
     }
 
-    pub(super) fn persist_interval(&self) -> Duration {
+    pub(super) fn persist_interval(&self, now: Instant) -> Duration {
         let factor = 1u32 << self.persist_backoff.min(16);
-        self.rtt
+        let interval = self
+            .rtt
             .rto()
             .saturating_mul(factor)
-            .clamp(self.cfg.rto_min, PERSIST_MAX)
+            .clamp(self.cfg.rto_min, PERSIST_MAX);
+        // Expire no later than the user timeout, so probing gives up on
+        // time (Linux tcp_clamp_probe0_to_user_timeout).
+        match (self.probes_since, self.user_timeout) {
+            (Some(since), Some(limit)) => interval.min((since + limit) - now),
+            _ => interval,
+        }
     }
 
     /// Sequence number of `tx`'s first byte.

@@ -104,8 +104,9 @@ impl Connection {
             }
         }
         if self.timers.expired(Timer::Persist, now) {
-            self.owed.insert(Owed::PROBE);
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
+            if let Some(t) = self.on_persist_timer(now) {
+                return t;
+            }
         }
         if self.timers.expired(Timer::DelayedAck, now) {
             self.owed.insert(Owed::ACK);
@@ -139,7 +140,7 @@ impl Connection {
         // RFC 5681 3.1 / RFC 6298 5.4: retransmit the earliest segment,
         // go back to one segment of window.
         if self.state.is_synchronized() {
-            let mss = self.mss();
+            let mss = self.payload_mss();
             self.cc.on_rto(self.snd.in_flight(), mss);
         }
         self.recovery = None;
@@ -157,6 +158,32 @@ impl Connection {
             self.snd.una
         };
         tracing::debug!(remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");
+        None
+    }
+
+    /// RFC 9293 3.8.6.1: the persist timer fired; probe, or give up.
+    /// RFC 1122 4.2.2.17 keeps probing a zero window for as long as the
+    /// peer answers. One that stopped answering is given up on after
+    /// tcp_retries2 probes (fewer once the application has closed), and a
+    /// window closed for longer than TCP_USER_TIMEOUT since the first
+    /// probe ends the connection too: Linux tcp_probe_timer (gVisor does
+    /// the same). ETIMEDOUT, no RST.
+    fn on_persist_timer(&mut self, now: Instant) -> Option<Transition> {
+        let since = *self.probes_since.get_or_insert(now);
+        if self.user_timeout.is_some_and(|limit| now - since >= limit) {
+            return Some(self.time_out(now, false));
+        }
+        let max = if self.orphan {
+            self.cfg.orphan_retries
+        } else {
+            self.cfg.max_retransmits
+        };
+        if self.probes_out >= max {
+            return Some(self.time_out(now, false));
+        }
+        self.probes_out += 1;
+        self.owed.insert(Owed::PROBE);
+        self.persist_backoff = (self.persist_backoff + 1).min(16);
         None
     }
 
