@@ -473,19 +473,27 @@ impl TcpTable {
         tracing::debug!(%h, local = %e.conn.local, remote = %e.conn.remote, stats = %e.conn.stats(), "tcp connection freed");
     }
 
-    /// Replace a connection in TIME-WAIT by its compact entry.
+    /// A connection entered TIME-WAIT (or its socket, in TIME-WAIT, was
+    /// closed). There is one TIME-WAIT with one rule set (RFC 9293
+    /// 3.10.7.4, RFC 1337, RFC 6191; Linux's tcp_timewait_state_process):
+    /// the compact entry takes the 4-tuple over at once, and with it the
+    /// ACK the connection owes, whether or not the application still holds
+    /// the socket. A socket still held keeps its control block, out of
+    /// the demultiplexer, to report TIME-WAIT until its own 2 MSL end.
     pub(super) fn enter_time_wait(&mut self, cx: &mut Cx, h: SocketHandle) {
         let Some(e) = cx.entry(h) else { return };
-        let info = e.conn.time_wait_info();
-        // The segment that brought it here (the peer's FIN) is owed an ACK
-        // the connection has not sent yet; the entry sends it.
-        let owes_ack = e.conn.schedule().wants_to_send;
         let key = (e.conn.local.port(), e.conn.remote);
-        let now = cx.now;
-        self.free(cx, h);
-        let ack = self.time_wait.insert(now, key, info, cx.config.tcp.time_wait);
-        if owes_ack {
-            self.queue_rst(cx, *key.1.ip(), ack);
+        let app_closed = e.app_closed;
+        if self.conns.get(&key) == Some(&h) {
+            let (info, owes_ack) = e.conn.hand_over_time_wait();
+            self.conns.remove(&key);
+            let ack = self.time_wait.insert(cx.now, key, info, cx.config.tcp.time_wait);
+            if owes_ack {
+                self.queue_rst(cx, *key.1.ip(), ack);
+            }
+        }
+        if app_closed {
+            self.free(cx, h);
         }
     }
 
@@ -558,8 +566,8 @@ impl TcpTable {
             }
             Transition::TimeWait => {
                 cx.stats.tcp_time_wait += 1;
+                self.enter_time_wait(cx, h);
                 if app_closed {
-                    self.enter_time_wait(cx, h);
                     return;
                 }
             }
@@ -574,8 +582,10 @@ impl TcpTable {
                     self.free(cx, h);
                     return;
                 }
+                // The 4-tuple may belong to a new connection already (a
+                // TIME-WAIT reopened by a SYN).
                 let key = cx.entry(h).map(|e| (e.conn.local.port(), e.conn.remote));
-                if let Some(k) = key {
+                if let Some(k) = key.filter(|k| self.conns.get(k) == Some(&h)) {
                     self.conns.remove(&k);
                 }
                 if error.is_some() {

@@ -48,7 +48,8 @@ impl Connection {
     pub fn process(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Outcome {
         self.stats.segs_in += 1;
         let t = match self.state {
-            TcpState::Closed | TcpState::Listen => Transition::None,
+            // TIME-WAIT: the table's compact entry has the 4-tuple.
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => Transition::None,
             TcpState::SynSent => self.process_syn_sent(now, seg, payload),
             _ => self.process_synchronized(now, seg, payload),
         };
@@ -142,7 +143,7 @@ impl Connection {
         self.check_syn(now, a)?;
         let transition = self.check_ack(now, a)?;
         self.update_ts_recent(now, a);
-        self.check_fin_acked(now, a)?;
+        self.check_fin_acked(now)?;
         self.process_text(now, a);
         self.process_fin(now)?;
         ControlFlow::Continue(transition)
@@ -184,12 +185,6 @@ impl Connection {
             // RFC 9293: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             let allowed = self.invalid_ack_allowed(now, a.seg, a.len);
             self.owed.set(Owed::ACK, allowed);
-            if self.state == TcpState::TimeWait && a.seg.flags.fin() {
-                // A retransmitted FIN (it lies before RCV.NXT): our ACK
-                // of it was lost, so wait 2 MSL from now (RFC 9293
-                // 3.10.7.4 TIME-WAIT, as the compact entry does).
-                self.timers[Timer::TimeWait] = Some(now + self.cfg.time_wait);
-            }
         }
         ControlFlow::Break(Transition::None)
     }
@@ -220,11 +215,6 @@ impl Connection {
     pub(super) fn check_rst(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition> {
         if !a.seg.flags.rst() {
             return ControlFlow::Continue(());
-        }
-        if self.state == TcpState::TimeWait {
-            // RFC 1337 (TIME-WAIT assassination): ignore RSTs in TIME-WAIT.
-            // Linux's default (tcp_rfc1337 = 0) accepts them; we do not.
-            return ControlFlow::Break(Transition::None);
         }
         if a.seq != self.rcv.nxt {
             // In window but not exact: challenge ACK (rate-limited).
@@ -333,8 +323,10 @@ impl Connection {
     }
 
     /// Fifth step, by state: what our FIN being acknowledged does in
-    /// FIN-WAIT-1, CLOSING and LAST-ACK; TIME-WAIT's rule.
-    pub(super) fn check_fin_acked(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition> {
+    /// FIN-WAIT-1, CLOSING and LAST-ACK. (TIME-WAIT's rules are the
+    /// compact entry's, in `time_wait.rs`: no segment reaches a connection
+    /// in TIME-WAIT.)
+    pub(super) fn check_fin_acked(&mut self, now: Instant) -> ControlFlow<Transition> {
         let fin_acked = self.snd.fin_acked();
         match self.state {
             TcpState::FinWait1 if fin_acked => self.set_state(TcpState::FinWait2),
@@ -345,14 +337,6 @@ impl Connection {
             TcpState::LastAck if fin_acked => {
                 self.set_state(TcpState::Closed);
                 return ControlFlow::Break(Transition::Closed);
-            }
-            TcpState::TimeWait => {
-                // Only a retransmitted FIN can arrive: ACK it, restart 2 MSL.
-                if a.seg.flags.fin() {
-                    self.owed.insert(Owed::ACK);
-                    self.timers[Timer::TimeWait] = Some(now + self.cfg.time_wait);
-                }
-                return ControlFlow::Break(Transition::None);
             }
             _ => {}
         }

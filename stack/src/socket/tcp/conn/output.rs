@@ -84,13 +84,9 @@ impl Connection {
     /// length of its data in the send buffer (see [`Self::copy_data`]).
     pub fn poll_segment(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
         match self.state {
-            TcpState::Closed | TcpState::Listen => None,
+            // TIME-WAIT: the compact entry answers for the connection.
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => None,
             TcpState::SynSent | TcpState::SynReceived => self.poll_handshake(now),
-            TcpState::TimeWait => self
-                .owed
-                .contains(Owed::ACK)
-                .then(|| self.pure_ack(now))
-                .map(|r| (r, 0, 0)),
             _ => self.poll_data(now),
         }
     }
@@ -547,8 +543,17 @@ impl Connection {
         self.snd.buf.len().saturating_sub(self.data_offset(self.snd.max))
     }
 
-    /// What a TIME-WAIT stand-in needs once this connection is freed.
-    pub fn time_wait_info(&self) -> TimeWaitInfo {
+    /// Hand TIME-WAIT over to the table's compact entry (there is one
+    /// TIME-WAIT, whoever holds the socket): what the entry needs, and
+    /// whether the connection owed the peer an ACK (of the FIN that
+    /// brought it here), which the entry sends instead.
+    pub fn hand_over_time_wait(&mut self) -> (TimeWaitInfo, bool) {
+        let owes_ack = self.wants_to_send();
+        self.owed = Owed::default();
+        (self.time_wait_info(), owes_ack)
+    }
+
+    fn time_wait_info(&self) -> TimeWaitInfo {
         TimeWaitInfo {
             snd_nxt: self.snd.nxt,
             rcv_nxt: self.rcv.nxt,
