@@ -16,6 +16,8 @@ mod output;
 mod recv;
 mod send;
 #[cfg(test)]
+mod step_tests;
+#[cfg(test)]
 mod tests;
 mod text;
 mod timers;

@@ -1,0 +1,247 @@
+//! The arrival steps of RFC 9293 3.10.7.4 and the output decisions, one
+//! at a time, on a connection driven directly: a segment or a timer in,
+//! the `Outcome` and the next segment out. No frames, no interface.
+
+use super::*;
+use core::net::Ipv4Addr;
+
+const ISS: u32 = 1_000;
+const IRS: u32 = 5_000;
+const WIN: u16 = 65535;
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn seg(flags: u8, seq: u32, ack: u32, window: u16) -> TcpRepr {
+    TcpRepr {
+        src_port: 40000,
+        dst_port: 8080,
+        seq,
+        ack,
+        flags: TcpFlags(flags),
+        window,
+        urgent: 0,
+        options: TcpOptions::default(),
+    }
+}
+
+const ACK: u8 = TcpFlags::ACK.0;
+const SYN: u8 = TcpFlags::SYN.0;
+const FIN: u8 = TcpFlags::FIN.0;
+const RST: u8 = TcpFlags::RST.0;
+const PSH: u8 = TcpFlags::PSH.0;
+
+/// An ESTABLISHED connection (a passive open, no options: MSS 536), with
+/// the peer's RCV.NXT at ISS + 1 and ours at IRS + 1.
+fn established() -> Connection {
+    let cfg = TcpConfig::default();
+    let ep = Endpoints {
+        local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 8080),
+        remote: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000),
+        iss: SeqNumber(ISS),
+        ts_offset: 0,
+        mtu: 1500,
+    };
+    let mut c = Connection::accept_syn(at(0), &cfg, ep, &seg(SYN, IRS, 0, WIN));
+    c.poll_segment(at(0)).expect("SYN-ACK");
+    let out = c.process(at(10), &seg(ACK, IRS + 1, ISS + 1, WIN), &[]);
+    assert_eq!(out.transition, Transition::Established);
+    c
+}
+
+/// The next segment's header, if any.
+fn next(c: &mut Connection, now: Instant) -> Option<(TcpRepr, usize)> {
+    c.poll_segment(now).map(|(r, _, len)| (r, len))
+}
+
+// ----- input, one step at a time -----
+
+/// First step: an unacceptable segment draws <SEQ=SND.NXT><ACK=RCV.NXT>
+/// and is dropped, at most once per `invalid_ratelimit` when it carries no
+/// data (RFC 5961 7).
+#[test]
+fn check_sequence_acks_an_unacceptable_segment_within_the_limit() {
+    let mut c = established();
+    let old = seg(ACK, IRS - 100, ISS + 1, WIN);
+    let out = c.process(at(100), &old, &[]);
+    assert_eq!(out.transition, Transition::None);
+    let (ack, len) = next(&mut c, at(100)).expect("an ACK");
+    assert_eq!(
+        (ack.seq, ack.ack, ack.flags, len),
+        (ISS + 1, IRS + 1, TcpFlags::ACK, 0)
+    );
+    c.process(at(200), &old, &[]);
+    assert!(next(&mut c, at(200)).is_none(), "a second one within 500 ms");
+    c.process(at(700), &old, &[]);
+    assert!(next(&mut c, at(700)).is_some(), "and again after 500 ms");
+}
+
+/// Second step (RFC 5961 3.2): a RST exactly at RCV.NXT resets; one
+/// elsewhere in the window draws a challenge ACK and changes nothing.
+#[test]
+fn check_rst_resets_only_at_rcv_nxt() {
+    let mut c = established();
+    let out = c.process(at(100), &seg(RST, IRS + 10, 0, 0), &[]);
+    assert_eq!(out.challenge, Some(Challenge::Send));
+    assert_eq!(
+        (out.transition, c.state),
+        (Transition::None, TcpState::Established)
+    );
+
+    let out = c.process(at(200), &seg(RST, IRS + 1, 0, 0), &[]);
+    assert_eq!(out.transition, Transition::Closed);
+    assert_eq!(out.error, Some(SocketError::ConnectionReset));
+    assert!(!out.writable, "nothing more can be sent");
+    assert_eq!(c.state, TcpState::Closed);
+}
+
+/// Fourth step (RFC 5961 4.2): a SYN on a synchronized connection is
+/// answered with a challenge ACK, whatever its sequence number.
+#[test]
+fn check_syn_challenges() {
+    let mut c = established();
+    let out = c.process(at(100), &seg(SYN, IRS + 1, 0, WIN), &[]);
+    assert_eq!(out.challenge, Some(Challenge::Send));
+    assert_eq!(c.state, TcpState::Established);
+    c.grant_challenge();
+    let (ack, _) = next(&mut c, at(100)).expect("the challenge ACK");
+    assert_eq!((ack.seq, ack.ack), (ISS + 1, IRS + 1));
+}
+
+/// Fifth step: an ACK of something never sent is answered and dropped
+/// (RFC 9293, as a challenge per RFC 5961 5.2); an acceptable one frees
+/// the acknowledged bytes and makes room to write.
+#[test]
+fn check_ack_rejects_unsent_and_takes_acceptable() {
+    let mut c = established();
+    c.send(&[7; 100]);
+    let (data, len) = next(&mut c, at(100)).expect("data");
+    assert_eq!((data.seq, len), (ISS + 1, 100));
+
+    let out = c.process(at(150), &seg(ACK, IRS + 1, ISS + 500, WIN), &[]);
+    assert_eq!(out.challenge, Some(Challenge::Send));
+    assert_eq!(c.send_queue_len(), 100, "nothing taken off the queue");
+
+    let out = c.process(at(200), &seg(ACK, IRS + 1, ISS + 101, WIN), &[]);
+    assert_eq!(out.challenge, None);
+    assert!(out.writable);
+    assert_eq!(c.send_queue_len(), 0);
+    assert_eq!(c.stats().snd_una, ISS + 101);
+}
+
+/// Seventh step: in-order text becomes readable; text beyond a hole is
+/// kept and acknowledged at once (RFC 5681 4.2) with RCV.NXT unchanged.
+#[test]
+fn process_text_in_order_and_out_of_order() {
+    let mut c = established();
+    let out = c.process(at(100), &seg(ACK | PSH, IRS + 101, ISS + 1, WIN), &[1; 50]);
+    assert!(!out.readable, "out of order: nothing to read yet");
+    let (dup, _) = next(&mut c, at(100)).expect("an immediate duplicate ACK");
+    assert_eq!(dup.ack, IRS + 1);
+
+    let out = c.process(at(110), &seg(ACK | PSH, IRS + 1, ISS + 1, WIN), &[2; 100]);
+    assert!(out.readable);
+    let (ack, _) = next(&mut c, at(110)).expect("the hole filled: ACK at once");
+    assert_eq!(ack.ack, IRS + 151);
+    let mut buf = [0u8; 200];
+    assert_eq!(c.recv(&mut buf), 150);
+    assert_eq!((buf[0], buf[100], buf[149]), (2, 1, 1));
+}
+
+/// Eighth step: the FIN, in order, moves ESTABLISHED to CLOSE-WAIT, is
+/// acknowledged, and reads as end of stream.
+#[test]
+fn process_fin_closes_the_receive_side() {
+    let mut c = established();
+    let out = c.process(at(100), &seg(ACK | FIN, IRS + 1, ISS + 1, WIN), &[]);
+    assert!(out.readable);
+    assert_eq!(c.state, TcpState::CloseWait);
+    assert!(c.peer_closed());
+    let (ack, _) = next(&mut c, at(100)).expect("the FIN's ACK");
+    assert_eq!(ack.ack, IRS + 2);
+}
+
+/// Eighth step in FIN-WAIT-2: the peer's FIN completes the close, and
+/// the owner is told to hand the 4-tuple to TIME-WAIT.
+#[test]
+fn process_fin_in_fin_wait_2_enters_time_wait() {
+    let mut c = established();
+    c.shutdown_write();
+    let (fin, _) = next(&mut c, at(100)).expect("our FIN");
+    assert!(fin.flags.fin());
+    c.process(at(150), &seg(ACK, IRS + 1, ISS + 2, WIN), &[]);
+    assert_eq!(c.state, TcpState::FinWait2);
+    let out = c.process(at(200), &seg(ACK | FIN, IRS + 1, ISS + 2, WIN), &[]);
+    assert_eq!(out.transition, Transition::TimeWait);
+    let (info, owes_ack) = c.hand_over_time_wait();
+    assert!(owes_ack, "the FIN's ACK is the entry's to send");
+    assert_eq!((info.snd_nxt.0, info.rcv_nxt.0), (ISS + 2, IRS + 2));
+    assert!(
+        next(&mut c, at(200)).is_none(),
+        "the connection itself sends nothing more"
+    );
+}
+
+// ----- output decisions -----
+
+/// Nagle (RFC 896, Minshall's variant): a small segment waits while an
+/// earlier small one is unacknowledged, unless TCP_NODELAY.
+#[test]
+fn nagle_holds_a_second_small_segment() {
+    let mut c = established();
+    c.send(&[1; 10]);
+    assert_eq!(next(&mut c, at(100)).map(|(_, l)| l), Some(10));
+    c.send(&[2; 10]);
+    assert!(next(&mut c, at(100)).is_none(), "held behind the first");
+    c.set_option(at(100), TcpOption::NoDelay(true));
+    assert_eq!(next(&mut c, at(100)).map(|(_, l)| l), Some(10));
+}
+
+/// RFC 9293 3.8.6.1: data waiting for a zero window arms the persist
+/// timer, whose expiry sends a probe with an old sequence number.
+#[test]
+fn zero_window_is_probed_by_the_persist_timer() {
+    let mut c = established();
+    c.process(at(50), &seg(ACK, IRS + 1, ISS + 1, 0), &[]);
+    c.send(&[1; 100]);
+    assert!(next(&mut c, at(100)).is_none(), "the window is closed");
+    let deadline = c.schedule().deadline.expect("the persist timer");
+    let out = c.on_timer(deadline);
+    assert_eq!(out.transition, Transition::None);
+    let (probe, len) = next(&mut c, deadline).expect("a probe");
+    assert_eq!((probe.seq, len), (ISS, 0));
+}
+
+/// RFC 5681 3.2: the third duplicate ACK retransmits the first
+/// unacknowledged segment at once.
+#[test]
+fn third_duplicate_ack_retransmits() {
+    let mut c = established();
+    c.set_option(at(0), TcpOption::NoDelay(true));
+    c.send(&[1; 536 * 4]);
+    for i in 0..4 {
+        let (d, len) = next(&mut c, at(100)).expect("data");
+        assert_eq!((d.seq, len), (ISS + 1 + 536 * i, 536));
+    }
+    for _ in 0..3 {
+        c.process(at(150), &seg(ACK, IRS + 1, ISS + 1, WIN), &[]);
+    }
+    let (rtx, len) = next(&mut c, at(150)).expect("fast retransmit");
+    assert_eq!((rtx.seq, len), (ISS + 1, 536));
+    assert_eq!(c.stats().retransmits, 1);
+}
+
+/// RFC 1122 4.2.3.6: an idle connection with keepalive on sends a probe
+/// at SND.NXT - 1 when the idle time is up.
+#[test]
+fn keepalive_probes_an_idle_connection() {
+    let mut c = established();
+    c.set_option(at(100), TcpOption::KeepIdle(Duration::from_secs(10)));
+    c.set_option(at(100), TcpOption::KeepAlive(true));
+    let deadline = c.schedule().deadline.expect("the keepalive timer");
+    assert_eq!(deadline, at(100) + Duration::from_secs(10));
+    c.on_timer(deadline);
+    let (probe, len) = next(&mut c, deadline).expect("a keepalive");
+    assert_eq!((probe.seq, probe.ack, len), (ISS, IRS + 1, 0));
+}
