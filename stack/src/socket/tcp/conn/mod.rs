@@ -3,11 +3,31 @@
 //! RFC 7323's options, RFC 6298's timer and RFC 5681's congestion control.
 //!
 //! The connection never touches a frame. Input is a parsed segment
-//! ([`Connection::process`]); output is the next segment to send
+//! ([`Connection::process`]) or a timer ([`Connection::on_timer`]), and
+//! each returns one [`Outcome`]: the transition, a RST to send, a
+//! challenge ACK wanted, whether it became readable or writable, the
+//! error. Output is the next segment to send
 //! ([`Connection::poll_segment`]), whose payload the caller copies out of
-//! the send buffer. Timers are deadlines the connection reports
-//! ([`Connection::deadline`]) and the caller honours
-//! ([`Connection::on_timer`]).
+//! the send buffer; [`Connection::schedule`] says when the next timer is
+//! due and whether there may be output.
+//!
+//! The control block is split by concern, each in its file:
+//!
+//! - `send`: the send sequence space and buffer (RFC 9293 3.3.1);
+//! - `recv`: the receive sequence space, buffer and assembler;
+//! - `ack_policy`: delayed, quick and ping-pong ACKs;
+//! - `timers`: the timer table and what each timer does;
+//! - `input`: segment arrival, one function per step of RFC 9293
+//!   3.10.7.4 (`check_sequence`, `check_rst`, `check_syn`, `check_ack`),
+//!   then `acked` (the fifth step's send side) and `text` (the seventh
+//!   and eighth: `process_text`, `process_fin`);
+//! - `output`: what goes next, in order of precedence (fast retransmit,
+//!   data within the usable window after Nagle/SWS/cork, the FIN, a
+//!   persist probe, a keepalive, an ACK);
+//! - `user`: the user calls and socket options.
+//!
+//! TIME-WAIT is not here: on entering it the connection hands its 4-tuple
+//! to the table's compact entry (`time_wait.rs`), which has the rules.
 
 mod ack_policy;
 mod acked;
