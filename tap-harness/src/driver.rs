@@ -51,8 +51,8 @@
 //! dropped future) removes its token.
 //!
 //! Blocked threads wait on a per-thread parker whose `Waker` unparks them,
-//! so the blocking sockets ([`crate::tcp`], [`crate::udp`]) and async
-//! tasks share one mechanism. Application calls that
+//! so the blocking sockets ([`crate::tcp`], [`crate::udp`]) and the async
+//! ones ([`crate::net`]) share one mechanism. Application calls that
 //! change what another waiter of the same socket would see (`shutdown`
 //! from another thread) wake that socket's waiters themselves. When the
 //! driver stops, every registered waker is woken, and waiters then see the
@@ -87,7 +87,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::{Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -593,6 +593,23 @@ impl StackHandle {
             inner.waiters.register(slot, token, waker);
         }
         Ok(None)
+    }
+
+    /// [`poll_slot`](Self::poll_slot) for a task: `Pending` (with `cx`'s
+    /// waker registered under `token`) while `f` returns `None`.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        handle: SocketHandle,
+        side: Side,
+        token: u64,
+        f: impl FnOnce(&mut Interface) -> Option<R>,
+    ) -> Poll<io::Result<R>> {
+        match self.poll_slot(Slot::Socket(handle, side), Some((token, cx.waker())), f) {
+            Ok(Some(r)) => Poll::Ready(Ok(r)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     /// A fresh waiter token.

@@ -634,7 +634,7 @@ impl std::fmt::Debug for TcpStream {
 
 /// Try `f` on every IPv4 address `addr` resolves to; the first success
 /// wins, else the last error (as std's `each_addr`).
-fn each_addr<T>(
+pub(crate) fn each_addr<T>(
     addr: impl ToSocketAddrs,
     what: &str,
     mut f: impl FnMut(SocketAddrV4) -> io::Result<T>,
@@ -650,16 +650,16 @@ fn each_addr<T>(
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no addresses to {what}"))))
 }
 
-fn broken_pipe() -> io::Error {
+pub(crate) fn broken_pipe() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "connection closed for writing")
 }
 
-fn annotate(e: io::Error, what: &str) -> io::Error {
+pub(crate) fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// The `io::ErrorKind` a std::net user expects for a stack error.
-fn tcp_error(e: TcpError, what: &str) -> io::Error {
+pub(crate) fn tcp_error(e: TcpError, what: &str) -> io::Error {
     let kind = match e {
         TcpError::BadHandle => io::ErrorKind::NotConnected,
         TcpError::WouldBlock => io::ErrorKind::WouldBlock,

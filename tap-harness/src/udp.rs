@@ -267,7 +267,7 @@ impl std::fmt::Debug for UdpSocket {
     }
 }
 
-fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+pub(crate) fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match v4(a) {
@@ -278,7 +278,7 @@ fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")))
 }
 
-fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
+pub(crate) fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
     let kind = match e {
         UdpBindError::AddrInUse => io::ErrorKind::AddrInUse,
         UdpBindError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
@@ -288,7 +288,7 @@ fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
     io::Error::new(kind, format!("bind {a}: {e}"))
 }
 
-fn send_error(e: UdpSendError, to: SocketAddrV4) -> io::Error {
+pub(crate) fn send_error(e: UdpSendError, to: SocketAddrV4) -> io::Error {
     let kind = match e {
         UdpSendError::BadHandle => io::ErrorKind::NotConnected,
         UdpSendError::TooLarge => io::ErrorKind::InvalidInput,
