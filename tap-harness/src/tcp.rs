@@ -85,9 +85,7 @@ impl Drop for ListenerInner {
     fn drop(&mut self) {
         // After the driver shut down there is no stack to close it in.
         let h = self.handle;
-        self.stack.close_socket(h, |i| {
-            let _ = i.tcp_close(h);
-        });
+        self.stack.close_socket(h, |i| i.tcp_close(h));
     }
 }
 
@@ -257,9 +255,7 @@ impl Drop for StreamInner {
         // Graceful unless data is left unread (then RST, as Linux). After
         // the driver shut down there is nothing to close.
         let h = self.handle;
-        self.stack.close_socket(h, |i| {
-            let _ = i.tcp_close(h);
-        });
+        self.stack.close_socket(h, |i| i.tcp_close(h));
     }
 }
 

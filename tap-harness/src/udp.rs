@@ -252,9 +252,7 @@ impl Drop for UdpSocket {
     fn drop(&mut self) {
         // After shutdown there is no stack to close it in, and nothing to do.
         let h = self.handle;
-        self.stack.close_socket(h, |i| {
-            let _ = i.udp_close(h);
-        });
+        self.stack.close_socket(h, |i| i.udp_close(h));
     }
 }
 

@@ -350,7 +350,7 @@ impl Conn {
 
     async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         let h = self.handle;
-        let mut check = |i: &mut Interface| Some(readiness(i, h, interest)).filter(|r| !r.is_empty());
+        let check = |i: &mut Interface| Some(readiness(i, h, interest)).filter(|r| !r.is_empty());
         // Connect, close and errors wake both sides; data only the read
         // side and room only the write side: wait on those asked for.
         let on_read = interest
@@ -361,7 +361,7 @@ impl Conn {
             .then(|| Waiter::new(&self.stack, h, Side::Write));
         std::future::poll_fn(|cx| {
             for w in on_read.iter().chain(on_write.iter()) {
-                if let Poll::Ready(r) = w.poll(cx, &mut check) {
+                if let Poll::Ready(r) = w.poll(cx, check) {
                     return Poll::Ready(r);
                 }
             }
@@ -463,9 +463,7 @@ struct Connecting<'a> {
 impl Drop for Connecting<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
-            self.stack.close_socket(h, |i| {
-                let _ = i.tcp_abort(h);
-            });
+            self.stack.close_socket(h, |i| i.tcp_abort(h));
         }
     }
 }
