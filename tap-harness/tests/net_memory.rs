@@ -398,3 +398,25 @@ async fn a_pending_read_is_not_woken_by_another_sockets_traffic() {
     assert_eq!(timeout(LIMIT, idle).await.unwrap().unwrap().unwrap(), 1);
     assert_eq!(polls.load(Ordering::SeqCst), 2);
 }
+
+/// Stopping the driver wakes pending futures with an error instead of
+/// leaving them pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_shutdown_fails_pending_futures() {
+    let (a, b) = pair();
+    let (_client, mut server) = connected(&a, &b, 7020).await;
+    let listener = TcpListener::bind(&b, (B, 7021)).await.unwrap();
+    let read = tokio::spawn(async move {
+        let mut buf = [0u8; 8];
+        server.read(&mut buf).await
+    });
+    let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!read.is_finished() && !accept.is_finished());
+    tokio::task::spawn_blocking(move || drop(b.shutdown()))
+        .await
+        .unwrap();
+    let e = timeout(LIMIT, read).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+    assert!(timeout(LIMIT, accept).await.unwrap().unwrap().is_err());
+}
