@@ -420,3 +420,49 @@ async fn driver_shutdown_fails_pending_futures() {
     assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
     assert!(timeout(LIMIT, accept).await.unwrap().unwrap().is_err());
 }
+
+/// Many concurrent connections on two worker threads: an echo server task
+/// per connection, each client sending and reading back at once. A lost
+/// wakeup would leave one of them pending past the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_echo_connections() {
+    const CONNS: usize = 100;
+    const LEN: usize = 20_000;
+    let (a, b) = pair();
+    let listener = TcpListener::bind(&b, (B, 7030)).await.unwrap();
+    let server = tokio::spawn(async move {
+        for _ in 0..CONNS {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                tokio::io::copy(&mut r, &mut w).await.unwrap();
+                w.shutdown().await.unwrap();
+            });
+        }
+    });
+    let mut clients = Vec::new();
+    for k in 0..CONNS {
+        let a = a.stack();
+        clients.push(tokio::spawn(async move {
+            let s = TcpStream::connect(&a, (B, 7030)).await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            let msg: Vec<u8> = (0..LEN).map(|i| (i * 31 + k) as u8).collect();
+            let expect = msg.clone();
+            let writer = tokio::spawn(async move {
+                w.write_all(&msg).await.unwrap();
+                w.shutdown().await.unwrap();
+            });
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).await.unwrap();
+            writer.await.unwrap();
+            assert!(back == expect, "connection {k} echoed wrong bytes");
+        }));
+    }
+    for c in clients {
+        timeout(Duration::from_secs(60), c)
+            .await
+            .expect("a connection hung")
+            .unwrap();
+    }
+    timeout(LIMIT, server).await.unwrap().unwrap();
+}
