@@ -28,7 +28,10 @@ pub mod testing;
 
 pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, TcpConfig, UdpConfig};
 pub use iface::{Event, Interface, NeighborInfo};
-pub use socket::tcp::{TcpConnStats, TcpError, TcpOption, TcpState};
+pub use socket::tcp::{
+    TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError, TcpOption, TcpOptionError,
+    TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
+};
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};
 pub use stats::Stats;

@@ -58,7 +58,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tapir_stack::{Interface, SocketError, SocketHandle, TcpConnStats, TcpError, TcpOption, TcpState};
+use tapir_stack::{
+    Interface, SocketError, SocketHandle, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError,
+    TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
+    TcpState,
+};
 
 use crate::driver::{Side, StackHandle};
 use crate::sockerr::{check_timeout, closed, socket_error, v4};
@@ -137,12 +141,14 @@ impl TcpListener {
     fn accept_inner(&self, timeout: Option<Duration>) -> io::Result<(TcpStream, SocketAddr)> {
         let l = &*self.inner;
         let accept = |i: &mut Interface| match i.tcp_accept(l.handle) {
-            Err(TcpError::WouldBlock) => None,
+            Err(TcpAcceptError::WouldBlock) => None,
             Ok(h) => Some(Ok((h, i.tcp_peer_addr(h)))),
             Err(e) => Some(Err(e)),
         };
         let r = if l.nonblocking.load(Ordering::Relaxed) {
-            l.stack.try_with(accept)?.unwrap_or(Err(TcpError::WouldBlock))
+            l.stack
+                .try_with(accept)?
+                .unwrap_or(Err(TcpAcceptError::WouldBlock))
         } else {
             l.stack
                 .wait_io(l.handle, Side::Read, timeout, io::ErrorKind::WouldBlock, accept)?
@@ -264,7 +270,20 @@ enum Outcome<T> {
     Done(T),
     /// The connection failed with this error; not yet reported.
     Failed(SocketError),
-    Err(TcpError),
+    Err(io::Error),
+}
+
+/// What a blocking call makes of a stack error: wait (`None`), or an
+/// outcome (`what` names the call in the message).
+fn outcome<T, E: StackError>(r: Result<T, E>, what: &str) -> Option<Outcome<T>> {
+    match r {
+        Ok(t) => Some(Outcome::Done(t)),
+        Err(e) => match e.io_kind() {
+            Ok(io::ErrorKind::WouldBlock) => None,
+            Err(failed) => Some(Outcome::Failed(failed)),
+            Ok(_) => Some(Outcome::Err(tcp_error(e, what))),
+        },
+    }
 }
 
 impl TcpStream {
@@ -343,7 +362,7 @@ impl TcpStream {
         if s.nonblocking.load(Ordering::Relaxed) {
             Ok(s.stack
                 .try_with(&mut f)?
-                .unwrap_or(Outcome::Err(TcpError::WouldBlock)))
+                .unwrap_or(Outcome::Err(io::ErrorKind::WouldBlock.into())))
         } else {
             s.stack.wait_io(h, side, timeout, io::ErrorKind::WouldBlock, f)
         }
@@ -377,17 +396,12 @@ impl TcpStream {
             if read_shut.load(Ordering::SeqCst) {
                 return Some(Outcome::Done(0));
             }
-            match i.tcp_recv(h, buf) {
-                Ok(n) => Some(Outcome::Done(n)),
-                Err(TcpError::WouldBlock) => None,
-                Err(TcpError::Failed(e)) => Some(Outcome::Failed(e)),
-                Err(e) => Some(Outcome::Err(e)),
-            }
+            outcome(i.tcp_recv(h, buf), "read")
         })?;
         match r {
             Outcome::Done(n) => Ok(n),
             Outcome::Failed(e) => self.failed(e, || Ok(0)),
-            Outcome::Err(e) => Err(tcp_error(e, "read")),
+            Outcome::Err(e) => Err(e),
         }
     }
 
@@ -397,17 +411,14 @@ impl TcpStream {
         }
         let r = self.blocking(Side::Write, self.opts().write_timeout, |i, h| {
             match i.tcp_send(h, buf) {
-                Ok(n) => Some(Outcome::Done(n)),
-                Err(TcpError::WouldBlock) => None,
-                Err(TcpError::Failed(e)) => Some(Outcome::Failed(e)),
-                Err(e) => Some(Outcome::Err(e)),
+                Err(TcpSendError::Closed) => Some(Outcome::Err(broken_pipe())),
+                r => outcome(r, "write"),
             }
         })?;
         match r {
             Outcome::Done(n) => Ok(n),
             Outcome::Failed(e) => self.failed(e, || Err(broken_pipe())),
-            Outcome::Err(TcpError::Closed) => Err(broken_pipe()),
-            Outcome::Err(e) => Err(tcp_error(e, "write")),
+            Outcome::Err(e) => Err(e),
         }
     }
 
@@ -427,12 +438,12 @@ impl TcpStream {
                     // read of the empty buffer says which, consuming
                     // nothing (the stack keeps the error until taken).
                     match i.tcp_recv(h, &mut [0u8; 1]) {
-                        Err(TcpError::Failed(e)) => Outcome::Failed(e),
+                        Err(TcpRecvError::Failed(e)) => Outcome::Failed(e),
                         _ => Outcome::Done(0),
                     }
                 }
                 Ok(n) => Outcome::Done(n),
-                Err(e) => Outcome::Err(e),
+                Err(e) => Outcome::Err(tcp_error(e, "peek")),
             })
         })?;
         match r {
@@ -440,7 +451,7 @@ impl TcpStream {
             // Peeking does not consume the error; the next read reports it.
             Outcome::Failed(e) if !self.inner.error_reported.load(Ordering::SeqCst) => Err(socket_error(e)),
             Outcome::Failed(_) => Ok(0),
-            Outcome::Err(e) => Err(tcp_error(e, "peek")),
+            Outcome::Err(e) => Err(e),
         }
     }
 
@@ -654,22 +665,72 @@ pub(crate) fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// The `io::ErrorKind` a std::net user expects for a stack error.
-pub(crate) fn tcp_error(e: TcpError, what: &str) -> io::Error {
-    let kind = match e {
-        TcpError::BadHandle => io::ErrorKind::NotConnected,
-        TcpError::WouldBlock => io::ErrorKind::WouldBlock,
-        TcpError::AddrInUse => io::ErrorKind::AddrInUse,
-        TcpError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
-        // Linux: EADDRNOTAVAIL when the ephemeral ports run out.
-        TcpError::NoFreePort => io::ErrorKind::AddrNotAvailable,
-        TcpError::NoRoute => io::ErrorKind::NetworkUnreachable,
-        TcpError::InvalidAddress => io::ErrorKind::InvalidInput,
-        TcpError::AlreadyConnected => io::ErrorKind::InvalidInput,
-        TcpError::NotConnected => io::ErrorKind::NotConnected,
-        TcpError::Closed => io::ErrorKind::BrokenPipe,
-        TcpError::TooManySockets => io::ErrorKind::OutOfMemory,
-        TcpError::Failed(err) => return annotate(socket_error(err), what),
+/// A stack error as a std::net user sees it.
+pub(crate) trait StackError: core::fmt::Display {
+    /// The `io::ErrorKind` a std::net user expects, or the failure of the
+    /// connection (reported as the socket error).
+    fn io_kind(&self) -> Result<io::ErrorKind, SocketError>;
+}
+
+macro_rules! stack_error {
+    ($t:ty { $($p:pat => $k:expr,)* }) => {
+        impl StackError for $t {
+            fn io_kind(&self) -> Result<io::ErrorKind, SocketError> {
+                use io::ErrorKind as K;
+                Ok(match *self {
+                    $($p => $k,)*
+                })
+            }
+        }
     };
-    io::Error::new(kind, format!("{what}: {e}"))
+}
+
+stack_error!(TcpSocketError { TcpSocketError::TooManySockets => K::OutOfMemory, });
+stack_error!(TcpBindError {
+    TcpBindError::BadHandle => K::NotConnected,
+    TcpBindError::AddrInUse => K::AddrInUse,
+    // Linux: EADDRNOTAVAIL when the ephemeral ports run out.
+    TcpBindError::AddrNotAvailable | TcpBindError::NoFreePort => K::AddrNotAvailable,
+    TcpBindError::AlreadyBound | TcpBindError::AlreadyConnected => K::InvalidInput,
+});
+stack_error!(TcpListenError {
+    TcpListenError::BadHandle => K::NotConnected,
+    TcpListenError::NotBound | TcpListenError::AlreadyConnected => K::InvalidInput,
+    TcpListenError::Bind(e) => return e.io_kind(),
+    TcpListenError::TooManySockets => K::OutOfMemory,
+});
+stack_error!(TcpAcceptError {
+    TcpAcceptError::BadHandle => K::NotConnected,
+    TcpAcceptError::WouldBlock => K::WouldBlock,
+});
+stack_error!(TcpConnectError {
+    TcpConnectError::BadHandle => K::NotConnected,
+    TcpConnectError::InvalidAddress | TcpConnectError::AlreadyConnected => K::InvalidInput,
+    TcpConnectError::NoRoute => K::NetworkUnreachable,
+    TcpConnectError::AddrInUse => K::AddrInUse,
+    TcpConnectError::NoFreePort => K::AddrNotAvailable,
+    TcpConnectError::InProgress => K::WouldBlock,
+    TcpConnectError::TooManySockets => K::OutOfMemory,
+});
+stack_error!(TcpSendError {
+    TcpSendError::BadHandle => K::NotConnected,
+    TcpSendError::WouldBlock => K::WouldBlock,
+    TcpSendError::NotConnected => K::NotConnected,
+    TcpSendError::Closed => K::BrokenPipe,
+    TcpSendError::Failed(e) => return Err(e),
+});
+stack_error!(TcpRecvError {
+    TcpRecvError::BadHandle => K::NotConnected,
+    TcpRecvError::WouldBlock => K::WouldBlock,
+    TcpRecvError::Failed(e) => return Err(e),
+});
+stack_error!(TcpShutdownError { TcpShutdownError::NotConnected => K::NotConnected, });
+stack_error!(TcpOptionError { TcpOptionError::BadHandle => K::NotConnected, });
+
+/// The `io::Error` a std::net user expects for a stack error.
+pub(crate) fn tcp_error<E: StackError>(e: E, what: &str) -> io::Error {
+    match e.io_kind() {
+        Ok(kind) => io::Error::new(kind, format!("{what}: {e}")),
+        Err(failed) => annotate(socket_error(failed), what),
+    }
 }

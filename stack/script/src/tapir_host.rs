@@ -3,7 +3,10 @@
 use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::HashSet;
-use tapir_stack::{Config, Interface, SocketError, SocketHandle, TcpError};
+use tapir_stack::{
+    Config, Interface, SocketError, SocketHandle, TcpAcceptError, TcpBindError, TcpConnectError,
+    TcpListenError, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
+};
 use tapir_stack::{Duration, Instant};
 use tapir_stack::{TcpOption, TcpState};
 
@@ -40,7 +43,7 @@ impl TapirHost {
     /// empty send fails with the pending error, or with `NotConnected`
     /// when there is none, and changes nothing.
     fn closed_with_error(&mut self, h: SocketHandle) -> bool {
-        matches!(self.iface.tcp_send(h, &[]), Err(TcpError::Failed(_)))
+        matches!(self.iface.tcp_send(h, &[]), Err(TcpSendError::Failed(_)))
     }
 }
 
@@ -50,20 +53,106 @@ impl Default for TapirHost {
     }
 }
 
-fn errno(e: TcpError) -> Errno {
-    match e {
-        TcpError::BadHandle => Errno::EBADF,
-        TcpError::WouldBlock => Errno::EAGAIN,
-        TcpError::AddrInUse => Errno::EADDRINUSE,
-        TcpError::AddrNotAvailable => Errno::EADDRNOTAVAIL,
-        TcpError::NoFreePort => Errno::EADDRNOTAVAIL,
-        TcpError::NoRoute => Errno::ENETUNREACH,
-        TcpError::InvalidAddress => Errno::EINVAL,
-        TcpError::AlreadyConnected => Errno::EISCONN,
-        TcpError::NotConnected => Errno::ENOTCONN,
-        TcpError::Closed => Errno::EPIPE,
-        TcpError::TooManySockets => Errno::ENOBUFS,
-        TcpError::Failed(e) => socket_errno(e),
+/// The errno a Linux socket call gives for each of the stack's errors.
+trait ToErrno {
+    fn errno(self) -> Errno;
+}
+
+fn errno(e: impl ToErrno) -> Errno {
+    e.errno()
+}
+
+impl ToErrno for TcpSocketError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpSocketError::TooManySockets => Errno::ENOBUFS,
+        }
+    }
+}
+
+impl ToErrno for TcpBindError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpBindError::BadHandle => Errno::EBADF,
+            TcpBindError::AddrNotAvailable | TcpBindError::NoFreePort => Errno::EADDRNOTAVAIL,
+            TcpBindError::AddrInUse => Errno::EADDRINUSE,
+            TcpBindError::AlreadyBound => Errno::EINVAL,
+            TcpBindError::AlreadyConnected => Errno::EISCONN,
+        }
+    }
+}
+
+impl ToErrno for TcpListenError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpListenError::BadHandle => Errno::EBADF,
+            TcpListenError::NotBound => Errno::EINVAL,
+            TcpListenError::AlreadyConnected => Errno::EISCONN,
+            TcpListenError::Bind(e) => e.errno(),
+            TcpListenError::TooManySockets => Errno::ENOBUFS,
+        }
+    }
+}
+
+impl ToErrno for TcpAcceptError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpAcceptError::BadHandle => Errno::EINVAL,
+            TcpAcceptError::WouldBlock => Errno::EAGAIN,
+        }
+    }
+}
+
+impl ToErrno for TcpConnectError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpConnectError::BadHandle => Errno::EBADF,
+            TcpConnectError::InvalidAddress => Errno::EINVAL,
+            TcpConnectError::NoRoute => Errno::ENETUNREACH,
+            TcpConnectError::AddrInUse => Errno::EADDRINUSE,
+            TcpConnectError::NoFreePort => Errno::EADDRNOTAVAIL,
+            TcpConnectError::InProgress => Errno::EAGAIN,
+            TcpConnectError::AlreadyConnected => Errno::EISCONN,
+            TcpConnectError::TooManySockets => Errno::ENOBUFS,
+        }
+    }
+}
+
+impl ToErrno for TcpSendError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpSendError::BadHandle => Errno::EBADF,
+            TcpSendError::WouldBlock => Errno::EAGAIN,
+            TcpSendError::NotConnected => Errno::ENOTCONN,
+            TcpSendError::Closed => Errno::EPIPE,
+            TcpSendError::Failed(e) => socket_errno(e),
+        }
+    }
+}
+
+impl ToErrno for TcpRecvError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpRecvError::BadHandle => Errno::EBADF,
+            TcpRecvError::WouldBlock => Errno::EAGAIN,
+            TcpRecvError::Failed(e) => socket_errno(e),
+        }
+    }
+}
+
+impl ToErrno for TcpShutdownError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpShutdownError::NotConnected => Errno::ENOTCONN,
+        }
+    }
+}
+
+impl ToErrno for TcpOptionError {
+    fn errno(self) -> Errno {
+        match self {
+            TcpOptionError::BadHandle => Errno::EBADF,
+        }
     }
 }
 
@@ -125,10 +214,7 @@ impl ScriptHost for TapirHost {
     }
 
     fn accept(&mut self, _now: Instant, h: SocketHandle) -> Result<SocketHandle, Errno> {
-        self.iface.tcp_accept(h).map_err(|e| match e {
-            TcpError::BadHandle => Errno::EINVAL,
-            e => errno(e),
-        })
+        self.iface.tcp_accept(h).map_err(errno)
     }
 
     fn connect(&mut self, now: Instant, h: SocketHandle, remote: SocketAddrV4) -> Result<(), Errno> {

@@ -9,7 +9,11 @@ use super::icmp::IcmpVerdict;
 use super::{Interface, SplitMix64};
 use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::tcp::table::{conn_ref, Cx, IcmpMatch, Random, Segment, TcpTable};
-use crate::socket::tcp::{api, TcpConnStats, TcpError, TcpOption, TcpState};
+use crate::socket::tcp::{api, TcpConnStats, TcpOption, TcpState};
+use crate::socket::tcp::{
+    TcpAcceptError, TcpBindError, TcpConnectError, TcpListenError, TcpOptionError, TcpRecvError,
+    TcpSendError, TcpShutdownError, TcpSocketError,
+};
 use crate::socket::{SocketError, SocketHandle};
 use crate::time::Instant;
 use crate::wire::{tcp::TcpParseError, Ipv4Repr, Protocol, TcpRepr};
@@ -37,29 +41,34 @@ impl Interface {
     // ----- public API -----
 
     /// A new TCP socket, neither bound nor connected (`socket(2)`).
-    pub fn tcp_socket(&mut self) -> Result<SocketHandle, TcpError> {
+    pub fn tcp_socket(&mut self) -> Result<SocketHandle, TcpSocketError> {
         let (t, mut cx) = self.tcp_cx();
         t.socket(&mut cx)
     }
 
     /// Bind a fresh socket to a local port (0: an ephemeral one).
-    pub fn tcp_bind(&mut self, h: SocketHandle, local: SocketAddrV4) -> Result<(), TcpError> {
+    pub fn tcp_bind(&mut self, h: SocketHandle, local: SocketAddrV4) -> Result<(), TcpBindError> {
         let (t, mut cx) = self.tcp_cx();
         t.bind(&mut cx, h, local)
     }
 
     /// Listen on a bound socket (`listen(2)`). The backlog bounds both the
     /// SYN queue and the accept queue.
-    pub fn tcp_listen_socket(&mut self, h: SocketHandle, backlog: usize) -> Result<(), TcpError> {
+    pub fn tcp_listen_socket(&mut self, h: SocketHandle, backlog: usize) -> Result<(), TcpListenError> {
         let (t, mut cx) = self.tcp_cx();
         t.listen(&mut cx, h, backlog)
     }
 
     /// Socket, bind and listen in one call.
-    pub fn tcp_listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<SocketHandle, TcpError> {
+    pub fn tcp_listen(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+    ) -> Result<SocketHandle, TcpListenError> {
         let h = self.tcp_socket()?;
         let r = self
             .tcp_bind(h, local)
+            .map_err(TcpListenError::from)
             .and_then(|_| self.tcp_listen_socket(h, backlog));
         match r {
             Ok(()) => Ok(h),
@@ -71,13 +80,17 @@ impl Interface {
     }
 
     /// The next established connection of a listener.
-    pub fn tcp_accept(&mut self, listener: SocketHandle) -> Result<SocketHandle, TcpError> {
+    pub fn tcp_accept(&mut self, listener: SocketHandle) -> Result<SocketHandle, TcpAcceptError> {
         let (t, mut cx) = self.tcp_cx();
         t.accept(&mut cx, listener)
     }
 
     /// Open a connection (a new socket, ephemeral port).
-    pub fn tcp_connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+    pub fn tcp_connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+    ) -> Result<SocketHandle, TcpConnectError> {
         let h = self.tcp_socket()?;
         match self.tcp_connect_socket(now, h, remote) {
             Ok(()) => Ok(h),
@@ -95,7 +108,7 @@ impl Interface {
         now: Instant,
         h: SocketHandle,
         remote: SocketAddrV4,
-    ) -> Result<(), TcpError> {
+    ) -> Result<(), TcpConnectError> {
         let ip = *remote.ip();
         if ip.is_unspecified()
             || ip.is_broadcast()
@@ -103,28 +116,30 @@ impl Interface {
             || self.is_broadcast(ip)
             || remote.port() == 0
         {
-            return Err(TcpError::InvalidAddress);
+            return Err(TcpConnectError::InvalidAddress);
         }
-        self.route(ip).ok_or(TcpError::NoRoute)?;
+        self.route(ip).ok_or(TcpConnectError::NoRoute)?;
         let (t, mut cx) = self.tcp_cx();
         t.connect(&mut cx, now, h, remote)
     }
 
     /// Queue data to send; returns how much the send buffer took.
-    pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, TcpError> {
+    pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, TcpSendError> {
         let (t, mut cx) = self.tcp_cx();
         t.send(&mut cx, h, data)
     }
 
     /// Read in-order data. `Ok(0)` is end of stream (the peer sent FIN).
-    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpRecvError> {
         let (t, mut cx) = self.tcp_cx();
         t.recv(&mut cx, h, buf)
     }
 
     /// Copy in-order data without consuming it.
-    pub fn tcp_peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
-        Ok(conn_ref(&self.sockets, h).ok_or(TcpError::BadHandle)?.peek(buf))
+    pub fn tcp_peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpRecvError> {
+        Ok(conn_ref(&self.sockets, h)
+            .ok_or(TcpRecvError::BadHandle)?
+            .peek(buf))
     }
 
     /// Consume-in-place: `f` sees the readable bytes (contiguous, up to the
@@ -133,7 +148,7 @@ impl Interface {
         &mut self,
         h: SocketHandle,
         f: impl FnOnce(&[u8]) -> (usize, R),
-    ) -> Result<R, TcpError> {
+    ) -> Result<R, TcpRecvError> {
         let (t, mut cx) = self.tcp_cx();
         t.recv_with(&mut cx, h, f)
     }
@@ -144,7 +159,7 @@ impl Interface {
         &mut self,
         h: SocketHandle,
         f: impl FnOnce(&mut [u8]) -> (usize, R),
-    ) -> Result<R, TcpError> {
+    ) -> Result<R, TcpSendError> {
         let (t, mut cx) = self.tcp_cx();
         t.send_with(&mut cx, h, f)
     }
@@ -184,7 +199,7 @@ impl Interface {
     }
 
     /// Half-close: no more sends; FIN follows the queued data.
-    pub fn tcp_shutdown(&mut self, h: SocketHandle) -> Result<(), TcpError> {
+    pub fn tcp_shutdown(&mut self, h: SocketHandle) -> Result<(), TcpShutdownError> {
         let (t, mut cx) = self.tcp_cx();
         t.shutdown(&mut cx, h)
     }
@@ -250,7 +265,12 @@ impl Interface {
 
     /// Set a per-socket option (before or after connecting; a listener
     /// passes its options to the connections it accepts).
-    pub fn tcp_set_option(&mut self, now: Instant, h: SocketHandle, opt: TcpOption) -> Result<(), TcpError> {
+    pub fn tcp_set_option(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        opt: TcpOption,
+    ) -> Result<(), TcpOptionError> {
         let (t, mut cx) = self.tcp_cx();
         t.set_option(&mut cx, now, h, opt)
     }

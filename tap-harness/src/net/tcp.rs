@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tapir_stack::{Interface, SocketError, SocketHandle, TcpConnStats, TcpError, TcpOption, TcpState};
+use tapir_stack::{
+    Interface, SocketError, SocketHandle, TcpAcceptError, TcpConnStats, TcpOption, TcpRecvError,
+    TcpSendError, TcpState,
+};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
 use super::Waiter;
 use crate::driver::{Side, StackHandle};
 use crate::sockerr::{closed, socket_error, v4};
-use crate::tcp::{annotate, broken_pipe, tcp_error, DEFAULT_BACKLOG};
+use crate::tcp::{annotate, broken_pipe, tcp_error, StackError, DEFAULT_BACKLOG};
 
 // ---------------------------------------------------------------------------
 // Listener
@@ -74,9 +77,9 @@ impl TcpListener {
     fn try_accept_in(
         &self,
         i: &mut Interface,
-    ) -> Option<Result<(SocketHandle, Option<SocketAddrV4>), TcpError>> {
+    ) -> Option<Result<(SocketHandle, Option<SocketAddrV4>), TcpAcceptError>> {
         match i.tcp_accept(self.handle) {
-            Err(TcpError::WouldBlock) => None,
+            Err(TcpAcceptError::WouldBlock) => None,
             Ok(h) => Some(Ok((h, i.tcp_peer_addr(h)))),
             Err(e) => Some(Err(e)),
         }
@@ -84,7 +87,7 @@ impl TcpListener {
 
     fn finish_accept(
         &self,
-        r: Result<(SocketHandle, Option<SocketAddrV4>), TcpError>,
+        r: Result<(SocketHandle, Option<SocketAddrV4>), TcpAcceptError>,
     ) -> io::Result<(TcpStream, SocketAddr)> {
         let (h, peer) = r.map_err(|e| tcp_error(e, "accept"))?;
         let stream = TcpStream::from_handle(&self.stack, h);
@@ -161,15 +164,17 @@ enum Outcome<T> {
     Done(T),
     /// The connection failed with this error; maybe not yet reported.
     Failed(SocketError),
-    Err(TcpError),
+    Err(io::Error),
 }
 
-fn outcome<T>(r: Result<T, TcpError>) -> Option<Outcome<T>> {
+fn outcome<T, E: StackError>(r: Result<T, E>, what: &str) -> Option<Outcome<T>> {
     match r {
         Ok(t) => Some(Outcome::Done(t)),
-        Err(TcpError::WouldBlock) => None,
-        Err(TcpError::Failed(e)) => Some(Outcome::Failed(e)),
-        Err(e) => Some(Outcome::Err(e)),
+        Err(e) => match e.io_kind() {
+            Ok(io::ErrorKind::WouldBlock) => None,
+            Err(failed) => Some(Outcome::Failed(failed)),
+            Ok(_) => Some(Outcome::Err(tcp_error(e, what))),
+        },
     }
 }
 
@@ -181,7 +186,7 @@ fn read_ready(i: &Interface, h: SocketHandle) -> bool {
 /// Whether a write would not block: room in the send buffer, or an error.
 fn write_ready(i: &mut Interface, h: SocketHandle) -> bool {
     match i.tcp_send(h, &[]) {
-        Err(TcpError::WouldBlock) => false,
+        Err(TcpSendError::WouldBlock) => false,
         Ok(_) => i.tcp_send_capacity(h) > 0,
         Err(_) => true,
     }
@@ -229,7 +234,7 @@ impl Conn {
         match r {
             Outcome::Done(n) => Ok(n),
             Outcome::Failed(e) => self.failed(e, || Ok(0)),
-            Outcome::Err(e) => Err(tcp_error(e, "read")),
+            Outcome::Err(e) => Err(e),
         }
     }
 
@@ -237,8 +242,8 @@ impl Conn {
         match r {
             Outcome::Done(n) => Ok(n),
             Outcome::Failed(e) => self.failed(e, || Err(broken_pipe())),
-            Outcome::Err(TcpError::Closed) => Err(broken_pipe()),
-            Outcome::Err(e) => Err(tcp_error(e, "write")),
+            Outcome::Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(broken_pipe()),
+            Outcome::Err(e) => Err(e),
         }
     }
 
@@ -248,16 +253,16 @@ impl Conn {
             // Peeking does not consume the error; the next read reports it.
             Outcome::Failed(e) if !self.error_reported.load(Ordering::SeqCst) => Err(socket_error(e)),
             Outcome::Failed(_) => Ok(0),
-            Outcome::Err(e) => Err(tcp_error(e, "peek")),
+            Outcome::Err(e) => Err(e),
         }
     }
 
     fn recv(&self, i: &mut Interface, buf: &mut [u8]) -> Option<Outcome<usize>> {
-        outcome(i.tcp_recv(self.handle, buf))
+        outcome(i.tcp_recv(self.handle, buf), "read")
     }
 
     fn send(&self, i: &mut Interface, buf: &[u8]) -> Option<Outcome<usize>> {
-        outcome(i.tcp_send(self.handle, buf))
+        outcome(i.tcp_send(self.handle, buf), "write")
     }
 
     fn peek(&self, i: &mut Interface, buf: &mut [u8]) -> Option<Outcome<usize>> {
@@ -269,11 +274,11 @@ impl Conn {
             // End of stream or a failed connection: a one-byte read of the
             // empty buffer says which, consuming nothing.
             Ok(0) => match i.tcp_recv(h, &mut [0u8; 1]) {
-                Err(TcpError::Failed(e)) => Outcome::Failed(e),
+                Err(TcpRecvError::Failed(e)) => Outcome::Failed(e),
                 _ => Outcome::Done(0),
             },
             Ok(n) => Outcome::Done(n),
-            Err(e) => Outcome::Err(e),
+            Err(e) => Outcome::Err(tcp_error(e, "peek")),
         })
     }
 

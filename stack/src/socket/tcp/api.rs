@@ -3,9 +3,10 @@
 //! BSD socket API. `Interface` exposes them as its `tcp_*` methods.
 
 use super::conn::{self, Connection};
+use super::error::*;
 use super::listener::Listener;
 use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
-use super::{TcpConnStats, TcpError, TcpOption, TcpState};
+use super::{TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::time::Instant;
@@ -15,7 +16,7 @@ use core::net::SocketAddrV4;
 const MAX_PENDING_OPTIONS: usize = 16;
 
 impl TcpTable {
-    pub fn socket(&mut self, cx: &mut Cx) -> Result<SocketHandle, TcpError> {
+    pub fn socket(&mut self, cx: &mut Cx) -> Result<SocketHandle, TcpSocketError> {
         let s = TcpSocket {
             kind: TcpKind::Unbound {
                 port: None,
@@ -23,43 +24,45 @@ impl TcpTable {
             },
             queued_events: 0,
         };
-        cx.sockets.insert(Socket::Tcp(s)).ok_or(TcpError::TooManySockets)
+        cx.sockets
+            .insert(Socket::Tcp(s))
+            .ok_or(TcpSocketError::TooManySockets)
     }
 
-    pub fn bind(&mut self, cx: &mut Cx, h: SocketHandle, local: SocketAddrV4) -> Result<(), TcpError> {
+    pub fn bind(&mut self, cx: &mut Cx, h: SocketHandle, local: SocketAddrV4) -> Result<(), TcpBindError> {
         if !local.ip().is_unspecified() && *local.ip() != cx.config.ipv4.addr {
-            return Err(TcpError::AddrNotAvailable);
+            return Err(TcpBindError::AddrNotAvailable);
         }
         let port = match local.port() {
-            0 => self.ephemeral_port(cx, None).ok_or(TcpError::NoFreePort)?,
+            0 => self.ephemeral_port(cx, None).ok_or(TcpBindError::NoFreePort)?,
             p => p,
         };
         if self.listeners.contains_key(&port) || self.bound.contains_key(&port) {
-            return Err(TcpError::AddrInUse);
+            return Err(TcpBindError::AddrInUse);
         }
-        match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+        match &mut cx.socket_mut(h).ok_or(TcpBindError::BadHandle)?.kind {
             TcpKind::Unbound { port: p @ None, .. } => *p = Some(port),
-            TcpKind::Unbound { .. } => return Err(TcpError::InvalidAddress),
-            _ => return Err(TcpError::AlreadyConnected),
+            TcpKind::Unbound { .. } => return Err(TcpBindError::AlreadyBound),
+            _ => return Err(TcpBindError::AlreadyConnected),
         }
         self.bound.insert(port, h);
         Ok(())
     }
 
-    pub fn listen(&mut self, cx: &mut Cx, h: SocketHandle, backlog: usize) -> Result<(), TcpError> {
+    pub fn listen(&mut self, cx: &mut Cx, h: SocketHandle, backlog: usize) -> Result<(), TcpListenError> {
         let backlog = backlog.clamp(1, cx.config.tcp.max_backlog);
-        let socket = cx.socket_mut(h).ok_or(TcpError::BadHandle)?;
+        let socket = cx.socket_mut(h).ok_or(TcpListenError::BadHandle)?;
         let (port, options) = match &mut socket.kind {
             TcpKind::Unbound {
                 port: Some(p),
                 options,
             } => (*p, core::mem::take(options)),
-            TcpKind::Unbound { port: None, .. } => return Err(TcpError::InvalidAddress),
+            TcpKind::Unbound { port: None, .. } => return Err(TcpListenError::NotBound),
             TcpKind::Listener(l) => {
                 l.backlog = backlog;
                 return Ok(());
             }
-            TcpKind::Conn(_) => return Err(TcpError::AlreadyConnected),
+            TcpKind::Conn(_) => return Err(TcpListenError::AlreadyConnected),
         };
         socket.kind = TcpKind::Listener(Listener::new(port, backlog, options));
         self.bound.remove(&port);
@@ -68,9 +71,9 @@ impl TcpTable {
         Ok(())
     }
 
-    pub fn accept(&mut self, cx: &mut Cx, listener: SocketHandle) -> Result<SocketHandle, TcpError> {
-        let l = cx.listener(listener).ok_or(TcpError::BadHandle)?;
-        let h = l.accept_queue.pop_front().ok_or(TcpError::WouldBlock)?;
+    pub fn accept(&mut self, cx: &mut Cx, listener: SocketHandle) -> Result<SocketHandle, TcpAcceptError> {
+        let l = cx.listener(listener).ok_or(TcpAcceptError::BadHandle)?;
+        let h = l.accept_queue.pop_front().ok_or(TcpAcceptError::WouldBlock)?;
         if let Some(e) = cx.entry(h) {
             e.parent = None;
         }
@@ -85,28 +88,28 @@ impl TcpTable {
         now: Instant,
         h: SocketHandle,
         remote: SocketAddrV4,
-    ) -> Result<(), TcpError> {
-        let (bound, options) = match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+    ) -> Result<(), TcpConnectError> {
+        let (bound, options) = match &mut cx.socket_mut(h).ok_or(TcpConnectError::BadHandle)?.kind {
             TcpKind::Unbound { port, options } => (*port, core::mem::take(options)),
             TcpKind::Conn(e) => {
                 return Err(match e.conn.state {
-                    TcpState::SynSent | TcpState::SynReceived => TcpError::WouldBlock,
-                    _ => TcpError::AlreadyConnected,
+                    TcpState::SynSent | TcpState::SynReceived => TcpConnectError::InProgress,
+                    _ => TcpConnectError::AlreadyConnected,
                 })
             }
-            TcpKind::Listener(_) => return Err(TcpError::AlreadyConnected),
+            TcpKind::Listener(_) => return Err(TcpConnectError::AlreadyConnected),
         };
         let port = match bound {
             Some(p) => {
                 if self.conns.contains_key(&(p, remote)) || self.time_wait.contains(&(p, remote)) {
-                    return Err(TcpError::AddrInUse);
+                    return Err(TcpConnectError::AddrInUse);
                 }
                 self.bound.remove(&p);
                 p
             }
             None => self
                 .ephemeral_port(cx, Some(remote))
-                .ok_or(TcpError::NoFreePort)?,
+                .ok_or(TcpConnectError::NoFreePort)?,
         };
         let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
         let ep = self.endpoints(cx, now, local, remote);
@@ -121,30 +124,30 @@ impl TcpTable {
         Ok(())
     }
 
-    pub fn send(&mut self, cx: &mut Cx, h: SocketHandle, data: &[u8]) -> Result<usize, TcpError> {
-        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+    pub fn send(&mut self, cx: &mut Cx, h: SocketHandle, data: &[u8]) -> Result<usize, TcpSendError> {
+        let e = cx.entry(h).ok_or(TcpSendError::BadHandle)?;
         if let Some(err) = e.conn.error.filter(|_| e.conn.state == TcpState::Closed) {
-            return Err(TcpError::Failed(err));
+            return Err(TcpSendError::Failed(err));
         }
         match e.conn.state {
-            TcpState::SynSent | TcpState::SynReceived => return Err(TcpError::WouldBlock),
+            TcpState::SynSent | TcpState::SynReceived => return Err(TcpSendError::WouldBlock),
             TcpState::Established | TcpState::CloseWait if e.conn.may_send() => {}
-            TcpState::Closed if e.conn.error.is_none() => return Err(TcpError::NotConnected),
-            _ => return Err(TcpError::Closed),
+            TcpState::Closed if e.conn.error.is_none() => return Err(TcpSendError::NotConnected),
+            _ => return Err(TcpSendError::Closed),
         }
         if data.is_empty() {
             return Ok(0);
         }
         let n = e.conn.send(data);
         if n == 0 {
-            return Err(TcpError::WouldBlock);
+            return Err(TcpSendError::WouldBlock);
         }
         self.refresh(cx, h);
         Ok(n)
     }
 
-    pub fn recv(&mut self, cx: &mut Cx, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
-        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+    pub fn recv(&mut self, cx: &mut Cx, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpRecvError> {
+        let e = cx.entry(h).ok_or(TcpRecvError::BadHandle)?;
         let n = e.conn.recv(buf);
         if n > 0 {
             self.refresh(cx, h);
@@ -156,12 +159,12 @@ impl TcpTable {
         }
         match conn.state {
             TcpState::Closed => match conn.error {
-                Some(err) => Err(TcpError::Failed(err)),
+                Some(err) => Err(TcpRecvError::Failed(err)),
                 None => Ok(0),
             },
-            TcpState::SynSent | TcpState::SynReceived => Err(TcpError::WouldBlock),
+            TcpState::SynSent | TcpState::SynReceived => Err(TcpRecvError::WouldBlock),
             TcpState::TimeWait | TcpState::Closing | TcpState::LastAck | TcpState::CloseWait => Ok(0),
-            _ => Err(TcpError::WouldBlock),
+            _ => Err(TcpRecvError::WouldBlock),
         }
     }
 
@@ -170,8 +173,8 @@ impl TcpTable {
         cx: &mut Cx,
         h: SocketHandle,
         f: impl FnOnce(&[u8]) -> (usize, R),
-    ) -> Result<R, TcpError> {
-        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+    ) -> Result<R, TcpRecvError> {
+        let e = cx.entry(h).ok_or(TcpRecvError::BadHandle)?;
         let (used, r) = f(e.conn.recv_slice(usize::MAX));
         e.conn.consume(used);
         self.refresh(cx, h);
@@ -183,13 +186,13 @@ impl TcpTable {
         cx: &mut Cx,
         h: SocketHandle,
         f: impl FnOnce(&mut [u8]) -> (usize, R),
-    ) -> Result<R, TcpError> {
-        let e = cx.entry(h).ok_or(TcpError::BadHandle)?;
+    ) -> Result<R, TcpSendError> {
+        let e = cx.entry(h).ok_or(TcpSendError::BadHandle)?;
         if !e.conn.may_send() {
             return Err(if e.conn.state.is_synchronized() {
-                TcpError::Closed
+                TcpSendError::Closed
             } else {
-                TcpError::WouldBlock
+                TcpSendError::WouldBlock
             });
         }
         let (n, r) = f(e.conn.send_buffer(usize::MAX));
@@ -198,11 +201,11 @@ impl TcpTable {
         Ok(r)
     }
 
-    pub fn shutdown(&mut self, cx: &mut Cx, h: SocketHandle) -> Result<(), TcpError> {
-        let e = cx.entry(h).ok_or(TcpError::NotConnected)?;
+    pub fn shutdown(&mut self, cx: &mut Cx, h: SocketHandle) -> Result<(), TcpShutdownError> {
+        let e = cx.entry(h).ok_or(TcpShutdownError::NotConnected)?;
         if e.conn.state == TcpState::Closed || e.conn.state == TcpState::SynSent {
             e.conn.shutdown_write();
-            return Err(TcpError::NotConnected);
+            return Err(TcpShutdownError::NotConnected);
         }
         e.conn.shutdown_write();
         self.refresh(cx, h);
@@ -281,8 +284,8 @@ impl TcpTable {
         now: Instant,
         h: SocketHandle,
         opt: TcpOption,
-    ) -> Result<(), TcpError> {
-        match &mut cx.socket_mut(h).ok_or(TcpError::BadHandle)?.kind {
+    ) -> Result<(), TcpOptionError> {
+        match &mut cx.socket_mut(h).ok_or(TcpOptionError::BadHandle)?.kind {
             TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
                 options.retain(|o| core::mem::discriminant(o) != core::mem::discriminant(&opt));
                 if options.len() < MAX_PENDING_OPTIONS {

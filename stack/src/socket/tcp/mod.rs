@@ -26,7 +26,10 @@ pub(crate) mod seq;
 pub(crate) mod table;
 pub(crate) mod time_wait;
 
-pub use error::TcpError;
+pub use error::{
+    TcpAcceptError, TcpBindError, TcpConnectError, TcpListenError, TcpOptionError, TcpRecvError,
+    TcpSendError, TcpShutdownError, TcpSocketError,
+};
 pub(crate) use table::TcpSocket;
 
 use crate::time::Duration;
