@@ -157,19 +157,29 @@ impl TimeWaitTable {
             }
             self.order.push_back((now + time_wait, key));
         }
-        // At most one answer per invalid_ratelimit to segments without
-        // data (RFC 5961 7; Linux tcp_timewait_check_oow_rate_limit):
-        // one that occupies sequence space cannot be half of an ACK loop.
-        let limit = cx.config.tcp.invalid_ratelimit;
-        if limit.is_zero() || (seg_len > 0 && !repr.flags.syn()) {
-            // Exempt.
-        } else if tw.last_oow_ack.is_some_and(|t| now < t + limit) {
+        if !self.oow_ack_allowed(now, key, seg_len > 0 && !repr.flags.syn(), cx) {
             cx.stats.tcp_time_wait_acks_rate_limited += 1;
             return TimeWaitVerdict::Handled(None);
-        } else if let Some(t) = self.entries.get_mut(&key) {
-            t.last_oow_ack = Some(now);
         }
         TimeWaitVerdict::Handled(Some(time_wait_ack(now, key, &tw)))
+    }
+
+    /// At most one answer per invalid_ratelimit to segments without data
+    /// (RFC 5961 7; Linux tcp_timewait_check_oow_rate_limit): one that
+    /// occupies sequence space (`exempt`) cannot be half of an ACK loop.
+    fn oow_ack_allowed(&mut self, now: Instant, key: ConnKey, exempt: bool, cx: &Cx) -> bool {
+        let limit = cx.config.tcp.invalid_ratelimit;
+        if limit.is_zero() || exempt {
+            return true;
+        }
+        let Some(t) = self.entries.get_mut(&key) else {
+            return true;
+        };
+        if t.last_oow_ack.is_some_and(|last| now < last + limit) {
+            return false;
+        }
+        t.last_oow_ack = Some(now);
+        true
     }
 }
 
