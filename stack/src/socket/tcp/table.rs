@@ -246,6 +246,9 @@ impl TcpTable {
     }
 
     fn conn_input(&mut self, cx: &mut Cx, now: Instant, h: SocketHandle, repr: &TcpRepr, data: &[u8]) {
+        // The connection logs its transitions (at debug) inside this span,
+        // which names its handle.
+        let _span = tracing::debug_span!("conn", %h).entered();
         let Some(e) = cx.entry(h) else { return };
         // Linux keeps the handshake's final ACK waiting (drops it) while the
         // accept queue is full; the SYN-ACK timer tries again later.
@@ -350,6 +353,7 @@ impl TcpTable {
             self.timers.remove(&(t, h));
             let Some(e) = cx.entry(h) else { continue };
             e.deadline = None;
+            let _span = tracing::debug_span!("conn", %h).entered();
             let out = e.conn.on_timer(now);
             self.after(cx, h, out);
         }
