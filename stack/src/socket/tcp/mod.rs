@@ -5,8 +5,10 @@
 //!   ISNs, RFC 6056 ports, the RFC 5961 7 budget, RSTs for segments to
 //!   nobody (RFC 9293 3.10.7.1), timers and the output queue.
 //! - `api`: the socket calls (OPEN, SEND, RECEIVE, CLOSE, ABORT, STATUS).
+//! - `error`: one error enum per call.
 //! - `listener`: LISTEN, with its SYN and accept queues.
-//! - `time_wait`: the compact TIME-WAIT entry.
+//! - `time_wait`: TIME-WAIT, one compact entry per 4-tuple, whether or
+//!   not the application still holds the socket.
 //! - `conn`: one connection: the state machine, reliable delivery, flow
 //!   control, timers.
 //! - `rtt`: the RFC 6298 estimator.
