@@ -4,7 +4,7 @@ mod demo;
 mod script;
 
 use clap::{Parser, Subcommand};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use std::process::ExitCode;
 use tapir_apps::net::{bring_up, NetArgs};
 use tapir_apps::services;
@@ -102,6 +102,15 @@ fn up(args: UpArgs) -> Result<(), String> {
     signals
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
+    // A shell starts background jobs with SIGINT ignored (POSIX 2.11), and
+    // whoever started us may have ignored SIGTERM: we wait for them, so they
+    // are not ignored. Blocked first, so the default action (termination)
+    // never runs.
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: no handler is installed, only the default disposition.
+        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
+            .map_err(|e| format!("resetting {sig:?}: {e}"))?;
+    }
 
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
