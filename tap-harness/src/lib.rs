@@ -4,8 +4,11 @@
 //! - [`device`]: where frames come from and go to: a Linux TAP
 //!   ([`TapDevice`]), an `AF_PACKET` socket on an existing interface
 //!   ([`PacketDevice`]), or an in-memory link for tests ([`MemoryDevice`]).
-//! - [`driver`]: the one thread that owns the stack and the device, and the
-//!   handles application threads use to reach the stack.
+//! - [`driver`]: the one thread that owns the stack and the device, the
+//!   handles application threads use to reach the stack, and the
+//!   per-socket readiness through which threads and tasks wait.
+//! - [`net`]: async, tokio-compatible `TcpListener`, `TcpStream` and
+//!   `UdpSocket` (the `tokio::net` API, given the stack handle).
 //! - [`tcp`]: blocking, std::net-shaped [`TcpListener`] and [`TcpStream`].
 //! - [`udp`]: a blocking, std::net-shaped [`UdpSocket`].
 //! - [`pcap`]: capture of every frame in and out.
@@ -34,6 +37,7 @@
 
 pub mod device;
 pub mod driver;
+pub mod net;
 pub mod netns;
 pub mod pcap;
 mod sockerr;
