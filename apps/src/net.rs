@@ -41,6 +41,11 @@ pub struct NetArgs {
     /// Record every frame in and out to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// Most sockets (listeners, connections, UDP) the stack holds at once.
+    /// A socket's buffers are allocated as it uses them, so an idle
+    /// connection costs a few KB.
+    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    pub max_sockets: usize,
     /// Seed for everything the stack randomises.
     #[arg(long, default_value_t = 0x7a91_2f00)]
     pub seed: u64,
@@ -99,6 +104,7 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
     config.gateway = args.gateway;
     config.mtu = args.mtu.map(usize::from).unwrap_or(device_mtu);
     config.seed = args.seed;
+    config.max_sockets = args.max_sockets.max(1);
     let iface =
         Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let device_name = device.name().to_string();
