@@ -12,11 +12,16 @@
 //! service wakes its tasks at once: there is no polling.
 //!
 //! Two ways to run them, as `tapir up` offers:
-//! - [`ExecMode::Runtime`]: tokio's multi-thread runtime, work-stealing
-//!   between its threads (the default);
-//! - [`ExecMode::Workers`]: one acceptor thread and N worker threads, each
-//!   with a current-thread runtime that owns the connections handed to it
-//!   (round robin), as nginx-style "one event loop per worker" servers.
+//! - [`ExecMode::Runtime`]: connections run on tokio's multi-thread
+//!   runtime, work-stealing between its threads (the default);
+//! - [`ExecMode::Workers`]: N worker threads, each with a current-thread
+//!   runtime that owns the connections handed to it (round robin), as
+//!   nginx-style "one event loop per worker" servers.
+//!
+//! In both, the accept loops (and UDP echo) run on one acceptor thread of
+//! their own. Accepting on the connections' own runtime let the accept
+//! queue (4 096) overflow while 20 000 connections arrived at ~5 000/s
+//! (apps/tests/scale.rs); on its own thread it keeps up.
 //!
 //! The iperf3 server still runs on a thread over the blocking sockets (one
 //! test at a time, as iperf3's own).
@@ -70,13 +75,14 @@ impl Default for ExecMode {
 /// Runs the services' tasks; see the module doc. Dropping it stops the
 /// threads (after the services, which hold a handle).
 pub struct Executor {
-    /// Where accept loops and UDP services run (in workers mode, the
-    /// acceptor thread's runtime).
+    /// The acceptor: accept loops and UDP services run here, on a thread of
+    /// their own, so taking connections never waits behind serving them.
     main: tokio::runtime::Runtime,
+    /// Default mode: the multi-thread runtime connections run on.
+    pool: Option<tokio::runtime::Runtime>,
     /// Workers mode: the workers' queues of new connections.
     workers: Vec<mpsc::UnboundedSender<Task>>,
     worker_threads: Vec<JoinHandle<()>>,
-    next: AtomicUsize,
     pub mode: ExecMode,
 }
 
@@ -84,12 +90,17 @@ impl Executor {
     pub fn new(mode: ExecMode) -> io::Result<Executor> {
         let mut workers = Vec::new();
         let mut worker_threads = Vec::new();
-        let main = match mode {
-            ExecMode::Runtime { threads } => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads.max(1))
-                .thread_name("tapir-rt")
-                .enable_time()
-                .build()?,
+        let mut pool = None;
+        match mode {
+            ExecMode::Runtime { threads } => {
+                pool = Some(
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(threads.max(1))
+                        .thread_name("tapir-rt")
+                        .enable_time()
+                        .build()?,
+                );
+            }
             ExecMode::Workers(n) => {
                 for k in 0..n.max(1) {
                     let (tx, mut rx) = mpsc::unbounded_channel::<Task>();
@@ -110,20 +121,20 @@ impl Executor {
                     workers.push(tx);
                     worker_threads.push(t);
                 }
-                // The acceptor: a multi-thread runtime of one thread, so
-                // it runs without anyone blocking on it.
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("tapir-acceptor")
-                    .enable_time()
-                    .build()?
             }
-        };
+        }
+        // A multi-thread runtime of one thread, so it runs without anyone
+        // blocking on it.
+        let main = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tapir-acceptor")
+            .enable_time()
+            .build()?;
         Ok(Executor {
             main,
+            pool,
             workers,
             worker_threads,
-            next: AtomicUsize::new(0),
             mode,
         })
     }
@@ -135,9 +146,9 @@ impl Executor {
 
     fn handle(&self) -> Spawner {
         Spawner {
-            main: self.main.handle().clone(),
+            pool: self.pool.as_ref().map(|p| p.handle().clone()),
             workers: Arc::new(self.workers.clone()),
-            next: Arc::new(AtomicUsize::new(self.next.load(Ordering::Relaxed))),
+            next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -160,15 +171,18 @@ impl Drop for Executor {
 /// workers.
 #[derive(Clone)]
 struct Spawner {
-    main: tokio::runtime::Handle,
+    pool: Option<tokio::runtime::Handle>,
     workers: Arc<Vec<mpsc::UnboundedSender<Task>>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Spawner {
     fn spawn(&self, task: Task) {
+        if let Some(pool) = &self.pool {
+            pool.spawn(task);
+            return;
+        }
         if self.workers.is_empty() {
-            self.main.spawn(task);
             return;
         }
         let k = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
