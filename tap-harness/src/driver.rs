@@ -1041,3 +1041,84 @@ fn record(pcap: &mut Option<PcapWriter>, frame: &[u8]) {
         *pcap = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn handle(iface: &mut Interface, port: u16) -> SocketHandle {
+        iface
+            .udp_bind(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port))
+            .expect("bind")
+    }
+
+    fn iface() -> Interface {
+        use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
+        let cidr = Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 77, 0, 2), 24).expect("prefix");
+        Interface::new(tapir_stack::Config::new(
+            EthernetAddress::local_from_seed(1),
+            cidr,
+        ))
+        .expect("config")
+    }
+
+    #[test]
+    fn registry_wakes_only_the_socket_and_side_concerned() {
+        let mut i = iface();
+        let (a, b) = (handle(&mut i, 1), handle(&mut i, 2));
+        let mut r = Registry::default();
+        let (ca, wa) = counter();
+        let (cb, wb) = counter();
+        let (cw, ww) = counter();
+        r.register(Slot::Socket(a, Side::Read), 1, &wa);
+        // The same token again replaces, it does not add.
+        r.register(Slot::Socket(a, Side::Read), 1, &wa);
+        r.register(Slot::Socket(b, Side::Read), 2, &wb);
+        r.register(Slot::Socket(a, Side::Write), 3, &ww);
+        let mut out = Vec::new();
+        r.take(a, true, false, &mut out);
+        assert_eq!(out.len(), 1);
+        out.drain(..).for_each(Waker::wake);
+        assert_eq!(ca.0.load(Ordering::SeqCst), 1);
+        assert_eq!(cb.0.load(Ordering::SeqCst), 0);
+        assert_eq!(cw.0.load(Ordering::SeqCst), 0);
+        // Taken wakers are gone: a second event finds nobody.
+        r.take(a, true, false, &mut out);
+        assert!(out.is_empty());
+        // A waiter that gave up is removed, and the socket's entry with it.
+        r.remove(Slot::Socket(a, Side::Write), 3);
+        r.remove(Slot::Socket(b, Side::Read), 2);
+        assert!(r.sockets.is_empty());
+        // take_all reaches every socket and the step waiters.
+        r.register(Slot::Socket(b, Side::Write), 4, &wb);
+        r.register(Slot::Step, 5, &wa);
+        r.take_all(&mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_parker_woken_before_it_parks_does_not_sleep() {
+        PARKER.with(|(p, w)| {
+            p.reset();
+            w.wake_by_ref();
+            // Returns at once; a lost wake would hang here (bounded by the
+            // deadline, which then fails the assertion below).
+            let start = StdInstant::now();
+            p.park(Some(start + Duration::from_secs(5)));
+            assert!(start.elapsed() < Duration::from_secs(4));
+        });
+    }
+}

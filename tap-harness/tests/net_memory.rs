@@ -2,6 +2,7 @@
 //! tapir stacks, each with its own driver thread, and a tokio runtime for
 //! the tasks. No kernel needed.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -353,4 +354,69 @@ async fn udp_round_trips() {
     client.readable().await.unwrap();
     let (n, _) = client.try_recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"three");
+}
+
+/// Per-socket readiness for tasks: a task pending on an idle connection is
+/// not polled again while another connection carries traffic, and is
+/// polled once more when its own data arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_read_is_not_woken_by_another_sockets_traffic() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (a, b) = pair();
+    let (mut idle_client, mut idle_server) = connected(&a, &b, 7010).await;
+    let (mut busy_client, mut busy_server) = connected(&a, &b, 7011).await;
+    let polls = Arc::new(AtomicUsize::new(0));
+    let idle = tokio::spawn({
+        let polls = polls.clone();
+        async move {
+            let mut buf = [0u8; 8];
+            let read = idle_server.read(&mut buf);
+            tokio::pin!(read);
+            std::future::poll_fn(|cx| {
+                polls.fetch_add(1, Ordering::SeqCst);
+                read.as_mut().poll(cx)
+            })
+            .await
+        }
+    });
+    while polls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let steps = b.steps();
+    let mut buf = [0u8; 4];
+    for k in 0..200u32 {
+        busy_client.write_all(&k.to_be_bytes()).await.unwrap();
+        busy_server.read_exact(&mut buf).await.unwrap();
+        busy_server.write_all(&buf).await.unwrap();
+        busy_client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(u32::from_be_bytes(buf), k);
+    }
+    assert!(b.steps() - steps >= 200);
+    assert_eq!(polls.load(Ordering::SeqCst), 1, "the idle read was woken");
+    idle_client.write_all(b"x").await.unwrap();
+    assert_eq!(timeout(LIMIT, idle).await.unwrap().unwrap().unwrap(), 1);
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+}
+
+/// Stopping the driver wakes pending futures with an error instead of
+/// leaving them pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_shutdown_fails_pending_futures() {
+    let (a, b) = pair();
+    let (_client, mut server) = connected(&a, &b, 7020).await;
+    let listener = TcpListener::bind(&b, (B, 7021)).await.unwrap();
+    let read = tokio::spawn(async move {
+        let mut buf = [0u8; 8];
+        server.read(&mut buf).await
+    });
+    let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!read.is_finished() && !accept.is_finished());
+    tokio::task::spawn_blocking(move || drop(b.shutdown()))
+        .await
+        .unwrap();
+    let e = timeout(LIMIT, read).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+    assert!(timeout(LIMIT, accept).await.unwrap().unwrap().is_err());
 }
