@@ -548,3 +548,67 @@ fn http_trickling_client_does_not_delay_others() {
     );
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
+
+/// `tapir up --workers 2`: one acceptor hands connections round robin to
+/// two current-thread runtimes; 2 000 connections from two addresses each
+/// echo exactly and close cleanly, and tapir runs no thread per connection.
+#[test]
+fn echo_on_workers_serves_every_connection() {
+    require_kernel!("python3");
+    let ns = NetNs::create("scale-workers").unwrap();
+    let (mut child, sources) = start_up(&ns, "twork0", 1, &["--tcp-echo", "7", "--workers", "2"]);
+    let per_source = 1_000;
+    let mut holders: Vec<Holder> = sources
+        .iter()
+        .map(|src| {
+            let mut child = ns
+                .command("python3")
+                .args(["-c", HOLDER, &src.to_string(), &per_source.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = std::io::BufReader::new(child.stdout.take().unwrap());
+            Holder { child, out }
+        })
+        .collect();
+    let all: Vec<String> = (0..per_source).map(|i| i.to_string()).collect();
+    let mut answers = Vec::new();
+    for h in &mut holders {
+        answers.push(h.line());
+    }
+    let (_, threads) = rss_and_threads(child.id());
+    for h in &mut holders {
+        answers.push(h.command(&format!("echo {}", all.join(" "))));
+        answers.push(h.command("close"));
+    }
+    let mut errors = String::new();
+    for h in &mut holders {
+        let _ = h.child.wait();
+        if let Some(mut e) = h.child.stderr.take() {
+            let _ = e.read_to_string(&mut errors);
+        }
+    }
+    let stopped = common::stop_up(&mut child);
+    assert_eq!(
+        answers,
+        ["ready", "ready", "echoed", "closed 0", "echoed", "closed 0"],
+        "{errors}\ntapir:\n{}",
+        stopped.stderr
+    );
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("tcp-echo:7: 2000 connections served"),
+        "{}",
+        stopped.stderr
+    );
+    // main, driver, acceptor and the two workers.
+    assert_eq!(threads, 5, "threads while serving");
+    assert_eq!(
+        counter(&stopped.stdout, "tcp_resets_tx "),
+        0,
+        "{}",
+        stopped.stdout
+    );
+}
