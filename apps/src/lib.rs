@@ -7,5 +7,6 @@ pub mod get;
 pub mod http;
 pub mod iperf3;
 pub mod net;
+pub mod progress;
 pub mod services;
 pub mod tput;

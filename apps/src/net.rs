@@ -48,6 +48,11 @@ pub struct NetArgs {
     /// [default: fresh from the operating system's random source].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Most sockets (listeners, connections, UDP) the stack holds at once.
+    /// A socket's buffers are allocated as it uses them, so an idle
+    /// connection costs a few KB.
+    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    pub max_sockets: usize,
 }
 
 impl NetArgs {
@@ -56,6 +61,7 @@ impl NetArgs {
         let mut config = Config::new(self.mac(), self.addr);
         config.gateway = self.gateway;
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
+        config.max_sockets = self.max_sockets.max(1);
         seed_config(&mut config, self.seed)?;
         Ok(config)
     }
