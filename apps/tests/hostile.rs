@@ -236,7 +236,14 @@ fn have_scapy(test: &str) -> bool {
 }
 
 /// Wait (bounded) for a child and return its stdout; it must succeed.
-fn finish(mut child: Child, secs: u64) -> String {
+fn finish(child: Child, secs: u64) -> String {
+    let (status, out, err) = wait_child(child, secs);
+    assert!(status.success(), "child failed ({status}): {out}\n{err}");
+    out
+}
+
+/// Wait (bounded) for a child: its status, stdout and stderr.
+fn wait_child(mut child: Child, secs: u64) -> (std::process::ExitStatus, String, String) {
     use std::io::Read;
     let deadline = Instant::now() + Duration::from_secs(secs);
     let status = loop {
@@ -258,8 +265,7 @@ fn finish(mut child: Child, secs: u64) -> String {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    assert!(status.success(), "child failed ({status}): {out}\n{err}");
-    out
+    (status, out, err)
 }
 
 fn first_word(s: &str) -> &str {
@@ -549,4 +555,212 @@ fn kernel_blind_injection_is_refused() {
     let out = finish(curl, 60);
     assert_eq!(first_word(&out), Sha256::hex(&pattern(n)), "download corrupted");
     rig.ping(56, 3);
+}
+
+/// Fragment attacks that each end at once (see the test).
+const FRAGMENTS: &str = r#"
+import random
+rnd = random.Random(5)
+def frag(ident, off, mf, data, proto=1):
+    flags = "MF" if mf else 0
+    send_ip(IP(src=K, dst=T, id=ident, proto=proto, flags=flags, frag=off // 8) / Raw(data))
+ident = 40000
+# Teardrop: a second fragment lying inside the first and ending before it
+# (the old negative-length bug). Bytes identical to the first's.
+for i in range(20):
+    ident += 1
+    body = bytes(ICMP(id=1, seq=i) / Raw(bytes(rnd.getrandbits(8) for _ in range(40))))
+    frag(ident, 0, True, body)
+    frag(ident, 24, False, body[24:32])
+# Overlapping fragments whose overlap differs (RFC 1858 4): offset 24
+# rewrites bytes 24..48 of the first.
+for i in range(20):
+    ident += 1
+    body = bytes(ICMP(id=2, seq=i) / Raw(b"a" * 40))
+    frag(ident, 0, True, body)
+    frag(ident, 24, False, b"b" * 48)
+# Ping of death: a fragment ending beyond 65535 bytes.
+ident += 1
+frag(ident, 65528, False, b"d" * 16)
+# Tiny fragments: an echo request of 72 bytes in 8-byte fragments, and a
+# SYN to the closed port 9 in 8-byte fragments (the first holds only the
+# ports and the sequence number, RFC 1858 3). Sent last piece first.
+ident += 1
+body = bytes(ICMP(type=8, id=3, seq=1) / Raw(b"t" * 64))
+for off in reversed(range(0, len(body), 8)):
+    frag(ident, off, off + 8 < len(body), body[off:off + 8])
+ident += 1
+syn = tcp(4444, 9, 1234, 0, SYN)
+for off in range(0, len(syn), 8):
+    frag(ident, off, off + 8 < len(syn), syn[off:off + 8], proto=6)
+time.sleep(0.3)
+print("sent")
+"#;
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Fragment attacks, with a reassembly budget of 256 KiB, at most 1024
+/// datagrams (so that the byte budget is the bound that binds) and a 3 s
+/// timeout.
+///
+/// Phase 1, while the kernel pings with 3000-byte (fragmented) echoes:
+/// scapy sends 20 teardrops (a fragment inside the first and ending before
+/// it, same bytes), 20 overlapping pairs with different bytes, a fragment
+/// ending past 65535 bytes, an echo request in 8-byte fragments (last
+/// first) and a SYN to a closed port in 8-byte fragments. Checks: every
+/// ping is answered. Counters: `frag_bad_length` 21 (teardrops and the
+/// ping of death), `frag_overlap_conflict` 20, `frag_reassembled` 12 (10
+/// pings, the tiny echo and the tiny SYN), `icmp_echo_replies_tx` 11,
+/// `tcp_no_socket` 1 (the reassembled SYN is answered with RST);
+/// `reassemblies_in_progress` is 0 afterwards.
+///
+/// Phase 2: hping3 sends 5000 first fragments of 1000-byte ICMP datagrams
+/// (MF set, each its own IP ID) that are never completed. Checks, sampled
+/// every 5 ms during it: `reassembly_bytes` never above the budget (and
+/// within 2 KiB of it at the end: the budget is what stopped the flood),
+/// `reassemblies_in_progress` below 1024; the test process's RSS grows by
+/// less than 32 MiB (tapir runs in it; about 100 KiB measured). Counters:
+/// `frag_rx` 5000, `frag_budget_exceeded` above 4000, and each fragment
+/// accounted for: held + `frag_timeout` + `frag_budget_exceeded` +
+/// `frag_duplicate` + 2 x `frag_overlap_conflict` (hping3's random IP IDs
+/// repeat a few times) = 5000. After the 3 s timeout: every held datagram
+/// is counted in `frag_timeout`, `reassembly_bytes` is 0, and a fragmented
+/// ping works again. A fragmented ping *during* the flood is refused, by
+/// design: reassembly never evicts held datagrams for new ones (see
+/// `stack/src/iface/reassembly.rs`; Linux does the same above
+/// ipfrag_high_thresh).
+#[test]
+fn kernel_fragment_attacks() {
+    require_kernel!("ping", "hping3");
+    if !have_scapy("kernel_fragment_attacks") {
+        return;
+    }
+    const BUDGET: usize = 256 << 10;
+    const DATAGRAMS: usize = 1024;
+    let rig = Rig::new("hostile-frag", |c| {
+        c.reassembly.budget_bytes = BUDGET;
+        c.reassembly.max_datagrams = DATAGRAMS;
+        c.reassembly.timeout = tapir_stack::Duration::from_secs(3);
+    });
+    rig.ping(56, 1); // ARP resolved both ways
+
+    // Phase 1.
+    let before = rig.stats();
+    let pings = rig
+        .ns
+        .spawn(&[
+            "ping",
+            "-q",
+            "-c",
+            "10",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-s",
+            "3000",
+            "10.77.0.2",
+        ])
+        .expect("ping");
+    rig.scapy(FRAGMENTS, &[], 30);
+    let out = finish(pings, 30);
+    assert!(
+        out.contains("10 received"),
+        "fragmented pings during the attack: {out}"
+    );
+    let d = deltas(&before, &rig.stats());
+    eprintln!("phase 1 deltas: {d:?}");
+    for (name, want) in [
+        ("frag_bad_length", 21),
+        ("frag_overlap_conflict", 20),
+        ("frag_reassembled", 12),
+        ("icmp_echo_replies_tx", 11),
+        ("tcp_no_socket", 1),
+    ] {
+        assert_eq!(delta(&d, name), want, "{name}; all deltas: {d:?}");
+    }
+    assert_eq!(rig.stack().with(|i| i.reassemblies_in_progress()), 0);
+
+    // Phase 2.
+    let before = rig.stats();
+    let rss_before = vm_rss_kib();
+    let flood = rig
+        .ns
+        .spawn(&[
+            "hping3",
+            "-q",
+            "-1",
+            "-x",
+            "-d",
+            "1000",
+            "-c",
+            "5000",
+            "-i",
+            "u100",
+            "10.77.0.2",
+        ])
+        .expect("hping3");
+    let stack = rig.stack();
+    let (mut max_bytes, mut max_datagrams) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while stack.with(|i| i.stats().frag_rx) - before.frag_rx < 5000 && Instant::now() < deadline {
+        let (b, n) = stack.with(|i| (i.reassembly_bytes(), i.reassemblies_in_progress()));
+        max_bytes = max_bytes.max(b);
+        max_datagrams = max_datagrams.max(n);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Held datagrams and counters read together, so that no timeout falls
+    // between them.
+    let (b, n, now) = stack.with(|i| {
+        (
+            i.reassembly_bytes(),
+            i.reassemblies_in_progress(),
+            i.stats().clone(),
+        )
+    });
+    let (max_bytes, max_datagrams) = (max_bytes.max(b), max_datagrams.max(n));
+    let rss_growth = vm_rss_kib().saturating_sub(rss_before);
+    // hping3 exits 1: no datagram it sent was ever answered, as intended.
+    let (_, flood_out, flood_err) = wait_child(flood, 30);
+    let d = deltas(&before, &now);
+    eprintln!(
+        "phase 2: held {n} datagrams, {b} bytes (max {max_datagrams}, {max_bytes}); \
+         RSS growth {rss_growth} KiB; deltas: {d:?}; hping3: {flood_out} {flood_err}"
+    );
+    assert_eq!(delta(&d, "frag_rx"), 5000, "{d:?}");
+    assert!(
+        max_bytes <= BUDGET && max_datagrams < DATAGRAMS,
+        "over the budget: {max_bytes} bytes, {max_datagrams} datagrams"
+    );
+    assert!(
+        b + 2048 > BUDGET,
+        "the byte budget was not what stopped the flood: {b} bytes held"
+    );
+    // Every first fragment is held, refused at the budget, a duplicate, or
+    // (hping3 draws IP IDs at random, so a few repeat with other bytes) one
+    // half of an overlap conflict that discarded both; or it timed out.
+    let conflicts = delta(&d, "frag_overlap_conflict");
+    let refused = delta(&d, "frag_budget_exceeded");
+    assert!(refused > 4000, "{d:?}");
+    let gone = 2 * conflicts + refused + delta(&d, "frag_duplicate");
+    assert_eq!(n as u64 + delta(&d, "frag_timeout") + gone, 5000, "{d:?}");
+    assert!(rss_growth < 32 << 10, "RSS grew by {rss_growth} KiB");
+
+    // After the timeout everything is released and reassembly works again.
+    let released = stack.wait_until(Some(Duration::from_secs(10)), |i| {
+        (i.reassemblies_in_progress() == 0).then(|| i.reassembly_bytes())
+    });
+    assert_eq!(released, Some(0), "reassemblies not released after the timeout");
+    let d = deltas(&before, &rig.stats());
+    assert_eq!(delta(&d, "frag_timeout"), 5000 - gone, "{d:?}");
+    rig.ping(3000, 3);
 }
