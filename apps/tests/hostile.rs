@@ -591,13 +591,16 @@ fn kernel_blind_injection_is_refused() {
     let start = Instant::now();
     scapy.go(&args);
     let took = start.elapsed();
+    let after = rig.stats();
+    let now = rig.conn_by_port(port);
+    let d = deltas(&before, &after);
+    let Some(now) = now else {
+        panic!("the injection killed the connection; counter deltas: {d:?}");
+    };
     assert!(
         curl.try_wait().expect("curl").is_none(),
         "the download ended before the injection: make it longer"
     );
-    let after = rig.stats();
-    let now = rig.conn_by_port(port).expect("the connection survived");
-    let d = deltas(&before, &after);
     eprintln!("injection took {took:?}; counter deltas: {d:?}; connection now: {now:?}");
     assert_eq!(delta(&d, "tcp_resets_rx"), 0, "{d:?}");
     assert_eq!(delta(&d, "icmp_errors_rx"), 2, "{d:?}");
