@@ -4,7 +4,9 @@ use clap::Args;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use tapir_harness::{Device, Driver, DriverHandle, DriverOptions, PacketDevice, TapDevice, TapOptions};
+use tapir_harness::{
+    Device, Driver, DriverHandle, DriverOptions, ImpairedDevice, PacketDevice, TapDevice, TapOptions,
+};
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
 use tapir_stack::{Config, Interface};
 
@@ -44,6 +46,8 @@ pub struct NetArgs {
     /// Seed for everything the stack randomises.
     #[arg(long, default_value_t = 0x7a91_2f00)]
     pub seed: u64,
+    #[command(flatten)]
+    pub impair: crate::impair::ImpairFlags,
 }
 
 impl NetArgs {
@@ -93,6 +97,10 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
             (Box::new(dev), mtu)
         }
         (None, None) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "give --tap or --raw")),
+    };
+    let device: Box<dyn Device + Send> = match args.impair.directions() {
+        Some((rx, tx)) => Box::new(ImpairedDevice::new(device, &rx, &tx)?),
+        None => device,
     };
     let mac = args.mac();
     let mut config = Config::new(mac, args.addr);

@@ -8,6 +8,8 @@
 //!   handles application threads use to reach the stack.
 //! - [`tcp`]: blocking, std::net-shaped [`TcpListener`] and [`TcpStream`].
 //! - [`udp`]: a blocking, std::net-shaped [`UdpSocket`].
+//! - [`impair`]: the link emulator on real devices: a device wrapper
+//!   ([`ImpairedDevice`]) and a bridge between two interfaces ([`Bridge`]).
 //! - [`pcap`]: capture of every frame in and out.
 //! - [`netns`]: network namespaces for tests and demos, and the check that
 //!   decides whether kernel tests run here.
@@ -34,6 +36,7 @@
 
 pub mod device;
 pub mod driver;
+pub mod impair;
 pub mod netns;
 pub mod pcap;
 mod sockerr;
@@ -42,6 +45,7 @@ pub mod udp;
 
 pub use device::{Device, MemoryDevice, PacketDevice, TapDevice, TapOptions};
 pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, StackHandle, WaitError};
+pub use impair::{Bridge, BridgeStats, ImpairedDevice};
 pub use netns::{kernel_tests_allowed, NetNs};
 pub use pcap::PcapWriter;
 pub use tcp::{Incoming, TcpListener, TcpStream};
