@@ -157,6 +157,7 @@ fn up(args: UpArgs) -> Result<(), String> {
             Err(e) => eprintln!("{name}: stopped with error: {e}"),
         }
     }
+    eprint!("{}", running.impair_report().unwrap_or_default());
     let error = running.driver.error();
     let iface = running.driver.shutdown();
     print!("{}", iface.stats());

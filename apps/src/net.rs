@@ -4,9 +4,11 @@ use clap::Args;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use tapir_harness::{
     Device, Driver, DriverHandle, DriverOptions, ImpairedDevice, PacketDevice, TapDevice, TapOptions,
 };
+use tapir_stack::impair::LinkStats;
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
 use tapir_stack::{Config, Interface};
 
@@ -66,6 +68,17 @@ pub struct Running {
     pub driver: DriverHandle,
     pub device_name: String,
     pub mac: EthernetAddress,
+    /// The emulated link's counters (in, out), with `--impair`.
+    pub impair_stats: Option<Arc<Mutex<(LinkStats, LinkStats)>>>,
+}
+
+impl Running {
+    /// What the emulated link did, one line per direction, with `--impair`.
+    pub fn impair_report(&self) -> Option<String> {
+        let s = self.impair_stats.as_ref()?;
+        let (rx, tx) = s.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Some(format!("impair in:  {rx}\nimpair out: {tx}\n"))
+    }
 }
 
 /// Open the device and start the driver thread.
@@ -98,8 +111,13 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         }
         (None, None) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "give --tap or --raw")),
     };
+    let mut impair_stats = None;
     let device: Box<dyn Device + Send> = match args.impair.directions() {
-        Some((rx, tx)) => Box::new(ImpairedDevice::new(device, &rx, &tx)?),
+        Some((rx, tx)) => {
+            let dev = ImpairedDevice::new(device, &rx, &tx)?;
+            impair_stats = Some(dev.stats_handle());
+            Box::new(dev)
+        }
         None => device,
     };
     let mac = args.mac();
@@ -119,5 +137,6 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         driver,
         device_name,
         mac,
+        impair_stats,
     })
 }
