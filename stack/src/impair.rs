@@ -1075,9 +1075,9 @@ impl FromStr for Spec {
 
 fn fmt_duration(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")
@@ -1124,11 +1124,11 @@ impl fmt::Display for Spec {
             items.push(format!("corrupt={}", fmt_probability(imp.corrupt)));
         }
         if let Some(bps) = imp.rate_bps {
-            let r = if bps % 1_000_000_000 == 0 {
+            let r = if bps.is_multiple_of(1_000_000_000) {
                 format!("{}gbit", bps / 1_000_000_000)
-            } else if bps % 1_000_000 == 0 {
+            } else if bps.is_multiple_of(1_000_000) {
                 format!("{}mbit", bps / 1_000_000)
-            } else if bps % 1000 == 0 {
+            } else if bps.is_multiple_of(1000) {
                 format!("{}kbit", bps / 1000)
             } else {
                 format!("{bps}bit")

@@ -634,7 +634,7 @@ impl Sim {
 
     /// The counters of frames towards `towards` on `link`.
     pub fn stats_towards(&self, link: LinkId, towards: NodeId) -> &LinkStats {
-        &self.links[link.0].ports[self.port_of(link, towards)]
+        self.links[link.0].ports[self.port_of(link, towards)]
             .egress
             .stats()
     }
