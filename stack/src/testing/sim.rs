@@ -1129,6 +1129,32 @@ mod tests {
     }
 
     #[test]
+    fn a_textual_spec_with_burst_loss_drives_a_link() {
+        let spec: crate::impair::Spec = "burst=ge:p=2%:r=25%,delay=1ms".parse().unwrap();
+        let (mut sim, _, b, link) = pair(21, burst(20_000, us(20), 60), spec.imp);
+        sim.run_until_idle(1_000_000).unwrap();
+        let s = sim.stats_towards(link, b).clone();
+        assert!(s.is_balanced());
+        let mut delivered = vec![false; 20_000];
+        for (at, f) in &sim.node::<Script>(b).received {
+            delivered[tag(f) as usize] = true;
+            assert!(*at >= Instant::ZERO + ms(1));
+        }
+        // 2 / 27 of the frames, lost in runs of 4 on average.
+        let (mut runs, mut run) = (Vec::new(), 0u32);
+        for d in delivered {
+            if d && run > 0 {
+                runs.push(run);
+            }
+            run = if d { 0 } else { run + 1 };
+        }
+        let mean = f64::from(runs.iter().sum::<u32>()) / runs.len() as f64;
+        assert!((3.0..5.0).contains(&mean), "mean burst {mean}");
+        let rate = s.lost as f64 / 20_000.0;
+        assert!((rate - 2.0 / 27.0).abs() < 0.02, "loss {rate}");
+    }
+
+    #[test]
     fn frames_over_the_mtu_are_dropped() {
         let frames = vec![
             (Instant::ZERO, frame(0, 1514)),
