@@ -60,8 +60,9 @@ impl ImpairFlags {
 #[derive(Args, Debug)]
 #[command(after_help = SYNTAX)]
 pub struct ImpairArgs {
-    /// The two interfaces to bridge (AF_PACKET on each, promiscuous). Turn
-    /// offloads off on their peers: ethtool -K PEER tx off tso off gso off.
+    /// The two interfaces to bridge (AF_PACKET on each, promiscuous). With
+    /// impairments, turn offloads off on their peers (ethtool -K PEER tx off
+    /// tso off gso off); with none, GSO frames pass whole.
     #[arg(long, num_args = 2, value_names = ["A", "B"], required = true)]
     pub between: Vec<String>,
     /// Impairments for both directions.
