@@ -23,6 +23,10 @@ pub struct DemoArgs {
     /// Also record every frame tapir sent and received to this pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Seed for everything the stack randomises, for a reproducible run
+    /// [default: fresh from the operating system's random source].
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 const UDP_CLIENT: &str = r#"
@@ -102,7 +106,8 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
         "        kernel: {TAP_NAME} = {KERNEL_IP}/24   <-- TAP -->   tapir = {TAPIR_IP}/24, mac {TAPIR_MAC}"
     );
 
-    let config = Config::new(TAPIR_MAC, Ipv4Cidr::new(TAPIR_IP, 24).expect("valid prefix"));
+    let mut config = Config::new(TAPIR_MAC, Ipv4Cidr::new(TAPIR_IP, 24).expect("valid prefix"));
+    tapir_apps::net::seed_config(&mut config, args.seed).map_err(|e| format!("seeding the stack: {e}"))?;
     let iface = Interface::new(config).map_err(|e| e.to_string())?;
     let opts = DriverOptions {
         pcap: args.pcap.clone(),

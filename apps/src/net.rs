@@ -45,14 +45,27 @@ pub struct NetArgs {
     /// Record every frame in and out to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// Seed for everything the stack randomises.
-    #[arg(long, default_value_t = 0x7a91_2f00)]
-    pub seed: u64,
+    /// Seed for everything the stack randomises (IP identifications,
+    /// ephemeral ports, TCP ISNs and timestamp offsets), for a reproducible
+    /// run. Predictable ISNs and ports let an off-path attacker inject
+    /// segments (RFC 6528, RFC 6056): use it only for experiments
+    /// [default: fresh from the operating system's random source].
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub impair: crate::impair::ImpairFlags,
 }
 
 impl NetArgs {
+    /// The stack's configuration for these flags on a device of `device_mtu`.
+    pub fn config(&self, device_mtu: usize) -> io::Result<Config> {
+        let mut config = Config::new(self.mac(), self.addr);
+        config.gateway = self.gateway;
+        config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
+        seed_config(&mut config, self.seed)?;
+        Ok(config)
+    }
+
     /// A stable, locally administered MAC derived from the address, so
     /// restarts keep the kernel's ARP entry valid.
     pub fn mac(&self) -> EthernetAddress {
@@ -60,6 +73,19 @@ impl NetArgs {
             let o = self.addr.addr.octets();
             EthernetAddress([0x02, 0x00, o[0], o[1], o[2], o[3]])
         })
+    }
+}
+
+/// Seed `config` from `--seed` if given (the ISN secret is then derived from
+/// it, so the run is reproducible), else from the operating system.
+pub fn seed_config(config: &mut Config, seed: Option<u64>) -> io::Result<()> {
+    match seed {
+        Some(seed) => {
+            config.seed = seed;
+            config.tcp.isn_secret = 0;
+            Ok(())
+        }
+        None => tapir_harness::randomize_config(config),
     }
 }
 
@@ -121,10 +147,7 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         None => device,
     };
     let mac = args.mac();
-    let mut config = Config::new(mac, args.addr);
-    config.gateway = args.gateway;
-    config.mtu = args.mtu.map(usize::from).unwrap_or(device_mtu);
-    config.seed = args.seed;
+    let config = args.config(device_mtu)?;
     let iface =
         Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let device_name = device.name().to_string();
@@ -139,4 +162,58 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         mac,
         impair_stats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::net::SocketAddrV4;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        net: NetArgs,
+    }
+
+    fn config(extra: &[&str]) -> Config {
+        let args = ["tapir", "--tap", "tap0", "--addr", "10.77.0.2/24"]
+            .iter()
+            .chain(extra);
+        Cli::parse_from(args).net.config(1500).unwrap()
+    }
+
+    /// The ephemeral port and the ISN a fresh stack picks for one connect.
+    fn first_choices(config: Config) -> (u16, u32) {
+        let mut iface = Interface::new(config).unwrap();
+        let port = iface
+            .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+            .unwrap();
+        let port = iface.udp_local_addr(port).unwrap().port();
+        let now = tapir_stack::time::Instant::from_secs(1);
+        let c = iface
+            .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 80))
+            .unwrap();
+        (port, iface.tcp_stats(c).unwrap().snd_una)
+    }
+
+    #[test]
+    fn default_configs_are_unpredictable() {
+        // Defect 8: without --seed, every run picked the same ports and ISNs.
+        let (a, b) = (config(&[]), config(&[]));
+        assert_ne!((a.seed, a.tcp.isn_secret), (b.seed, b.tcp.isn_secret));
+        let (a, b) = (first_choices(a), first_choices(b));
+        assert_ne!(a.1, b.1, "the ISNs differ");
+    }
+
+    #[test]
+    fn seed_makes_a_run_reproducible() {
+        let (a, b) = (config(&["--seed", "42"]), config(&["--seed", "42"]));
+        assert_eq!((a.seed, a.tcp.isn_secret), (b.seed, b.tcp.isn_secret));
+        assert_eq!(first_choices(a), first_choices(b));
+        assert_ne!(
+            first_choices(config(&["--seed", "42"])),
+            first_choices(config(&["--seed", "43"]))
+        );
+    }
 }

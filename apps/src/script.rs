@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use tapir_stack::testing::packetdrill::{run_file_with, RunnerConfig, TapirHost};
+use tapir_script::{run_file_with, RunnerConfig, TapirHost};
 
 #[derive(clap::Args)]
 pub struct ScriptArgs {
@@ -23,6 +23,14 @@ pub struct ScriptArgs {
     /// line it does not match (and is not noticed after the last one).
     #[arg(long)]
     strict: bool,
+    /// Also fail on any packet the stack sends within 100 ms after the
+    /// last line (tapir's own suite runs scripts this way; packetdrill
+    /// does not look after the last line). Catches a reply that must not
+    /// come, such as a RST answering a RST, or an ACK sent at once or on
+    /// the delayed-ACK timer; retransmission timers (200 ms or more) armed
+    /// by the last line stay outside it.
+    #[arg(long = "end-check", alias = "end_check")]
+    end_check: bool,
 }
 
 /// Runs every file; prints pass or fail (with the reason) and the lines
@@ -31,6 +39,7 @@ pub fn run(args: ScriptArgs) -> Result<(), String> {
     let (mut passed, mut failed, mut skipped_lines) = (0, 0, 0);
     let mut config = RunnerConfig {
         strict_unexpected: args.strict,
+        end_grace: args.end_check.then_some(RunnerConfig::END_GRACE),
         ..RunnerConfig::default()
     };
     if let Some(us) = args.tolerance_usecs {

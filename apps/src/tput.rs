@@ -411,7 +411,10 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
         let report = iperf3::run_client(
             &mut connect,
             &params,
-            args.net.seed ^ std::process::id() as u64,
+            args.net
+                .seed
+                .unwrap_or_else(|| tapir_harness::os_random_u64().unwrap_or(0))
+                ^ u64::from(std::process::id()),
             &mut progress,
         )
         .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;

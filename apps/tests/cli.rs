@@ -181,3 +181,31 @@ fn script_command_reports_pass_fail_and_skips() {
     assert!(out.contains("1 passed, 1 failed"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tapir script` keeps packetdrill's leniency after the last line (a reply
+/// nothing expects passes); `--end-check` fails it, as the suite does.
+#[test]
+fn script_end_check_fails_a_reply_to_the_last_line() {
+    let dir = std::env::temp_dir().join(format!("tapir-cli-end-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The SYN to a closed port draws a RST that no line expects.
+    let script = dir.join("unexpected_rst.pkt");
+    std::fs::write(&script, "0 < S 0:0(0) win 65535 <mss 1460>\n").unwrap();
+
+    let o = Command::new(TAPIR).arg("script").arg(&script).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+
+    let o = Command::new(TAPIR)
+        .args(["script", "--end-check"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("line 1") && out.contains("unexpected outbound packet after the last event"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,7 +20,10 @@ pub struct Config {
     /// TTL of datagrams we originate (RFC 1700 suggests 64, as Linux uses).
     pub ttl: u8,
     /// Seeds everything the stack randomises (IP IDs, ephemeral ports, and
-    /// later TCP ISNs), so a run is reproducible.
+    /// the TCP ISN secret unless that is set), so a run is reproducible.
+    /// The default is a constant: a stack facing a real network must take
+    /// this and `tcp.isn_secret` from a random source (the stack reads
+    /// none; `tapir_harness::randomize_config` does it).
     pub seed: u64,
     pub arp: ArpConfig,
     pub reassembly: ReassemblyConfig,
@@ -87,6 +90,10 @@ pub struct IcmpConfig {
     pub errors_per_sec: u32,
     /// Bucket depth (Linux: icmp_msgs_burst 50).
     pub errors_burst: u32,
+    /// The smallest path MTU a "fragmentation needed" may set (RFC 1191).
+    /// A lower one is raised to this, so that a forged or broken message
+    /// cannot shrink segments to a few bytes each (Linux: min_pmtu 552).
+    pub min_path_mtu: usize,
 }
 
 /// TCP defaults. Where RFCs leave a choice, we take Linux's, so that
@@ -123,6 +130,11 @@ pub struct TcpConfig {
     /// Data retransmissions before the connection is aborted (Linux
     /// tcp_retries2 = 15, about 15 minutes with backoff).
     pub max_retransmits: u32,
+    /// Unanswered zero-window probes before a connection the application
+    /// has closed is dropped (Linux tcp_orphan_retries, whose default 0
+    /// means 8); one still held by the application gives up after
+    /// `max_retransmits` (tcp_retries2), as Linux's tcp_probe_timer.
+    pub orphan_retries: u32,
     /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
     pub delayed_ack: Duration,
     /// Linux's quick-ACK mode: after a connection's first data, and after
@@ -143,8 +155,13 @@ pub struct TcpConfig {
     pub keepalive_idle: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_count: u32,
-    /// Challenge ACKs sent per second, across the interface (RFC 5961 7;
-    /// Linux tcp_challenge_ack_limit = 1000).
+    /// Challenge ACKs sent per second, across the interface, on top of
+    /// each connection's `invalid_ratelimit` (RFC 5961 7; Linux
+    /// tcp_challenge_ack_limit). Each second's budget is drawn at random
+    /// around it (from half to one and a half times it), as Linux does, so
+    /// that it cannot be counted (CVE-2016-5696). `u32::MAX` (the default,
+    /// as Linux since 6.0, where the per-connection limit suffices) turns
+    /// it off.
     pub challenge_ack_limit: u32,
     /// Per connection, at most one ACK per this interval in answer to
     /// segments without data that fail the acceptability tests (out of
@@ -177,6 +194,7 @@ impl Default for TcpConfig {
             syn_retries: 6,
             synack_retries: 5,
             max_retransmits: 15,
+            orphan_retries: 8,
             delayed_ack: Duration::from_millis(40),
             quickack_max: 16,
             time_wait: Duration::from_secs(60),
@@ -184,7 +202,7 @@ impl Default for TcpConfig {
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_count: 9,
-            challenge_ack_limit: 1000,
+            challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,
@@ -235,6 +253,7 @@ impl Default for IcmpConfig {
             echo_reply: true,
             errors_per_sec: 1000,
             errors_burst: 50,
+            min_path_mtu: 552,
         }
     }
 }

@@ -143,6 +143,9 @@ stats! {
     count icmp_errors_delivered,
     /// ICMP errors whose quoted datagram matches no socket of ours.
     count icmp_errors_unmatched,
+    /// Dropped: ICMP error quoting a TCP segment that is not in flight
+    /// (RFC 5927 4.1; Linux's OutOfWindowIcmps).
+    drop icmp_errors_out_of_window,
     /// ICMP messages of a type we do not act on (replies to pings we did not send, redirects, ...).
     count icmp_ignored,
 
@@ -183,7 +186,7 @@ stats! {
     drop tcp_listen_bad_segment,
     /// Challenge ACKs sent (RFC 5961).
     count tcp_challenge_acks,
-    /// Challenge ACKs suppressed by the rate limit.
+    /// Challenge ACKs suppressed by the connection's limit or the interface's budget.
     count tcp_challenge_rate_limited,
     /// Connections opened actively / passively.
     count tcp_active_opens,
@@ -194,6 +197,8 @@ stats! {
     count tcp_time_wait_reused,
     /// RSTs received in TIME-WAIT and ignored (RFC 1337).
     drop tcp_time_wait_rst_ignored,
+    /// Unacceptable segments in TIME-WAIT left unanswered by the rate limit.
+    drop tcp_time_wait_acks_rate_limited,
     /// Connections reset by the peer.
     count tcp_resets_rx,
     /// Connections that timed out.

@@ -8,8 +8,9 @@
 //! (each at most once), which `poll_transmit` serves round-robin, one
 //! segment at a time.
 
+use super::icmp::IcmpVerdict;
 use super::{Interface, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
-use crate::socket::tcp::conn::{self, Connection, Endpoints, Transition};
+use crate::socket::tcp::conn::{self, Challenge, Connection, Endpoints, Transition};
 use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::tcp::{TcpConnStats, TcpOption, TcpState};
 use crate::socket::{Socket, SocketError, SocketHandle};
@@ -69,8 +70,12 @@ struct TimeWait {
     snd_nxt: SeqNumber,
     rcv_nxt: SeqNumber,
     window: u16,
+    /// TS.Recent and our timestamp offset.
     ts: Option<(u32, u32)>,
     expires: Instant,
+    /// When we last answered an unacceptable segment without data
+    /// (Linux tw_last_oow_ack_time; `TcpConfig::invalid_ratelimit`).
+    last_oow_ack: Option<Instant>,
 }
 
 /// What a TIME-WAIT stand-in made of a segment.
@@ -795,6 +800,7 @@ impl Interface {
             window: info.window,
             ts: info.ts,
             expires,
+            last_oow_ack: None,
         };
         self.tcp.time_wait.insert(key, tw);
         self.tcp.time_wait_order.push_back((expires, key));
@@ -839,12 +845,26 @@ impl Interface {
         }
     }
 
-    /// RFC 5961 7: a global budget of challenge ACKs per second.
+    /// RFC 5961 7: an interface-wide budget of challenge ACKs per second,
+    /// on top of each connection's limit. A fixed budget is a side
+    /// channel (CVE-2016-5696: an attacker counts the challenge ACKs left
+    /// to its own connection), so, as Linux's tcp_send_challenge_ack, each
+    /// second's budget is drawn uniformly from [limit/2, limit/2 + limit)
+    /// with the interface's seeded generator; `u32::MAX` turns it off.
     fn challenge_allowed(&mut self, now: Instant) -> bool {
+        let limit = self.config.tcp.challenge_ack_limit;
+        if limit == u32::MAX {
+            return true;
+        }
         let second = now.total_micros() / 1_000_000;
         if second != self.tcp.challenge_second {
             self.tcp.challenge_second = second;
-            self.tcp.challenge_tokens = self.config.tcp.challenge_ack_limit;
+            let half = limit.div_ceil(2);
+            let draw = match limit {
+                0 => 0,
+                _ => (self.rng.next() % u64::from(limit)) as u32,
+            };
+            self.tcp.challenge_tokens = half.saturating_add(draw);
         }
         if self.tcp.challenge_tokens > 0 {
             self.tcp.challenge_tokens -= 1;
@@ -965,7 +985,7 @@ impl Interface {
         }
         let mut reopen_isn = None;
         if let Some(tw) = self.tcp.time_wait.get(&key).copied() {
-            match self.time_wait_input(now, key, tw, &repr) {
+            match self.time_wait_input(now, key, tw, &repr, data.len()) {
                 TimeWaitVerdict::Handled => return,
                 TimeWaitVerdict::Reopen(isn) => reopen_isn = Some(isn),
             }
@@ -1010,15 +1030,15 @@ impl Interface {
             self.tcp_free(h);
             return;
         }
-        if e.conn.take_challenge() {
-            if self.challenge_allowed(now) {
+        match e.conn.take_challenge() {
+            Some(Challenge::Send) if self.challenge_allowed(now) => {
                 self.stats.tcp_challenge_acks += 1;
                 if let Some(e) = self.tcp_entry(h) {
                     e.conn.request_ack();
                 }
-            } else {
-                self.stats.tcp_challenge_rate_limited += 1;
             }
+            Some(_) => self.stats.tcp_challenge_rate_limited += 1,
+            None => {}
         }
         self.tcp_after(h, t);
     }
@@ -1097,20 +1117,43 @@ impl Interface {
     }
 
     /// A segment for a connection in TIME-WAIT: answered here, or a new
-    /// SYN that reopens the 4-tuple and goes on to the listener.
+    /// SYN that reopens the 4-tuple and goes on to the listener. The rules
+    /// are Linux's tcp_timewait_state_process (with tcp_rfc1337 set).
     fn time_wait_input(
         &mut self,
         now: Instant,
         key: ConnKey,
         tw: TimeWait,
         repr: &TcpRepr,
+        len: usize,
     ) -> TimeWaitVerdict {
         if repr.flags.rst() {
             // RFC 1337: ignore RSTs in TIME-WAIT.
             self.stats.tcp_time_wait_rst_ignored += 1;
             return TimeWaitVerdict::Handled;
         }
-        if repr.flags.syn() && !repr.flags.ack() && self.tcp.listeners.contains_key(&key.0) {
+        let seg_len = len + usize::from(repr.flags.syn()) + usize::from(repr.flags.fin());
+        let tsval = repr.options.timestamps.map(|(v, _)| v);
+        // RFC 7323 5.3 (PAWS): a TSval older than TS.Recent is an old duplicate.
+        let paws_reject =
+            matches!((tw.ts, tsval), (Some((recent, _)), Some(v)) if (v.wrapping_sub(recent) as i32) < 0);
+        let time_wait = self.config.tcp.time_wait;
+        if !paws_reject && SeqNumber(repr.seq) == tw.rcv_nxt && seg_len == 0 {
+            // In window without data: the peer's ACK (of our FIN, or
+            // a duplicate of it). RFC 9293 3.10.7.4 answers only
+            // unacceptable segments; ACKing it would let two ends in
+            // TIME-WAIT trade ACKs for 2 MSL. Accepted silently, restarting
+            // the timer and taking its TSval, as Linux.
+            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+                t.expires = now + time_wait;
+                if let (Some((recent, _)), Some(v)) = (t.ts.as_mut(), tsval) {
+                    *recent = v;
+                }
+            }
+            self.tcp.time_wait_order.push_back((now + time_wait, key));
+            return TimeWaitVerdict::Handled;
+        }
+        if repr.flags.syn() && !repr.flags.ack() && !paws_reject && self.tcp.listeners.contains_key(&key.0) {
             // RFC 6191: a new SYN may reopen the 4-tuple if, where both
             // sides use timestamps, its TSval is newer than TS.Recent, and
             // otherwise if its sequence number is beyond RCV.NXT (RFC 1122
@@ -1129,17 +1172,30 @@ impl Interface {
                 return TimeWaitVerdict::Reopen(tw.snd_nxt + 65537);
             }
         }
-        // Everything else (chiefly a retransmitted FIN) is answered with an
-        // ACK; a FIN restarts the 2 MSL timer (RFC 9293 3.10.7.4).
+        // Unacceptable (out of window, PAWS-rejected, with data or a FIN,
+        // chiefly a retransmitted FIN: our ACK was lost): answered with
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4), and
+        // the 2 MSL timer restarts (Linux: on an ACK or a PAWS reject).
+        if paws_reject || repr.flags.ack() {
+            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+                t.expires = now + time_wait;
+            }
+            self.tcp.time_wait_order.push_back((now + time_wait, key));
+        }
+        // At most one answer per invalid_ratelimit to segments without
+        // data (RFC 5961 7; Linux tcp_timewait_check_oow_rate_limit):
+        // one that occupies sequence space cannot be half of an ACK loop.
+        let limit = self.config.tcp.invalid_ratelimit;
+        if limit.is_zero() || (seg_len > 0 && !repr.flags.syn()) {
+            // Exempt.
+        } else if tw.last_oow_ack.is_some_and(|t| now < t + limit) {
+            self.stats.tcp_time_wait_acks_rate_limited += 1;
+            return TimeWaitVerdict::Handled;
+        } else if let Some(t) = self.tcp.time_wait.get_mut(&key) {
+            t.last_oow_ack = Some(now);
+        }
         let ack = time_wait_ack(now, key, &tw);
         self.queue_rst(*key.1.ip(), ack);
-        if repr.flags.fin() {
-            let expires = now + self.config.tcp.time_wait;
-            if let Some(t) = self.tcp.time_wait.get_mut(&key) {
-                t.expires = expires;
-            }
-            self.tcp.time_wait_order.push_back((expires, key));
-        }
         TimeWaitVerdict::Handled
     }
 
@@ -1169,33 +1225,44 @@ impl Interface {
         self.queue_rst(dst, rst);
     }
 
-    /// An ICMP error quoting one of our segments (RFC 1122 4.2.3.9, RFC 5927:
-    /// check the quoted sequence number is in flight before acting).
-    pub(super) fn tcp_icmp_error(&mut self, local_port: u16, remote: SocketAddrV4, err: SocketError) -> bool {
+    /// An ICMP error quoting one of our segments. `quoted_seq` is the
+    /// quoted sequence number, which must be in flight (RFC 5927 4.1); a
+    /// locally made error (a failed ARP resolution) has none to check.
+    pub(super) fn tcp_icmp_error(
+        &mut self,
+        local_port: u16,
+        remote: SocketAddrV4,
+        quoted_seq: Option<SeqNumber>,
+        err: SocketError,
+    ) -> IcmpVerdict {
         let Some(&h) = self.tcp.conns.get(&(local_port, remote)) else {
-            return false;
+            return IcmpVerdict::NoSocket;
         };
-        let Some(e) = self.tcp_entry(h) else { return false };
+        let min_path_mtu = self.config.icmp.min_path_mtu;
+        let Some(e) = self.tcp_entry(h) else {
+            return IcmpVerdict::NoSocket;
+        };
+        if quoted_seq.is_some_and(|seq| !e.conn.icmp_seq_acceptable(seq)) {
+            return IcmpVerdict::OutOfWindow;
+        }
         let t = match err {
+            // RFC 1191: about the path, never fatal (Linux tcp_v4_err). The
+            // new MTU is clamped from below, as Linux's min_pmtu; an old
+            // router's message without one (RFC 1191 5) changes nothing.
             SocketError::Unreachable {
-                next_hop_mtu: Some(mtu),
+                code: crate::wire::UnreachableCode::FragmentationNeeded,
+                next_hop_mtu,
                 ..
             } => {
-                e.conn.on_path_mtu(usize::from(mtu));
+                if let Some(mtu) = next_hop_mtu {
+                    e.conn.on_path_mtu(usize::from(mtu).max(min_path_mtu));
+                }
                 Transition::None
             }
-            SocketError::Unreachable { code, .. }
-                if matches!(
-                    code,
-                    crate::wire::UnreachableCode::Protocol | crate::wire::UnreachableCode::Port
-                ) || e.conn.state == TcpState::SynSent =>
-            {
-                e.conn.on_icmp_error(err)
-            }
-            _ => Transition::None,
+            _ => e.conn.on_icmp_error(err),
         };
         self.tcp_after(h, t);
-        true
+        IcmpVerdict::Delivered
     }
 
     // ----- timers and output -----

@@ -4,7 +4,8 @@ use super::*;
 use crate::socket::tcp::TcpState;
 use crate::testing::{config, PEER_IP, PEER_MAC};
 use crate::time::Duration;
-use crate::wire::Ipv4Cidr;
+use crate::wire::{Ipv4Cidr, Protocol, TcpFlags, TcpOptions, TcpRepr};
+use core::net::SocketAddrV4;
 
 /// Decides, by frame number and bytes, whether to drop an a->b frame.
 type DropFilter = Box<dyn FnMut(u64, &[u8]) -> bool>;
@@ -249,52 +250,167 @@ fn icmp_port_unreachable_aborts_a_connect() {
     ));
 }
 
-#[test]
-fn fragmentation_needed_lowers_the_mss() {
-    let mut p = Pair::new();
+/// An established connection from `p.a` to port 80 of `p.b`, and its handle.
+fn established_to_port_80(p: &mut Pair) -> SocketHandle {
     let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
     let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
     p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
-    // With timestamps on, a full segment carries 1460 - 12 bytes (as Linux's mss_cache).
-    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1448);
-    // A router says the path MTU is 1200 (RFC 1191), quoting a segment of ours.
-    let quoted = {
-        let mut q = vec![0u8; 28];
-        let repr = crate::wire::Ipv4Repr {
-            src: crate::testing::TAPIR_IP,
-            dst: PEER_IP,
-            protocol: crate::wire::Protocol::Tcp,
-            ttl: 64,
-            ident: 1,
-            dont_fragment: true,
-            more_fragments: false,
-            frag_offset: 0,
-            payload_len: 8,
-        };
-        repr.emit(&mut q);
-        let local = p.a.tcp_local_addr(c).unwrap();
-        q[20..22].copy_from_slice(&local.port().to_be_bytes());
-        q[22..24].copy_from_slice(&80u16.to_be_bytes());
-        q
+    c
+}
+
+/// An ICMP error from the peer (type, code, rest of header) quoting the
+/// first 8 bytes of a segment of `c` with sequence number `seq`.
+fn icmp_about(p: &Pair, c: SocketHandle, msg_type: u8, code: u8, rest: [u8; 4], seq: u32) -> Vec<u8> {
+    let mut q = vec![0u8; 28];
+    let repr = crate::wire::Ipv4Repr {
+        src: crate::testing::TAPIR_IP,
+        dst: PEER_IP,
+        protocol: crate::wire::Protocol::Tcp,
+        ttl: 64,
+        ident: 1,
+        dont_fragment: true,
+        more_fragments: false,
+        frag_offset: 0,
+        payload_len: 8,
     };
+    repr.emit(&mut q);
+    let local = p.a.tcp_local_addr(c).unwrap();
+    q[20..22].copy_from_slice(&local.port().to_be_bytes());
+    q[22..24].copy_from_slice(&80u16.to_be_bytes());
+    q[24..28].copy_from_slice(&seq.to_be_bytes());
+    let mut icmp = vec![0u8; 8 + 28];
+    crate::wire::icmpv4::emit(&mut icmp, msg_type, code, rest, &q);
+    crate::testing::ipv4_from_peer(crate::wire::Protocol::Icmp, &icmp)
+}
+
+/// "Fragmentation needed" (RFC 1191) with the given next-hop MTU.
+fn frag_needed(p: &Pair, c: SocketHandle, seq: u32, mtu: u16) -> Vec<u8> {
+    let [hi, lo] = mtu.to_be_bytes();
+    icmp_about(
+        p,
+        c,
+        crate::wire::icmpv4::TYPE_DEST_UNREACHABLE,
+        4,
+        [0, 0, hi, lo],
+        seq,
+    )
+}
+
+#[test]
+fn fragmentation_needed_without_mtu_does_not_abort_a_connect() {
+    // An old router's frag-needed carries no MTU (RFC 1191 5). It is about
+    // the path, not the peer: Linux's tcp_v4_err never aborts on it.
+    let mut p = Pair::new();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 9)).unwrap();
+    let mut buf = vec![0u8; 1600];
+    let mut syn = None;
+    for _ in 0..4 {
+        while let Some(n) = p.a.poll_transmit(p.now, &mut buf) {
+            if n > 42 {
+                syn = Some(buf[14..n].to_vec());
+            } else {
+                p.b.handle_frame(p.now, &buf[..n]);
+            }
+        }
+        while let Some(n) = p.b.poll_transmit(p.now, &mut buf) {
+            p.a.handle_frame(p.now, &buf[..n]);
+        }
+    }
+    let syn = syn.expect("a SYN was sent");
     let mut icmp = vec![0u8; 8 + 28];
     crate::wire::icmpv4::emit(
         &mut icmp,
         crate::wire::icmpv4::TYPE_DEST_UNREACHABLE,
         4,
-        [0, 0, 0x04, 0xb0],
-        &quoted,
+        [0; 4],
+        &syn[..28],
     );
-    p.a.handle_frame(
-        p.now,
-        &crate::testing::ipv4_from_peer(crate::wire::Protocol::Icmp, &icmp),
-    );
+    let frame = crate::testing::ipv4_from_peer(crate::wire::Protocol::Icmp, &icmp);
+    p.a.handle_frame(p.now, &frame);
+    assert_eq!(p.a.tcp_state(c), Some(TcpState::SynSent));
+}
+
+#[test]
+fn fragmentation_needed_lowers_the_mss() {
+    let mut p = Pair::new();
+    let c = established_to_port_80(&mut p);
+    // With timestamps on, a full segment carries 1460 - 12 bytes (as Linux's mss_cache).
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1448);
+    // A router says the path MTU is 1200 (RFC 1191), quoting a segment of
+    // ours: its sequence number must be one in flight (RFC 5927 4.1).
+    let una = p.a.tcp_stats(c).unwrap().snd_una;
+    let frame = frag_needed(&p, c, una, 1200);
+    p.a.handle_frame(p.now, &frame);
     assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1148);
     assert_eq!(
         p.a.tcp_state(c),
         Some(TcpState::Established),
         "frag-needed is not fatal"
     );
+}
+
+#[test]
+fn forged_fragmentation_needed_out_of_window_is_ignored() {
+    let mut p = Pair::new();
+    let c = established_to_port_80(&mut p);
+    let una = p.a.tcp_stats(c).unwrap().snd_una;
+    // A blind attacker does not know SND.UNA: quotes just outside
+    // [SND.UNA, SND.NXT] on either side, and far away, are all rejected.
+    for seq in [
+        una.wrapping_sub(1),
+        una.wrapping_add(1),
+        una.wrapping_add(0x4000_0000),
+    ] {
+        let frame = frag_needed(&p, c, seq, 1200);
+        p.a.handle_frame(p.now, &frame);
+    }
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1448);
+    assert_eq!(p.a.stats().icmp_errors_out_of_window, 3);
+    assert_eq!(p.a.stats().icmp_errors_delivered, 0);
+}
+
+#[test]
+fn fragmentation_needed_is_clamped_at_the_minimum_path_mtu() {
+    let mut p = Pair::new();
+    let c = established_to_port_80(&mut p);
+    let una = p.a.tcp_stats(c).unwrap().snd_una;
+    // MTU 68 would leave 28 bytes of TCP payload; Linux clamps the path MTU
+    // at min_pmtu (552), so the MSS is 552 - 40, less 12 of timestamps.
+    let frame = frag_needed(&p, c, una, 68);
+    p.a.handle_frame(p.now, &frame);
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 500);
+    assert_eq!(p.a.tcp_state(c), Some(TcpState::Established));
+}
+
+#[test]
+fn icmp_errors_on_an_established_connection_are_soft() {
+    // RFC 1122 4.2.3.9 (soft errors: net/host unreachable, time exceeded,
+    // parameter problem) and RFC 5927 5.2 (hard ones too, in synchronized
+    // states), as Linux's tcp_v4_err: the connection goes on and the error
+    // is kept for SO_ERROR.
+    use crate::wire::icmpv4::{TYPE_DEST_UNREACHABLE, TYPE_PARAMETER_PROBLEM, TYPE_TIME_EXCEEDED};
+    for (msg_type, code) in [
+        (TYPE_DEST_UNREACHABLE, 1), // host
+        (TYPE_DEST_UNREACHABLE, 3), // port
+        (TYPE_TIME_EXCEEDED, 0),
+        (TYPE_PARAMETER_PROBLEM, 0),
+    ] {
+        let mut p = Pair::new();
+        let c = established_to_port_80(&mut p);
+        let una = p.a.tcp_stats(c).unwrap().snd_una;
+        let frame = icmp_about(&p, c, msg_type, code, [0; 4], una);
+        p.a.handle_frame(p.now, &frame);
+        assert_eq!(
+            p.a.tcp_state(c),
+            Some(TcpState::Established),
+            "type {msg_type} code {code}"
+        );
+        assert!(
+            p.a.tcp_take_error(c).is_some(),
+            "type {msg_type} code {code}: the soft error is reported"
+        );
+        assert_eq!(p.a.tcp_send(c, b"still here"), Ok(10));
+    }
 }
 
 #[test]
@@ -401,4 +517,54 @@ fn connect_to_unresolvable_neighbor_fails_with_host_unreachable() {
             ..
         })
     ));
+}
+
+/// CVE-2016-5696: an interface-wide budget of challenge ACKs that is the
+/// same every second lets an off-path attacker count, with challenge ACKs
+/// of its own connection, how many another connection drew, and so find
+/// its sequence numbers. As Linux (tcp_send_challenge_ack), the budget is
+/// drawn afresh each second, uniformly from [limit/2, 3*limit/2), from
+/// the interface's seeded generator.
+#[test]
+fn challenge_ack_budget_is_randomised_each_second() {
+    let mut p = Pair::new();
+    // The per-connection limit off, so that one connection meets the
+    // interface's budget.
+    p.a.config.tcp.challenge_ack_limit = 10;
+    p.a.config.tcp.invalid_ratelimit = Duration::ZERO;
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let local = p.a.tcp_local_addr(c).unwrap();
+    let mut buf = vec![0u8; 1600];
+    let mut budgets = Vec::new();
+    for second in 0..20u64 {
+        let now = Instant::from_secs(10 + second);
+        let before = p.a.stats.tcp_challenge_acks;
+        let rcv_nxt = p.a.tcp_stats(c).unwrap().rcv_nxt;
+        for i in 0..40u32 {
+            // In the window, not at RCV.NXT: RFC 5961 3.2's challenge.
+            let rst = TcpRepr {
+                src_port: 80,
+                dst_port: local.port(),
+                seq: rcv_nxt.wrapping_add(100 + i),
+                ack: 0,
+                flags: TcpFlags::RST,
+                window: 0,
+                urgent: 0,
+                options: TcpOptions::default(),
+            };
+            let mut seg = vec![0u8; rst.header_len()];
+            rst.emit(&mut seg, PEER_IP, crate::testing::TAPIR_IP, 0);
+            p.a.handle_frame(now, &crate::testing::ipv4_from_peer(Protocol::Tcp, &seg));
+            while p.a.poll_transmit(now, &mut buf).is_some() {}
+        }
+        budgets.push(p.a.stats.tcp_challenge_acks - before);
+    }
+    assert!(budgets.iter().all(|&n| (5..15).contains(&n)), "{budgets:?}");
+    let first = budgets[0];
+    assert!(
+        budgets.iter().any(|&n| n != first),
+        "the same budget every second is observable: {budgets:?}"
+    );
 }

@@ -1,9 +1,13 @@
 //! Interface behaviour on a virtual clock, frame in, frame out.
 
 use super::*;
+use crate::socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 use crate::testing::*;
 use crate::time::Duration;
-use crate::wire::Ipv4Cidr;
+use crate::wire::{
+    icmpv4, ArpOperation, ArpRepr, Icmpv4Message, Ipv4Cidr, Ipv4Repr, Protocol, UdpRepr, UnreachableCode,
+};
+use core::net::SocketAddrV4;
 
 fn iface() -> Interface {
     Interface::new(config()).unwrap()

@@ -7,11 +7,13 @@
 //!   stacks through seeded, impaired links on one virtual clock.
 //! - [`smoltcp_peer`]: smoltcp wrapped as a simulator node, an independent
 //!   implementation to test tapir against.
+//!
+//! The segment-script runner (packetdrill syntax) is its own crate,
+//! `tapir-script` in `stack/script/`.
 
 mod frames;
 pub use frames::*;
 
-pub mod packetdrill;
 pub mod sim;
 #[cfg(feature = "smoltcp-peer")]
 pub mod smoltcp_peer;

@@ -69,6 +69,14 @@ pub(crate) enum Transition {
     Closed,
 }
 
+/// A challenge ACK the connection owes the peer (RFC 5961), and whether
+/// its own limit lets it go; the owner applies the interface's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Send,
+    Suppressed,
+}
+
 pub(crate) struct Connection {
     pub state: TcpState,
     pub local: SocketAddrV4,
@@ -170,6 +178,15 @@ pub(crate) struct Connection {
     retries: u32,
     persist_at: Option<Instant>,
     persist_backoff: u32,
+    /// Zero-window probes in a row without an answer (Linux
+    /// icsk_probes_out, reset by every ACK that is not old).
+    probes_out: u32,
+    /// When the first probe of this closed-window episode went (Linux
+    /// icsk_probes_tstamp, reset when the window opens): TCP_USER_TIMEOUT
+    /// counts from here.
+    probes_since: Option<Instant>,
+    /// The application closed its handle (Linux SOCK_DEAD).
+    orphan: bool,
     keepalive: Keepalive,
     keepalive_at: Option<Instant>,
     last_recv: Instant,
@@ -191,8 +208,8 @@ pub(crate) struct Connection {
 
     /// A RST this connection must send (bad ACK in SYN-RECEIVED etc.).
     rst_out: Option<TcpRepr>,
-    /// RFC 5961: owe the peer a challenge ACK (subject to the rate limit).
-    challenge: bool,
+    /// RFC 5961: a challenge ACK owed to the peer.
+    challenge: Option<Challenge>,
     /// When we last answered an unacceptable segment (invalid_ratelimit).
     last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
@@ -280,6 +297,9 @@ impl Connection {
             retries: 0,
             persist_at: None,
             persist_backoff: 0,
+            probes_out: 0,
+            probes_since: None,
+            orphan: false,
             keepalive: Keepalive {
                 enabled: false,
                 idle: cfg.keepalive_idle,
@@ -299,7 +319,7 @@ impl Connection {
             send_keepalive: false,
             send_probe: false,
             rst_out: None,
-            challenge: false,
+            challenge: None,
             last_invalid_ack: None,
             error: None,
             stats: TcpConnStats::default(),
@@ -402,6 +422,7 @@ impl Connection {
     /// The application has closed its handle. In FIN-WAIT-2 only the peer
     /// can finish the connection, so bound the wait (Linux tcp_fin_timeout).
     pub fn orphaned(&mut self, now: Instant) {
+        self.orphan = true;
         if self.state == TcpState::FinWait2 && self.fin_wait2_at.is_none() {
             self.fin_wait2_at = Some(now + self.linger2.unwrap_or(self.cfg.fin_wait2_timeout));
         }
@@ -420,7 +441,8 @@ impl Connection {
     }
 
     /// The payload a full segment carries: the MSS less the timestamp
-    /// option (what Linux reports as TCP_MAXSEG once connected).
+    /// option (what Linux reports as TCP_MAXSEG once connected). The SMSS
+    /// congestion control counts in (Linux mss_cache).
     pub fn payload_mss(&self) -> usize {
         self.mss().saturating_sub(self.option_overhead(0)).max(1)
     }
@@ -637,7 +659,14 @@ impl Connection {
             TcpOption::KeepCount(n) => self.keepalive.count = n.max(1),
             TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
             TcpOption::RecvBuffer(n) => {
-                let _ = self.rx.resize(n.max(self.rx.len()));
+                // Never below what the buffer holds, out-of-order data
+                // included: it is in our SACK blocks, and once the hole
+                // fills RCV.NXT moves past it and our ACK tells the sender
+                // it was delivered (RFC 9293 3.10.7.4 seventh step), so it
+                // must still be there. Linux does not drop queued data when
+                // sk_rcvbuf is lowered either.
+                let ooo_end = self.ooo.ranges().last().map_or(0, |(_, end)| end);
+                let _ = self.rx.resize(n.max(self.rx.len() + ooo_end));
                 // Before our SYN (or SYN-ACK) goes, the window scale we offer
                 // follows the buffer: RFC 7323 2.2 picks the shift from the
                 // largest window we may offer, and Linux clamps it by a
@@ -767,16 +796,20 @@ impl Connection {
         self.stats.segs_in += 1;
         match self.state {
             TcpState::Closed | TcpState::Listen => Transition::None,
-            TcpState::SynSent => self.process_syn_sent(now, seg),
+            TcpState::SynSent => self.process_syn_sent(now, seg, payload),
             _ => self.process_synchronized(now, seg, payload),
         }
     }
 
     /// RFC 9293 3.10.7.3, SYN-SENT.
-    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Transition {
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> Transition {
         let ack = SeqNumber(seg.ack);
-        // First: check the ACK bit.
-        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_nxt) {
+        // First: check the ACK bit. RFC 9293's SND.NXT is the next new
+        // sequence number, our snd_max: a SYN timeout rewinds snd_nxt to
+        // resend the SYN, and a SYN-ACK arriving before that resend goes
+        // is still acceptable (Linux compares with tp->snd_nxt, which a
+        // retransmission does not rewind).
+        if seg.flags.ack() && (ack <= self.iss || ack > self.snd_max) {
             if !seg.flags.rst() {
                 self.rst_out = Some(self.rst_repr(ack, None));
             }
@@ -812,6 +845,17 @@ impl Connection {
             self.max_snd_wnd = self.snd_wnd;
             self.set_state(TcpState::Established);
             self.ack_now = true;
+            // "If there are other controls or text in the segment, continue
+            // processing at the sixth step under Section 3.10.7.4": the
+            // text (seventh step) and the FIN (eighth) are taken, not
+            // dropped for the peer to send again.
+            if !payload.is_empty() || seg.flags.fin() {
+                self.receive_data(now, self.rcv_nxt, payload, seg.flags.fin());
+                if self.rx_fin.is_some_and(|f| f == self.rcv_nxt) {
+                    self.rcv_nxt += 1;
+                    self.set_state(TcpState::CloseWait);
+                }
+            }
             Transition::Connected
         } else {
             // Simultaneous open (RFC 9293 3.5 figure 7): answer with SYN-ACK.
@@ -849,6 +893,8 @@ impl Connection {
         self.retries = 0;
         self.rtt.reset_backoff();
         self.rto_at = None;
+        // A SYN resend scheduled (snd_nxt rewound) but not yet sent is moot.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
         self.last_recv = now;
         if self.keepalive.enabled {
             self.keepalive_at = Some(now + self.keepalive.idle);
@@ -881,15 +927,19 @@ impl Connection {
             && !seg.flags.fin()
             && payload.is_empty()
             && seq == self.irs
-            && SeqNumber(seg.ack) == self.snd_nxt;
+            && SeqNumber(seg.ack) == self.snd_max;
 
         // TIME-WAIT sees only retransmissions of the peer's FIN; handled
         // compactly by the owner. A connection still held here answers like
         // the RFC asks: ACK a FIN, restart the 2 MSL timer.
-        // RFC 7323 5.3: PAWS, before the sequence check.
+        // RFC 7323 5.3: PAWS, before the sequence check. Its ACK is one to
+        // an unacceptable segment like any other, so rate-limited (RFC
+        // 5961 7; Linux tcp_validate_incoming via tcp_oow_rate_limited).
         if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
             if !seg.flags.rst() && ts_before(tsval, ts.recent) && now - ts.recent_at < PAWS_IDLE {
-                self.ack_now = true;
+                if self.invalid_ack_allowed(now, seg, seg_len) {
+                    self.ack_now = true;
+                }
                 return Transition::None;
             }
         }
@@ -939,7 +989,7 @@ impl Connection {
         if seg.flags.rst() {
             if seq != self.rcv_nxt {
                 // In window but not exact: challenge ACK (rate-limited).
-                self.challenge_ack(now, seg, seg_len);
+                self.challenge_ack(now);
                 return Transition::None;
             }
             return self.on_reset();
@@ -948,7 +998,7 @@ impl Connection {
         // Fourth: the SYN bit (RFC 5961 4.2): in any synchronized state
         // (and SYN-RECEIVED), a SYN gets a challenge ACK and is dropped.
         if seg.flags.syn() && !simultaneous_synack {
-            self.challenge_ack(now, seg, seg_len);
+            self.challenge_ack(now);
             return Transition::None;
         }
 
@@ -959,7 +1009,13 @@ impl Connection {
         let mut transition = Transition::None;
         let ack = SeqNumber(seg.ack);
         if self.state == TcpState::SynReceived {
-            if self.snd_una < ack && ack <= self.snd_nxt {
+            // RFC 9293 3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT, SND.NXT
+            // being the next new sequence number (snd_max): a retransmitted
+            // SYN from the peer rewinds snd_nxt to resend our SYN-ACK, and
+            // the peer's ACK of the first SYN-ACK may arrive before that
+            // resend goes. Judged against snd_nxt it would draw a RST at
+            // exactly the peer's RCV.NXT, resetting its established side.
+            if self.snd_una < ack && ack <= self.snd_max {
                 if !self.active && seg_len == 0 && self.retries < self.defer_accept {
                     // TCP_DEFER_ACCEPT: a bare ACK does not complete the
                     // connection; wait for the first data (Linux
@@ -996,7 +1052,7 @@ impl Connection {
                 // RFC 9293: ACK for something not yet sent: ACK and drop;
                 // RFC 5961 5.2: an ACK too old to be acceptable, the same,
                 // as a challenge ACK (rate-limited, as Linux).
-                self.challenge_ack(now, seg, seg_len);
+                self.challenge_ack(now);
                 return Transition::None;
             }
             self.process_ack(now, seg, ack, payload.len());
@@ -1097,10 +1153,17 @@ impl Connection {
 
     /// RFC 5961 (3.2, 4.2, 5.2): answer with a challenge ACK, within this
     /// connection's limit here and the interface's budget in the owner.
-    fn challenge_ack(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) {
-        if self.invalid_ack_allowed(now, seg, seg_len) {
-            self.challenge = true;
-        }
+    /// The limit applies whatever the segment carries (Linux
+    /// tcp_send_challenge_ack uses __tcp_oow_rate_limited, without the
+    /// exemption for data): else an off-path attacker's in-window RST or
+    /// too-old ACK with a byte of payload is answered every time, and its
+    /// answers can be counted (CVE-2016-5696).
+    fn challenge_ack(&mut self, now: Instant) {
+        self.challenge = Some(if self.oow_ack_allowed(now) {
+            Challenge::Send
+        } else {
+            Challenge::Suppressed
+        });
     }
 
     /// Whether an unacceptable segment may be answered with an ACK now
@@ -1110,8 +1173,14 @@ impl Connection {
     /// from a lost one (RFC 9293 3.10.7.4 answers every unacceptable
     /// segment; the limit is the throttling RFC 5961 7 recommends).
     fn invalid_ack_allowed(&mut self, now: Instant, seg: &TcpRepr, seg_len: usize) -> bool {
+        (seg_len > 0 && !seg.flags.syn()) || self.oow_ack_allowed(now)
+    }
+
+    /// This connection's limit on ACKs to unacceptable segments, one per
+    /// `invalid_ratelimit` (Linux __tcp_oow_rate_limited).
+    fn oow_ack_allowed(&mut self, now: Instant) -> bool {
         let limit = self.cfg.invalid_ratelimit;
-        if limit.is_zero() || (seg_len > 0 && !seg.flags.syn()) {
+        if limit.is_zero() {
             return true;
         }
         if self.last_invalid_ack.is_some_and(|t| now < t + limit) {
@@ -1136,6 +1205,11 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd_wscale;
+        if ack >= self.snd_una {
+            // The peer is there: a probe was answered, whatever the window
+            // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
+            self.probes_out = 0;
+        }
         if ack > self.snd_una {
             // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
             // only if the sender was using it; an application-limited
@@ -1174,11 +1248,13 @@ impl Connection {
                 }
             }
             self.retries = 0;
-            self.rtt.reset_backoff();
+            // No rtt.reset_backoff() here: without a valid sample (the ACK
+            // covers a retransmission) the backed-off RTO stays until one
+            // arrives (Karn, RFC 6298 5.7; Linux tcp_ack_update_rtt).
             // Progress: the persist timer starts over too (Linux shares
             // icsk_backoff between RTO and probes).
             self.persist_backoff = 0;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             match self.recovery {
                 Some(recover) if ack >= recover => {
                     self.recovery = None;
@@ -1211,7 +1287,7 @@ impl Connection {
             // of its own, no SYN/FIN, and an unchanged window.
             self.dup_acks += 1;
             self.stats.dup_acks_in += 1;
-            let mss = self.mss();
+            let mss = self.payload_mss();
             if self.dup_acks == 3 && self.recovery.is_none() {
                 // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
                 // Step 2: data sent by limited transmit (beyond cwnd) MUST
@@ -1240,6 +1316,7 @@ impl Connection {
         if window > 0 && was_zero {
             self.persist_at = None;
             self.persist_backoff = 0;
+            self.probes_since = None;
         }
     }
 
@@ -1408,7 +1485,7 @@ impl Connection {
             // RFC 5681 3.1 / RFC 6298 5.4: retransmit the earliest segment,
             // go back to one segment of window.
             if self.state.is_synchronized() {
-                let mss = self.mss();
+                let mss = self.payload_mss();
                 self.cc.on_rto(self.in_flight(), mss);
             }
             self.recovery = None;
@@ -1429,6 +1506,25 @@ impl Connection {
         }
         if self.persist_at.is_some_and(|t| now >= t) {
             self.persist_at = None;
+            // RFC 1122 4.2.2.17 keeps probing a zero window for as long as
+            // the peer answers. One that stopped answering is given up on
+            // after tcp_retries2 probes (fewer once the application has
+            // closed), and a window closed for longer than TCP_USER_TIMEOUT
+            // since the first probe ends the connection too: Linux
+            // tcp_probe_timer (gVisor does the same). ETIMEDOUT, no RST.
+            let since = *self.probes_since.get_or_insert(now);
+            if self.user_timeout.is_some_and(|limit| now - since >= limit) {
+                return self.time_out(now, false);
+            }
+            let max = if self.orphan {
+                self.cfg.orphan_retries
+            } else {
+                self.cfg.max_retransmits
+            };
+            if self.probes_out >= max {
+                return self.time_out(now, false);
+            }
+            self.probes_out += 1;
             self.send_probe = true;
             self.persist_backoff = (self.persist_backoff + 1).min(16);
         }
@@ -1477,7 +1573,19 @@ impl Connection {
         Transition::Closed
     }
 
-    /// A hard ICMP error arrived for this connection (RFC 1122 4.2.3.9).
+    /// Whether an ICMP error quoting a segment with sequence number `seq`
+    /// can be about this connection: only a segment in flight can draw one,
+    /// SND.UNA <= SEG.SEQ <= SND.NXT (RFC 5927 4.1; Linux tcp_v4_err). The
+    /// highest sequence number sent stands for SND.NXT, which retransmission
+    /// rewinds.
+    pub fn icmp_seq_acceptable(&self, seq: SeqNumber) -> bool {
+        self.snd_una <= seq && seq <= self.snd_max
+    }
+
+    /// An ICMP error other than "fragmentation needed" arrived for this
+    /// connection. Fatal while connecting (as Linux's tcp_v4_err); once
+    /// synchronized, every one is soft, kept for SO_ERROR and nothing more
+    /// (RFC 1122 4.2.3.9 for the soft codes, RFC 5927 5.2 for the rest).
     pub fn on_icmp_error(&mut self, err: SocketError) -> Transition {
         if self.state == TcpState::SynSent || self.state == TcpState::SynReceived && self.active {
             self.error = Some(err);
@@ -1527,10 +1635,11 @@ impl Connection {
         self.rst_out.take()
     }
 
-    /// Wants a challenge ACK (RFC 5961); the owner applies the rate limit
-    /// and calls [`Self::request_ack`] if it may go.
-    pub fn take_challenge(&mut self) -> bool {
-        core::mem::take(&mut self.challenge)
+    /// A challenge ACK owed (RFC 5961); if this connection's limit let it
+    /// go, the owner applies the interface's budget and calls
+    /// [`Self::request_ack`] if it may.
+    pub fn take_challenge(&mut self) -> Option<Challenge> {
+        self.challenge.take()
     }
 
     /// Send an ACK at the next opportunity.
@@ -1671,7 +1780,7 @@ impl Connection {
     fn acceptable_seq(&self) -> SeqNumber {
         let edge = self.snd_una + self.snd_wnd;
         // Before our SYN is acknowledged the window says nothing of it.
-        if self.snd_una == self.iss || self.snd_max <= edge {
+        if self.syn_unacked() || self.snd_max <= edge {
             self.snd_max
         } else {
             edge
@@ -1679,7 +1788,12 @@ impl Connection {
     }
 
     fn poll_data(&mut self, now: Instant) -> Option<(TcpRepr, usize, usize)> {
-        let mss = self.mss();
+        // Congestion control counts in the payload of a full segment, the
+        // size segments are cut to (RFC 5681 2: the SMSS excludes options;
+        // Linux counts cwnd in segments of mss_cache). Counting in the MSS
+        // with the options in made one SMSS of cwnd after a timeout a full
+        // segment and a 12-byte runt.
+        let mss = self.payload_mss();
         let sack_blocks = if self.sack_ok {
             // RFC 2018 3: three blocks fit beside timestamps, four without.
             self.ooo
@@ -1688,13 +1802,14 @@ impl Connection {
         } else {
             0
         };
-        let payload_max = mss.saturating_sub(self.option_overhead(sack_blocks)).max(1);
+        let payload_max = self
+            .mss()
+            .saturating_sub(self.option_overhead(sack_blocks))
+            .max(1);
         // RFC 6928: the initial window is ten segments of the MSS the
         // handshake settled on (the SMSS excludes options, RFC 5681 2).
         // Like Linux, which counts cwnd in segments, no 14600-byte cap.
-        let smss = mss.saturating_sub(self.option_overhead(0)).max(1);
-        self.cc
-            .set_initial_window(self.cfg.initial_window as usize * smss);
+        self.cc.set_initial_window(self.cfg.initial_window as usize * mss);
 
         // Fast retransmit: resend the first unacknowledged segment now.
         if self.retransmit_una {
@@ -1763,11 +1878,11 @@ impl Connection {
         }
 
         // The FIN goes with (or after) the last data, when the window has
-        // room for its sequence number.
-        let fin_now = self.fin_queued
-            && self.fin_seq.is_none_or(|f| self.snd_nxt <= f)
-            && len == unsent
-            && (self.snd_nxt + len) < window_end.max(self.snd_nxt + len + 1);
+        // room for its sequence number: it is subject to flow control like
+        // data (RFC 9293 3.8.6.1; Linux tcp_snd_wnd_test counts it). Into a
+        // zero window the persist timer probes, below.
+        let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| self.snd_nxt <= f);
+        let fin_now = fin_pending && len == unsent && (self.snd_nxt + len) < window_end;
         if len > 0 || fin_now {
             let mut flags = 0;
             // RFC 1122 4.2.2.2: PSH on the segment that empties the queue.
@@ -1816,6 +1931,8 @@ impl Connection {
             }
             self.persist_at = None;
             self.send_probe = false;
+            self.probes_out = 0;
+            self.probes_since = None;
             return Some((repr, offset, len));
         }
 
@@ -1831,17 +1948,17 @@ impl Connection {
         if rtx_blocked && self.persist_at.is_none() {
             self.send_probe = true;
         }
-        if (unsent > 0 && self.in_flight() == 0) || rtx_blocked {
+        if ((unsent > 0 || fin_pending) && self.in_flight() == 0) || rtx_blocked {
             if self.send_probe && usable == 0 {
                 self.send_probe = false;
                 self.stats.zero_window_probes += 1;
                 let seq = self.snd_una - 1;
                 let repr = self.base_repr(now, seq, 0);
-                self.persist_at = Some(now + self.persist_interval());
+                self.persist_at = Some(now + self.persist_interval(now));
                 return Some((repr, 0, 0));
             }
             if self.persist_at.is_none() {
-                self.persist_at = Some(now + self.persist_interval());
+                self.persist_at = Some(now + self.persist_interval(now));
             }
         }
 
@@ -1857,21 +1974,37 @@ impl Connection {
         None
     }
 
-    fn persist_interval(&self) -> Duration {
+    fn persist_interval(&self, now: Instant) -> Duration {
         let factor = 1u32 << self.persist_backoff.min(16);
-        self.rtt
+        let interval = self
+            .rtt
             .rto()
             .saturating_mul(factor)
-            .clamp(self.cfg.rto_min, PERSIST_MAX)
+            .clamp(self.cfg.rto_min, PERSIST_MAX);
+        // Expire no later than the user timeout, so probing gives up on
+        // time (Linux tcp_clamp_probe0_to_user_timeout).
+        match (self.probes_since, self.user_timeout) {
+            (Some(since), Some(limit)) => interval.min((since + limit) - now),
+            _ => interval,
+        }
     }
 
     /// Sequence number of `tx`'s first byte.
     fn data_base(&self) -> SeqNumber {
-        if self.snd_una == self.iss {
+        if self.syn_unacked() {
             self.iss + 1
         } else {
             self.snd_una
         }
+    }
+
+    /// Our SYN (or SYN-ACK) is not yet acknowledged, so it, not data, sits
+    /// at SND.UNA = ISS. Asked of the state, not of SND.UNA == ISS: SND.UNA
+    /// comes back to ISS after every 2^32 bytes (RFC 9293 3.4, sequence
+    /// numbers are modulo 2^32), and the send buffer addressed from ISS + 1
+    /// then would put every byte sent one place early.
+    fn syn_unacked(&self) -> bool {
+        matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
     }
 
     /// Copy `len` bytes of the send buffer at `offset` into `out`.
@@ -1958,3 +2091,6 @@ pub(crate) fn retrans_to_secs(n: u32, initial: Duration, max: Duration) -> Durat
 fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,6 +52,7 @@ impl RttEstimator {
 
     /// Feed one RTT measurement (RFC 6298 2.2 and 2.3), taken when the
     /// cumulative ACK reached `una` with `nxt` the highest sequence sent.
+    /// A valid measurement ends the backoff (Karn, RFC 6298 5.7).
     pub fn sample(&mut self, rtt: Duration, una: SeqNumber, nxt: SeqNumber) {
         match self.srtt {
             None => {
@@ -113,8 +114,13 @@ impl RttEstimator {
         self.backoff = (self.backoff + 1).min(31);
     }
 
-    /// A new ACK arrived: stop backing off (RFC 6298 5.7 keeps the RTO until
-    /// the next sample, Linux resets backoff on any forward progress).
+    /// The handshake completed: stop backing off.
+    ///
+    /// Only here, and in [`Self::sample`]: an ACK of data without a valid
+    /// RTT sample (it acknowledges a retransmission, Karn's rule) keeps
+    /// the backed-off RTO (RFC 6298 5.7 and section 3; Linux resets
+    /// icsk_backoff only in tcp_ack_update_rtt, "only reset backoff on
+    /// valid RTT measurement", and doubles icsk_rto itself on a timeout).
     ///
     /// If the timer expired before any RTT sample (a SYN or SYN-ACK was
     /// retransmitted, so Karn's rule left the handshake unmeasured), the

@@ -1,6 +1,6 @@
 //! Ethernet + IPv4 + TCP (and ARP) frames as the runner builds and reads
 //! them. This is the one place that knows header layouts, so it can later
-//! be switched to `crate::wire`; everything else works on [`TcpSegment`].
+//! be switched to `tapir_stack::wire`; everything else works on [`TcpSegment`].
 
 use core::fmt;
 use core::net::Ipv4Addr;

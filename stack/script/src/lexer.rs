@@ -226,6 +226,35 @@ impl Lexer<'_> {
         None
     }
 
+    /// A `%{ code }%` block, a "string" or a `command` starting at `start`
+    /// (whose byte is `b`), moving past it; `None` if none starts there.
+    fn delimited(&mut self, start: usize, b: u8) -> Result<Option<Tok>, ParseError> {
+        if b == b'%' && self.at(start + 1) == b'{' {
+            let Some(end) = self.text[start + 2..].find("}%") else {
+                return Err(self.err(start, "unterminated %{ code block"));
+            };
+            let body = self.text[start + 2..start + 2 + end]
+                .trim_matches([' ', '\t'])
+                .to_string();
+            self.pos = start + 2 + end + 2;
+            return Ok(Some(Tok::Code(body)));
+        }
+        if b != b'"' && b != b'`' {
+            return Ok(None);
+        }
+        let Some(close) = self.quoted_end(start, b) else {
+            let what = if b == b'"' { "string" } else { "backtick command" };
+            return Err(self.err(start, format!("unterminated {what}")));
+        };
+        let body = self.text[start + 1..close].to_string();
+        self.pos = close + 1;
+        Ok(Some(if b == b'"' {
+            Tok::Str(body)
+        } else {
+            Tok::BackQuoted(body)
+        }))
+    }
+
     fn next(&mut self) -> Result<Token, ParseError> {
         self.skip()?;
         let start = self.pos;
@@ -241,28 +270,7 @@ impl Lexer<'_> {
             return Ok(make(Tok::Eof, start));
         }
         let b = self.src[start];
-        if b == b'%' && self.at(start + 1) == b'{' {
-            let Some(end) = self.text[start + 2..].find("}%") else {
-                return Err(self.err(start, "unterminated %{ code block"));
-            };
-            let body = self.text[start + 2..start + 2 + end]
-                .trim_matches([' ', '\t'])
-                .to_string();
-            self.pos = start + 2 + end + 2;
-            return Ok(make(Tok::Code(body), self.pos));
-        }
-        if b == b'"' || b == b'`' {
-            let Some(close) = self.quoted_end(start, b) else {
-                let what = if b == b'"' { "string" } else { "backtick command" };
-                return Err(self.err(start, format!("unterminated {what}")));
-            };
-            let body = self.text[start + 1..close].to_string();
-            self.pos = close + 1;
-            let tok = if b == b'"' {
-                Tok::Str(body)
-            } else {
-                Tok::BackQuoted(body)
-            };
+        if let Some(tok) = self.delimited(start, b)? {
             return Ok(make(tok, self.pos));
         }
         if b == b'.' && self.at(start + 1) == b'.' && self.at(start + 2) == b'.' {

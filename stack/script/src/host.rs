@@ -6,12 +6,12 @@
 //! Every socket call here is non-blocking; the runner builds packetdrill's
 //! blocking semantics on top by retrying a call that returned
 //! [`Errno::EAGAIN`] / [`Errno::EINPROGRESS`] after time moves or frames
-//! arrive (see `runner.rs`).
+//! arrive (see `runner/mod.rs`).
 
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::time::Instant;
+use tapir_stack::Instant;
 
 /// A script's file descriptor number (`socket(...) = 3`).
 pub type Fd = i32;

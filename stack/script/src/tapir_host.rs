@@ -1,11 +1,11 @@
 //! tapir's [`Interface`] as the stack under test of a segment script.
 
 use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
-use crate::socket::tcp::{TcpOption, TcpState};
-use crate::time::{Duration, Instant};
-use crate::{Config, Interface, SocketError, SocketHandle, TcpError};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::HashSet;
+use tapir_stack::{Config, Interface, SocketError, SocketHandle, TcpError};
+use tapir_stack::{Duration, Instant};
+use tapir_stack::{TcpOption, TcpState};
 
 /// An [`Interface`] at 10.77.0.2 (the runner's default) driven by a script.
 pub struct TapirHost {
@@ -22,7 +22,7 @@ pub struct TapirHost {
 impl TapirHost {
     /// The test configuration (tapir 10.77.0.2/24) with Linux-like defaults.
     pub fn new() -> Self {
-        Self::with_config(crate::testing::config())
+        Self::with_config(tapir_stack::testing::config())
     }
 
     pub fn with_config(config: Config) -> Self {
@@ -33,6 +33,14 @@ impl TapirHost {
             connecting: HashSet::new(),
             read_shut: HashSet::new(),
         }
+    }
+
+    /// Whether a closed connection has an error pending (POLLERR), without
+    /// consuming it as `tcp_take_error` would: on a closed connection an
+    /// empty send fails with the pending error, or with `NotConnected`
+    /// when there is none, and changes nothing.
+    fn closed_with_error(&mut self, h: SocketHandle) -> bool {
+        matches!(self.iface.tcp_send(h, &[]), Err(TcpError::Failed(_)))
     }
 }
 
@@ -65,10 +73,10 @@ fn socket_errno(e: SocketError) -> Errno {
         SocketError::ConnectionReset => Errno::ECONNRESET,
         SocketError::TimedOut => Errno::ETIMEDOUT,
         SocketError::Unreachable { code, .. } => match code {
-            crate::wire::UnreachableCode::Port | crate::wire::UnreachableCode::Protocol => {
+            tapir_stack::wire::UnreachableCode::Port | tapir_stack::wire::UnreachableCode::Protocol => {
                 Errno::ECONNREFUSED
             }
-            crate::wire::UnreachableCode::Net => Errno::ENETUNREACH,
+            tapir_stack::wire::UnreachableCode::Net => Errno::ENETUNREACH,
             _ => Errno::EHOSTUNREACH,
         },
         SocketError::TimeExceeded { .. } => Errno::EHOSTUNREACH,
@@ -293,7 +301,7 @@ impl ScriptHost for TapirHost {
                 || send_shutdown
                 || matches!(state, Some(TcpState::Established | TcpState::CloseWait))
                     && self.iface.tcp_send_capacity(h) > 0,
-            error: ended && self.iface.tcp_peek_error(h).is_some(),
+            error: ended && self.closed_with_error(h),
             hangup: closed,
             read_hangup: ended
                 || self.read_shut.contains(&h)

@@ -16,12 +16,17 @@
 //! be driven this way. The runner plays the peer (10.77.0.1, answering
 //! ARP), injects `<` segments, matches `>` segments with packetdrill's
 //! sequence-number and timestamp mapping, and performs the syscalls. See
-//! `runner.rs` for the exact semantics and where they differ from
+//! `runner/mod.rs` for the exact semantics and where they differ from
 //! packetdrill's.
 //!
 //! Shell commands (`` `...` ``) and Python snippets (`%{ }%`) are never
 //! run; they are listed in [`Outcome::skipped`]. Constructs the runner
 //! cannot execute parse, and fail the script when reached.
+//!
+//! [`TapirHost`] is tapir's `Interface` as a host. The scripts tapir is
+//! tested with live in `stack/tests/scripts/`; `tests/scripts.rs` here runs
+//! each as a test (`cargo test -p tapir-script --test scripts -- NAME`),
+//! and `tapir script FILE...` runs any script with its trace.
 
 mod frame;
 mod host;

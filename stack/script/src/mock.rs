@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use super::frame::{decode_frame, encode_arp, encode_tcp_frame, ArpPacket, Frame, Ipv4Meta, TcpFlags};
 use super::frame::{TcpOption, TcpSegment};
 use super::host::{Errno, Readiness, ScriptHost, Shutdown, SockOpt};
-use crate::time::Instant;
+use tapir_stack::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -69,6 +69,8 @@ pub(super) struct MockHost {
     pub synack_rto: Duration,
     /// Misbehave: acknowledge one byte too many in the SYN-ACK.
     pub bad_synack_ack: bool,
+    /// Misbehave: answer a RST for no connection with a RST.
+    pub rst_for_rst: bool,
     /// Inbound TS ecr values seen, to check the runner's mapping.
     pub ecrs_seen: Vec<u32>,
     peer_mac: Option<[u8; 6]>,
@@ -95,6 +97,7 @@ impl MockHost {
             learn_from_request: true,
             synack_rto: Duration::from_secs(1),
             bad_synack_ack: false,
+            rst_for_rst: false,
             ecrs_seen: Vec::new(),
             peer_mac: None,
             arp_pending: false,
@@ -200,33 +203,9 @@ impl MockHost {
         let conn = self.socks.iter().position(|s| {
             s.local_port == seg.dst_port && s.remote == Some(remote) && s.state != State::Closed
         });
-        let i = match conn {
-            Some(i) => i,
-            None => {
-                let listener = self
-                    .socks
-                    .iter()
-                    .position(|s| s.local_port == seg.dst_port && s.state == State::Listen);
-                match listener {
-                    Some(l) if seg.flags.syn && !seg.flags.ack => {
-                        let mut c = Sock::new();
-                        c.state = State::SynRcvd;
-                        c.local_port = seg.dst_port;
-                        c.remote = Some(remote);
-                        c.rcv_nxt = seg.seq.wrapping_add(1);
-                        c.snd_nxt = SERVER_ISN.wrapping_add(1);
-                        c.parent = Some(l);
-                        c.ts_recent = peer_ts.map(|t| t.0);
-                        self.socks.push(c);
-                        let i = self.socks.len() - 1;
-                        self.send_synack(i);
-                        self.timer = Some((self.now + self.synack_rto, i, self.synack_rto));
-                    }
-                    _ if seg.flags.rst => {}
-                    _ => self.reset(src, &seg),
-                }
-                return;
-            }
+        let Some(i) = conn else {
+            self.no_connection(src, &seg, peer_ts);
+            return;
         };
         if let Some((val, _)) = peer_ts {
             self.socks[i].ts_recent = Some(val);
@@ -271,6 +250,33 @@ impl MockHost {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A segment for no connection: a SYN to a listener opens one, a RST
+    /// is dropped, anything else is reset.
+    fn no_connection(&mut self, src: Ipv4Addr, seg: &TcpSegment, peer_ts: Option<(u32, u32)>) {
+        let listener = self
+            .socks
+            .iter()
+            .position(|s| s.local_port == seg.dst_port && s.state == State::Listen);
+        match listener {
+            Some(l) if seg.flags.syn && !seg.flags.ack => {
+                let mut c = Sock::new();
+                c.state = State::SynRcvd;
+                c.local_port = seg.dst_port;
+                c.remote = Some(SocketAddrV4::new(src, seg.src_port));
+                c.rcv_nxt = seg.seq.wrapping_add(1);
+                c.snd_nxt = SERVER_ISN.wrapping_add(1);
+                c.parent = Some(l);
+                c.ts_recent = peer_ts.map(|t| t.0);
+                self.socks.push(c);
+                let i = self.socks.len() - 1;
+                self.send_synack(i);
+                self.timer = Some((self.now + self.synack_rto, i, self.synack_rto));
+            }
+            _ if seg.flags.rst && !self.rst_for_rst => {}
+            _ => self.reset(src, seg),
         }
     }
 
