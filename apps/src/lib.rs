@@ -5,6 +5,7 @@
 
 pub mod get;
 pub mod http;
+pub mod impair;
 pub mod iperf3;
 pub mod net;
 pub mod progress;

@@ -38,9 +38,13 @@ enum Command {
     /// or server (--listen), plain bytes, so nc or a python socket can be
     /// the peer; or, with --iperf3, iperf3's own protocol.
     Tput(tapir_apps::tput::TputArgs),
+    /// Bridge two interfaces through an emulated link (loss, delay,
+    /// reordering, rate limit...), so two kernels can talk through it.
+    Impair(tapir_apps::impair::ImpairArgs),
 }
 
 #[derive(clap::Args)]
+#[command(after_help = tapir_apps::impair::SYNTAX)]
 struct UpArgs {
     #[command(flatten)]
     net: NetArgs,
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Script(args) => script::run(args),
         Command::Get(args) => tapir_apps::get::run(args),
         Command::Tput(args) => tapir_apps::tput::run(args),
+        Command::Impair(args) => tapir_apps::impair::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +184,7 @@ fn up(args: UpArgs) -> Result<(), String> {
         }
     }
     drop(exec);
+    eprint!("{}", running.impair_report().unwrap_or_default());
     let error = running.driver.error();
     let iface = running.driver.shutdown();
     print!("{}", iface.stats());
