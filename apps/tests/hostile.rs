@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tapir_apps::http::server::tapir_acceptor;
 use tapir_apps::http::stats::stack_stats;
 use tapir_apps::http::{pattern, HttpServer, ServerConfig};
-use tapir_apps::services::{tcp_echo, Service};
+use tapir_apps::services::{tcp_echo, ExecMode, Executor, Service};
 use tapir_apps::tput::Sha256;
 use tapir_harness::netns::{kernel_required, skip_notice};
 use tapir_harness::{
@@ -93,6 +93,7 @@ def wait_go():
 struct Rig {
     server: Option<HttpServer>,
     echo: Option<Service>,
+    exec: Option<Executor>,
     driver: Option<DriverHandle>,
     ns: NetNs,
 }
@@ -121,10 +122,12 @@ impl Rig {
         };
         let listener = tapir_harness::TcpListener::bind(&stack, ("0.0.0.0", 8080)).expect("listen");
         let server = HttpServer::spawn("http", config, tapir_acceptor(listener)).expect("server");
-        let echo = tcp_echo(&stack, 7).expect("echo");
+        let exec = Executor::new(ExecMode::default()).expect("executor");
+        let echo = tcp_echo(&exec, &stack, 7).expect("echo");
         Rig {
             server: Some(server),
             echo: Some(echo),
+            exec: Some(exec),
             driver: Some(driver),
             ns,
         }
@@ -252,6 +255,7 @@ impl Drop for Rig {
             s.stop_within(Duration::from_millis(500));
         }
         drop(self.echo.take());
+        drop(self.exec.take());
         let stats = self.driver.take().map(|d| d.shutdown().stats().to_string());
         if std::thread::panicking() {
             eprintln!("hostile test failed in netns {}", self.ns.name());
