@@ -11,6 +11,8 @@
 //!   `UdpSocket` (the `tokio::net` API, given the stack handle).
 //! - [`tcp`]: blocking, std::net-shaped [`TcpListener`] and [`TcpStream`].
 //! - [`udp`]: a blocking, std::net-shaped [`UdpSocket`].
+//! - [`impair`]: the link emulator on real devices: a device wrapper
+//!   ([`ImpairedDevice`]) and a bridge between two interfaces ([`Bridge`]).
 //! - [`pcap`]: capture of every frame in and out.
 //! - [`netns`]: network namespaces for tests and demos, and the check that
 //!   decides whether kernel tests run here.
@@ -37,6 +39,7 @@
 
 pub mod device;
 pub mod driver;
+pub mod impair;
 pub mod net;
 pub mod netns;
 pub mod pcap;
@@ -47,6 +50,7 @@ pub mod udp;
 
 pub use device::{Device, MemoryDevice, PacketDevice, TapDevice, TapOptions};
 pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, StackHandle, WaitError};
+pub use impair::{Bridge, BridgeStats, ImpairedDevice};
 pub use netns::{kernel_tests_allowed, NetNs};
 pub use pcap::PcapWriter;
 pub use random::{os_random_u64, randomize_config};
