@@ -5,8 +5,8 @@
 use core::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use tapir_stack::wire::{
-    arp, ethernet, ArpRepr, EtherType, EthernetFrame, Icmpv4Message, Ipv4Packet, Protocol, TcpOptions,
-    TcpRepr, UdpRepr,
+    arp, ethernet, icmpv4, ArpRepr, EtherType, EthernetFrame, Icmpv4Message, Ipv4Packet, Protocol,
+    TcpOptions, TcpRepr, UdpRepr,
 };
 
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     ethernet_roundtrip(data);
     arp_roundtrip(data);
     ipv4_roundtrip(data);
-    let _ = Icmpv4Message::parse(data);
+    icmp_roundtrip(data);
     udp_roundtrip(data, SRC, DST);
     tcp_roundtrip(data, SRC, DST);
     options_roundtrip(data);
@@ -30,13 +30,45 @@ fuzz_target!(|data: &[u8]| {
             match ip.repr.protocol {
                 Protocol::Tcp => tcp_roundtrip(ip.payload, src, dst),
                 Protocol::Udp => udp_roundtrip(ip.payload, src, dst),
-                _ => {
-                    let _ = Icmpv4Message::parse(ip.payload);
-                }
+                _ => icmp_roundtrip(ip.payload),
             }
         }
     }
 });
+
+/// An ICMP message that parses re-emits byte for byte from its type, code,
+/// rest-of-header and body (the checksum is recomputed).
+fn icmp_roundtrip(data: &[u8]) {
+    let Ok(msg) = Icmpv4Message::parse(data) else {
+        return;
+    };
+    let (body, rest) = (&data[icmpv4::HEADER_LEN..], [data[4], data[5], data[6], data[7]]);
+    match msg {
+        Icmpv4Message::EchoRequest { data: d, .. } | Icmpv4Message::EchoReply { data: d, .. } => {
+            assert_eq!(d, body, "echo data is not the body");
+            let (ident, seq) = (
+                u16::from_be_bytes([rest[0], rest[1]]),
+                u16::from_be_bytes([rest[2], rest[3]]),
+            );
+            assert_eq!(icmpv4::echo_rest(ident, seq), rest);
+        }
+        Icmpv4Message::DestUnreachable { original, .. }
+        | Icmpv4Message::TimeExceeded { original, .. }
+        | Icmpv4Message::ParameterProblem { original, .. }
+        | Icmpv4Message::SourceQuench { original } => {
+            assert_eq!(original, body, "quoted datagram is not the body")
+        }
+        Icmpv4Message::Other { msg_type, code } => assert_eq!((msg_type, code), (data[0], data[1])),
+    }
+    let mut out = vec![0u8; data.len()];
+    let n = icmpv4::emit(&mut out, data[0], data[1], rest, body);
+    assert_eq!(n, data.len());
+    // The checksum may differ only as 0x0000 vs 0xffff (both are zero in
+    // ones' complement); everything else is byte for byte.
+    assert_eq!(out[..2], data[..2], "ICMP type/code did not round-trip");
+    assert_eq!(out[4..], data[4..], "ICMP message did not round-trip");
+    assert_eq!(Icmpv4Message::parse(&out), Ok(msg));
+}
 
 fn ethernet_roundtrip(data: &[u8]) {
     let Ok(eth) = EthernetFrame::parse(data) else {
