@@ -1,17 +1,20 @@
-//! A whole interface fed a sequence of structured actions: raw frames,
-//! crafted UDP and TCP with valid checksums toward a UDP socket and a TCP
-//! listener, time advances, and application calls on accepted connections.
-//! After every action the harness drains the stack and checks its
-//! invariants (see `tapir_fuzz::Harness::settle`).
+//! A whole interface fed a sequence of actions: raw frames; structurally
+//! generated frames with valid checksums (`tapir_fuzz::gen`: Ethernet, ARP,
+//! IPv4 with options, ICMP quoting live connections, UDP, TCP with options
+//! and numbers relative to live connections); crafted TCP; time advances;
+//! and application calls (listen, connect, send, recv, shutdown, close,
+//! abort, setsockopt). After every action the harness drains the stack and
+//! checks its invariants (`tapir_fuzz::Harness::settle`: counters, bounds,
+//! frames), then every connection the application holds (`check_conn`).
 #![no_main]
 
 use arbitrary::Arbitrary;
 use core::net::SocketAddrV4;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
-use tapir_fuzz::{config, sent_tcp, tcp_frame_from_peer, Harness};
+use tapir_fuzz::{config, gen, sent_tcp, tcp_frame_from_peer, Harness};
 use tapir_stack::testing::{self, PEER_IP, TAPIR_IP};
-use tapir_stack::{Duration, SocketHandle, TcpState};
+use tapir_stack::{Duration, SocketHandle, TcpOption, TcpState};
 
 const UDP_PORT: u16 = 7;
 const TCP_PORT: u16 = 80;
@@ -45,8 +48,44 @@ enum Seq {
 }
 
 #[derive(Arbitrary, Debug)]
+enum Opt {
+    NoDelay(bool),
+    KeepAlive(bool),
+    KeepIdle(u16),
+    KeepInterval(u16),
+    KeepCount(u8),
+    UserTimeout(u16),
+    RecvBuffer(u16),
+    SendBuffer(u16),
+    MaxSegment(u16),
+    QuickAck(bool),
+    Linger2(Option<u16>),
+}
+
+impl Opt {
+    fn get(&self) -> TcpOption {
+        let ms = |v: u16| Duration::from_millis(u64::from(v) * 10);
+        match *self {
+            Opt::NoDelay(v) => TcpOption::NoDelay(v),
+            Opt::KeepAlive(v) => TcpOption::KeepAlive(v),
+            Opt::KeepIdle(v) => TcpOption::KeepIdle(ms(v)),
+            Opt::KeepInterval(v) => TcpOption::KeepInterval(ms(v)),
+            Opt::KeepCount(v) => TcpOption::KeepCount(u32::from(v)),
+            Opt::UserTimeout(v) => TcpOption::UserTimeout(ms(v)),
+            Opt::RecvBuffer(v) => TcpOption::RecvBuffer(usize::from(v)),
+            Opt::SendBuffer(v) => TcpOption::SendBuffer(usize::from(v)),
+            Opt::MaxSegment(v) => TcpOption::MaxSegment(v),
+            Opt::QuickAck(v) => TcpOption::QuickAck(v),
+            Opt::Linger2(v) => TcpOption::Linger2(v.map(ms)),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
 enum Action {
     Frame(Vec<u8>),
+    /// A structurally generated frame (valid checksums unless it says not).
+    Structured(gen::Frame),
     CraftedUdp {
         src_port: u16,
         dst_port: Port,
@@ -82,6 +121,25 @@ enum Action {
     AppClose {
         conn: u8,
     },
+    AppAbort {
+        conn: u8,
+    },
+    /// Listen on one more port (81-84).
+    Listen {
+        port: u8,
+        backlog: u8,
+    },
+    /// Connect to one of the peer's four ports.
+    Connect {
+        peer: u8,
+    },
+    SetOption {
+        conn: u8,
+        opt: Opt,
+    },
+    ListenerOption {
+        opt: Opt,
+    },
     UdpRecv,
     UdpSend {
         port: u16,
@@ -107,25 +165,41 @@ fn track(peers: &mut HashMap<u16, Peer>, frames: &[Vec<u8>]) {
     }
 }
 
+/// A connection the application holds.
+struct Held {
+    h: SocketHandle,
+    /// It has reached ESTABLISHED (or later): it may never go back.
+    synchronized: bool,
+    /// The highest sequence number (plus SYN/FIN and data) seen in a
+    /// segment it sent.
+    snd_max: Option<u32>,
+}
+
 fuzz_target!(|actions: Vec<Action>| {
     let mut h = Harness::new(config());
     let udp = h
         .iface
         .udp_bind(SocketAddrV4::new(TAPIR_IP, UDP_PORT))
         .expect("bind UDP");
-    let listener = h
+    let mut listeners = vec![h
         .iface
         .tcp_listen(SocketAddrV4::new(TAPIR_IP, TCP_PORT), 8)
-        .expect("listen");
+        .expect("listen")];
     // The peer's MAC is known, so replies go out without waiting for ARP.
     h.feed(&testing::arp_request_from_peer(TAPIR_IP));
     let mut peers: HashMap<u16, Peer> = HashMap::new();
-    let mut conns: Vec<SocketHandle> = Vec::new();
+    let mut conns: Vec<Held> = Vec::new();
+    let mut env = gen::Env::default();
     let mut buf = vec![0u8; 65536];
 
     for action in actions.into_iter().take(256) {
         let sent = match action {
             Action::Frame(bytes) => h.feed(&bytes),
+            Action::Structured(frame) => {
+                refresh_env(&h, &mut env, &listeners);
+                let f = frame.build(&mut env);
+                h.feed(&f)
+            }
             Action::CraftedUdp {
                 src_port,
                 dst_port,
@@ -191,14 +265,16 @@ fuzz_target!(|actions: Vec<Action>| {
             }
             Action::AdvanceTime(ms) => h.advance(Duration::from_millis(u64::from(ms))),
             Action::AppSend { conn, len } => {
-                if let Some(&c) = pick(&conns, conn) {
+                if let Some(c) = pick(&conns, conn) {
                     let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-                    let _ = h.iface.tcp_send(c, &data);
+                    if let Ok(n) = h.iface.tcp_send(c, &data) {
+                        assert!(n <= data.len(), "tcp_send took {n} of {len}");
+                    }
                 }
                 h.settle()
             }
             Action::AppRecv { conn, max } => {
-                if let Some(&c) = pick(&conns, conn) {
+                if let Some(c) = pick(&conns, conn) {
                     let max = usize::from(max).min(buf.len());
                     if let Ok(n) = h.iface.tcp_recv(c, &mut buf[..max]) {
                         assert!(n <= max, "tcp_recv returned {n} > {max}");
@@ -207,7 +283,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 h.settle()
             }
             Action::AppShutdown { conn } => {
-                if let Some(&c) = pick(&conns, conn) {
+                if let Some(c) = pick(&conns, conn) {
                     let _ = h.iface.tcp_shutdown(c);
                 }
                 h.settle()
@@ -216,8 +292,50 @@ fuzz_target!(|actions: Vec<Action>| {
                 if !conns.is_empty() {
                     let i = usize::from(conn) % conns.len();
                     let c = conns.swap_remove(i);
-                    h.iface.tcp_close(c);
+                    h.iface.tcp_close(c.h);
                 }
+                h.settle()
+            }
+            Action::AppAbort { conn } => {
+                if !conns.is_empty() {
+                    let i = usize::from(conn) % conns.len();
+                    let c = conns.swap_remove(i);
+                    h.iface.tcp_abort(c.h);
+                }
+                h.settle()
+            }
+            Action::Listen { port, backlog } => {
+                let port = 81 + u16::from(port % 4);
+                if let Ok(l) = h
+                    .iface
+                    .tcp_listen(SocketAddrV4::new(TAPIR_IP, port), usize::from(backlog % 16))
+                {
+                    listeners.push(l);
+                }
+                h.settle()
+            }
+            Action::Connect { peer } => {
+                let remote = SocketAddrV4::new(PEER_IP, 40000 + u16::from(peer) % PEER_PORTS);
+                let now = h.now;
+                if let Ok(c) = h.iface.tcp_connect(now, remote) {
+                    conns.push(Held {
+                        h: c,
+                        synchronized: false,
+                        snd_max: None,
+                    });
+                }
+                h.settle()
+            }
+            Action::SetOption { conn, opt } => {
+                if let Some(c) = pick(&conns, conn) {
+                    let now = h.now;
+                    let _ = h.iface.tcp_set_option(now, c, opt.get());
+                }
+                h.settle()
+            }
+            Action::ListenerOption { opt } => {
+                let now = h.now;
+                let _ = h.iface.tcp_set_option(now, listeners[0], opt.get());
                 h.settle()
             }
             Action::UdpRecv => {
@@ -233,42 +351,134 @@ fuzz_target!(|actions: Vec<Action>| {
             }
         };
         track(&mut peers, &sent);
-        while let Ok(c) = h.iface.tcp_accept(listener) {
-            conns.push(c);
+        for &l in &listeners {
+            while let Ok(c) = h.iface.tcp_accept(l) {
+                conns.push(Held {
+                    h: c,
+                    synchronized: true,
+                    snd_max: None,
+                });
+            }
         }
-        for &c in &conns {
+        track_snd_max(&h, &mut conns, &sent);
+        for c in &mut conns {
             check_conn(&h, c);
         }
     }
 });
 
-fn pick(conns: &[SocketHandle], i: u8) -> Option<&SocketHandle> {
-    if conns.is_empty() {
-        None
-    } else {
-        conns.get(usize::from(i) % conns.len())
+/// What the structured builders may aim at: tapir's ports and the
+/// sequence variables of every connection it has.
+fn refresh_env(h: &Harness, env: &mut gen::Env, listeners: &[SocketHandle]) {
+    env.local_ports.clear();
+    env.local_ports.push(UDP_PORT);
+    env.local_ports.extend(
+        listeners
+            .iter()
+            .filter_map(|&l| h.iface.tcp_local_addr(l))
+            .map(|a| a.port()),
+    );
+    env.conns.clear();
+    for (local, remote, s) in h.iface.tcp_connections() {
+        env.local_ports.push(local.port());
+        env.conns.push(gen::ConnView {
+            local_port: local.port(),
+            remote_ip: *remote.ip(),
+            remote_port: remote.port(),
+            snd_una: s.snd_una,
+            snd_nxt: s.snd_nxt,
+            rcv_nxt: s.rcv_nxt,
+        });
     }
 }
 
-fn check_conn(h: &Harness, c: SocketHandle) {
-    let cfg = h.iface.config();
+/// Raise each held connection's `snd_max` by the segments it sent.
+fn track_snd_max(h: &Harness, conns: &mut [Held], frames: &[Vec<u8>]) {
+    let segs = sent_tcp(frames);
+    for c in conns {
+        let (Some(local), Some(remote)) = (h.iface.tcp_local_addr(c.h), h.iface.tcp_peer_addr(c.h)) else {
+            continue;
+        };
+        for (repr, len) in &segs {
+            if repr.src_port != local.port() || repr.dst_port != remote.port() {
+                continue;
+            }
+            let end = repr.seq.wrapping_add(repr.segment_len(*len) as u32);
+            c.snd_max = Some(match c.snd_max {
+                Some(m) if (end.wrapping_sub(m) as i32) <= 0 => m,
+                _ => end,
+            });
+        }
+    }
+}
+
+fn pick(conns: &[Held], i: u8) -> Option<SocketHandle> {
+    if conns.is_empty() {
+        None
+    } else {
+        conns.get(usize::from(i) % conns.len()).map(|c| c.h)
+    }
+}
+
+fn check_conn(h: &Harness, c: &mut Held) {
+    let iface = &h.iface;
+    let rcap = match iface.tcp_get_option(c.h, TcpOption::RecvBuffer(0)) {
+        Some(TcpOption::RecvBuffer(n)) => n,
+        _ => iface.config().tcp.recv_buffer,
+    };
+    let scap = match iface.tcp_get_option(c.h, TcpOption::SendBuffer(0)) {
+        Some(TcpOption::SendBuffer(n)) => n,
+        _ => iface.config().tcp.send_buffer,
+    };
+    let Some(stats) = iface.tcp_stats(c.h) else {
+        return;
+    };
+    let rq = iface.tcp_recv_queue(c.h);
     assert!(
-        h.iface.tcp_recv_queue(c) <= cfg.tcp.recv_buffer,
-        "receive queue {} beyond the buffer",
-        h.iface.tcp_recv_queue(c)
+        rq + stats.ooo_bytes <= rcap,
+        "receive queue {rq} + out-of-order {} beyond the buffer {rcap}",
+        stats.ooo_bytes
     );
-    assert!(
-        h.iface.tcp_send_queue(c) <= cfg.tcp.send_buffer,
-        "send queue beyond the buffer"
-    );
-    if let Some(state) = h.iface.tcp_state(c) {
-        // An accepted connection has been established; it cannot go back.
+    let sq = iface.tcp_send_queue(c.h);
+    assert!(sq <= scap, "send queue {sq} beyond the buffer {scap}");
+    let Some(state) = stats.state else {
+        return;
+    };
+    assert!(state != TcpState::Listen, "a connection in LISTEN");
+    if c.synchronized {
+        // A synchronized connection cannot go back (RFC 9293 3.3.2).
         assert!(
-            !matches!(
-                state,
-                TcpState::Listen | TcpState::SynSent | TcpState::SynReceived
-            ),
-            "accepted connection in {state}"
+            !matches!(state, TcpState::SynSent | TcpState::SynReceived),
+            "synchronized connection back in {state}"
+        );
+    }
+    if !matches!(
+        state,
+        TcpState::SynSent | TcpState::SynReceived | TcpState::Closed
+    ) {
+        c.synchronized = true;
+    }
+    if state == TcpState::Closed {
+        return;
+    }
+    // SND.UNA <= SND.NXT, at most a send buffer (plus SYN and FIN) apart.
+    let flight = stats.snd_nxt.wrapping_sub(stats.snd_una);
+    assert!(
+        (flight as usize) <= scap.max(sq) + 2,
+        "SND.NXT {} is {flight} past SND.UNA {} (send buffer {scap}) in {state}",
+        stats.snd_nxt,
+        stats.snd_una
+    );
+    // SND.NXT <= the highest sequence number sent, unless a frame was lost
+    // on the way out (ARP pending, transmit queue full).
+    let s = iface.stats();
+    let lossless_egress =
+        s.arp_requests_tx == 0 && s.arp_pending_full == 0 && s.tx_queue_full == 0 && s.tx_buf_too_small == 0;
+    if let (true, Some(max)) = (lossless_egress, c.snd_max) {
+        assert!(
+            (max.wrapping_sub(stats.snd_nxt) as i32) >= 0,
+            "SND.NXT {} beyond the highest sequence sent {max} in {state}",
+            stats.snd_nxt
         );
     }
 }
