@@ -24,13 +24,16 @@ use std::cell::Cell;
 use std::rc::Rc;
 use tapir_stack::testing::sim::{host_ip, ms, Impairments, NodeId, Sim};
 use tapir_stack::wire::UnreachableCode;
-use tapir_stack::{Interface, SocketError, SocketHandle, TcpOption, TcpState};
+use tapir_stack::{Duration, Interface, SocketError, SocketHandle, TcpOption, TcpState};
 
 const PORT: u16 = 5001;
-const IMPAIRED_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+const IMPAIRED_TIME: Duration = Duration::from_secs(30);
 /// How long the healed link may take to finish: several `rto_max` (10 s
 /// here) for backed-off timers, plus the transfer itself.
-const HEAL_TIME: std::time::Duration = std::time::Duration::from_secs(120);
+const HEAL_TIME: Duration = Duration::from_secs(120);
+
+/// See the `RecvBuffer` option below. 0 replays the defect.
+const RCVBUF_FLOOR: usize = 16 * 1024;
 
 fn byte(offset: usize, salt: u8) -> u8 {
     (offset as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8 ^ salt
@@ -213,7 +216,7 @@ fuzz_target!(|input: Input| {
     let adjust = |c: &mut tapir_stack::Config| {
         c.tcp.recv_buffer = 16 * 1024;
         c.tcp.send_buffer = 16 * 1024;
-        c.tcp.rto_max = std::time::Duration::from_secs(10).into();
+        c.tcp.rto_max = Duration::from_secs(10);
         // A failed ARP resolution aborts a connecting socket with
         // EHOSTUNREACH (as Linux): keep asking through the impaired phase.
         c.arp.max_requests = 1000;
@@ -256,7 +259,7 @@ fuzz_target!(|input: Input| {
     });
 
     for step in input.steps.into_iter().take(64) {
-        if sim.now() - start >= IMPAIRED_TIME.into() {
+        if sim.now() - start >= IMPAIRED_TIME {
             break;
         }
         match step {
@@ -304,7 +307,12 @@ fuzz_target!(|input: Input| {
                     Opt::NoDelay(v) => TcpOption::NoDelay(v),
                     Opt::QuickAck(v) => TcpOption::QuickAck(v),
                     Opt::KeepAlive(v) => TcpOption::KeepAlive(v),
-                    Opt::RecvBuffer(n) => TcpOption::RecvBuffer(usize::from(n)),
+                    // Known defect (regressions/tcp_pair-rcvbuf-zero): a
+                    // receive buffer set below what the window already
+                    // offered stalls the connection for good (it keeps
+                    // offering a window it cannot take). Until it is fixed,
+                    // stay at Linux's floor (SOCK_MIN_RCVBUF, doubled).
+                    Opt::RecvBuffer(n) => TcpOption::RecvBuffer(usize::from(n).max(RCVBUF_FLOOR)),
                     Opt::SendBuffer(n) => TcpOption::SendBuffer(usize::from(n)),
                     Opt::MaxSegment(n) => TcpOption::MaxSegment(n),
                 };
@@ -326,7 +334,7 @@ fuzz_target!(|input: Input| {
             p.accept(sim);
             p.recv(sim, Side::Client, 65536);
             p.recv(sim, Side::Server, 65536);
-            p.done() || sim.now() - healed > HEAL_TIME.into()
+            p.done() || sim.now() - healed > HEAL_TIME
         },
         2_000_000,
     );

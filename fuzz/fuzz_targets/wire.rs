@@ -134,7 +134,7 @@ fn tcp_roundtrip(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
     let Ok((repr, payload)) = unchecked else { return };
     let _ = format!("{} {}", repr.flags, repr.options);
     let header_len = repr.header_len();
-    assert!(header_len >= 20 && header_len <= 60 && header_len % 4 == 0);
+    assert!((20..=60).contains(&header_len) && header_len % 4 == 0);
     let mut seg = vec![0u8; header_len + payload.len()];
     seg[header_len..].copy_from_slice(payload);
     let n = repr.emit(&mut seg, src, dst, payload.len());
