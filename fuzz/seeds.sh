@@ -33,5 +33,5 @@ grow() {
 }
 
 grow iface 20000 seeds/wire
-grow reassembly 10000
-grow tcp_pair 3000
+grow reassembly 30000
+grow tcp_pair 20000
