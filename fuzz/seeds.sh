@@ -3,7 +3,7 @@
 # corpus"):
 # - script and wire: written by `cargo run --example seeds` from the
 #   segment scripts and from frames the simulator carried;
-# - iface, reassembly, tcp_pair: their inputs are `Arbitrary` action lists,
+# - iface, reassembly, tcp_pair, tcp_established: their inputs are `Arbitrary` action lists,
 #   which cannot be written from frames, so they are grown from a short,
 #   fixed-seed fuzzing run (iface starting from the wire frames) and
 #   minimised with libFuzzer's -merge=1 (keeps the inputs that add coverage).
@@ -35,3 +35,4 @@ grow() {
 grow iface 20000 seeds/wire
 grow reassembly 30000
 grow tcp_pair 20000
+grow tcp_established 20000
