@@ -590,3 +590,121 @@ impl Icmp {
         m
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_stack::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet, TcpRepr, UdpRepr};
+
+    fn env() -> Env {
+        Env {
+            local_ports: vec![80],
+            conns: vec![ConnView {
+                local_port: 80,
+                remote_ip: PEER_IP,
+                remote_port: 40001,
+                snd_una: 1000,
+                snd_nxt: 2000,
+                rcv_nxt: 5000,
+            }],
+            ts_clock: 7,
+        }
+    }
+
+    fn ip(body: L4, options: Vec<u8>) -> Frame {
+        Frame {
+            dst: Mac::Tapir,
+            src: Mac::Peer,
+            body: L3::Ipv4(Ipv4 {
+                addrs: None,
+                tos: 0,
+                ttl: 64,
+                ident: 1,
+                dont_fragment: true,
+                more_fragments: false,
+                frag_offset: 0,
+                options,
+                body,
+            }),
+        }
+    }
+
+    #[test]
+    fn tcp_with_options_parses_with_its_checksum() {
+        let mut env = env();
+        let f = ip(
+            L4::Tcp(Tcp {
+                flow: Flow::Conn(0),
+                seq: Seq::Rel(3),
+                ack: Seq::RelAlt(-1),
+                flags: 0x18,
+                reserved: 0,
+                window: 100,
+                urgent: 0,
+                options: vec![
+                    TcpOpt::Nop,
+                    TcpOpt::Nop,
+                    TcpOpt::Timestamps {
+                        val: TsVal::Next(5),
+                        ecr: 9,
+                    },
+                    TcpOpt::Sack(vec![(10, 20)]),
+                ],
+                payload: Payload::Fill { byte: 1, len: 3000 },
+                bad_checksum: false,
+            }),
+            vec![1, 1, 1, 0],
+        )
+        .build(&mut env);
+        assert!(f.len() <= 1514);
+        let eth = EthernetFrame::parse(&f).unwrap();
+        let ip = Ipv4Packet::parse(eth.payload).unwrap();
+        let (tcp, payload) = TcpRepr::parse(ip.payload, PEER_IP, TAPIR_IP, true).unwrap();
+        assert_eq!(
+            (tcp.src_port, tcp.dst_port, tcp.seq, tcp.ack),
+            (40001, 80, 5003, 999)
+        );
+        assert_eq!(tcp.options.timestamps, Some((12, 9)));
+        assert_eq!(payload.len(), 1500 - 24 - 20 - 12 - 12);
+    }
+
+    #[test]
+    fn udp_and_icmp_quote_parse() {
+        let mut env = env();
+        let f = ip(
+            L4::Udp(Udp {
+                src_port: 9,
+                dst_port: Port::Known(0),
+                payload: Payload::Bytes(b"abc".to_vec()),
+                no_checksum: false,
+            }),
+            vec![],
+        )
+        .build(&mut env);
+        let eth = EthernetFrame::parse(&f).unwrap();
+        let ip4 = Ipv4Packet::parse(eth.payload).unwrap();
+        assert!(UdpRepr::parse(ip4.payload, PEER_IP, TAPIR_IP).is_ok());
+
+        let f = ip(
+            L4::Icmp(Icmp::Unreachable {
+                code: 4,
+                mtu: 1000,
+                quote: Quote {
+                    flow: Flow::Conn(0),
+                    seq: 0,
+                    protocol: QuoteProtocol::Tcp,
+                    keep: 0,
+                },
+            }),
+            vec![],
+        )
+        .build(&mut env);
+        let eth = EthernetFrame::parse(&f).unwrap();
+        let ip4 = Ipv4Packet::parse(eth.payload).unwrap();
+        let Ok(Icmpv4Message::DestUnreachable { original, .. }) = Icmpv4Message::parse(ip4.payload) else {
+            panic!("not an unreachable");
+        };
+        assert_eq!(&original[20..22], &80u16.to_be_bytes());
+        assert_eq!(&original[24..28], &1000u32.to_be_bytes());
+    }
+}
