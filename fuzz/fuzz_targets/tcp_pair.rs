@@ -11,8 +11,8 @@
 //!   simulator going idle or livelocking first.
 //!
 //! The impaired phase lasts at most [`IMPAIRED_TIME`] of virtual time, so
-//! no retransmission limit can legitimately abort the connection, and ARP
-//! keeps asking until it is answered (see also [`Filter`]). A connection
+//! no retransmission limit can legitimately abort the connection; ARP
+//! (see also [`Filter`]), SYN and SYN-ACK retries keep going until answered. A connection
 //! that failed with "host unreachable" anyway would be excused from
 //! completing (it still had to deliver a correct prefix).
 #![no_main]
@@ -220,6 +220,11 @@ fuzz_target!(|input: Input| {
         // A failed ARP resolution aborts a connecting socket with
         // EHOSTUNREACH (as Linux): keep asking through the impaired phase.
         c.arp.max_requests = 1000;
+        // Likewise the handshake: a server that gives up on its half-open
+        // connection after the SYN-ACKs were lost leaves the client
+        // ESTABLISHED alone (correct, and not a transport failure).
+        c.tcp.syn_retries = 100;
+        c.tcp.synack_retries = 100;
     };
     let a = sim.add_host_with(2, adjust);
     let b = sim.add_host_with(3, adjust);
