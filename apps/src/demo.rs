@@ -116,7 +116,9 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let driver =
         Driver::spawn(iface, Box::new(tap), opts).map_err(|e| format!("starting the driver: {e}"))?;
     let stack = driver.stack();
-    let echo = services::udp_echo(&stack, 7).map_err(|e| format!("starting UDP echo: {e}"))?;
+    let exec = services::Executor::new(services::ExecMode::Runtime { threads: 1 })
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let echo = services::udp_echo(&exec, &stack, 7).map_err(|e| format!("starting UDP echo: {e}"))?;
     println!("        tapir serves UDP echo on port 7");
 
     let web = http::serve_on_stack(&stack, 80, None).map_err(|e| format!("starting HTTP: {e}"))?;

@@ -99,7 +99,13 @@ pub fn run(args: GetArgs) -> Result<(), String> {
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
     let method = if args.head { "HEAD" } else { "GET" };
-    let result = get_over(&stack, &url, method, &mut out, connect_timeout, timeout);
+    let bar = crate::progress::bar("tapir get");
+    let mut counted = crate::progress::Counted {
+        inner: &mut out,
+        bar: bar.clone(),
+    };
+    let result = get_over(&stack, &url, method, &mut counted, connect_timeout, timeout);
+    bar.finish_and_clear();
     let flushed = out.flush();
     let driver_error = running.driver.error();
     running.driver.shutdown();

@@ -5,7 +5,9 @@
 
 pub mod get;
 pub mod http;
+pub mod impair;
 pub mod iperf3;
 pub mod net;
+pub mod progress;
 pub mod services;
 pub mod tput;

@@ -4,7 +4,7 @@ mod demo;
 mod script;
 
 use clap::{Parser, Subcommand};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use std::process::ExitCode;
 use tapir_apps::net::{bring_up, NetArgs};
 use tapir_apps::services;
@@ -38,9 +38,13 @@ enum Command {
     /// or server (--listen), plain bytes, so nc or a python socket can be
     /// the peer; or, with --iperf3, iperf3's own protocol.
     Tput(tapir_apps::tput::TputArgs),
+    /// Bridge two interfaces through an emulated link (loss, delay,
+    /// reordering, rate limit...), so two kernels can talk through it.
+    Impair(tapir_apps::impair::ImpairArgs),
 }
 
 #[derive(clap::Args)]
+#[command(after_help = tapir_apps::impair::SYNTAX)]
 struct UpArgs {
     #[command(flatten)]
     net: NetArgs,
@@ -63,6 +67,15 @@ struct UpArgs {
     /// from --http-root.
     #[arg(long, value_name = "PORT")]
     http: Option<u16>,
+    /// Run the services with one acceptor thread and N worker threads,
+    /// each owning the connections handed to it (a current-thread tokio
+    /// runtime per worker) [default: tokio's multi-thread runtime].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+    /// Threads of the default multi-thread runtime [default: the cores,
+    /// 2 to 4].
+    #[arg(long, value_name = "N", conflicts_with = "workers", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Directory the HTTP server serves files from.
     #[arg(long, value_name = "DIR", requires = "http")]
     http_root: Option<std::path::PathBuf>,
@@ -83,6 +96,7 @@ fn main() -> ExitCode {
         Command::Script(args) => script::run(args),
         Command::Get(args) => tapir_apps::get::run(args),
         Command::Tput(args) => tapir_apps::tput::run(args),
+        Command::Impair(args) => tapir_apps::impair::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,21 +116,38 @@ fn up(args: UpArgs) -> Result<(), String> {
     signals
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
+    // A shell starts background jobs with SIGINT ignored (POSIX 2.11), and
+    // whoever started us may have ignored SIGTERM: we wait for them, so they
+    // are not ignored. Blocked first, so the default action (termination)
+    // never runs.
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: no handler is installed, only the default disposition.
+        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
+            .map_err(|e| format!("resetting {sig:?}: {e}"))?;
+    }
 
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
+    let mode = match (args.workers, args.threads) {
+        (Some(n), _) => services::ExecMode::Workers(n.into()),
+        (None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
+        (None, None) => services::ExecMode::default(),
+    };
+    let exec = services::Executor::new(mode).map_err(|e| format!("starting the runtime: {e}"))?;
     let mut served = Vec::new();
     if let Some(port) = args.udp_echo {
-        served.push(services::udp_echo(&stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?);
+        served.push(services::udp_echo(&exec, &stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?);
     }
     if let Some(port) = args.tcp_echo {
-        served.push(services::tcp_echo(&stack, port).map_err(|e| format!("tcp echo on {port}: {e}"))?);
+        served.push(services::tcp_echo(&exec, &stack, port).map_err(|e| format!("tcp echo on {port}: {e}"))?);
     }
     if let Some(port) = args.discard {
-        served.push(services::tcp_discard(&stack, port).map_err(|e| format!("discard on {port}: {e}"))?);
+        served
+            .push(services::tcp_discard(&exec, &stack, port).map_err(|e| format!("discard on {port}: {e}"))?);
     }
     if let Some(port) = args.chargen {
-        served.push(services::tcp_chargen(&stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
+        served
+            .push(services::tcp_chargen(&exec, &stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
     }
     if let Some(port) = args.iperf3 {
         served.push(services::iperf3_server(&stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?);
@@ -152,6 +183,8 @@ fn up(args: UpArgs) -> Result<(), String> {
             Err(e) => eprintln!("{name}: stopped with error: {e}"),
         }
     }
+    drop(exec);
+    eprint!("{}", running.impair_report().unwrap_or_default());
     let error = running.driver.error();
     let iface = running.driver.shutdown();
     print!("{}", iface.stats());

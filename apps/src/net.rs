@@ -4,7 +4,11 @@ use clap::Args;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use tapir_harness::{Device, Driver, DriverHandle, DriverOptions, PacketDevice, TapDevice, TapOptions};
+use std::sync::{Arc, Mutex, PoisonError};
+use tapir_harness::{
+    Device, Driver, DriverHandle, DriverOptions, ImpairedDevice, PacketDevice, TapDevice, TapOptions,
+};
+use tapir_stack::impair::LinkStats;
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
 use tapir_stack::{Config, Interface};
 
@@ -48,6 +52,13 @@ pub struct NetArgs {
     /// [default: fresh from the operating system's random source].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Most sockets (listeners, connections, UDP) the stack holds at once.
+    /// A socket's buffers are allocated as it uses them, so an idle
+    /// connection costs a few KB.
+    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    pub max_sockets: usize,
+    #[command(flatten)]
+    pub impair: crate::impair::ImpairFlags,
 }
 
 impl NetArgs {
@@ -56,6 +67,7 @@ impl NetArgs {
         let mut config = Config::new(self.mac(), self.addr);
         config.gateway = self.gateway;
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
+        config.max_sockets = self.max_sockets.max(1);
         seed_config(&mut config, self.seed)?;
         Ok(config)
     }
@@ -88,6 +100,17 @@ pub struct Running {
     pub driver: DriverHandle,
     pub device_name: String,
     pub mac: EthernetAddress,
+    /// The emulated link's counters (in, out), with `--impair`.
+    pub impair_stats: Option<Arc<Mutex<(LinkStats, LinkStats)>>>,
+}
+
+impl Running {
+    /// What the emulated link did, one line per direction, with `--impair`.
+    pub fn impair_report(&self) -> Option<String> {
+        let s = self.impair_stats.as_ref()?;
+        let (rx, tx) = s.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Some(format!("impair in:  {rx}\nimpair out: {tx}\n"))
+    }
 }
 
 /// Open the device and start the driver thread.
@@ -120,6 +143,15 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         }
         (None, None) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "give --tap or --raw")),
     };
+    let mut impair_stats = None;
+    let device: Box<dyn Device + Send> = match args.impair.directions() {
+        Some((rx, tx)) => {
+            let dev = ImpairedDevice::new(device, &rx, &tx)?;
+            impair_stats = Some(dev.stats_handle());
+            Box::new(dev)
+        }
+        None => device,
+    };
     let mac = args.mac();
     let config = args.config(device_mtu)?;
     let iface =
@@ -134,6 +166,7 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         driver,
         device_name,
         mac,
+        impair_stats,
     })
 }
 

@@ -335,11 +335,17 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
     };
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(16 << 20);
     let mut w = stream;
-    let result = if sending {
-        send(&mut w, limit, chunk, args.sha256, interval, &mut report)
-    } else {
-        receive(&mut w, limit, chunk, args.sha256, interval, &mut report)
+    let bar = crate::progress::bar(if sending { "tput: sent" } else { "tput: received" });
+    let mut counted = crate::progress::Counted {
+        inner: w,
+        bar: bar.clone(),
     };
+    let result = if sending {
+        send(&mut counted, limit, chunk, args.sha256, interval, &mut report)
+    } else {
+        receive(&mut counted, limit, chunk, args.sha256, interval, &mut report)
+    };
+    bar.finish_and_clear();
     let transfer = result.map_err(|e| format!("transfer with {peer}: {e}"))?;
     let mut stats = stream.stats().ok();
     if sending {

@@ -88,6 +88,88 @@ fn up_serves_ping_and_udp_echo_then_exits_cleanly_on_sigterm() {
     assert_eq!(counter("udp_tx "), 1);
 }
 
+/// A shell starts background jobs (`tapir up ... &`) with SIGINT ignored;
+/// `kill -INT` must still stop tapir, with its counters printed. Linux
+/// queues a blocked signal even when its disposition is "ignore"
+/// (kernel/signal.c sig_ignored), so sigwait sees it either way; tapir
+/// resets both dispositions anyway (a signal is not "ignored" while tapir
+/// waits for it), and that is what /proc shows.
+#[test]
+fn up_stops_on_sigint_even_when_started_with_sigint_ignored() {
+    use std::os::unix::process::CommandExt;
+    require_kernel!("python3");
+    let ns = NetNs::create("cli-sigint").unwrap();
+    let mut cmd = ns.command(TAPIR);
+    cmd.args([
+        "up",
+        "--tap",
+        "tsig0",
+        "--addr",
+        "10.77.0.2/24",
+        "--host-addr",
+        "10.77.0.1/24",
+        "--udp-echo",
+        "7",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+            .map(drop)
+            .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tsig0"]).unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains("10.77.0.1/24") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tapir up did not configure the TAP in {}", ns.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let udp = ns
+        .exec(&[
+            "python3",
+            "-c",
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); \
+             s.sendto(b'x', ('10.77.0.2', 7)); print(s.recvfrom(100)[0].decode())",
+        ])
+        .unwrap();
+    // `ip netns exec` execs tapir in place: the child's PID is tapir's.
+    let status_file = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let ignored = status_file
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let mask = |sig: i32| 1u64 << (sig - 1);
+    let dispositions_reset = ignored & (mask(libc::SIGINT) | mask(libc::SIGTERM)) == 0;
+    let common::Stopped {
+        status,
+        stdout,
+        stderr,
+    } = common::stop_up_with(&mut child, nix::sys::signal::Signal::SIGINT);
+    assert!(
+        dispositions_reset,
+        "tapir still ignores SIGINT/SIGTERM (SigIgn {ignored:#x})"
+    );
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    assert!(stderr.contains("SIGINT, shutting down"), "stderr:\n{stderr}");
+    assert!(udp.status.success(), "{udp:?}");
+    assert!(stdout.contains("udp_tx "), "no counters:\n{stdout}");
+}
+
 /// Without CAP_NET_ADMIN the demo says what is missing and fails.
 #[test]
 fn demo_without_privileges_explains_and_fails() {

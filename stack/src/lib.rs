@@ -17,6 +17,7 @@
 
 pub mod config;
 mod iface;
+pub mod impair;
 mod socket;
 pub mod stats;
 pub mod storage;

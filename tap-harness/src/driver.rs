@@ -1,4 +1,5 @@
-//! The runtime: one thread that owns the stack and the device.
+//! The runtime: one thread that owns the stack and the device, and the
+//! per-socket readiness through which application threads and tasks wait.
 //!
 //! The stack is a sans-IO state machine; something has to feed it frames
 //! and time and carry its output to the device. That is the driver thread:
@@ -10,20 +11,64 @@
 //!         read up to `rx_batch` frames -> handle_frame (each)
 //!         handle_timeout(now)
 //!         poll_transmit until empty    -> device (each)
-//!         drain poll_event
+//!         drain poll_event: take the wakers of that one socket and side
 //!     unlock
-//!     notify_all waiting application threads
+//!     wake the wakers taken
 //! }
 //! ```
 //!
 //! The stack lives in `Mutex<Inner>` shared with application threads,
 //! which mutate it through [`StackHandle::with`] (for example to queue a
 //! datagram) and then write an eventfd so the driver wakes to transmit.
-//! Threads that must wait for the network (a receive on an empty socket)
-//! use [`StackHandle::wait_until`], a `Condvar` loop re-checked after every
-//! driver step. The lock is never held while the driver sleeps in poll(2),
-//! and only the driver thread reads the clock: the stack's `Instant` is
-//! microseconds since the driver started.
+//! The lock is never held while the driver sleeps in poll(2), nor while
+//! anyone waits, and only the driver thread reads the clock: the stack's
+//! `Instant` is microseconds since the driver started.
+//!
+//! # Readiness: who is woken, and why no wakeup is lost
+//!
+//! Beside the stack, under the same lock, a registry maps each socket
+//! handle to two lists of [`Waker`]s, one per side: *read* (data, end of
+//! stream, a connection to accept, a datagram) and *write* (room in the
+//! send buffer or transmit queue, a connect that completed). Every waiter,
+//! a blocked thread or an async task, goes through the same three steps
+//! under one acquisition of the lock:
+//!
+//! 1. ask the socket itself (`tcp_recv`, `tcp_accept`, ...): the truth;
+//! 2. if it would block and the driver is still running, register its
+//!    waker on that socket's side, keyed by a token (registering again
+//!    with the same token replaces the waker, so a task polled many times
+//!    holds one entry);
+//! 3. release the lock and wait (park the thread, or return `Pending`).
+//!
+//! The stack changes a socket only under the lock, and reports each change
+//! as an [`Event`](tapir_stack::Event) that the driver drains in the same
+//! step, still under the lock: `Readable` wakes the read side, `Writable`
+//! the write side, `Connected`, `Closed` and `Error` both. So a change
+//! either happened before step 1 (and the waiter sees it) or after step 2
+//! (and the driver finds the waker): no wakeup is lost, and nothing else
+//! is woken. Wakers are taken off the list when woken; a waiter that still
+//! has to wait registers again. A waiter that gives up (a timeout, a
+//! dropped future) removes its token.
+//!
+//! Blocked threads wait on a per-thread parker whose `Waker` unparks them,
+//! so the blocking sockets ([`crate::tcp`], [`crate::udp`]) and the async
+//! ones ([`crate::net`]) share one mechanism. Application calls that
+//! change what another waiter of the same socket would see (`shutdown`
+//! from another thread) wake that socket's waiters themselves. When the
+//! driver stops, every registered waker is woken, and waiters then see the
+//! driver's error. [`StackHandle::wait_until`] is the one broadcast left:
+//! its predicate may look at anything, so it is re-run after every step;
+//! it is for tests and diagnostics, not for sockets.
+//!
+//! The driver wakes wakers only after releasing the lock, so a woken
+//! thread does not immediately block on it. [`DriverStats::wakeups`]
+//! counts them.
+//!
+//! Nothing here depends on the driver being a thread: the step is a
+//! function of the stack, the device and the registry, so it can later run
+//! as a task on the application's runtime.
+//!
+//! # Batching and the device
 //!
 //! Reading a whole batch before transmitting is deliberate: a burst of
 //! in-order segments is handled before the stack is asked what to send, so
@@ -36,18 +81,20 @@
 //! cannot signal, after a short pause. Any other device error stops the
 //! driver; the error is kept and reported to every waiting thread.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use tapir_stack::{Instant, Interface, Stats};
+use tapir_stack::{Event, Instant, Interface, SocketHandle, Stats};
 
 use crate::device::Device;
 use crate::pcap::PcapWriter;
@@ -139,6 +186,9 @@ pub struct DriverStats {
     pub tx_link_down: u64,
     /// Receive errors that said the link went down; reading went on.
     pub rx_link_down: u64,
+    /// Wakers the driver woke: each is one blocked thread or task told
+    /// that its socket changed (or, for `wait_until`, that a step ran).
+    pub wakeups: u64,
 }
 
 /// State shared by the driver thread and application threads.
@@ -153,15 +203,198 @@ struct Inner {
     /// was an error.
     stopped: bool,
     error: Option<DriverError>,
+    /// Who waits for which socket; see the module doc.
+    waiters: Registry,
+}
+
+impl Inner {
+    /// The error a waiter gets when the driver is gone.
+    fn stopped_error(&self) -> io::Error {
+        match &self.error {
+            Some(e) => e.to_io(),
+            None => io::Error::new(io::ErrorKind::NotConnected, "tapir driver shut down"),
+        }
+    }
+}
+
+/// The side of a socket a waiter waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Data, end of stream, a failure, a connection to accept, a datagram.
+    Read,
+    /// Room to send, a completed connect, a failure.
+    Write,
+}
+
+/// Where a waiter registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    /// One side of one socket: woken by that socket's events only.
+    Socket(SocketHandle, Side),
+    /// Woken after every driver step (`wait_until`).
+    Step,
+}
+
+/// Wakers keyed by the waiter's token. Usually one or two entries.
+#[derive(Default)]
+struct Waiters(Vec<(u64, Waker)>);
+
+impl Waiters {
+    fn register(&mut self, token: u64, waker: &Waker) {
+        match self.0.iter_mut().find(|(t, _)| *t == token) {
+            Some((_, w)) => w.clone_from(waker),
+            None => self.0.push((token, waker.clone())),
+        }
+    }
+
+    fn remove(&mut self, token: u64) {
+        self.0.retain(|(t, _)| *t != token);
+    }
+
+    fn take_into(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.0.drain(..).map(|(_, w)| w));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct SocketWaiters {
+    read: Waiters,
+    write: Waiters,
+}
+
+impl SocketWaiters {
+    fn side(&mut self, side: Side) -> &mut Waiters {
+        match side {
+            Side::Read => &mut self.read,
+            Side::Write => &mut self.write,
+        }
+    }
+}
+
+/// The readiness registry: an entry only for sockets someone waits on.
+#[derive(Default)]
+struct Registry {
+    sockets: HashMap<SocketHandle, SocketWaiters>,
+    step: Waiters,
+}
+
+impl Registry {
+    fn register(&mut self, slot: Slot, token: u64, waker: &Waker) {
+        match slot {
+            Slot::Socket(h, side) => self
+                .sockets
+                .entry(h)
+                .or_default()
+                .side(side)
+                .register(token, waker),
+            Slot::Step => self.step.register(token, waker),
+        }
+    }
+
+    fn remove(&mut self, slot: Slot, token: u64) {
+        match slot {
+            Slot::Socket(h, side) => {
+                if let Some(w) = self.sockets.get_mut(&h) {
+                    w.side(side).remove(token);
+                    if w.read.is_empty() && w.write.is_empty() {
+                        self.sockets.remove(&h);
+                    }
+                }
+            }
+            Slot::Step => self.step.remove(token),
+        }
+    }
+
+    /// Take the wakers of `h`'s sides that `read`/`write` select.
+    fn take(&mut self, h: SocketHandle, read: bool, write: bool, out: &mut Vec<Waker>) {
+        let Some(w) = self.sockets.get_mut(&h) else {
+            return;
+        };
+        if read {
+            w.read.take_into(out);
+        }
+        if write {
+            w.write.take_into(out);
+        }
+        if w.read.is_empty() && w.write.is_empty() {
+            self.sockets.remove(&h);
+        }
+    }
+
+    fn take_all(&mut self, out: &mut Vec<Waker>) {
+        for (_, mut w) in self.sockets.drain() {
+            w.read.take_into(out);
+            w.write.take_into(out);
+        }
+        self.step.take_into(out);
+    }
+}
+
+/// What a blocked thread waits on: a flag and a condition variable, woken
+/// through a [`Waker`] like a task.
+struct Parker {
+    woken: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake for Parker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cv.notify_one();
+    }
+}
+
+impl Parker {
+    /// Forget a wake left over from an earlier wait.
+    fn reset(&self) {
+        *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+
+    /// Sleep until woken or until `deadline`.
+    fn park(&self, deadline: Option<StdInstant>) {
+        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*woken {
+            woken = match deadline {
+                None => self.cv.wait(woken).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(StdInstant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    self.cv
+                        .wait_timeout(woken, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *woken = false;
+    }
+}
+
+thread_local! {
+    /// Each thread's parker and the waker that unparks it.
+    static PARKER: (Arc<Parker>, Waker) = {
+        let p = Arc::new(Parker { woken: Mutex::new(false), cv: Condvar::new() });
+        let w = Waker::from(p.clone());
+        (p, w)
+    };
 }
 
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
-    /// Signalled after every driver step and when the driver stops.
-    changed: Condvar,
     /// Written by application threads to wake the driver.
     wake: EventFd,
     stop: AtomicBool,
+    /// Source of waiter tokens.
+    next_token: AtomicU64,
 }
 
 impl Shared {
@@ -200,6 +433,13 @@ impl std::fmt::Display for WaitError {
 }
 
 impl std::error::Error for WaitError {}
+
+/// Why a blocking wait returned without a result.
+enum Blocked {
+    TimedOut,
+    /// The driver stopped, with the error to report.
+    Stopped(io::Error),
+}
 
 /// A cheap, cloneable reference to a running stack, for application
 /// threads and sockets. The [`DriverHandle`] that owns the thread derefs
@@ -247,6 +487,9 @@ impl StackHandle {
     /// Block until `f` returns `Some`, re-running it (under the lock) after
     /// every driver step, or until `timeout` passes (`None` waits forever).
     /// Returns `None` on timeout or when the driver stops.
+    ///
+    /// This is a broadcast (every step wakes every such waiter), for tests
+    /// and diagnostics; the sockets wait on their own readiness instead.
     pub fn wait_until<R>(
         &self,
         timeout: Option<Duration>,
@@ -264,55 +507,143 @@ impl StackHandle {
     pub fn wait<R>(
         &self,
         timeout: Option<Duration>,
-        mut f: impl FnMut(&mut Interface) -> Option<R>,
+        f: impl FnMut(&mut Interface) -> Option<R>,
     ) -> Result<R, WaitError> {
-        let deadline = timeout.map(|t| StdInstant::now() + t);
-        let mut g = self.shared.lock();
-        loop {
-            let Some(iface) = g.iface.as_mut() else {
-                return Err(WaitError::Stopped);
-            };
-            if let Some(r) = f(iface) {
-                drop(g);
-                self.shared.wake_driver();
-                return Ok(r);
-            }
-            if g.stopped {
-                return Err(WaitError::Stopped);
-            }
-            g = match deadline {
-                None => self
-                    .shared
-                    .changed
-                    .wait(g)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(StdInstant::now());
-                    if left.is_zero() {
-                        return Err(WaitError::TimedOut);
-                    }
-                    self.shared
-                        .changed
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
+        self.block_on(Slot::Step, timeout, f).map_err(|e| match e {
+            Blocked::TimedOut => WaitError::TimedOut,
+            Blocked::Stopped(_) => WaitError::Stopped,
+        })
     }
 
-    /// Wait for `f`, mapping a timeout to `timeout_kind` and a stopped
-    /// driver to its error: the shape blocking sockets need.
+    /// Block the calling thread until `f` returns `Some`, re-running it
+    /// whenever the socket's `side` changes, or until `timeout` passes
+    /// (then the error is `timeout_kind`) or the driver stops (its error):
+    /// the shape blocking sockets need. `f` follows the rule of
+    /// [`wait`](Self::wait).
     pub(crate) fn wait_io<R>(
         &self,
+        handle: SocketHandle,
+        side: Side,
         timeout: Option<Duration>,
         timeout_kind: io::ErrorKind,
         f: impl FnMut(&mut Interface) -> Option<R>,
     ) -> io::Result<R> {
-        self.wait(timeout, f).map_err(|e| match e {
-            WaitError::TimedOut => io::Error::from(timeout_kind),
-            WaitError::Stopped => self.stopped_error(),
+        self.block_on(Slot::Socket(handle, side), timeout, f)
+            .map_err(|e| match e {
+                Blocked::TimedOut => io::Error::from(timeout_kind),
+                Blocked::Stopped(e) => e,
+            })
+    }
+
+    fn block_on<R>(
+        &self,
+        slot: Slot,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut Interface) -> Option<R>,
+    ) -> Result<R, Blocked> {
+        let deadline = timeout.map(|t| StdInstant::now() + t);
+        let token = self.token();
+        PARKER.with(|(parker, waker)| {
+            parker.reset();
+            loop {
+                if let Some(r) = self
+                    .poll_slot(slot, Some((token, waker)), &mut f)
+                    .map_err(Blocked::Stopped)?
+                {
+                    return Ok(r);
+                }
+                if deadline.is_some_and(|d| StdInstant::now() >= d) {
+                    self.deregister(slot, token);
+                    return Err(Blocked::TimedOut);
+                }
+                parker.park(deadline);
+            }
         })
+    }
+
+    /// One look at a socket for a waiter, under the lock: run `f`; if it
+    /// returns `Some`, remove the waiter's registration, wake the driver
+    /// and return the result; if not, register `waker` under `token` for
+    /// `slot` and return `None` (the module doc says why no wakeup can be
+    /// lost). Without a waker it is a plain non-blocking try. Fails with
+    /// the driver's error once the driver has stopped.
+    pub(crate) fn poll_slot<R>(
+        &self,
+        slot: Slot,
+        waker: Option<(u64, &Waker)>,
+        f: impl FnOnce(&mut Interface) -> Option<R>,
+    ) -> io::Result<Option<R>> {
+        let mut g = self.shared.lock();
+        let inner = &mut *g;
+        let Some(iface) = inner.iface.as_mut() else {
+            return Err(inner.stopped_error());
+        };
+        if let Some(r) = f(iface) {
+            if let Some((token, _)) = waker {
+                inner.waiters.remove(slot, token);
+            }
+            drop(g);
+            self.shared.wake_driver();
+            return Ok(Some(r));
+        }
+        if inner.stopped {
+            return Err(inner.stopped_error());
+        }
+        if let Some((token, waker)) = waker {
+            inner.waiters.register(slot, token, waker);
+        }
+        Ok(None)
+    }
+
+    /// [`poll_slot`](Self::poll_slot) for a task: `Pending` (with `cx`'s
+    /// waker registered under `token`) while `f` returns `None`.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        handle: SocketHandle,
+        side: Side,
+        token: u64,
+        f: impl FnOnce(&mut Interface) -> Option<R>,
+    ) -> Poll<io::Result<R>> {
+        match self.poll_slot(Slot::Socket(handle, side), Some((token, cx.waker())), f) {
+            Ok(Some(r)) => Poll::Ready(Ok(r)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// A fresh waiter token.
+    pub(crate) fn token(&self) -> u64 {
+        self.shared.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Remove a waiter that gave up (a timeout, a dropped future).
+    pub(crate) fn deregister(&self, slot: Slot, token: u64) {
+        self.shared.lock().waiters.remove(slot, token);
+    }
+
+    /// Wake the waiters of one socket: for application calls that change
+    /// what another waiter of the same socket sees (`shutdown`).
+    pub(crate) fn wake_socket(&self, handle: SocketHandle) {
+        let mut wakers = Vec::new();
+        self.shared.lock().waiters.take(handle, true, true, &mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Run `f` (the socket's close) and forget the socket's waiters, if
+    /// the stack is still there.
+    pub(crate) fn close_socket(&self, handle: SocketHandle, f: impl FnOnce(&mut Interface)) {
+        let mut wakers = Vec::new();
+        {
+            let mut g = self.shared.lock();
+            g.waiters.take(handle, true, true, &mut wakers);
+            let Some(iface) = g.iface.as_mut() else {
+                return;
+            };
+            f(iface);
+        }
+        self.shared.wake_driver();
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// A copy of the stack's counters (zero after shutdown).
@@ -348,11 +679,6 @@ impl StackHandle {
     /// The error that stopped the driver, if one did.
     pub fn error(&self) -> Option<io::Error> {
         self.shared.lock().error.as_ref().map(DriverError::to_io)
-    }
-
-    fn stopped_error(&self) -> io::Error {
-        self.error()
-            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "tapir driver shut down"))
     }
 }
 
@@ -433,10 +759,11 @@ impl Driver {
                 counters: DriverStats::default(),
                 stopped: false,
                 error: None,
+                waiters: Registry::default(),
             }),
-            changed: Condvar::new(),
             wake,
             stop: AtomicBool::new(false),
+            next_token: AtomicU64::new(0),
         });
         let mut lp = Loop {
             shared: shared.clone(),
@@ -447,6 +774,7 @@ impl Driver {
             tx_buf: vec![0; tx_len],
             held: None,
             more_tx: false,
+            to_wake: Vec::new(),
             opts: opts.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -462,8 +790,11 @@ impl Driver {
                         message: e.to_string(),
                     });
                 }
+                // Everyone waiting learns that the driver is gone.
+                let mut wakers = Vec::new();
+                g.waiters.take_all(&mut wakers);
                 drop(g);
-                lp.shared.changed.notify_all();
+                wakers.into_iter().for_each(Waker::wake);
                 if let Some(p) = lp.pcap.take() {
                     if let Err(e) = p.finish() {
                         tracing::warn!(error = %e, "finishing the pcap failed");
@@ -496,6 +827,9 @@ struct Loop {
     held: Option<Held>,
     /// The transmit batch limit cut a step short: go again without sleeping.
     more_tx: bool,
+    /// The wakers a step takes, woken once the lock is released. Kept to
+    /// reuse its allocation.
+    to_wake: Vec<Waker>,
     opts: DriverOptions,
 }
 
@@ -589,6 +923,7 @@ impl Loop {
         let inner = &mut *g;
         inner.now = now;
         let c = &mut inner.counters;
+        let waiters = &mut inner.waiters;
         let Some(iface) = inner.iface.as_mut() else {
             return Ok(());
         };
@@ -639,12 +974,21 @@ impl Loop {
             sent += 1;
         }
 
-        // Events are hints; the waiters re-check the sockets themselves.
-        while iface.poll_event().is_some() {}
+        // Each event wakes the waiters of its own socket and side only.
+        while let Some(ev) = iface.poll_event() {
+            let (h, read, write) = match ev {
+                Event::Readable(h) => (h, true, false),
+                Event::Writable(h) => (h, false, true),
+                Event::Connected(h) | Event::Closed(h) | Event::Error(h, _) => (h, true, true),
+            };
+            waiters.take(h, read, write, &mut self.to_wake);
+        }
+        waiters.step.take_into(&mut self.to_wake);
 
         c.steps += 1;
+        c.wakeups += self.to_wake.len() as u64;
         drop(g);
-        self.shared.changed.notify_all();
+        self.to_wake.drain(..).for_each(Waker::wake);
         Ok(())
     }
 }
@@ -695,5 +1039,86 @@ fn record(pcap: &mut Option<PcapWriter>, frame: &[u8]) {
     if let Err(e) = p.write_frame(frame) {
         tracing::warn!(path = %p.path().display(), error = %e, "pcap write failed; capture stopped");
         *pcap = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn handle(iface: &mut Interface, port: u16) -> SocketHandle {
+        iface
+            .udp_bind(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port))
+            .expect("bind")
+    }
+
+    fn iface() -> Interface {
+        use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
+        let cidr = Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 77, 0, 2), 24).expect("prefix");
+        Interface::new(tapir_stack::Config::new(
+            EthernetAddress::local_from_seed(1),
+            cidr,
+        ))
+        .expect("config")
+    }
+
+    #[test]
+    fn registry_wakes_only_the_socket_and_side_concerned() {
+        let mut i = iface();
+        let (a, b) = (handle(&mut i, 1), handle(&mut i, 2));
+        let mut r = Registry::default();
+        let (ca, wa) = counter();
+        let (cb, wb) = counter();
+        let (cw, ww) = counter();
+        r.register(Slot::Socket(a, Side::Read), 1, &wa);
+        // The same token again replaces, it does not add.
+        r.register(Slot::Socket(a, Side::Read), 1, &wa);
+        r.register(Slot::Socket(b, Side::Read), 2, &wb);
+        r.register(Slot::Socket(a, Side::Write), 3, &ww);
+        let mut out = Vec::new();
+        r.take(a, true, false, &mut out);
+        assert_eq!(out.len(), 1);
+        out.drain(..).for_each(Waker::wake);
+        assert_eq!(ca.0.load(Ordering::SeqCst), 1);
+        assert_eq!(cb.0.load(Ordering::SeqCst), 0);
+        assert_eq!(cw.0.load(Ordering::SeqCst), 0);
+        // Taken wakers are gone: a second event finds nobody.
+        r.take(a, true, false, &mut out);
+        assert!(out.is_empty());
+        // A waiter that gave up is removed, and the socket's entry with it.
+        r.remove(Slot::Socket(a, Side::Write), 3);
+        r.remove(Slot::Socket(b, Side::Read), 2);
+        assert!(r.sockets.is_empty());
+        // take_all reaches every socket and the step waiters.
+        r.register(Slot::Socket(b, Side::Write), 4, &wb);
+        r.register(Slot::Step, 5, &wa);
+        r.take_all(&mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_parker_woken_before_it_parks_does_not_sleep() {
+        PARKER.with(|(p, w)| {
+            p.reset();
+            w.wake_by_ref();
+            // Returns at once; a lost wake would hang here (bounded by the
+            // deadline, which then fails the assertion below).
+            let start = StdInstant::now();
+            p.park(Some(start + Duration::from_secs(5)));
+            assert!(start.elapsed() < Duration::from_secs(4));
+        });
     }
 }

@@ -4,10 +4,15 @@
 //! - [`device`]: where frames come from and go to: a Linux TAP
 //!   ([`TapDevice`]), an `AF_PACKET` socket on an existing interface
 //!   ([`PacketDevice`]), or an in-memory link for tests ([`MemoryDevice`]).
-//! - [`driver`]: the one thread that owns the stack and the device, and the
-//!   handles application threads use to reach the stack.
+//! - [`driver`]: the one thread that owns the stack and the device, the
+//!   handles application threads use to reach the stack, and the
+//!   per-socket readiness through which threads and tasks wait.
+//! - [`net`]: async, tokio-compatible `TcpListener`, `TcpStream` and
+//!   `UdpSocket` (the `tokio::net` API, given the stack handle).
 //! - [`tcp`]: blocking, std::net-shaped [`TcpListener`] and [`TcpStream`].
 //! - [`udp`]: a blocking, std::net-shaped [`UdpSocket`].
+//! - [`impair`]: the link emulator on real devices: a device wrapper
+//!   ([`ImpairedDevice`]) and a bridge between two interfaces ([`Bridge`]).
 //! - [`pcap`]: capture of every frame in and out.
 //! - [`netns`]: network namespaces for tests and demos, and the check that
 //!   decides whether kernel tests run here.
@@ -34,6 +39,8 @@
 
 pub mod device;
 pub mod driver;
+pub mod impair;
+pub mod net;
 pub mod netns;
 pub mod pcap;
 pub mod random;
@@ -43,6 +50,7 @@ pub mod udp;
 
 pub use device::{Device, MemoryDevice, PacketDevice, TapDevice, TapOptions};
 pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, StackHandle, WaitError};
+pub use impair::{Bridge, BridgeStats, ImpairedDevice};
 pub use netns::{kernel_tests_allowed, NetNs};
 pub use pcap::PcapWriter;
 pub use random::{os_random_u64, randomize_config};

@@ -5,9 +5,9 @@
 //! Each call locks the stack, does one socket operation and wakes the
 //! driver. A call that must wait for the network (a read on an empty
 //! receive buffer, a write into a full send buffer, an accept with nothing
-//! queued, a connect in progress) waits on the driver's condition variable
-//! without holding the lock, and re-checks the socket after every driver
-//! step, bounded by the socket's timeouts. Backpressure comes from TCP's
+//! queued, a connect in progress) parks its thread without holding the
+//! lock until the driver reports a change on that socket (see
+//! [`crate::driver`]), then re-checks, bounded by the socket's timeouts. Backpressure comes from TCP's
 //! own buffers: a write takes what fits in the send buffer and blocks while
 //! it is full, so nothing is ever buffered without bound.
 //!
@@ -60,7 +60,7 @@ use std::time::Duration;
 
 use tapir_stack::{Interface, SocketError, SocketHandle, TcpConnStats, TcpError, TcpOption, TcpState};
 
-use crate::driver::StackHandle;
+use crate::driver::{Side, StackHandle};
 use crate::sockerr::{check_timeout, closed, socket_error, v4};
 
 /// The backlog [`TcpListener::bind`] asks for.
@@ -84,7 +84,8 @@ struct ListenerInner {
 impl Drop for ListenerInner {
     fn drop(&mut self) {
         // After the driver shut down there is no stack to close it in.
-        let _ = self.stack.try_with(|i| i.tcp_close(self.handle));
+        let h = self.handle;
+        self.stack.close_socket(h, |i| i.tcp_close(h));
     }
 }
 
@@ -143,7 +144,8 @@ impl TcpListener {
         let r = if l.nonblocking.load(Ordering::Relaxed) {
             l.stack.try_with(accept)?.unwrap_or(Err(TcpError::WouldBlock))
         } else {
-            l.stack.wait_io(timeout, io::ErrorKind::WouldBlock, accept)?
+            l.stack
+                .wait_io(l.handle, Side::Read, timeout, io::ErrorKind::WouldBlock, accept)?
         };
         let (h, peer) = r.map_err(|e| tcp_error(e, "accept"))?;
         let stream = TcpStream::from_handle(&l.stack, h);
@@ -252,7 +254,8 @@ impl Drop for StreamInner {
     fn drop(&mut self) {
         // Graceful unless data is left unread (then RST, as Linux). After
         // the driver shut down there is nothing to close.
-        let _ = self.stack.try_with(|i| i.tcp_close(self.handle));
+        let h = self.handle;
+        self.stack.close_socket(h, |i| i.tcp_close(h));
     }
 }
 
@@ -301,17 +304,19 @@ impl TcpStream {
         let h = stack
             .try_with(|i| i.tcp_connect(now, a))?
             .map_err(|e| tcp_error(e, &format!("connect to {a}")))?;
-        let r = stack.wait_io(timeout, io::ErrorKind::TimedOut, |i| match i.tcp_state(h) {
-            Some(TcpState::SynSent | TcpState::SynReceived) => None,
-            Some(TcpState::Closed) => Some(Err(match i.tcp_take_error(h) {
-                Some(e) => socket_error(e),
-                None => io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "connection closed while opening",
-                ),
-            })),
-            Some(_) => Some(Ok(())),
-            None => Some(Err(closed())),
+        let r = stack.wait_io(h, Side::Write, timeout, io::ErrorKind::TimedOut, |i| {
+            match i.tcp_state(h) {
+                Some(TcpState::SynSent | TcpState::SynReceived) => None,
+                Some(TcpState::Closed) => Some(Err(match i.tcp_take_error(h) {
+                    Some(e) => socket_error(e),
+                    None => io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "connection closed while opening",
+                    ),
+                })),
+                Some(_) => Some(Ok(())),
+                None => Some(Err(closed())),
+            }
         });
         match r {
             Ok(Ok(())) => Ok(TcpStream::from_handle(stack, h)),
@@ -328,6 +333,7 @@ impl TcpStream {
     /// or not according to the socket's mode.
     fn blocking<T>(
         &self,
+        side: Side,
         timeout: Option<Duration>,
         mut op: impl FnMut(&mut Interface, SocketHandle) -> Option<Outcome<T>>,
     ) -> io::Result<Outcome<T>> {
@@ -339,7 +345,7 @@ impl TcpStream {
                 .try_with(&mut f)?
                 .unwrap_or(Outcome::Err(TcpError::WouldBlock)))
         } else {
-            s.stack.wait_io(timeout, io::ErrorKind::WouldBlock, f)
+            s.stack.wait_io(h, side, timeout, io::ErrorKind::WouldBlock, f)
         }
     }
 
@@ -366,7 +372,7 @@ impl TcpStream {
             return Ok(0);
         }
         let read_shut = &s.read_shut;
-        let r = self.blocking(self.opts().read_timeout, |i, h| {
+        let r = self.blocking(Side::Read, self.opts().read_timeout, |i, h| {
             // shutdown(Read) from another thread ends a waiting read.
             if read_shut.load(Ordering::SeqCst) {
                 return Some(Outcome::Done(0));
@@ -389,11 +395,13 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let r = self.blocking(self.opts().write_timeout, |i, h| match i.tcp_send(h, buf) {
-            Ok(n) => Some(Outcome::Done(n)),
-            Err(TcpError::WouldBlock) => None,
-            Err(TcpError::Failed(e)) => Some(Outcome::Failed(e)),
-            Err(e) => Some(Outcome::Err(e)),
+        let r = self.blocking(Side::Write, self.opts().write_timeout, |i, h| {
+            match i.tcp_send(h, buf) {
+                Ok(n) => Some(Outcome::Done(n)),
+                Err(TcpError::WouldBlock) => None,
+                Err(TcpError::Failed(e)) => Some(Outcome::Failed(e)),
+                Err(e) => Some(Outcome::Err(e)),
+            }
         })?;
         match r {
             Outcome::Done(n) => Ok(n),
@@ -409,7 +417,7 @@ impl TcpStream {
         if buf.is_empty() || self.inner.read_shut.load(Ordering::SeqCst) {
             return Ok(0);
         }
-        let r = self.blocking(self.opts().read_timeout, |i, h| {
+        let r = self.blocking(Side::Read, self.opts().read_timeout, |i, h| {
             if !i.tcp_can_recv(h) {
                 return None;
             }
@@ -444,11 +452,13 @@ impl TcpStream {
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             s.read_shut.store(true, Ordering::SeqCst);
         }
-        // Wakes the driver too, whose next step wakes any waiting reader.
         let r = s.stack.try_with(|i| match how {
             Shutdown::Read => Ok(()),
             Shutdown::Write | Shutdown::Both => i.tcp_shutdown(s.handle),
         })?;
+        // A thread blocked on this socket must now see end of stream or a
+        // closed send side; no network event would tell it.
+        s.stack.wake_socket(s.handle);
         r.map_err(|e| tcp_error(e, "shutdown"))
     }
 
@@ -620,7 +630,7 @@ impl std::fmt::Debug for TcpStream {
 
 /// Try `f` on every IPv4 address `addr` resolves to; the first success
 /// wins, else the last error (as std's `each_addr`).
-fn each_addr<T>(
+pub(crate) fn each_addr<T>(
     addr: impl ToSocketAddrs,
     what: &str,
     mut f: impl FnMut(SocketAddrV4) -> io::Result<T>,
@@ -636,16 +646,16 @@ fn each_addr<T>(
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no addresses to {what}"))))
 }
 
-fn broken_pipe() -> io::Error {
+pub(crate) fn broken_pipe() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "connection closed for writing")
 }
 
-fn annotate(e: io::Error, what: &str) -> io::Error {
+pub(crate) fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// The `io::ErrorKind` a std::net user expects for a stack error.
-fn tcp_error(e: TcpError, what: &str) -> io::Error {
+pub(crate) fn tcp_error(e: TcpError, what: &str) -> io::Error {
     let kind = match e {
         TcpError::BadHandle => io::ErrorKind::NotConnected,
         TcpError::WouldBlock => io::ErrorKind::WouldBlock,

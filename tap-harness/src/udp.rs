@@ -4,8 +4,9 @@
 //!
 //! Each call locks the stack, does one socket operation and wakes the
 //! driver; calls that must wait for the network (a receive on an empty
-//! queue, a send into a full transmit queue) wait on the driver's condition
-//! variable, bounded by the socket's timeouts. As with std on Linux, a
+//! queue, a send into a full transmit queue) park the thread until the
+//! driver reports a change on this socket, bounded by the socket's
+//! timeouts. As with std on Linux, a
 //! timed-out call fails with [`io::ErrorKind::WouldBlock`].
 //!
 //! tapir speaks IPv4 only: IPv6 addresses are refused with
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use tapir_stack::{SocketHandle, UdpBindError, UdpRecvError, UdpSendError};
 
-use crate::driver::StackHandle;
+use crate::driver::{Side, StackHandle};
 use crate::sockerr::{check_timeout, closed, socket_error, v4};
 
 /// A UDP socket on a tapir stack. Closed on drop.
@@ -84,8 +85,13 @@ impl UdpSocket {
                 .try_with(send)?
                 .unwrap_or(Err(UdpSendError::WouldBlock))
         } else {
-            self.stack
-                .wait_io(self.write_timeout, io::ErrorKind::WouldBlock, send)?
+            self.stack.wait_io(
+                self.handle,
+                Side::Write,
+                self.write_timeout,
+                io::ErrorKind::WouldBlock,
+                send,
+            )?
         };
         result.map(|()| buf.len()).map_err(|e| send_error(e, to))
     }
@@ -104,8 +110,13 @@ impl UdpSocket {
                 .try_with(&mut recv)?
                 .unwrap_or(Err(UdpRecvError::WouldBlock))
         } else {
-            self.stack
-                .wait_io(self.read_timeout, io::ErrorKind::WouldBlock, recv)?
+            self.stack.wait_io(
+                self.handle,
+                Side::Read,
+                self.read_timeout,
+                io::ErrorKind::WouldBlock,
+                recv,
+            )?
         };
         match result {
             // The stack reports the datagram's full length; std reports
@@ -164,8 +175,13 @@ impl UdpSocket {
                 .try_with(recv)?
                 .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))
         } else {
-            self.stack
-                .wait_io(self.read_timeout, io::ErrorKind::WouldBlock, recv)?
+            self.stack.wait_io(
+                self.handle,
+                Side::Read,
+                self.read_timeout,
+                io::ErrorKind::WouldBlock,
+                recv,
+            )?
         }
     }
 
@@ -177,10 +193,13 @@ impl UdpSocket {
             Err(UdpRecvError::WouldBlock) => None,
             other => Some(other),
         };
-        match self
-            .stack
-            .wait_io(self.read_timeout, io::ErrorKind::WouldBlock, recv)?
-        {
+        match self.stack.wait_io(
+            self.handle,
+            Side::Read,
+            self.read_timeout,
+            io::ErrorKind::WouldBlock,
+            recv,
+        )? {
             Ok((len, from)) => Ok((len.min(cap), len, SocketAddr::V4(from))),
             Err(_) => Err(closed()),
         }
@@ -232,7 +251,8 @@ impl UdpSocket {
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         // After shutdown there is no stack to close it in, and nothing to do.
-        let _ = self.stack.try_with(|i| i.udp_close(self.handle));
+        let h = self.handle;
+        self.stack.close_socket(h, |i| i.udp_close(h));
     }
 }
 
@@ -245,7 +265,7 @@ impl std::fmt::Debug for UdpSocket {
     }
 }
 
-fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+pub(crate) fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match v4(a) {
@@ -256,7 +276,7 @@ fn first_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")))
 }
 
-fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
+pub(crate) fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
     let kind = match e {
         UdpBindError::AddrInUse => io::ErrorKind::AddrInUse,
         UdpBindError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
@@ -266,7 +286,7 @@ fn bind_error(e: UdpBindError, a: SocketAddrV4) -> io::Error {
     io::Error::new(kind, format!("bind {a}: {e}"))
 }
 
-fn send_error(e: UdpSendError, to: SocketAddrV4) -> io::Error {
+pub(crate) fn send_error(e: UdpSendError, to: SocketAddrV4) -> io::Error {
     let kind = match e {
         UdpSendError::BadHandle => io::ErrorKind::NotConnected,
         UdpSendError::TooLarge => io::ErrorKind::InvalidInput,

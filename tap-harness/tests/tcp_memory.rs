@@ -574,3 +574,91 @@ fn connects_beyond_the_backlog_wait_and_succeed() {
     }
     assert!(b.stats().tcp_listen_overflow > 0, "the backlog was exceeded");
 }
+
+/// The kernel's count of times a thread gave up the CPU to wait: each wake
+/// of a blocked thread adds one.
+fn voluntary_switches(tid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).expect("task status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// Wait until a thread has been asleep for a while: its switch count
+/// stops moving.
+fn settled(tid: i32) -> u64 {
+    let mut last = voluntary_switches(tid);
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = voluntary_switches(tid);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Per-socket readiness: threads blocked reading idle connections are not
+/// woken by traffic on another connection (the driver used to wake every
+/// waiting thread after every step).
+#[test]
+fn a_blocked_reader_is_not_woken_by_another_sockets_traffic() {
+    const IDLE: usize = 20;
+    const ROUND_TRIPS: usize = 200;
+    let (a, b) = pair();
+    let listener = TcpListener::bind(&b, "0.0.0.0:8100").unwrap();
+    let mut idle_clients = Vec::new();
+    let mut readers = Vec::new();
+    let (tids_tx, tids) = std::sync::mpsc::channel();
+    for _ in 0..IDLE {
+        idle_clients.push(TcpStream::connect(&a, (B, 8100)).unwrap());
+        let (server, _) = listener.accept().unwrap();
+        let tids_tx = tids_tx.clone();
+        readers.push(thread::spawn(move || {
+            tids_tx.send(unsafe { libc::gettid() }).unwrap();
+            let mut buf = [0u8; 16];
+            (&server).read(&mut buf).unwrap()
+        }));
+    }
+    let tids: Vec<i32> = tids.iter().take(IDLE).collect();
+    let busy_client = TcpStream::connect(&a, (B, 8100)).unwrap();
+    let (busy_server, _) = listener.accept().unwrap();
+    let before: Vec<u64> = tids.iter().map(|&t| settled(t)).collect();
+    let wakeups_before = b.driver_stats().wakeups;
+    let steps_before = b.steps();
+
+    let mut buf = [0u8; 4];
+    for k in 0..ROUND_TRIPS {
+        (&busy_client).write_all(&(k as u32).to_be_bytes()).unwrap();
+        (&busy_server).read_exact(&mut buf).unwrap();
+        (&busy_server).write_all(&buf).unwrap();
+        (&busy_client).read_exact(&mut buf).unwrap();
+        assert_eq!(u32::from_be_bytes(buf), k as u32);
+    }
+
+    let steps = b.steps() - steps_before;
+    let wakeups = b.driver_stats().wakeups - wakeups_before;
+    let woken: Vec<u64> = tids
+        .iter()
+        .zip(&before)
+        .map(|(&t, &n)| voluntary_switches(t) - n)
+        .collect();
+    // Each idle reader would have been woken about once per step before.
+    assert!(steps >= ROUND_TRIPS as u64, "{steps} steps");
+    assert!(woken.iter().all(|&w| w == 0), "idle readers woken: {woken:?}");
+    // The busy server's reads and writes: about one wakeup per round trip,
+    // never one per idle reader per step.
+    assert!(
+        wakeups <= 2 * ROUND_TRIPS as u64,
+        "{wakeups} wakeups in {steps} steps"
+    );
+
+    for c in &idle_clients {
+        (&*c).write_all(b"x").unwrap();
+    }
+    for r in readers {
+        assert_eq!(r.join().unwrap(), 1);
+    }
+}

@@ -407,25 +407,61 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// Parse the field lines of a head (or a trailer section).
-fn parse_fields<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
-    limits: &Limits,
-) -> Result<Vec<Header>, HeadError> {
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.len() > limits.max_header_line {
+/// The head's fields as httparse found them, checked against our limits
+/// and RFC 9110 5.5 (httparse already refuses obs-fold, whitespace before
+/// the colon and control characters; values are trimmed of OWS).
+fn fields_from(parsed: &[httparse::Header<'_>], limits: &Limits) -> Result<Vec<Header>, HeadError> {
+    let mut headers = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        // name ":" OWS value: at least this long on the wire.
+        if h.name.len() + 1 + h.value.len() > limits.max_header_line {
             return Err(HeadError::Bad(Status::HEADERS_TOO_LARGE, "header field too long"));
         }
-        if headers.len() == limits.max_headers {
+        let value = trim_ows(h.value);
+        if value
+            .iter()
+            .any(|&b| b == b'\r' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
             return Err(HeadError::Bad(
-                Status::HEADERS_TOO_LARGE,
-                "too many header fields",
+                Status::BAD_REQUEST,
+                "bad character in a field value",
             ));
         }
-        headers.push(parse_field(line).map_err(|why| HeadError::Bad(Status::BAD_REQUEST, why))?);
+        headers.push(Header {
+            name: h.name.to_string(),
+            value: String::from_utf8_lossy(value).into_owned(),
+        });
     }
     Ok(headers)
+}
+
+/// What an httparse error means for a head whose start line is `line`.
+fn head_error(e: httparse::Error, line: &[u8], what: &'static str) -> HeadError {
+    let bad = |why| HeadError::Bad(Status::BAD_REQUEST, why);
+    match e {
+        httparse::Error::TooManyHeaders => {
+            HeadError::Bad(Status::HEADERS_TOO_LARGE, "too many header fields")
+        }
+        // httparse speaks HTTP/1.0 and 1.1 only; a well-formed other
+        // version is answered 505 (RFC 9110 15.6.6), anything else 400.
+        httparse::Error::Version => {
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            match parts.as_slice() {
+                [_, _, v] => match parse_version(v) {
+                    Some(v) if v.0 != 1 => {
+                        HeadError::Bad(Status::VERSION_NOT_SUPPORTED, "only HTTP/1.x is spoken here")
+                    }
+                    _ => bad("malformed HTTP version"),
+                },
+                _ => bad(what),
+            }
+        }
+        httparse::Error::Token => bad(what),
+        httparse::Error::HeaderName => bad("bad field name"),
+        httparse::Error::HeaderValue => bad("bad character in a field value"),
+        httparse::Error::NewLine => bad("malformed line ending"),
+        httparse::Error::Status => bad("malformed status code"),
+    }
 }
 
 /// An HTTP version: only HTTP/1.x is spoken; others are parsed so that a
@@ -461,42 +497,52 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    /// Parse a complete head (as framed by [`Input::read_head`]).
+    /// Parse a complete head (as framed by [`Input::read_head`]) with
+    /// httparse, the parser hyper uses; the limits and the status codes
+    /// stay ours.
     pub fn parse(head: &[u8], limits: &Limits) -> Result<RequestHead, HeadError> {
-        let mut lines = head_lines(head);
-        let line = lines
+        let line = head_lines(head)
             .next()
             .ok_or(HeadError::Bad(Status::BAD_REQUEST, "empty request"))?;
         if line.len() > limits.max_request_line {
             return Err(HeadError::Bad(Status::URI_TOO_LONG, "request line too long"));
         }
+        // RFC 9110 2.5: a higher HTTP/1.x minor version is spoken as the
+        // highest we know (1.1); httparse knows only 1.0 and 1.1, so such a
+        // head is parsed with its minor digit (the start line's last byte)
+        // read as 1.
+        let (head, minor_sent) = match line.split(|&b| b == b' ').nth(2).and_then(parse_version) {
+            Some(Version(1, m)) if m > 1 => {
+                let mut patched = head.to_vec();
+                let at = line.as_ptr() as usize - head.as_ptr() as usize + line.len() - 1;
+                patched[at] = b'1';
+                (std::borrow::Cow::Owned(patched), Some(m))
+            }
+            _ => (std::borrow::Cow::Borrowed(head), None),
+        };
+        let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut req = httparse::Request::new(&mut fields);
         // RFC 9112 3: method SP request-target SP HTTP-version, single
         // spaces; anything else is an invalid request line (400).
-        let mut parts = line.split(|&b| b == b' ');
-        let (Some(method), Some(target), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(HeadError::Bad(Status::BAD_REQUEST, "incomplete head"))
+            }
+            Err(e) => return Err(head_error(e, line, "malformed request line")),
+        }
+        let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
             return Err(HeadError::Bad(Status::BAD_REQUEST, "malformed request line"));
         };
-        if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-            return Err(HeadError::Bad(Status::BAD_REQUEST, "bad method"));
-        }
-        if target.is_empty() || !target.iter().all(|&b| b.is_ascii_graphic()) {
+        let minor = minor_sent.unwrap_or(minor);
+        if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(HeadError::Bad(Status::BAD_REQUEST, "bad request target"));
         }
-        let version =
-            parse_version(version).ok_or(HeadError::Bad(Status::BAD_REQUEST, "malformed HTTP version"))?;
-        if version.0 != 1 {
-            return Err(HeadError::Bad(
-                Status::VERSION_NOT_SUPPORTED,
-                "only HTTP/1.x is spoken here",
-            ));
-        }
-        let headers = parse_fields(lines, limits)?;
+        let headers = fields_from(req.headers, limits)?;
         Ok(RequestHead {
-            method: String::from_utf8_lossy(method).into_owned(),
-            target: String::from_utf8_lossy(target).into_owned(),
-            version,
+            method: method.to_string(),
+            target: target.to_string(),
+            version: Version(1, minor),
             headers,
         })
     }
@@ -533,30 +579,27 @@ pub fn field_list<'a, 'n>(
         .filter(|e| !e.is_empty())
 }
 
-/// A parsed response head (for the client).
+/// A parsed response head (for the client), by httparse.
 pub fn parse_response_head(
     head: &[u8],
     limits: &Limits,
 ) -> Result<(Version, u16, String, Vec<Header>), HeadError> {
-    let mut lines = head_lines(head);
-    let bad = |why| HeadError::Bad(Status::BAD_REQUEST, why);
-    let line = lines.next().ok_or(bad("empty response"))?;
-    // RFC 9112 4: HTTP-version SP status-code SP [ reason-phrase ]
-    let mut parts = line.splitn(3, |&b| b == b' ');
-    let version = parts
+    let line = head_lines(head)
         .next()
-        .and_then(parse_version)
-        .ok_or(bad("malformed status line"))?;
-    let code = parts
-        .next()
-        .filter(|c| c.len() == 3 && c.iter().all(u8::is_ascii_digit))
-        .ok_or(bad("malformed status code"))?;
-    let code = std::str::from_utf8(code)
-        .expect("digits")
-        .parse()
-        .expect("three digits");
-    let reason = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-    let headers = parse_fields(lines, limits)?;
+        .ok_or(HeadError::Bad(Status::BAD_REQUEST, "empty response"))?;
+    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut resp = httparse::Response::new(&mut fields);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Bad(Status::BAD_REQUEST, "incomplete head")),
+        Err(e) => return Err(head_error(e, line, "malformed status line")),
+    }
+    let (Some(minor), Some(code)) = (resp.version, resp.code) else {
+        return Err(HeadError::Bad(Status::BAD_REQUEST, "malformed status line"));
+    };
+    let reason = resp.reason.unwrap_or_default().to_string();
+    let headers = fields_from(resp.headers, limits)?;
+    let version = Version(1, minor);
     Ok((version, code, reason, headers))
 }
 

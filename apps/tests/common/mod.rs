@@ -18,8 +18,13 @@ pub struct Stopped {
 /// tapir in place, so the child's PID is tapir's), wait up to 10 s for it
 /// to exit, and collect its output. Kills it and panics if it does not.
 pub fn stop_up(child: &mut Child) -> Stopped {
+    stop_up_with(child, nix::sys::signal::Signal::SIGTERM)
+}
+
+/// [`stop_up`] with another signal.
+pub fn stop_up_with(child: &mut Child, signal: nix::sys::signal::Signal) -> Stopped {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal tapir up");
+    nix::sys::signal::kill(pid, signal).expect("signal tapir up");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for tapir up") {
@@ -28,7 +33,7 @@ pub fn stop_up(child: &mut Child) -> Stopped {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("tapir up did not exit after SIGTERM");
+            panic!("tapir up did not exit after {signal:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

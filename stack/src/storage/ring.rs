@@ -1,4 +1,4 @@
-//! A fixed-capacity byte ring: the send and receive buffers of a TCP socket.
+//! A bounded byte ring: the send and receive buffers of a TCP socket.
 //!
 //! ```text
 //!   storage: [ .. free .. | queued (len bytes) ........ | .. free .. ]
@@ -23,15 +23,32 @@
 //! [`resize`]; in particular emptying the ring does not rewind it to offset 0,
 //! so out-of-order data written past the end stays where it was put.
 //!
-//! The storage is allocated once, at [`RingBuffer::new`] (and again only by
-//! an explicit [`resize`]). No operation panics: counts and offsets beyond
-//! what is queued or free are clamped, and a zero-capacity ring accepts
-//! nothing.
+//! # Memory
+//!
+//! The ring's [`capacity`](RingBuffer::capacity) is a bound, not an
+//! allocation: what the window is computed from, what the socket may hold.
+//! The storage behind it starts empty and is allocated on first use, then
+//! doubles whenever a write needs more (at least [`MIN_ALLOC`] bytes at a
+//! time, never more than the bound), so a connection that carries little
+//! costs little, and one that carries much grows to its bound, as Linux's
+//! receive-buffer autotuning grows `sk_rcvbuf` towards `tcp_rmem[2]`. Any
+//! byte the window offers can always be written: growth is only bounded by
+//! the capacity. When the ring empties and no out-of-order bytes wait in its
+//! free space, the storage is given back, so an idle connection holds no
+//! buffer memory at all. Growing copies the bytes that matter (the queued
+//! ones and any written past them) to the front of the new storage.
+//!
+//! No operation panics: counts and offsets beyond what is queued or free are
+//! clamped, and a zero-capacity ring accepts nothing.
 //!
 //! [`clear`]: RingBuffer::clear
 //! [`resize`]: RingBuffer::resize
 
 use std::fmt;
+
+/// The smallest storage the ring allocates: a couple of full-sized segments,
+/// so a small exchange does not reallocate at every segment.
+pub const MIN_ALLOC: usize = 4096;
 
 /// [`RingBuffer::resize`] was asked for less than the queued data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,25 +71,58 @@ impl std::error::Error for ResizeError {}
 
 #[derive(Clone)]
 pub struct RingBuffer {
+    /// The allocated part; its length is at most `capacity`, and 0 while
+    /// nothing is held.
     storage: Vec<u8>,
+    /// The bound: queued bytes never exceed it, and the free space is
+    /// counted from it.
+    capacity: usize,
     /// Index in `storage` of the first queued byte; below `storage.len()`
     /// (or 0 when that is 0).
     read_at: usize,
     /// Queued bytes; at most `storage.len()`.
     len: usize,
+    /// How far past the queued data bytes may have been written in place
+    /// ([`write_unallocated`](Self::write_unallocated),
+    /// [`get_unallocated`](Self::get_unallocated)) and not yet enqueued:
+    /// those must survive growth, and keep the storage from being released.
+    /// `len + dirty <= storage.len()`.
+    dirty: usize,
+    /// The first allocation's size ([`MIN_ALLOC`] but in tests).
+    min_alloc: usize,
 }
 
 impl RingBuffer {
-    /// A ring of `capacity` bytes, allocated now.
+    /// A ring bounded by `capacity` bytes. Nothing is allocated until data
+    /// arrives.
     pub fn new(capacity: usize) -> RingBuffer {
         RingBuffer {
-            storage: vec![0; capacity],
+            storage: Vec::new(),
+            capacity,
             read_at: 0,
             len: 0,
+            dirty: 0,
+            min_alloc: MIN_ALLOC,
         }
     }
 
+    /// A ring whose first allocation is `min_alloc` bytes, so tests see it
+    /// grow with small data.
+    #[cfg(test)]
+    fn with_min_alloc(capacity: usize, min_alloc: usize) -> RingBuffer {
+        RingBuffer {
+            min_alloc,
+            ..RingBuffer::new(capacity)
+        }
+    }
+
+    /// The bound (SO_RCVBUF / SO_SNDBUF), not what is allocated now.
     pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes of storage allocated now: between 0 and [`capacity`](Self::capacity).
+    pub fn allocated(&self) -> usize {
         self.storage.len()
     }
 
@@ -86,34 +136,63 @@ impl RingBuffer {
     }
 
     pub fn is_full(&self) -> bool {
-        self.len == self.capacity()
+        self.len == self.capacity
     }
 
     /// Free bytes: what can still be enqueued (the receive window a socket
     /// can offer).
     pub fn window(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity - self.len
     }
 
     /// Index in `storage` of the byte `offset` bytes after the read position.
-    /// Callers keep `offset <= capacity`, so the sum cannot overflow.
+    /// Callers keep `offset <= storage.len()`, so the sum cannot overflow.
     fn index(&self, offset: usize) -> usize {
-        let cap = self.capacity();
-        if cap == 0 {
+        let size = self.storage.len();
+        if size == 0 {
             return 0;
         }
         let i = self.read_at + offset;
-        if i >= cap {
-            i - cap
+        if i >= size {
+            i - size
         } else {
             i
         }
     }
 
-    /// Copy `data` (at most `capacity` bytes) into the storage starting at
+    /// Make the storage hold at least `need` bytes from the read position
+    /// (`need <= capacity`): double it, or more if that is not enough,
+    /// within the bound. The queued bytes and those written past them move
+    /// to the front of the new storage.
+    fn reserve(&mut self, need: usize) {
+        let size = self.storage.len();
+        if need <= size {
+            return;
+        }
+        let new_size = need
+            .max(size.saturating_mul(2))
+            .max(self.min_alloc)
+            .min(self.capacity)
+            .max(need);
+        let mut storage = vec![0; new_size];
+        let keep = (self.len + self.dirty).min(size);
+        self.copy_out(self.read_at, &mut storage[..keep]);
+        self.storage = storage;
+        self.read_at = 0;
+    }
+
+    /// Give the storage back once nothing in it matters any more.
+    fn release_if_unused(&mut self) {
+        if self.len == 0 && self.dirty == 0 && !self.storage.is_empty() {
+            self.storage = Vec::new();
+            self.read_at = 0;
+        }
+    }
+
+    /// Copy `data` (at most the storage's size) into the storage starting at
     /// index `start`, wrapping once.
     fn copy_in(&mut self, start: usize, data: &[u8]) {
-        let first = data.len().min(self.capacity().saturating_sub(start));
+        let first = data.len().min(self.storage.len().saturating_sub(start));
         let (head, tail) = data.split_at(first);
         if let Some(dst) = self.storage.get_mut(start..start + first) {
             dst.copy_from_slice(head);
@@ -123,10 +202,10 @@ impl RingBuffer {
         }
     }
 
-    /// Fill `out` (at most `capacity` bytes) from the storage starting at
+    /// Fill `out` (at most the storage's size) from the storage starting at
     /// index `start`, wrapping once.
     fn copy_out(&self, start: usize, out: &mut [u8]) {
-        let first = out.len().min(self.capacity().saturating_sub(start));
+        let first = out.len().min(self.storage.len().saturating_sub(start));
         let (head, tail) = out.split_at_mut(first);
         if let Some(src) = self.storage.get(start..start + first) {
             head.copy_from_slice(src);
@@ -139,9 +218,14 @@ impl RingBuffer {
     /// Append as much of `data` as fits; returns how much that was.
     pub fn enqueue_slice(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.window());
+        if n == 0 {
+            return 0;
+        }
+        self.reserve(self.len + n);
         let start = self.index(self.len);
         self.copy_in(start, &data[..n]);
         self.len += n;
+        self.dirty = self.dirty.saturating_sub(n);
         n
     }
 
@@ -172,7 +256,7 @@ impl RingBuffer {
             return &[];
         }
         let start = self.index(offset);
-        let n = max.min(self.len - offset).min(self.capacity() - start);
+        let n = max.min(self.len - offset).min(self.storage.len() - start);
         self.storage.get(start..start + n).unwrap_or(&[])
     }
 
@@ -186,9 +270,14 @@ impl RingBuffer {
             return 0;
         }
         let n = data.len().min(window - offset);
-        // len + offset < capacity.
+        if n == 0 {
+            return 0;
+        }
+        // len + offset + n <= capacity.
+        self.reserve(self.len + offset + n);
         let start = self.index(self.len + offset);
         self.copy_in(start, &data[..n]);
+        self.dirty = self.dirty.max(offset + n);
         n
     }
 
@@ -198,7 +287,14 @@ impl RingBuffer {
     /// to the free space; returns the count enqueued.
     pub fn enqueue_unallocated(&mut self, count: usize) -> usize {
         let n = count.min(self.window());
+        if n == 0 {
+            return 0;
+        }
+        // Bytes never written are stale (zeros if just allocated), as they
+        // always were; the storage must still cover them.
+        self.reserve(self.len + n);
         self.len += n;
+        self.dirty = self.dirty.saturating_sub(n);
         n
     }
 
@@ -208,6 +304,7 @@ impl RingBuffer {
         let n = count.min(self.len);
         self.read_at = self.index(n);
         self.len -= n;
+        self.release_if_unused();
         n
     }
 
@@ -217,22 +314,32 @@ impl RingBuffer {
     /// the end of the storage: after committing it, ask again for the part
     /// after the wrap. Its contents are stale bytes.
     pub fn get_unallocated(&mut self, max: usize) -> &mut [u8] {
+        let want = max.min(self.window());
+        if want == 0 {
+            return &mut [];
+        }
+        self.reserve(self.len + want);
         let start = self.index(self.len);
-        let n = max.min(self.window()).min(self.capacity() - start);
+        let n = want.min(self.storage.len() - start);
+        self.dirty = self.dirty.max(n);
         self.storage.get_mut(start..start + n).unwrap_or(&mut [])
     }
 
-    /// Forget all queued data and rewind to offset 0.
+    /// Forget all queued data and rewind to offset 0 (giving the storage
+    /// back).
     pub fn clear(&mut self) {
         self.read_at = 0;
         self.len = 0;
+        self.dirty = 0;
+        self.release_if_unused();
     }
 
-    /// Reallocate to `capacity` bytes (SO_RCVBUF / SO_SNDBUF changes),
+    /// Change the bound to `capacity` bytes (SO_RCVBUF / SO_SNDBUF changes),
     /// keeping the queued data and, from the free space after it, as many
     /// bytes as still fit (so out-of-order data already written survives if
     /// the new window covers it; the caller must forget any beyond the new
-    /// window). Refuses to drop queued data.
+    /// window). Refuses to drop queued data. The storage only changes if it
+    /// is larger than the new bound.
     pub fn resize(&mut self, capacity: usize) -> Result<(), ResizeError> {
         if capacity < self.len {
             return Err(ResizeError {
@@ -240,11 +347,16 @@ impl RingBuffer {
                 requested: capacity,
             });
         }
-        let keep = self.len + self.window().min(capacity - self.len);
-        let mut storage = vec![0; capacity];
-        self.copy_out(self.read_at, &mut storage[..keep]);
-        self.storage = storage;
-        self.read_at = 0;
+        self.capacity = capacity;
+        self.dirty = self.dirty.min(capacity - self.len);
+        if self.storage.len() > capacity {
+            let mut storage = vec![0; capacity];
+            let keep = self.len + self.dirty;
+            self.copy_out(self.read_at, &mut storage[..keep]);
+            self.storage = storage;
+            self.read_at = 0;
+        }
+        self.release_if_unused();
         Ok(())
     }
 }
@@ -252,9 +364,11 @@ impl RingBuffer {
 impl fmt::Debug for RingBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RingBuffer")
-            .field("capacity", &self.capacity())
+            .field("capacity", &self.capacity)
+            .field("allocated", &self.storage.len())
             .field("len", &self.len)
             .field("read_at", &self.read_at)
+            .field("dirty", &self.dirty)
             .finish()
     }
 }
@@ -399,6 +513,92 @@ mod tests {
         assert_eq!(r.window(), 8);
     }
 
+    #[test]
+    fn storage_grows_on_use_up_to_the_bound() {
+        let cap = 256 * 1024;
+        let mut r = RingBuffer::new(cap);
+        assert_eq!(r.allocated(), 0, "nothing allocated before data");
+        assert_eq!(r.window(), cap, "the window comes from the bound");
+        assert_eq!(r.enqueue_slice(&[1; 100]), 100);
+        assert_eq!(r.allocated(), MIN_ALLOC);
+        assert_eq!(r.enqueue_slice(&[2; 5000]), 5000);
+        assert_eq!(r.allocated(), 2 * MIN_ALLOC, "doubles");
+        // A big write grows at once to what it needs.
+        assert_eq!(r.enqueue_slice(&vec![3; 40_000]), 40_000);
+        assert_eq!(r.allocated(), 45_100);
+        // Every byte of the window can be taken, and no more is allocated
+        // than the bound.
+        let rest = r.window();
+        assert_eq!(r.enqueue_slice(&vec![4; rest + 10]), rest);
+        assert!(r.is_full());
+        assert_eq!(r.allocated(), cap);
+        let mut out = vec![0; cap];
+        assert_eq!(r.dequeue_slice(&mut out), cap);
+        assert_eq!(&out[..100], &[1; 100][..]);
+        assert_eq!(&out[100..5100], &[2; 5000][..]);
+        assert_eq!(&out[5100..45_100], &[3; 40_000][..]);
+        assert!(out[45_100..].iter().all(|&b| b == 4));
+        assert_eq!(r.allocated(), 0, "a drained ring gives its storage back");
+    }
+
+    #[test]
+    fn growth_keeps_wrapped_and_out_of_order_bytes() {
+        let mut r = RingBuffer::with_min_alloc(64, 8);
+        r.enqueue_slice(b"abcdef");
+        r.dequeue_allocated(5);
+        r.enqueue_slice(b"ghi"); // "fghi", wrapped in 8 bytes
+        assert_eq!(r.allocated(), 8);
+        assert_eq!(r.write_unallocated(1, b"K"), 1);
+        // Far past the storage: grows to cover it, keeping all of the above.
+        assert_eq!(r.write_unallocated(30, b"Z"), 1);
+        assert_eq!(r.allocated(), 35);
+        assert_eq!(r.write_unallocated(0, b"j"), 1);
+        assert_eq!(r.enqueue_unallocated(2), 2);
+        assert_eq!(drain(&mut r), b"fghijK");
+        assert_eq!(r.allocated(), 35, "out-of-order byte still waits");
+        // "Z" went 30 past "fghi", so 28 past "fghijK".
+        assert_eq!(r.write_unallocated(0, &[b'.'; 28]), 28);
+        assert_eq!(r.enqueue_unallocated(29), 29);
+        let got = drain(&mut r);
+        assert_eq!(got.last(), Some(&b'Z'));
+        assert_eq!(r.allocated(), 0);
+    }
+
+    #[test]
+    fn drained_ring_is_released_but_not_with_out_of_order_data() {
+        let mut r = RingBuffer::with_min_alloc(64, 8);
+        r.write_unallocated(4, b"xy");
+        assert_eq!(r.allocated(), 8);
+        r.dequeue_allocated(10);
+        assert_eq!(r.allocated(), 8, "nothing queued, but bytes are waiting");
+        r.clear();
+        assert_eq!(r.allocated(), 0);
+        // Filling in place counts as written until committed.
+        let n = r.get_unallocated(3).len();
+        assert_eq!(n, 3);
+        r.dequeue_allocated(0);
+        assert_eq!(r.allocated(), 8);
+        r.enqueue_unallocated(3);
+        r.dequeue_allocated(3);
+        assert_eq!(r.allocated(), 0);
+        assert_eq!(r.get_unallocated(0).len(), 0);
+        assert_eq!(r.allocated(), 0, "asking for nothing allocates nothing");
+    }
+
+    #[test]
+    fn resize_below_storage_shrinks_it() {
+        let mut r = RingBuffer::with_min_alloc(64, 8);
+        r.enqueue_slice(&[7; 40]);
+        assert_eq!(r.allocated(), 40);
+        r.resize(48).unwrap();
+        assert_eq!(r.allocated(), 40);
+        r.dequeue_allocated(30);
+        r.resize(16).unwrap();
+        assert_eq!((r.allocated(), r.capacity(), r.len()), (16, 16, 10));
+        assert_eq!(drain(&mut r), vec![7; 10]);
+        assert_eq!(r.allocated(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Enqueue(Vec<u8>),
@@ -463,10 +663,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_vecdeque_model(cap in 0usize..48, ops in prop::collection::vec(op(), 0..120)) {
-            let mut r = RingBuffer::new(cap);
+        fn matches_vecdeque_model(
+            cap in 0usize..120,
+            min_alloc in 1usize..16,
+            ops in prop::collection::vec(op(), 0..120),
+        ) {
+            let mut r = RingBuffer::with_min_alloc(cap, min_alloc);
             let mut m = Model { queued: VecDeque::new(), free: vec![None; cap].into() };
+            // The most the ring was asked to hold since its storage was last
+            // given back: the storage never exceeds twice that.
+            let mut peak = 0usize;
             for op in ops {
+                let window = m.free.len();
+                let queued = m.queued.len();
+                peak = peak.max(match &op {
+                    Op::Enqueue(d) => queued + d.len().min(window),
+                    Op::WriteUnallocated(o, d) if *o < window => queued + o + d.len().min(window - o),
+                    Op::EnqueueUnallocated(n) | Op::FillUnallocated(n, _) => queued + n.min(&window),
+                    _ => 0,
+                });
                 match op {
                     Op::Enqueue(data) => {
                         let n = r.enqueue_slice(&data);
@@ -542,6 +757,16 @@ mod tests {
                 prop_assert_eq!(r.len(), m.queued.len());
                 prop_assert_eq!(r.window(), m.free.len());
                 prop_assert_eq!(r.capacity(), m.queued.len() + m.free.len());
+                prop_assert!(r.allocated() <= r.capacity());
+                prop_assert!(r.allocated() >= r.len() + r.dirty);
+                prop_assert!(r.allocated() <= (2 * peak).max(min_alloc).min(r.capacity()).max(peak));
+                let unused = m.queued.is_empty() && m.free.iter().all(Option::is_none);
+                if unused && r.dirty == 0 {
+                    prop_assert_eq!(r.allocated(), 0, "unused storage is given back");
+                }
+                if r.allocated() == 0 {
+                    peak = 0;
+                }
                 // Everything queued reads back.
                 let mut all = vec![0; r.len()];
                 prop_assert_eq!(r.read_allocated(0, &mut all), all.len());

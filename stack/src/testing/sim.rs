@@ -67,7 +67,10 @@ use core::cmp::Ordering;
 use core::fmt;
 use core::net::Ipv4Addr;
 use std::any::Any;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::impair::{mix, Channel, ETH_HEADER};
+pub use crate::impair::{GilbertElliott, Impairments, LinkStats, Rng};
 
 /// `n` milliseconds.
 pub const fn ms(n: u64) -> Duration {
@@ -78,9 +81,6 @@ pub const fn ms(n: u64) -> Duration {
 pub const fn us(n: u64) -> Duration {
     Duration::from_micros(n)
 }
-
-/// The ethernet header, which the MTU does not count.
-const ETH_HEADER: usize = 14;
 
 /// Large enough for any frame: an IP datagram can be at most 65535 bytes.
 const SCRATCH_LEN: usize = 65535 + ETH_HEADER;
@@ -201,294 +201,6 @@ pub fn host_config(n: u8, seed: u64) -> Config {
 }
 
 // ---------------------------------------------------------------------------
-// Impairments
-
-/// What one direction of a link does to the frames it carries. Build it
-/// from [`Impairments::clean`]:
-///
-/// ```
-/// use tapir_stack::testing::sim::{ms, Impairments};
-/// let wan = Impairments::clean().loss(0.01).delay(ms(10)).jitter(ms(2)).rate(10_000_000);
-/// ```
-///
-/// Each frame, in order: dropped if larger than `mtu` (plus the 14-byte
-/// Ethernet header); lost with probability `loss`; tail-dropped if the
-/// rate limiter's queue would exceed `queue_limit` bytes, otherwise
-/// serialized at `rate_bps`; duplicated with probability `duplicate`. Then
-/// each copy independently: one byte flipped with probability `corrupt`
-/// (an error the Ethernet FCS missed: it can hit any byte, headers
-/// included); delayed by `delay` plus a uniform `[0, jitter]`; and with
-/// probability `reorder`, held back by a further `reorder_delay` so that
-/// later frames overtake it. Jitter alone also reorders, as a real path
-/// with varying delay does.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Impairments {
-    /// Probability that a frame is lost.
-    pub loss: f64,
-    /// Fixed propagation delay.
-    pub delay: Duration,
-    /// Extra delay, uniform in `[0, jitter]`, per frame.
-    pub jitter: Duration,
-    /// Probability that a frame is held back by `reorder_delay`.
-    pub reorder: f64,
-    /// How long a reordered frame is held back. Zero means `delay + jitter
-    /// + 1 ms`, enough for the frames after it to overtake it.
-    pub reorder_delay: Duration,
-    /// Probability that a frame arrives twice.
-    pub duplicate: f64,
-    /// Probability that one byte of a frame is flipped.
-    pub corrupt: f64,
-    /// Serialization rate in bits per second; `None` for infinitely fast.
-    pub rate_bps: Option<u64>,
-    /// Bytes the rate limiter queues (including the frame being
-    /// serialized) before it drops new frames. Unused without `rate_bps`.
-    pub queue_limit: usize,
-    /// The largest IP packet the link carries; larger frames are dropped.
-    pub mtu: usize,
-}
-
-impl Default for Impairments {
-    fn default() -> Self {
-        Impairments::clean()
-    }
-}
-
-fn check_probability(p: f64, what: &str) -> f64 {
-    assert!(
-        (0.0..=1.0).contains(&p),
-        "{what} probability {p} is not in [0, 1]"
-    );
-    p
-}
-
-impl Impairments {
-    /// A perfect Ethernet link: no loss, no delay, infinitely fast, MTU
-    /// 1500.
-    pub fn clean() -> Self {
-        Impairments {
-            loss: 0.0,
-            delay: Duration::ZERO,
-            jitter: Duration::ZERO,
-            reorder: 0.0,
-            reorder_delay: Duration::ZERO,
-            duplicate: 0.0,
-            corrupt: 0.0,
-            rate_bps: None,
-            queue_limit: 64 * 1024,
-            mtu: 1500,
-        }
-    }
-
-    pub fn loss(self, p: f64) -> Self {
-        Impairments {
-            loss: check_probability(p, "loss"),
-            ..self
-        }
-    }
-
-    pub fn delay(self, delay: Duration) -> Self {
-        Impairments { delay, ..self }
-    }
-
-    pub fn jitter(self, jitter: Duration) -> Self {
-        Impairments { jitter, ..self }
-    }
-
-    pub fn reorder(self, p: f64) -> Self {
-        Impairments {
-            reorder: check_probability(p, "reorder"),
-            ..self
-        }
-    }
-
-    pub fn reorder_delay(self, reorder_delay: Duration) -> Self {
-        Impairments {
-            reorder_delay,
-            ..self
-        }
-    }
-
-    pub fn duplicate(self, p: f64) -> Self {
-        Impairments {
-            duplicate: check_probability(p, "duplicate"),
-            ..self
-        }
-    }
-
-    pub fn corrupt(self, p: f64) -> Self {
-        Impairments {
-            corrupt: check_probability(p, "corrupt"),
-            ..self
-        }
-    }
-
-    /// Serialize at `bps` bits per second through a tail-drop queue.
-    pub fn rate(self, bps: u64) -> Self {
-        assert!(bps > 0, "a rate of 0 bit/s carries nothing; use loss(1.0)");
-        Impairments {
-            rate_bps: Some(bps),
-            ..self
-        }
-    }
-
-    pub fn queue_limit(self, bytes: usize) -> Self {
-        Impairments {
-            queue_limit: bytes,
-            ..self
-        }
-    }
-
-    pub fn mtu(self, mtu: usize) -> Self {
-        Impairments { mtu, ..self }
-    }
-
-    fn reorder_hold(&self) -> Duration {
-        if self.reorder_delay.is_zero() {
-            self.delay + self.jitter + ms(1)
-        } else {
-            self.reorder_delay
-        }
-    }
-}
-
-/// What happened to the frames of one direction of a link (or, from
-/// [`Sim::link_stats`], of all its directions).
-///
-/// Every frame offered is accounted for:
-/// `sent + duplicated == delivered + lost + dropped_mtu + dropped_queue +
-/// dropped_filter + in_flight` ([`is_balanced`](Self::is_balanced)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkStats {
-    /// Frames offered to the link (on a switch, one per egress port).
-    pub sent: u64,
-    /// Frames handed to the receiving node.
-    pub delivered: u64,
-    /// Frames lost at random.
-    pub lost: u64,
-    /// Extra copies made.
-    pub duplicated: u64,
-    /// Copies with a flipped byte.
-    pub corrupted: u64,
-    /// Copies held back to be overtaken.
-    pub reordered: u64,
-    /// Frames larger than the MTU.
-    pub dropped_mtu: u64,
-    /// Frames the rate limiter's full queue refused.
-    pub dropped_queue: u64,
-    /// Frames a filter set with [`Sim::set_filter`] dropped.
-    pub dropped_filter: u64,
-    /// Copies on the wire now.
-    pub in_flight: u64,
-}
-
-impl LinkStats {
-    /// Does every frame offered show up in exactly one outcome?
-    pub fn is_balanced(&self) -> bool {
-        self.sent + self.duplicated
-            == self.delivered
-                + self.lost
-                + self.dropped_mtu
-                + self.dropped_queue
-                + self.dropped_filter
-                + self.in_flight
-    }
-
-    fn add(&mut self, other: &LinkStats) {
-        let LinkStats {
-            sent,
-            delivered,
-            lost,
-            duplicated,
-            corrupted,
-            reordered,
-            dropped_mtu,
-            dropped_queue,
-            dropped_filter,
-            in_flight,
-        } = other;
-        self.sent += sent;
-        self.delivered += delivered;
-        self.lost += lost;
-        self.duplicated += duplicated;
-        self.corrupted += corrupted;
-        self.reordered += reordered;
-        self.dropped_mtu += dropped_mtu;
-        self.dropped_queue += dropped_queue;
-        self.dropped_filter += dropped_filter;
-        self.in_flight += in_flight;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Randomness
-
-/// SplitMix64's output function: a good 64-bit mixer.
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// xoshiro256** (Blackman and Vigna 2018), seeded through SplitMix64 as its
-/// authors recommend. Small, fast and reproducible; not for secrets.
-#[derive(Debug, Clone)]
-pub struct Rng([u64; 4]);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        let mut s = [0u64; 4];
-        for (i, w) in s.iter_mut().enumerate() {
-            *w = mix(seed, i as u64 + 1);
-        }
-        if s == [0; 4] {
-            s[0] = 1; // the one state xoshiro cannot leave
-        }
-        Rng(s)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in `[0, n)` (Lemire's multiply-shift; the bias for the
-    /// small `n` we use is far below anything a test could see). `n > 0`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// True with probability `p`. Draws nothing when `p` is 0, so a clean
-    /// link consumes no randomness.
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.unit() < p
-    }
-
-    /// Uniform in `[0, max]`, at microsecond granularity.
-    pub fn duration_upto(&mut self, max: Duration) -> Duration {
-        let max = u64::try_from(max.as_micros()).unwrap_or(u64::MAX - 1);
-        if max == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_micros(self.below(max + 1))
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Links
 
 /// One frame a link delivered, as recorded by [`Sim::capture`].
@@ -510,92 +222,6 @@ pub struct FrameInfo<'a> {
 }
 
 type Filter = Box<dyn FnMut(&FrameInfo<'_>) -> bool>;
-
-/// One direction of a link: the frames towards one node.
-struct Channel {
-    imp: Impairments,
-    rng: Rng,
-    stats: LinkStats,
-    /// When the rate limiter finishes the frames it holds, in nanoseconds.
-    busy_until_ns: u128,
-    /// Frames in the rate limiter: (nanosecond their serialization ends, length).
-    queue: VecDeque<(u128, usize)>,
-    queued_bytes: usize,
-}
-
-impl Channel {
-    fn new(imp: Impairments, seed: u64) -> Self {
-        Channel {
-            imp,
-            rng: Rng::new(seed),
-            stats: LinkStats::default(),
-            busy_until_ns: 0,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-        }
-    }
-
-    /// Apply the impairments to a frame entering at `now`; return the copies
-    /// that survive with their arrival times.
-    fn offer(&mut self, now: Instant, frame: &[u8], out: &mut Vec<(Instant, Vec<u8>)>) {
-        let imp = &self.imp;
-        self.stats.sent += 1;
-        if frame.len() > imp.mtu + ETH_HEADER {
-            self.stats.dropped_mtu += 1;
-            return;
-        }
-        if self.rng.chance(imp.loss) {
-            self.stats.lost += 1;
-            return;
-        }
-        let departs = match imp.rate_bps {
-            None => now,
-            Some(bps) => {
-                let now_ns = u128::from(now.total_micros()) * 1000;
-                while let Some(&(end, len)) = self.queue.front() {
-                    if end > now_ns {
-                        break;
-                    }
-                    self.queue.pop_front();
-                    self.queued_bytes -= len;
-                }
-                if self.queued_bytes + frame.len() > imp.queue_limit {
-                    self.stats.dropped_queue += 1;
-                    return;
-                }
-                let bits = frame.len() as u128 * 8;
-                let tx_ns = (bits * 1_000_000_000).div_ceil(u128::from(bps));
-                let end = self.busy_until_ns.max(now_ns) + tx_ns;
-                self.busy_until_ns = end;
-                self.queue.push_back((end, frame.len()));
-                self.queued_bytes += frame.len();
-                let end_us = u64::try_from(end.div_ceil(1000)).unwrap_or(u64::MAX);
-                Instant::from_micros(end_us)
-            }
-        };
-        let copies = if self.rng.chance(imp.duplicate) {
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let mut copy = frame.to_vec();
-            if !copy.is_empty() && self.rng.chance(imp.corrupt) {
-                let at = self.rng.below(copy.len() as u64) as usize;
-                copy[at] ^= 1 + self.rng.below(255) as u8;
-                self.stats.corrupted += 1;
-            }
-            let mut delay = imp.delay + self.rng.duration_upto(imp.jitter);
-            if self.rng.chance(imp.reorder) {
-                delay += imp.reorder_hold();
-                self.stats.reordered += 1;
-            }
-            self.stats.in_flight += 1;
-            out.push((departs + delay, copy));
-        }
-    }
-}
 
 struct Port {
     node: NodeId,
@@ -890,14 +516,14 @@ impl Sim {
     /// Frames already in flight keep their fate.
     pub fn set_impairments(&mut self, link: LinkId, imp: Impairments) {
         for port in &mut self.links[link.0].ports {
-            port.egress.imp = imp.clone();
+            port.egress.set_impairments(imp.clone());
         }
     }
 
     /// Change the impairments of frames towards one node.
     pub fn set_impairments_towards(&mut self, link: LinkId, towards: NodeId, imp: Impairments) {
         let port = self.port_of(link, towards);
-        self.links[link.0].ports[port].egress.imp = imp;
+        self.links[link.0].ports[port].egress.set_impairments(imp);
     }
 
     /// Decide frame by frame what enters the link (netstack3's
@@ -1008,14 +634,16 @@ impl Sim {
 
     /// The counters of frames towards `towards` on `link`.
     pub fn stats_towards(&self, link: LinkId, towards: NodeId) -> &LinkStats {
-        &self.links[link.0].ports[self.port_of(link, towards)].egress.stats
+        self.links[link.0].ports[self.port_of(link, towards)]
+            .egress
+            .stats()
     }
 
     /// The counters of all directions of `link` together.
     pub fn link_stats(&self, link: LinkId) -> LinkStats {
         let mut sum = LinkStats::default();
         for port in &self.links[link.0].ports {
-            sum.add(&port.egress.stats);
+            sum.add(port.egress.stats());
         }
         sum
     }
@@ -1038,7 +666,6 @@ impl Sim {
     /// [`step`](Self::step) does this first, so calling it is rarely needed.
     pub fn transmit(&mut self) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut copies = Vec::new();
         let mut ports = Vec::new();
         for i in 0..self.nodes.len() {
             let mut frames = 0;
@@ -1055,19 +682,13 @@ impl Sim {
                     slot.name,
                     self.now
                 );
-                self.put_on_wire(NodeId(i), &scratch[..len], &mut ports, &mut copies);
+                self.put_on_wire(NodeId(i), &scratch[..len], &mut ports);
             }
         }
         self.scratch = scratch;
     }
 
-    fn put_on_wire(
-        &mut self,
-        from: NodeId,
-        frame: &[u8],
-        ports: &mut Vec<usize>,
-        copies: &mut Vec<(Instant, Vec<u8>)>,
-    ) {
+    fn put_on_wire(&mut self, from: NodeId, frame: &[u8], ports: &mut Vec<usize>) {
         let Some((link_index, ingress)) = self.nodes[from.0].port else {
             self.unplugged_frames += 1;
             return;
@@ -1085,14 +706,17 @@ impl Sim {
                     frame,
                 };
                 if !keep(&info) {
-                    channel.stats.sent += 1;
-                    channel.stats.dropped_filter += 1;
+                    let stats = channel.stats_mut();
+                    stats.sent += 1;
+                    stats.dropped_filter += 1;
                     continue;
                 }
             }
-            copies.clear();
-            channel.offer(self.now, frame, copies);
-            for (at, frame) in copies.drain(..) {
+            let fate = channel.offer(self.now, frame.len());
+            for copy in fate.copies() {
+                let mut frame = frame.to_vec();
+                copy.apply(&mut frame);
+                let at = copy.at;
                 self.seq += 1;
                 self.in_flight.push(InFlight {
                     at,
@@ -1138,8 +762,7 @@ impl Sim {
     fn deliver(&mut self, f: InFlight) {
         let link = &mut self.links[f.link];
         let port = &mut link.ports[f.port];
-        port.egress.stats.in_flight -= 1;
-        port.egress.stats.delivered += 1;
+        port.egress.delivered();
         let to = port.node;
         self.deliveries += 1;
         let mut h = fnv(self.trace, &self.now.total_micros().to_le_bytes());
@@ -1308,6 +931,7 @@ fn run_seeds<E: fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     /// A node that sends scripted frames at scripted times and records what
     /// it receives.
@@ -1502,6 +1126,32 @@ mod tests {
         assert_eq!(sim.stats_towards(link, b).dropped_queue, 0);
         let got = &sim.node::<Script>(b).received;
         assert_eq!(got.last().unwrap().0, Instant::ZERO + ms(500));
+    }
+
+    #[test]
+    fn a_textual_spec_with_burst_loss_drives_a_link() {
+        let spec: crate::impair::Spec = "burst=ge:p=2%:r=25%,delay=1ms".parse().unwrap();
+        let (mut sim, _, b, link) = pair(21, burst(20_000, us(20), 60), spec.imp);
+        sim.run_until_idle(1_000_000).unwrap();
+        let s = sim.stats_towards(link, b).clone();
+        assert!(s.is_balanced());
+        let mut delivered = vec![false; 20_000];
+        for (at, f) in &sim.node::<Script>(b).received {
+            delivered[tag(f) as usize] = true;
+            assert!(*at >= Instant::ZERO + ms(1));
+        }
+        // 2 / 27 of the frames, lost in runs of 4 on average.
+        let (mut runs, mut run) = (Vec::new(), 0u32);
+        for d in delivered {
+            if d && run > 0 {
+                runs.push(run);
+            }
+            run = if d { 0 } else { run + 1 };
+        }
+        let mean = f64::from(runs.iter().sum::<u32>()) / runs.len() as f64;
+        assert!((3.0..5.0).contains(&mean), "mean burst {mean}");
+        let rate = s.lost as f64 / 20_000.0;
+        assert!((rate - 2.0 / 27.0).abs() < 0.02, "loss {rate}");
     }
 
     #[test]
