@@ -121,7 +121,7 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     let echo = services::udp_echo(&exec, &stack, 7).map_err(|e| format!("starting UDP echo: {e}"))?;
     println!("        tapir serves UDP echo on port 7");
 
-    let web = http::serve_on_stack(&stack, 80, None).map_err(|e| format!("starting HTTP: {e}"))?;
+    let web = http::serve_on_stack(&exec, &stack, 80, None).map_err(|e| format!("starting HTTP: {e}"))?;
     println!("        tapir serves HTTP/1.1 on port 80 (/bytes/N, /echo, /stats)\n");
 
     let mut steps = Steps {

@@ -154,7 +154,7 @@ fn up(args: UpArgs) -> Result<(), String> {
     }
     let http = match args.http {
         Some(port) => Some(
-            tapir_apps::http::serve_on_stack(&stack, port, args.http_root.clone())
+            tapir_apps::http::serve_on_stack(&exec, &stack, port, args.http_root.clone())
                 .map_err(|e| format!("http on {port}: {e}"))?,
         ),
         None => None,

@@ -23,6 +23,7 @@
 //! queue (4 096) overflow while 20 000 connections arrived at ~5 000/s
 //! (apps/tests/scale.rs); on its own thread it keeps up.
 //!
+//! The HTTP server ([`crate::http::server`]) runs on the same executor.
 //! The iperf3 server still runs on a thread over the blocking sockets (one
 //! test at a time, as iperf3's own).
 
@@ -97,7 +98,7 @@ impl Executor {
                     tokio::runtime::Builder::new_multi_thread()
                         .worker_threads(threads.max(1))
                         .thread_name("tapir-rt")
-                        .enable_time()
+                        .enable_all()
                         .build()?,
                 );
             }
@@ -105,7 +106,7 @@ impl Executor {
                 for k in 0..n.max(1) {
                     let (tx, mut rx) = mpsc::unbounded_channel::<Task>();
                     let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
+                        .enable_all()
                         .build()?;
                     let t = std::thread::Builder::new()
                         .name(format!("tapir-worker-{k}"))
@@ -128,7 +129,7 @@ impl Executor {
         let main = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("tapir-acceptor")
-            .enable_time()
+            .enable_all()
             .build()?;
         Ok(Executor {
             main,
@@ -140,11 +141,19 @@ impl Executor {
     }
 
     /// Run a service's own task (accept loop, UDP socket).
-    fn spawn_service(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_service(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         self.main.spawn(task)
     }
 
-    fn handle(&self) -> Spawner {
+    /// The acceptor runtime, to wait on its tasks from outside.
+    pub(crate) fn acceptor_handle(&self) -> tokio::runtime::Handle {
+        self.main.handle().clone()
+    }
+
+    pub(crate) fn handle(&self) -> Spawner {
         Spawner {
             pool: self.pool.as_ref().map(|p| p.handle().clone()),
             workers: Arc::new(self.workers.clone()),
@@ -170,14 +179,14 @@ impl Drop for Executor {
 /// Hands connection tasks out: to the runtime, or round robin to the
 /// workers.
 #[derive(Clone)]
-struct Spawner {
+pub(crate) struct Spawner {
     pool: Option<tokio::runtime::Handle>,
     workers: Arc<Vec<mpsc::UnboundedSender<Task>>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Spawner {
-    fn spawn(&self, task: Task) {
+    pub(crate) fn spawn(&self, task: Task) {
         if let Some(pool) = &self.pool {
             pool.spawn(task);
             return;

@@ -612,3 +612,68 @@ fn echo_on_workers_serves_every_connection() {
         stopped.stdout
     );
 }
+
+/// One keep-alive request for `/bytes/100` on `c`; the response must be a
+/// 200 with exactly those 100 bytes, and the connection stays open.
+fn keep_alive_request(c: &mut TcpStream) -> Result<(), String> {
+    c.write_all(b"GET /bytes/100 HTTP/1.1\r\nHost: tapir\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(at) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&resp[..at]).to_ascii_lowercase();
+            if !head.starts_with("http/1.1 200 ") || !head.contains("content-length: 100") {
+                return Err(format!("bad head: {head:?}"));
+            }
+            if head.contains("connection: close") {
+                return Err(format!("the server closes: {head:?}"));
+            }
+            if resp.len() - (at + 4) == 100 {
+                return Ok(());
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) => return Err(format!("closed after {} bytes", resp.len())),
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
+/// `tapir up --http 80 --workers 2`: 500 keep-alive connections each get
+/// an answer, are held open together on the two workers (no thread per
+/// connection), then each gets a second answer on the same connection.
+#[test]
+fn http_on_workers_holds_keep_alive_connections_without_threads() {
+    require_kernel!();
+    let ns = NetNs::create("scale-http-workers").unwrap();
+    let (mut child, sources) = start_up(&ns, "thwork0", 0, &["--http", "80", "--workers", "2"]);
+    let src = sources[0];
+    let result: Result<u64, String> = ns
+        .run_in(|| {
+            let mut conns = Vec::new();
+            for i in 0..500 {
+                let mut c = connect_from(src, 80).map_err(|e| format!("connect {i}: {e}"))?;
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                keep_alive_request(&mut c).map_err(|e| format!("first request on {i}: {e}"))?;
+                conns.push(c);
+            }
+            let (_, threads) = rss_and_threads(child.id());
+            for (i, c) in conns.iter_mut().enumerate() {
+                keep_alive_request(c).map_err(|e| format!("second request on {i}: {e}"))?;
+            }
+            Ok(threads)
+        })
+        .unwrap();
+    let stopped = common::stop_up(&mut child);
+    let threads = result.unwrap_or_else(|e| panic!("{e}\ntapir:\n{}", stopped.stderr));
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("http:80: 1000 requests served"),
+        "{}",
+        stopped.stderr
+    );
+    // main, driver, acceptor and the two workers.
+    assert_eq!(threads, 5, "threads while holding 500 connections");
+}

@@ -2,10 +2,12 @@
 //! time to an [`Interface`], drains it after every input, and checks the
 //! invariants that must hold whatever the input was.
 
+pub mod gen;
+
 use core::net::Ipv4Addr;
 use tapir_stack::testing::{self, PEER_IP, TAPIR_IP, TAPIR_MAC};
 use tapir_stack::wire::{EtherType, EthernetFrame, Icmpv4Message, Ipv4Packet, Protocol, TcpRepr, UdpRepr};
-use tapir_stack::{Config, Duration, Instant, Interface};
+use tapir_stack::{Config, Duration, Instant, Interface, Stats};
 
 /// Frames one drain may produce before we call it a livelock. A correct
 /// stack sends at most a send buffer's worth of segments plus a few control
@@ -33,6 +35,11 @@ pub struct Harness {
     pub fed: u64,
     /// Frames taken from `poll_transmit`.
     pub sent: u64,
+    /// Bytes of the frames fed and taken.
+    pub fed_bytes: u64,
+    pub sent_bytes: u64,
+    /// The counters at the previous check: none may go down.
+    prev: Stats,
     buf: Vec<u8>,
 }
 
@@ -45,6 +52,9 @@ impl Harness {
             now: Instant::from_secs(1),
             fed: 0,
             sent: 0,
+            fed_bytes: 0,
+            sent_bytes: 0,
+            prev: Stats::default(),
             buf,
         }
     }
@@ -53,6 +63,7 @@ impl Harness {
     pub fn feed(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
         self.iface.handle_frame(self.now, frame);
         self.fed += 1;
+        self.fed_bytes += frame.len() as u64;
         self.settle()
     }
 
@@ -91,6 +102,7 @@ impl Harness {
                 check_sent_frame(&frame, self.iface.max_frame_len());
                 out.push(frame);
                 self.sent += 1;
+                self.sent_bytes += n as u64;
                 n_frames += 1;
                 assert!(n_frames < MAX_FRAMES_PER_DRAIN, "poll_transmit never ran dry");
             }
@@ -121,6 +133,31 @@ impl Harness {
             stats.tx_frames, self.sent,
             "tx_frames does not count the frames sent"
         );
+        assert_eq!(
+            stats.rx_bytes, self.fed_bytes,
+            "rx_bytes does not count the bytes fed"
+        );
+        assert_eq!(
+            stats.tx_bytes, self.sent_bytes,
+            "tx_bytes does not count the bytes sent"
+        );
+        for ((name, now), (_, before)) in stats.iter().zip(self.prev.iter()) {
+            assert!(now >= before, "counter {name} went down from {before} to {now}");
+        }
+        self.prev = stats.clone();
+        let cfg = self.iface.config();
+        assert!(
+            self.iface.socket_count() <= cfg.max_sockets,
+            "{} sockets > max_sockets {}",
+            self.iface.socket_count(),
+            cfg.max_sockets
+        );
+        assert!(
+            self.iface.reassembly_bytes() <= cfg.reassembly.budget_bytes,
+            "reassembly holds {} bytes > budget",
+            self.iface.reassembly_bytes()
+        );
+        assert!(self.iface.reassemblies_in_progress() <= cfg.reassembly.max_datagrams);
         if let Some(t) = self.iface.poll_timeout() {
             assert!(t > self.now, "deadline {t:?} in the past at {:?}", self.now);
         }

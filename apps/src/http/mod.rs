@@ -1,15 +1,13 @@
 //! A small HTTP/1.1 server and client: RFC 9110 semantics over RFC 9112
-//! message syntax, written for tapir's blocking sockets but generic over the
-//! transport, so the same code runs over `std::net` (which is how the tests
-//! without a kernel namespace exercise it).
+//! message syntax. The server is async, generic over any tokio stream (tapir's
+//! async sockets, `tokio::net` for the tests without a kernel namespace);
+//! the client is blocking, over any `Read + Write`.
 //!
 //! - [`server`]: persistent connections, pipelining, Content-Length and
 //!   chunked bodies both ways, a static directory, the generated test
 //!   endpoints `/bytes/N`, `/echo` and `/stats`, limits and timeouts.
 //! - [`client`]: one request at a time over a connection; bodies delimited
 //!   by Content-Length, chunked coding or the end of the connection.
-//! - [`Transport`]: what either needs from a byte stream besides
-//!   `Read + Write`.
 //!
 //! The message parsing lives in `message` and is shared: request heads for
 //! the server, response heads for the client, and the chunked decoder for
@@ -21,79 +19,39 @@ mod message;
 pub mod server;
 pub mod stats;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 pub use client::{Client, ResponseHead, Url};
 pub use message::{Header, Limits, Status};
 pub use server::{HttpServer, ServerConfig};
 
-/// A connected byte stream the server and client can run over: `Read +
-/// Write` plus the few socket controls HTTP needs. Implemented for
-/// [`std::net::TcpStream`] and tapir's own `TcpStream`.
-pub trait Transport: Read + Write + Send + 'static {
-    /// Bound every following read; `None` blocks without limit. A read that
-    /// runs out of time fails with `WouldBlock` or `TimedOut`.
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    /// Bound every following write.
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    /// Send a FIN: no more data from this side; reads still work.
-    fn shutdown_write(&self) -> io::Result<()>;
-    /// The peer's address, for logs.
-    fn peer(&self) -> String;
-}
-
-impl Transport for std::net::TcpStream {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_read_timeout(self, timeout)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_write_timeout(self, timeout)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-    fn peer(&self) -> String {
-        self.peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into())
-    }
-}
-
-impl Transport for tapir_harness::TcpStream {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        tapir_harness::TcpStream::set_read_timeout(self, timeout)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        tapir_harness::TcpStream::set_write_timeout(self, timeout)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-    fn peer(&self) -> String {
-        self.peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into())
-    }
-}
-
 /// Serve HTTP on a tapir stack, on `port` of every address, with `/stats`
 /// showing the stack's counters and connections: what `tapir up --http`
-/// runs.
+/// runs, on the services' executor.
 pub fn serve_on_stack(
+    exec: &crate::services::Executor,
     stack: &tapir_harness::StackHandle,
     port: u16,
     root: Option<PathBuf>,
 ) -> io::Result<HttpServer> {
-    let listener = tapir_harness::TcpListener::bind(stack, ("0.0.0.0", port))?;
+    let listener = tapir_harness::net::TcpListener::bind_with_backlog(
+        stack,
+        ("0.0.0.0", port),
+        crate::services::SERVICE_BACKLOG,
+    )?;
     let config = ServerConfig {
         root,
         stats: Some(stats::stack_stats(stack.clone())),
         ..ServerConfig::default()
     };
-    HttpServer::spawn(format!("http:{port}"), config, server::tapir_acceptor(listener))
+    HttpServer::spawn_on(
+        exec,
+        format!("http:{port}"),
+        config,
+        server::async_tapir_acceptor(listener),
+    )
 }
 
 /// Whether an I/O error is a read or write timeout (std reports

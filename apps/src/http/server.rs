@@ -1,5 +1,10 @@
-//! The HTTP/1.1 server: one thread accepts, one thread per connection
-//! (capped) reads requests and answers them in order.
+//! The HTTP/1.1 server: an accept task, and one task per connection
+//! (capped) that reads requests and answers them in order, on the
+//! services' [`Executor`] (tokio's multi-thread runtime by default, or
+//! `--workers N`), so a few threads serve any number of connections. The
+//! slowloris bound and the idle keep-alive timeout are timers on the head
+//! reads; every body read and response write is bounded by
+//! [`ServerConfig::io_timeout`].
 //!
 //! Resources:
 //! - `/bytes/N`: N bytes of the deterministic content ([`super::pattern_fill`]),
@@ -16,19 +21,30 @@
 //! `Connection: close` or speaks HTTP/1.0 without `keep-alive`; pipelined
 //! requests are read one after the other from the connection's buffer, so
 //! their responses go out in order.
+//!
+//! Connections come from an [`Accept`]: tapir's async listener
+//! ([`async_tapir_acceptor`], what `tapir up --http` uses), a std listener
+//! as tokio streams ([`std_acceptor`]), or tapir's blocking listener
+//! ([`tapir_acceptor`], tried with a short backoff: that API has no
+//! readiness a task can wait on).
 
 use super::date::http_date;
 use super::message::{Body, Framing, HeadError, Input, RequestHead, Version};
-use super::{is_timeout, pattern_fill, Limits, Status, Transport};
+use super::{pattern_fill, Limits, Status};
+use crate::services::{ExecMode, Executor, Spawner};
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// What produces the `/stats` document.
@@ -73,35 +89,62 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Default)]
 struct Shared {
-    stop: AtomicBool,
+    stop: watch::Sender<bool>,
     active: AtomicUsize,
     connections: AtomicU64,
     requests: AtomicU64,
     rejected: AtomicU64,
 }
 
+impl Shared {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// Where connections come from: a listener of some kind, accepted from
+/// the server's accept task.
+pub trait Accept: Send + 'static {
+    type Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and its peer's address (for logs). An error
+    /// other than the ones [`HttpServer`] retries ends the accept loop.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Conn, String)>> + Send;
+}
+
 /// A running server; [`HttpServer::stop`] or drop stops accepting.
 pub struct HttpServer {
     pub name: String,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// The executor's acceptor runtime, to wait for the accept task.
+    rt: tokio::runtime::Handle,
+    /// The executor, when the server has one of its own.
+    exec: Option<Executor>,
 }
 
 impl HttpServer {
-    /// Serve connections from `accept`, which returns `Ok(None)` when it
-    /// has nothing yet: it should not block much longer than ~100 ms, so
-    /// that the server notices a stop.
-    pub fn spawn<T, A>(
+    /// Serve connections from `accept` on an executor of its own (the
+    /// default runtime, [`ExecMode::default`]).
+    pub fn spawn<A: Accept>(
+        name: impl Into<String>,
+        config: ServerConfig,
+        accept: A,
+    ) -> io::Result<HttpServer> {
+        let exec = Executor::new(ExecMode::default())?;
+        let mut server = HttpServer::spawn_on(&exec, name, config, accept)?;
+        server.exec = Some(exec);
+        Ok(server)
+    }
+
+    /// Serve connections from `accept` on `exec`: the accept loop on its
+    /// acceptor thread, each connection a task of its runtime or workers.
+    pub fn spawn_on<A: Accept>(
+        exec: &Executor,
         name: impl Into<String>,
         mut config: ServerConfig,
         mut accept: A,
-    ) -> io::Result<HttpServer>
-    where
-        T: Transport,
-        A: FnMut() -> io::Result<Option<T>> + Send + 'static,
-    {
+    ) -> io::Result<HttpServer> {
         if let Some(root) = &config.root {
             let canonical = root
                 .canonicalize()
@@ -115,30 +158,47 @@ impl HttpServer {
             config.root = Some(canonical);
         }
         let name = name.into();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            stop: watch::channel(false).0,
+            active: AtomicUsize::new(0),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
         let config = Arc::new(config);
-        let thread = {
-            let shared = shared.clone();
-            std::thread::Builder::new().name(name.clone()).spawn(move || {
-                while !shared.stop.load(Ordering::SeqCst) {
-                    match accept() {
-                        Ok(Some(io)) => dispatch(io, &config, &shared),
-                        Ok(None) => {}
-                        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            // Out of fds, a connection reset before accept:
-                            // nothing to do but try again shortly.
-                            warn!("http accept: {e}");
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+        let spawner = exec.handle();
+        let sh = shared.clone();
+        let task = exec.spawn_service(async move {
+            let mut stop = sh.stop.subscribe();
+            loop {
+                let accepted = tokio::select! {
+                    r = accept.accept() => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match accepted {
+                    Ok((io, peer)) => dispatch(io, peer, &config, &sh, &spawner),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotConnected
+                                | io::ErrorKind::ConnectionAborted
+                                | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        // Out of fds, a connection reset before accept:
+                        // nothing to do but try again shortly.
+                        warn!("http accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
-            })?
-        };
+            }
+        });
         Ok(HttpServer {
             name,
             shared,
-            thread: Some(thread),
+            task: Some(task),
+            rt: exec.acceptor_handle(),
+            exec: None,
         })
     }
 
@@ -162,13 +222,18 @@ impl HttpServer {
         self.shared.active.load(Ordering::SeqCst)
     }
 
-    /// Stop accepting, give open connections up to `grace` to finish, and
+    fn stop_accepting(&mut self) {
+        self.shared.stop.send_replace(true);
+        if let Some(t) = self.task.take() {
+            let _ = self.rt.block_on(t);
+        }
+    }
+
+    /// Stop accepting, give open connections up to `grace` to finish (an
+    /// idle one closes at once, one in a request after its response), and
     /// return how many requests were answered.
     pub fn stop_within(mut self, grace: Duration) -> u64 {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_accepting();
         let deadline = Instant::now() + grace;
         while self.active() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -183,55 +248,179 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_accepting();
+        // An executor of our own goes with us, cancelling what is left.
+        self.exec.take();
     }
 }
 
-/// An accept function for [`HttpServer::spawn`] over a std listener: waits
-/// up to 100 ms for a connection.
-pub fn std_acceptor(
-    listener: std::net::TcpListener,
-) -> io::Result<impl FnMut() -> io::Result<Option<std::net::TcpStream>> + Send + 'static> {
-    use std::os::fd::AsRawFd;
+/// Sleeps between tries of a socket that cannot tell us when it is ready:
+/// 1 ms, doubling to 8 ms while nothing happens.
+#[derive(Default)]
+struct Backoff {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(8);
+
+    fn reset(&mut self) {
+        self.sleep = None;
+        self.next = Duration::ZERO;
+    }
+
+    /// Ready when it is time to try again.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let sleep = self.sleep.get_or_insert_with(|| {
+            self.next = (self.next * 2).clamp(Self::FIRST, Self::MAX);
+            Box::pin(tokio::time::sleep(self.next))
+        });
+        ready!(sleep.as_mut().poll(cx));
+        self.sleep = None;
+        Poll::Ready(())
+    }
+}
+
+/// Connections from a std listener, as tokio streams.
+pub struct StdAcceptor {
+    std: Option<std::net::TcpListener>,
+    listener: Option<tokio::net::TcpListener>,
+}
+
+impl Accept for StdAcceptor {
+    type Conn = tokio::net::TcpStream;
+    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, String)> {
+        if let Some(std) = self.std.take() {
+            // Registered with the runtime the accept task runs on.
+            self.listener = Some(tokio::net::TcpListener::from_std(std)?);
+        }
+        let listener = self.listener.as_ref().expect("converted above");
+        let (s, peer) = listener.accept().await?;
+        Ok((s, peer.to_string()))
+    }
+}
+
+/// An acceptor for [`HttpServer::spawn`] over a std listener.
+pub fn std_acceptor(listener: std::net::TcpListener) -> io::Result<StdAcceptor> {
     listener.set_nonblocking(true)?;
-    Ok(move || {
-        let mut fds = [libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
-        if ready <= 0 {
-            return Ok(None);
-        }
-        match listener.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false)?;
-                Ok(Some(s))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+    Ok(StdAcceptor {
+        std: Some(listener),
+        listener: None,
     })
 }
 
-/// An accept function for [`HttpServer::spawn`] over a tapir listener:
-/// waits up to 100 ms for a connection.
-pub fn tapir_acceptor(
-    listener: tapir_harness::TcpListener,
-) -> impl FnMut() -> io::Result<Option<tapir_harness::TcpStream>> + Send + 'static {
-    move || match listener.accept_timeout(Duration::from_millis(100)) {
-        Ok((s, _)) => Ok(Some(s)),
-        Err(e) if is_timeout(&e) => Ok(None),
-        Err(e) => Err(e),
+/// Connections from tapir's async listener.
+pub struct TapirAcceptor(tapir_harness::net::TcpListener);
+
+impl Accept for TapirAcceptor {
+    type Conn = tapir_harness::net::TcpStream;
+    async fn accept(&mut self) -> io::Result<(tapir_harness::net::TcpStream, String)> {
+        let (s, peer) = self.0.accept().await?;
+        Ok((s, peer.to_string()))
     }
 }
 
-/// Decrements the active count however the connection thread ends.
+/// An acceptor over tapir's async listener: what `tapir up --http` serves.
+pub fn async_tapir_acceptor(listener: tapir_harness::net::TcpListener) -> TapirAcceptor {
+    TapirAcceptor(listener)
+}
+
+/// Connections from tapir's blocking listener. That API has no readiness
+/// to wait on from a task (and no way to turn it into the async one), so
+/// the listener and its streams are tried non-blocking with a short
+/// backoff ([`Backoff`]); [`async_tapir_acceptor`] has no such cost.
+pub struct BlockingTapirAcceptor {
+    listener: tapir_harness::TcpListener,
+    backoff: Backoff,
+}
+
+impl Accept for BlockingTapirAcceptor {
+    type Conn = PolledTapirStream;
+    async fn accept(&mut self) -> io::Result<(PolledTapirStream, String)> {
+        std::future::poll_fn(|cx| loop {
+            match self.listener.accept() {
+                Ok((s, peer)) => {
+                    self.backoff.reset();
+                    s.set_nonblocking(true)?;
+                    return Poll::Ready(Ok((
+                        PolledTapirStream {
+                            s,
+                            read: Backoff::default(),
+                            write: Backoff::default(),
+                        },
+                        peer.to_string(),
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(self.backoff.poll_wait(cx)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+}
+
+/// An acceptor for [`HttpServer::spawn`] over a blocking tapir listener;
+/// see [`BlockingTapirAcceptor`].
+pub fn tapir_acceptor(listener: tapir_harness::TcpListener) -> BlockingTapirAcceptor {
+    let _ = listener.set_nonblocking(true);
+    BlockingTapirAcceptor {
+        listener,
+        backoff: Backoff::default(),
+    }
+}
+
+/// A blocking tapir stream in non-blocking mode, retried with a backoff.
+pub struct PolledTapirStream {
+    s: tapir_harness::TcpStream,
+    read: Backoff,
+    write: Backoff,
+}
+
+impl AsyncRead for PolledTapirStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match (&this.s).read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    this.read.reset();
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(this.read.poll_wait(cx)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PolledTapirStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        use std::io::Write;
+        let this = self.get_mut();
+        loop {
+            match (&this.s).write(data) {
+                Ok(n) => {
+                    this.write.reset();
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(this.write.poll_wait(cx)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.s.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Decrements the active count however the connection task ends.
 struct ActiveGuard(Arc<Shared>);
 
 impl Drop for ActiveGuard {
@@ -240,37 +429,45 @@ impl Drop for ActiveGuard {
     }
 }
 
-fn dispatch<T: Transport>(io: T, config: &Arc<ServerConfig>, shared: &Arc<Shared>) {
+fn dispatch<S>(io: S, peer: String, config: &Arc<ServerConfig>, shared: &Arc<Shared>, spawner: &Spawner)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     shared.connections.fetch_add(1, Ordering::SeqCst);
     if shared.active.fetch_add(1, Ordering::SeqCst) >= config.max_connections {
         shared.active.fetch_sub(1, Ordering::SeqCst);
         shared.rejected.fetch_add(1, Ordering::SeqCst);
-        reject_busy(io);
+        // Not on the accept task: a slow client must not hold it.
+        tokio::spawn(reject_busy(io));
         return;
     }
     let guard = ActiveGuard(shared.clone());
     let config = config.clone();
-    let shared2 = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("http-conn".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let _guard = guard;
-            let peer = io.peer();
-            match serve_connection(io, &config, &shared2) {
-                Ok(n) => debug!(%peer, requests = n, "http connection done"),
-                Err(e) => debug!(%peer, "http connection ended: {e}"),
-            }
-        });
-    if let Err(e) = spawned {
-        // The closure (and with it the guard and the connection) is gone.
-        warn!("http: cannot start a connection thread: {e}");
-    }
+    let shared = shared.clone();
+    spawner.spawn(Box::pin(async move {
+        let _guard = guard;
+        match serve_connection(io, &peer, &config, &shared).await {
+            Ok(n) => debug!(%peer, requests = n, "http connection done"),
+            Err(e) => debug!(%peer, "http connection ended: {e}"),
+        }
+    }));
 }
 
-/// The server is full: say so without reading anything, and close. Done on
-/// the accept thread, so bounded by a short write timeout.
-fn reject_busy<T: Transport>(mut io: T) {
+/// A timeout as an I/O error.
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// `f`, failing with `TimedOut` after `t`.
+async fn bounded<T>(t: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(t, f)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// The server is full: say so without reading anything, and close, within
+/// short bounds.
+async fn reject_busy<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     let body = "503 Service Unavailable: too many connections\n";
     let msg = format!(
         "HTTP/1.1 503 Service Unavailable\r\nDate: {}\r\nServer: tapir\r\nContent-Type: text/plain\r\n\
@@ -278,58 +475,67 @@ fn reject_busy<T: Transport>(mut io: T) {
         http_date(std::time::SystemTime::now()),
         body.len()
     );
-    let _ = io.set_write_timeout(Some(Duration::from_millis(500)));
-    let _ = io.write_all(msg.as_bytes());
-    let _ = io.flush();
-    let _ = io.shutdown_write();
+    let short = Duration::from_millis(500);
+    let _ = bounded(short, io.write_all(msg.as_bytes())).await;
+    let _ = bounded(short, io.shutdown()).await;
     // Take in a request that already arrived, so that closing does not
     // reset the connection (and destroy the 503) for unread data.
-    let _ = io.set_read_timeout(Some(Duration::from_millis(20)));
-    let _ = io.read(&mut [0u8; 16 * 1024]);
+    let _ = bounded(Duration::from_millis(20), io.read(&mut [0u8; 16 * 1024])).await;
 }
 
 /// Responses are assembled here and written in few large writes.
 const OUT_BUFFER: usize = 64 * 1024;
 
-struct Conn<T: Transport> {
-    input: Input<T>,
+struct Conn<S> {
+    input: Input<S>,
     out: Vec<u8>,
+    /// Bound on each write (and each body read).
+    io_timeout: Duration,
 }
 
-impl<T: Transport> Conn<T> {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.out.len() + data.len() > OUT_BUFFER {
-            self.flush()?;
+            self.flush().await?;
         }
         if data.len() >= OUT_BUFFER {
-            self.input.get_mut().write_all(data)
+            bounded(self.io_timeout, self.input.get_mut().write_all(data)).await
         } else {
             self.out.extend_from_slice(data);
             Ok(())
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.input.get_mut().write_all(&self.out)?;
+            bounded(self.io_timeout, self.input.get_mut().write_all(&self.out)).await?;
             self.out.clear();
         }
-        self.input.get_mut().flush()
+        bounded(self.io_timeout, self.input.get_mut().flush()).await
+    }
+
+    /// Read body bytes, bounded by the I/O timeout.
+    async fn body_read(&mut self, body: &mut Body, buf: &mut [u8], limits: &Limits) -> io::Result<usize> {
+        bounded(self.io_timeout, body.read_async(&mut self.input, buf, limits)).await
     }
 
     /// RFC 9112 9.6: close in stages, so that a response is not destroyed
     /// by a reset for request bytes we never read: send our FIN, read and
     /// discard until the client's FIN (bounded), then close.
-    fn lingering_close(mut self) {
-        let _ = self.flush();
+    async fn lingering_close(mut self) {
+        let _ = self.flush().await;
         let io = self.input.get_mut();
-        let _ = io.shutdown_write();
-        let _ = io.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = bounded(Duration::from_millis(500), io.shutdown()).await;
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut scratch = [0u8; 16 * 1024];
+        let mut scratch = vec![0u8; 16 * 1024];
         let mut drained = 0usize;
-        while Instant::now() < deadline && drained < (4 << 20) {
-            match io.read(&mut scratch) {
+        while drained < (4 << 20) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(500));
+            match bounded(wait, io.read(&mut scratch)).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
@@ -393,19 +599,32 @@ impl Reply {
     }
 }
 
+/// The reply to a request we could not make sense of: close after it.
+fn closing_reply() -> Reply {
+    Reply {
+        version: Version(1, 1),
+        head_only: false,
+        keep_alive: false,
+    }
+}
+
 /// Serve requests on one connection until it closes; the number answered.
-fn serve_connection<T: Transport>(io: T, config: &ServerConfig, shared: &Shared) -> io::Result<u64> {
-    io.set_write_timeout(Some(config.io_timeout))?;
+async fn serve_connection<S>(io: S, peer: &str, config: &ServerConfig, shared: &Shared) -> io::Result<u64>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut conn = Conn {
         input: Input::new(io),
         out: Vec::with_capacity(OUT_BUFFER),
+        io_timeout: config.io_timeout,
     };
+    let mut stop = shared.stop.subscribe();
     let mut answered = 0u64;
     loop {
         // The first request must start within the header timeout; later
         // ones within the idle timeout. Once a head has started, it must be
         // complete within the header timeout of its first byte, however
-        // slowly it trickles in.
+        // slowly it trickles in. Both are timers on the reads.
         let idle_deadline = Instant::now()
             + if answered == 0 {
                 config.header_timeout
@@ -413,102 +632,81 @@ fn serve_connection<T: Transport>(io: T, config: &ServerConfig, shared: &Shared)
                 config.idle_timeout
             };
         let mut head_started: Option<Instant> = None;
-        let mut current: Option<Duration> = None;
-        let mut before_read = |io: &T, partial: bool| -> io::Result<()> {
-            let now = Instant::now();
-            let deadline = if partial {
-                *head_started.get_or_insert(now) + config.header_timeout
+        let header_timeout = config.header_timeout;
+        let mut deadline = move |partial: bool| {
+            if partial {
+                *head_started.get_or_insert_with(Instant::now) + header_timeout
             } else {
                 idle_deadline
-            };
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
             }
-            // Round to 10 ms so a dribbling client does not cost a
-            // setsockopt per byte.
-            if current.is_none_or(|c| c > left || left - c > Duration::from_millis(10)) {
-                io.set_read_timeout(Some(left))?;
-                current = Some(left);
-            }
-            Ok(())
         };
-        let head_len = match conn.input.read_head(&config.limits, &mut before_read) {
-            Ok(n) => n,
-            Err(HeadError::Closed) | Err(HeadError::Timeout { partial: false }) => break,
-            Err(HeadError::Timeout { partial: true }) => {
-                debug!(peer = %conn.input.get_ref().peer(), "request head timed out");
-                let mut reply = Reply {
-                    version: Version(1, 1),
-                    head_only: false,
-                    keep_alive: false,
-                };
+        let read = tokio::select! {
+            r = conn.input.read_head_async(&config.limits, &mut deadline) => Some(r),
+            // A stop closes a connection that is between requests.
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let head_len = match read {
+            None => break,
+            Some(Ok(n)) => n,
+            Some(Err(HeadError::Closed)) | Some(Err(HeadError::Timeout { partial: false })) => break,
+            Some(Err(HeadError::Timeout { partial: true })) => {
+                debug!(%peer, "request head timed out");
                 shared.requests.fetch_add(1, Ordering::SeqCst);
                 let _ = simple(
                     &mut conn,
-                    &mut reply,
+                    &mut closing_reply(),
                     Status::REQUEST_TIMEOUT,
                     &[],
                     "request head not received in time",
-                );
-                conn.lingering_close();
+                )
+                .await;
+                conn.lingering_close().await;
                 return Ok(answered + 1);
             }
-            Err(HeadError::Bad(status, why)) => {
-                let mut reply = Reply {
-                    version: Version(1, 1),
-                    head_only: false,
-                    keep_alive: false,
-                };
+            Some(Err(HeadError::Bad(status, why))) => {
                 shared.requests.fetch_add(1, Ordering::SeqCst);
-                let _ = simple(&mut conn, &mut reply, status, &[], why);
-                conn.lingering_close();
+                let _ = simple(&mut conn, &mut closing_reply(), status, &[], why).await;
+                conn.lingering_close().await;
                 return Ok(answered + 1);
             }
-            Err(HeadError::Io(e)) => return Err(e),
+            Some(Err(HeadError::Io(e))) => return Err(e),
         };
         let parsed = RequestHead::parse(&conn.input.buffered()[..head_len], &config.limits);
         conn.input.consume(head_len);
-        conn.input.get_ref().set_read_timeout(Some(config.io_timeout))?;
         answered += 1;
         shared.requests.fetch_add(1, Ordering::SeqCst);
         let keep_alive = match parsed {
             Ok(head) => {
-                debug!(peer = %conn.input.get_ref().peer(), method = %head.method, target = %head.target, "request");
-                serve_request(&mut conn, head, config)?
+                debug!(%peer, method = %head.method, target = %head.target, "request");
+                serve_request(&mut conn, head, config).await?
             }
             Err(e) => {
                 let (status, why) = match e {
                     HeadError::Bad(s, why) => (s, why),
                     _ => (Status::BAD_REQUEST, "bad request"),
                 };
-                let mut reply = Reply {
-                    version: Version(1, 1),
-                    head_only: false,
-                    keep_alive: false,
-                };
-                simple(&mut conn, &mut reply, status, &[], why)?;
+                simple(&mut conn, &mut closing_reply(), status, &[], why).await?;
                 false
             }
         };
         // Pipelined requests already here get their answers in the same
         // write as this one; otherwise the answer goes out before we wait.
         if !keep_alive || !conn.input.has_complete_head() {
-            conn.flush()?;
+            conn.flush().await?;
         }
-        if !keep_alive || shared.stop.load(Ordering::SeqCst) {
-            conn.lingering_close();
+        if !keep_alive || shared.stopping() {
+            conn.lingering_close().await;
             return Ok(answered);
         }
     }
-    let _ = conn.flush();
-    let _ = conn.input.get_ref().shutdown_write();
+    let _ = conn.flush().await;
+    let _ = bounded(Duration::from_millis(500), conn.input.get_mut().shutdown()).await;
     Ok(answered)
 }
 
 /// A short text response.
-fn simple<T: Transport>(
-    conn: &mut Conn<T>,
+async fn simple<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
     reply: &mut Reply,
     status: Status,
     headers: &[(&str, &str)],
@@ -518,9 +716,9 @@ fn simple<T: Transport>(
     let mut all = vec![("Content-Type", "text/plain; charset=utf-8")];
     all.extend_from_slice(headers);
     let head = reply.head(status, &all, Out::Length(body.len() as u64));
-    conn.write(&head)?;
+    conn.write(&head).await?;
     if !reply.head_only {
-        conn.write(body.as_bytes())?;
+        conn.write(body.as_bytes()).await?;
     }
     Ok(())
 }
@@ -555,8 +753,8 @@ const KNOWN_METHODS: [&str; 9] = [
 
 /// Serve one request whose head has been read; whether the connection
 /// stays open for another.
-fn serve_request<T: Transport>(
-    conn: &mut Conn<T>,
+async fn serve_request<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    conn: &mut Conn<S>,
     head: RequestHead,
     config: &ServerConfig,
 ) -> io::Result<bool> {
@@ -574,7 +772,7 @@ fn serve_request<T: Transport>(
     macro_rules! fail {
         ($status:expr, $why:expr) => {{
             reply.keep_alive = false;
-            simple(conn, &mut reply, $status, &[], $why)?;
+            simple(conn, &mut reply, $status, &[], $why).await?;
             return Ok(false);
         }};
     }
@@ -645,7 +843,7 @@ fn serve_request<T: Transport>(
 
     if matches!(resource, Resource::Echo) && method_ok {
         let framing = framing.expect("a POST has framing");
-        return echo(conn, &head, &mut reply, framing, expects_continue, config);
+        return echo(conn, &head, &mut reply, framing, expects_continue, config).await;
     }
 
     // Any body on other requests is read and dropped, up to the limit.
@@ -659,10 +857,7 @@ fn serve_request<T: Transport>(
             let _ = framing;
             reply.keep_alive = false;
         }
-        Some(framing) => match conn
-            .flush()
-            .and_then(|_| Body::new(framing).discard(&mut conn.input, &config.limits, config.max_body))
-        {
+        Some(framing) => match discard_body(conn, framing, config).await {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
                 fail!(Status::CONTENT_TOO_LARGE, "request body too large")
@@ -680,18 +875,22 @@ fn serve_request<T: Transport>(
             Status::METHOD_NOT_ALLOWED,
             &[("Allow", allow)],
             "method not allowed here",
-        )?;
+        )
+        .await?;
         return Ok(reply.keep_alive);
     }
     match resource {
-        Resource::Missing(status, why) => simple(conn, &mut reply, status, &[], why)?,
-        Resource::Redirect(location) => simple(
-            conn,
-            &mut reply,
-            Status::MOVED_PERMANENTLY,
-            &[("Location", &location)],
-            "moved",
-        )?,
+        Resource::Missing(status, why) => simple(conn, &mut reply, status, &[], why).await?,
+        Resource::Redirect(location) => {
+            simple(
+                conn,
+                &mut reply,
+                Status::MOVED_PERMANENTLY,
+                &[("Location", &location)],
+                "moved",
+            )
+            .await?
+        }
         Resource::Index => {
             let page = index_page(config);
             let head = reply.head(
@@ -699,9 +898,9 @@ fn serve_request<T: Transport>(
                 &[("Content-Type", "text/html; charset=utf-8")],
                 Out::Length(page.len() as u64),
             );
-            conn.write(&head)?;
+            conn.write(&head).await?;
             if !reply.head_only {
-                conn.write(page.as_bytes())?;
+                conn.write(page.as_bytes()).await?;
             }
         }
         Resource::Stats => {
@@ -714,9 +913,9 @@ fn serve_request<T: Transport>(
                 ],
                 Out::Length(json.len() as u64),
             );
-            conn.write(&head)?;
+            conn.write(&head).await?;
             if !reply.head_only {
-                conn.write(json.as_bytes())?;
+                conn.write(json.as_bytes()).await?;
             }
         }
         Resource::Bytes { len, chunked } => {
@@ -726,18 +925,42 @@ fn serve_request<T: Transport>(
                 Out::Length(len)
             };
             let head = reply.head(Status::OK, &[("Content-Type", "application/octet-stream")], out);
-            conn.write(&head)?;
+            conn.write(&head).await?;
             if !reply.head_only {
                 send_body(conn, out, len, |offset, buf| {
                     pattern_fill(offset, buf);
                     Ok(buf.len())
-                })?;
+                })
+                .await?;
             }
         }
-        Resource::File(path) => return send_file(conn, &mut reply, &path),
+        Resource::File(path) => return send_file(conn, &mut reply, &path).await,
         Resource::Echo => unreachable!("served above"),
     }
     Ok(reply.keep_alive)
+}
+
+/// Flush what is ready, then read and throw away a request body, up to
+/// `max_body` (more is `FileTooLarge`).
+async fn discard_body<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    framing: Framing,
+    config: &ServerConfig,
+) -> io::Result<u64> {
+    conn.flush().await?;
+    let mut body = Body::new(framing);
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = conn.body_read(&mut body, &mut scratch, &config.limits).await?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += got as u64;
+        if n > config.max_body {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "body too large"));
+        }
+    }
 }
 
 /// RFC 9110 8.6 and RFC 9112 6.3: one decimal length; repeated identical
@@ -760,8 +983,8 @@ fn parse_content_length(values: &[&str]) -> Option<u64> {
 
 /// Write `len` body bytes produced by `fill(offset, buf)` in the framing
 /// `out`.
-fn send_body<T: Transport>(
-    conn: &mut Conn<T>,
+async fn send_body<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
     out: Out,
     len: u64,
     mut fill: impl FnMut(u64, &mut [u8]) -> io::Result<usize>,
@@ -778,23 +1001,23 @@ fn send_body<T: Transport>(
             ));
         }
         if out == Out::Chunked {
-            conn.write(format!("{n:x}\r\n").as_bytes())?;
-            conn.write(&buf[..n])?;
-            conn.write(b"\r\n")?;
+            conn.write(format!("{n:x}\r\n").as_bytes()).await?;
+            conn.write(&buf[..n]).await?;
+            conn.write(b"\r\n").await?;
         } else {
-            conn.write(&buf[..n])?;
+            conn.write(&buf[..n]).await?;
         }
         sent += n as u64;
     }
     if out == Out::Chunked {
-        conn.write(b"0\r\n\r\n")?;
+        conn.write(b"0\r\n\r\n").await?;
     }
     Ok(())
 }
 
 /// POST /echo: stream the body back as it arrives.
-fn echo<T: Transport>(
-    conn: &mut Conn<T>,
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
     head: &RequestHead,
     reply: &mut Reply,
     framing: Framing,
@@ -806,7 +1029,7 @@ fn echo<T: Transport>(
         _ => reply.framing(None),
     };
     if expects_continue {
-        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
     }
     let content_type = head
         .values("content-type")
@@ -814,27 +1037,27 @@ fn echo<T: Transport>(
         .unwrap_or("application/octet-stream")
         .to_string();
     let response = reply.head(Status::OK, &[("Content-Type", &content_type)], out);
-    conn.write(&response)?;
-    conn.flush()?;
+    conn.write(&response).await?;
+    conn.flush().await?;
     let mut body = Body::new(framing);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // An error here comes after our 200: all we can do is close, which
         // the client sees as a truncated body.
-        let n = body.read(&mut conn.input, &mut buf, &config.limits)?;
+        let n = conn.body_read(&mut body, &mut buf, &config.limits).await?;
         if n == 0 {
             break;
         }
         if out == Out::Chunked {
-            conn.write(format!("{n:x}\r\n").as_bytes())?;
-            conn.write(&buf[..n])?;
-            conn.write(b"\r\n")?;
+            conn.write(format!("{n:x}\r\n").as_bytes()).await?;
+            conn.write(&buf[..n]).await?;
+            conn.write(b"\r\n").await?;
         } else {
-            conn.write(&buf[..n])?;
+            conn.write(&buf[..n]).await?;
         }
         // Echo as it arrives: a client may wait for its bytes before
         // sending more.
-        conn.flush()?;
+        conn.flush().await?;
     }
     if out == Out::Chunked {
         // The request's trailers come back as the response's.
@@ -843,7 +1066,7 @@ fn echo<T: Transport>(
             end.extend_from_slice(format!("{}: {}\r\n", t.name, t.value).as_bytes());
         }
         end.extend_from_slice(b"\r\n");
-        conn.write(&end)?;
+        conn.write(&end).await?;
     }
     Ok(reply.keep_alive)
 }
@@ -975,7 +1198,11 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn send_file<T: Transport>(conn: &mut Conn<T>, reply: &mut Reply, path: &Path) -> io::Result<bool> {
+async fn send_file<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    reply: &mut Reply,
+    path: &Path,
+) -> io::Result<bool> {
     // The path is canonical: a symlink swapped in since is not followed.
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -985,7 +1212,7 @@ fn send_file<T: Transport>(conn: &mut Conn<T>, reply: &mut Reply, path: &Path) -
     let (mut file, meta): (File, _) = match opened {
         Ok(fm) => fm,
         Err(_) => {
-            simple(conn, reply, Status::NOT_FOUND, &[], "cannot open")?;
+            simple(conn, reply, Status::NOT_FOUND, &[], "cannot open").await?;
             return Ok(reply.keep_alive);
         }
     };
@@ -996,11 +1223,11 @@ fn send_file<T: Transport>(conn: &mut Conn<T>, reply: &mut Reply, path: &Path) -
         &[("Content-Type", content_type(path)), ("Last-Modified", &modified)],
         Out::Length(len),
     );
-    conn.write(&head)?;
+    conn.write(&head).await?;
     if !reply.head_only {
         // A file that shrinks under us cannot meet its Content-Length: the
         // error closes the connection, which the client sees as truncation.
-        send_body(conn, Out::Length(len), len, |_, buf| file.read(buf))?;
+        send_body(conn, Out::Length(len), len, |_, buf| file.read(buf)).await?;
     }
     Ok(reply.keep_alive)
 }
