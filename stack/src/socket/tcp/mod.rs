@@ -12,7 +12,8 @@
 //! - `conn`: one connection: the state machine, reliable delivery, flow
 //!   control, timers.
 //! - `rtt`: the RFC 6298 estimator.
-//! - `cc`: congestion control behind a trait (Reno first).
+//! - `cc/`: congestion control behind a trait (`mod.rs`), one file per
+//!   controller (`reno.rs` first).
 //! - `seq`: sequence-number arithmetic modulo 2^32.
 //!
 //! Nothing here knows the interface: `iface::tcp` parses segments and
