@@ -50,6 +50,7 @@ impl Connection {
     pub(super) fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd.wscale;
+        let prior_una = self.snd.una;
         if ack >= self.snd.una {
             // The peer is there: a probe was answered, whatever the window
             // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
@@ -122,8 +123,20 @@ impl Connection {
                 r.inflation = r.inflation.saturating_add(mss);
             }
         }
-        // RFC 9293: update the send window if the segment is newer.
-        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
+        // RFC 9293 3.10.7.4 updates the send window if SND.UNA =< SEG.ACK
+        // and (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
+        // SEG.ACK)). Like Linux (tcp_may_update_window), a segment that
+        // advances neither SEG.SEQ nor SEG.ACK may only open the window (or
+        // close it to zero): a duplicated or reordered old ACK (same SEQ,
+        // same ACK, the smaller window from before the peer's application
+        // read) would otherwise shrink it below data the peer has already
+        // taken. acceptable_seq() then put the stale right edge, below the
+        // peer's RCV.NXT, on every ACK we sent; the peer dropped them all as
+        // unacceptable and neither side's SND.UNA moved again.
+        let newer = ack > prior_una
+            || self.snd.wl1 < seq
+            || (self.snd.wl1 == seq && (window > self.snd.wnd || window == 0));
+        if ack >= prior_una && newer {
             self.update_window(window, seq, ack);
         }
     }

@@ -68,6 +68,11 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
 /// Bytes of TCP and IPv4 headers without options.
 const HEADERS: usize = 40;
+/// The smallest receive buffer SO_RCVBUF sets (Linux has a floor too,
+/// SOCK_MIN_RCVBUF, counted with its per-buffer overhead): one segment of
+/// the default MSS every host must accept (RFC 9293 3.7.1), so that the
+/// window can always open to a whole segment.
+const MIN_RECV_BUFFER: usize = DEFAULT_MSS;
 
 #[derive(Debug, Clone, Copy)]
 struct Timestamps {

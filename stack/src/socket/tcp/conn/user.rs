@@ -148,8 +148,20 @@ impl Connection {
                 // it was delivered (RFC 9293 3.10.7.4 seventh step), so it
                 // must still be there. Linux does not drop queued data when
                 // sk_rcvbuf is lowered either.
+                //
+                // Nor below the window already advertised: RFC 9293 3.8.6
+                // and RFC 7323 2.4 (rule 1) have the receiver accept what
+                // fits the window it offered, and a buffer smaller than that
+                // dropped every in-window segment while the sender
+                // retransmitted until it gave up. The window then closes as
+                // the data arrives. And, as Linux (SOCK_MIN_RCVBUF), never
+                // below a minimum.
                 let ooo_end = self.rcv.ooo.ranges().last().map_or(0, |(_, end)| end);
-                let _ = self.rcv.buf.resize(n.max(self.rcv.buf.len() + ooo_end));
+                let beyond_nxt = ooo_end.max(self.rcv.wnd());
+                let _ = self
+                    .rcv
+                    .buf
+                    .resize(n.max(MIN_RECV_BUFFER).max(self.rcv.buf.len() + beyond_nxt));
                 // Before our SYN (or SYN-ACK) goes, the window scale we offer
                 // follows the buffer: RFC 7323 2.2 picks the shift from the
                 // largest window we may offer, and Linux clamps it by a
