@@ -32,9 +32,6 @@ const IMPAIRED_TIME: Duration = Duration::from_secs(30);
 /// here) for backed-off timers, plus the transfer itself.
 const HEAL_TIME: Duration = Duration::from_secs(120);
 
-/// See the `RecvBuffer` option below. 0 replays the defect.
-const RCVBUF_FLOOR: usize = 16 * 1024;
-
 fn byte(offset: usize, salt: u8) -> u8 {
     (offset as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8 ^ salt
 }
@@ -312,12 +309,7 @@ fuzz_target!(|input: Input| {
                     Opt::NoDelay(v) => TcpOption::NoDelay(v),
                     Opt::QuickAck(v) => TcpOption::QuickAck(v),
                     Opt::KeepAlive(v) => TcpOption::KeepAlive(v),
-                    // Known defect (regressions/tcp_pair-rcvbuf-zero): a
-                    // receive buffer set below what the window already
-                    // offered stalls the connection for good (it keeps
-                    // offering a window it cannot take). Until it is fixed,
-                    // stay at Linux's floor (SOCK_MIN_RCVBUF, doubled).
-                    Opt::RecvBuffer(n) => TcpOption::RecvBuffer(usize::from(n).max(RCVBUF_FLOOR)),
+                    Opt::RecvBuffer(n) => TcpOption::RecvBuffer(usize::from(n)),
                     Opt::SendBuffer(n) => TcpOption::SendBuffer(usize::from(n)),
                     Opt::MaxSegment(n) => TcpOption::MaxSegment(n),
                 };
