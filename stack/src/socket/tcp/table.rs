@@ -548,6 +548,7 @@ impl TcpTable {
             readable,
             writable,
             error,
+            timed_out,
         } = out;
         if let Some(rst) = rst {
             self.queue_rst(cx, dst, rst);
@@ -576,10 +577,10 @@ impl TcpTable {
                 }
             }
             Transition::Closed => {
-                match error {
-                    Some(SocketError::ConnectionReset) => cx.stats.tcp_resets_rx += 1,
-                    Some(SocketError::TimedOut) => cx.stats.tcp_timeouts += 1,
-                    _ => {}
+                if timed_out {
+                    cx.stats.tcp_timeouts += 1;
+                } else if error == Some(SocketError::ConnectionReset) {
+                    cx.stats.tcp_resets_rx += 1;
                 }
                 let embryonic = parent.is_some();
                 if app_closed || embryonic {

@@ -152,6 +152,9 @@ pub(crate) struct Outcome {
     pub writable: bool,
     /// The error that ends or troubles the connection (SO_ERROR).
     pub error: Option<SocketError>,
+    /// The connection gave up on the peer (counted as a timeout whatever
+    /// `error` reports).
+    pub timed_out: bool,
 }
 
 /// A challenge ACK the connection owes the peer (RFC 5961), and whether
@@ -256,6 +259,9 @@ pub(crate) struct Connection {
     /// When we last answered an unacceptable segment (invalid_ratelimit).
     last_invalid_ack: Option<Instant>,
     pub error: Option<SocketError>,
+    /// Retransmissions, keepalives or the user timeout ran out; `error`
+    /// may then name an earlier soft error instead of ETIMEDOUT.
+    timed_out: bool,
     stats: TcpConnStats,
 }
 
@@ -363,6 +369,7 @@ impl Connection {
             challenge: None,
             last_invalid_ack: None,
             error: None,
+            timed_out: false,
             stats: TcpConnStats::default(),
             cfg: cfg.clone(),
         }
@@ -475,6 +482,7 @@ impl Connection {
             readable: self.can_recv(),
             writable: self.may_send() && self.send_capacity() > 0,
             error: self.error,
+            timed_out: self.timed_out,
         }
     }
 

@@ -245,3 +245,35 @@ fn keepalive_probes_an_idle_connection() {
     let (probe, len) = next(&mut c, deadline).expect("a keepalive");
     assert_eq!((probe.seq, probe.ack, len), (ISS, IRS + 1, 0));
 }
+
+/// RFC 1122 4.2.3.9: a soft ICMP error on an established connection is
+/// kept; when retransmissions then run out, that error is what the user
+/// sees, not ETIMEDOUT (Linux tcp_write_err: sk_err_soft ? : ETIMEDOUT).
+#[test]
+fn timeout_reports_the_soft_icmp_error() {
+    let mut c = established();
+    c.send(&[1; 100]);
+    let (d, len) = next(&mut c, at(100)).expect("data");
+    assert_eq!((d.seq, len), (ISS + 1, 100));
+    let err = SocketError::Unreachable {
+        reporter: Ipv4Addr::new(10, 77, 0, 254),
+        dst: c.remote,
+        code: crate::wire::UnreachableCode::Host,
+        next_hop_mtu: None,
+    };
+    let out = c.on_icmp_error(err);
+    assert_eq!(out.transition, Transition::None, "soft while established");
+    let mut out = c.unchanged();
+    for _ in 0..100 {
+        let Some(now) = c.schedule().deadline else {
+            break;
+        };
+        out = c.on_timer(now);
+        if out.transition == Transition::Closed {
+            break;
+        }
+        while next(&mut c, now).is_some() {}
+    }
+    assert_eq!(out.transition, Transition::Closed, "retransmissions ran out");
+    assert_eq!(out.error, Some(err));
+}

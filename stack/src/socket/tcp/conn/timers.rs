@@ -213,7 +213,12 @@ impl Connection {
     /// 9293 3.10.8 USER TIMEOUT, RFC 1122 4.2.3.5; Linux tcp_write_err).
     pub(super) fn time_out(&mut self, now: Instant, reset: bool) -> Transition {
         tracing::debug!(remote = %self.remote, state = %self.state, "connection timed out");
-        self.error = Some(SocketError::TimedOut);
+        // RFC 1122 4.2.3.9: a soft ICMP error seen earlier (and not yet
+        // read by the user) likely explains the silence; report it rather
+        // than ETIMEDOUT, as Linux's tcp_write_err (sk_err_soft ? : ETIMEDOUT).
+        // Only soft errors survive into a state that can time out.
+        self.error = Some(self.error.take().unwrap_or(SocketError::TimedOut));
+        self.timed_out = true;
         let synchronized = matches!(
             self.state,
             TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::FinWait2
