@@ -265,17 +265,18 @@ impl Drop for StreamInner {
     }
 }
 
-/// What a blocking call concluded, computed under the stack lock.
-enum Outcome<T> {
+/// What a socket call (blocking here, or async in `net`) concluded,
+/// computed under the stack lock.
+pub(crate) enum Outcome<T> {
     Done(T),
-    /// The connection failed with this error; not yet reported.
+    /// The connection failed with this error; maybe not yet reported.
     Failed(SocketError),
     Err(io::Error),
 }
 
-/// What a blocking call makes of a stack error: wait (`None`), or an
+/// What a socket call makes of a stack error: wait (`None`), or an
 /// outcome (`what` names the call in the message).
-fn outcome<T, E: StackError>(r: Result<T, E>, what: &str) -> Option<Outcome<T>> {
+pub(crate) fn outcome<T, E: StackError>(r: Result<T, E>, what: &str) -> Option<Outcome<T>> {
     match r {
         Ok(t) => Some(Outcome::Done(t)),
         Err(e) => match e.io_kind() {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use super::Waiter;
 use crate::driver::{Side, StackHandle};
 use crate::sockerr::{closed, socket_error, v4};
-use crate::tcp::{annotate, broken_pipe, tcp_error, StackError, DEFAULT_BACKLOG};
+use crate::tcp::{annotate, broken_pipe, outcome, tcp_error, Outcome, DEFAULT_BACKLOG};
 
 // ---------------------------------------------------------------------------
 // Listener
@@ -156,25 +156,6 @@ impl Drop for Conn {
         // Graceful unless data is left unread (then RST, as Linux).
         let h = self.handle;
         self.stack.close_socket(h, |i| i.tcp_close(h));
-    }
-}
-
-/// What an operation concluded under the lock.
-enum Outcome<T> {
-    Done(T),
-    /// The connection failed with this error; maybe not yet reported.
-    Failed(SocketError),
-    Err(io::Error),
-}
-
-fn outcome<T, E: StackError>(r: Result<T, E>, what: &str) -> Option<Outcome<T>> {
-    match r {
-        Ok(t) => Some(Outcome::Done(t)),
-        Err(e) => match e.io_kind() {
-            Ok(io::ErrorKind::WouldBlock) => None,
-            Err(failed) => Some(Outcome::Failed(failed)),
-            Ok(_) => Some(Outcome::Err(tcp_error(e, what))),
-        },
     }
 }
 
