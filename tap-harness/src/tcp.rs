@@ -726,7 +726,10 @@ stack_error!(TcpRecvError {
     TcpRecvError::Failed(e) => return Err(e),
 });
 stack_error!(TcpShutdownError { TcpShutdownError::NotConnected => K::NotConnected, });
-stack_error!(TcpOptionError { TcpOptionError::BadHandle => K::NotConnected, });
+stack_error!(TcpOptionError {
+    TcpOptionError::BadHandle => K::NotConnected,
+    TcpOptionError::InvalidValue => K::InvalidInput,
+});
 
 /// The `io::Error` a std::net user expects for a stack error.
 pub(crate) fn tcp_error<E: StackError>(e: E, what: &str) -> io::Error {

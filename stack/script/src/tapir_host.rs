@@ -152,6 +152,7 @@ impl ToErrno for TcpOptionError {
     fn errno(self) -> Errno {
         match self {
             TcpOptionError::BadHandle => Errno::EBADF,
+            TcpOptionError::InvalidValue => Errno::EINVAL,
         }
     }
 }
@@ -284,7 +285,7 @@ impl ScriptHost for TapirHost {
             SockOpt::KeepAlive => TcpOption::KeepAlive(value != 0),
             SockOpt::KeepIdle => TcpOption::KeepIdle(secs(value)),
             SockOpt::KeepIntvl => TcpOption::KeepInterval(secs(value)),
-            SockOpt::KeepCnt => TcpOption::KeepCount(value.max(1) as u32),
+            SockOpt::KeepCnt => TcpOption::KeepCount(value.clamp(0, i64::from(u32::MAX)) as u32),
             SockOpt::UserTimeout => TcpOption::UserTimeout(Duration::from_millis(value.max(0) as u64)),
             SockOpt::RcvBuf => TcpOption::RecvBuffer(value.max(256) as usize),
             SockOpt::SndBuf => TcpOption::SendBuffer(value.max(256) as usize),

@@ -9,7 +9,7 @@ use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
 use super::{TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use core::net::SocketAddrV4;
 
 /// Options a socket remembers before it has a connection to apply them to.
@@ -285,7 +285,11 @@ impl TcpTable {
         h: SocketHandle,
         opt: TcpOption,
     ) -> Result<(), TcpOptionError> {
-        match &mut cx.socket_mut(h).ok_or(TcpOptionError::BadHandle)?.kind {
+        let socket = cx.socket_mut(h).ok_or(TcpOptionError::BadHandle)?;
+        if !opt.in_range() {
+            return Err(TcpOptionError::InvalidValue);
+        }
+        match &mut socket.kind {
             TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
                 options.retain(|o| core::mem::discriminant(o) != core::mem::discriminant(&opt));
                 if options.len() < MAX_PENDING_OPTIONS {
@@ -364,6 +368,10 @@ fn pending_option(config: &Config, options: &[TcpOption], opt: TcpOption) -> Tcp
         TcpOption::SendBuffer(_) => TcpOption::SendBuffer(cfg.send_buffer),
         TcpOption::MaxSegment(_) => TcpOption::MaxSegment((config.mtu - 40) as u16),
         TcpOption::SynCount(_) => TcpOption::SynCount(cfg.syn_retries.min(127) as u8),
+        TcpOption::KeepIdle(_) => TcpOption::KeepIdle(cfg.keepalive_idle),
+        TcpOption::KeepInterval(_) => TcpOption::KeepInterval(cfg.keepalive_interval),
+        TcpOption::KeepCount(_) => TcpOption::KeepCount(cfg.keepalive_count),
+        TcpOption::UserTimeout(_) => TcpOption::UserTimeout(Duration::ZERO),
         other => other,
     })
 }
@@ -373,6 +381,10 @@ fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
     match opt {
         TcpOption::NoDelay(_) => TcpOption::NoDelay(c.nodelay()),
         TcpOption::KeepAlive(_) => TcpOption::KeepAlive(c.keepalive_enabled()),
+        TcpOption::KeepIdle(_) => TcpOption::KeepIdle(c.keepalive_idle()),
+        TcpOption::KeepInterval(_) => TcpOption::KeepInterval(c.keepalive_interval()),
+        TcpOption::KeepCount(_) => TcpOption::KeepCount(c.keepalive_count()),
+        TcpOption::UserTimeout(_) => TcpOption::UserTimeout(c.user_timeout()),
         TcpOption::RecvBuffer(_) => TcpOption::RecvBuffer(c.rx_capacity()),
         TcpOption::SendBuffer(_) => TcpOption::SendBuffer(c.tx_capacity()),
         TcpOption::MaxSegment(_) => TcpOption::MaxSegment(c.payload_mss() as u16),
@@ -381,6 +393,5 @@ fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
         TcpOption::Cork(_) => TcpOption::Cork(c.cork()),
         TcpOption::SynCount(_) => TcpOption::SynCount(c.syn_retries() as u8),
         TcpOption::DeferAccept(_) => TcpOption::DeferAccept(c.defer_accept()),
-        other => other,
     }
 }

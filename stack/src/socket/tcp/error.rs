@@ -154,6 +154,9 @@ error_enum! {
     TcpOptionError {
         /// Not a TCP socket (EBADF).
         BadHandle => "not an open TCP socket",
+        /// The value is outside the option's range (EINVAL), e.g. a
+        /// keepalive time of zero.
+        InvalidValue => "option value out of range",
     }
 }
 

@@ -125,6 +125,24 @@ pub enum TcpOption {
     SynCount(u8),
 }
 
+impl TcpOption {
+    /// Whether Linux's setsockopt would take this value (else EINVAL).
+    /// Keepalive times are whole seconds there, 1 to 32767
+    /// (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL): a zero time would re-arm
+    /// the keepalive timer at the instant it fires, forever. Probe counts
+    /// are 1 to 127 (MAX_TCP_KEEPCNT).
+    pub fn in_range(&self) -> bool {
+        const KEEPALIVE_TIME: core::ops::RangeInclusive<Duration> =
+            Duration::from_secs(1)..=Duration::from_secs(32767);
+        match *self {
+            TcpOption::KeepIdle(d) | TcpOption::KeepInterval(d) => KEEPALIVE_TIME.contains(&d),
+            TcpOption::KeepCount(n) => (1..=127).contains(&n),
+            TcpOption::SynCount(n) => (1..=127).contains(&n),
+            _ => true,
+        }
+    }
+}
+
 /// What `ss -ti` shows for a Linux connection, for one of ours.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpConnStats {

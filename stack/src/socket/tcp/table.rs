@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -346,12 +346,18 @@ impl TcpTable {
     // ----- timers and output -----
 
     pub fn handle_timeout(&mut self, cx: &mut Cx, now: Instant) {
-        while let Some(&(t, h)) = self.timers.first() {
-            if t > now {
-                break;
-            }
-            self.timers.remove(&(t, h));
+        // Only the deadlines due when the call began: a connection that
+        // re-arms a timer at or before `now` waits for the next call, so a
+        // timer bug shows as a connection that fires on every poll, never
+        // as a stack that spins here.
+        let first_later = (now + Duration::from_micros(1), SocketHandle::MIN);
+        let later = self.timers.split_off(&first_later);
+        let due = core::mem::replace(&mut self.timers, later);
+        for (t, h) in due {
             let Some(e) = cx.entry(h) else { continue };
+            if e.deadline != Some(t) {
+                continue; // moved meanwhile; the new entry is in `timers`
+            }
             e.deadline = None;
             let _span = tracing::debug_span!("conn", %h).entered();
             let out = e.conn.on_timer(now);

@@ -237,6 +237,23 @@ impl Connection {
         self.keepalive.enabled
     }
 
+    pub fn keepalive_idle(&self) -> Duration {
+        self.keepalive.idle
+    }
+
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive.interval
+    }
+
+    pub fn keepalive_count(&self) -> u32 {
+        self.keepalive.count
+    }
+
+    /// Zero when off, as Linux's TCP_USER_TIMEOUT reads back.
+    pub fn user_timeout(&self) -> Duration {
+        self.user_timeout.unwrap_or(Duration::ZERO)
+    }
+
     pub fn rx_capacity(&self) -> usize {
         self.rcv.buf.capacity()
     }
