@@ -1,6 +1,7 @@
 //! Configuration of an [`Interface`](crate::Interface). Every limit the stack
 //! enforces on untrusted input lives here, with the default we chose and why.
 
+use crate::socket::tcp::CongestionAlgorithm;
 use crate::time::Duration;
 use crate::wire::{EthernetAddress, Ipv4Cidr};
 use core::fmt;
@@ -115,6 +116,9 @@ pub struct TcpConfig {
     pub send_buffer: usize,
     /// Initial congestion window in segments (RFC 6928: 10, as Linux).
     pub initial_window: u32,
+    /// The congestion control algorithm of new connections (Linux
+    /// tcp_congestion_control); TCP_CONGESTION changes it per socket.
+    pub congestion_control: CongestionAlgorithm,
     /// Lower bound on the RTO. RFC 6298 2.4 says 1 s SHOULD; Linux uses
     /// 200 ms (TCP_RTO_MIN), and so do we.
     pub rto_min: Duration,
@@ -188,6 +192,7 @@ impl Default for TcpConfig {
             recv_buffer_max: 15 << 20,
             send_buffer: 256 * 1024,
             initial_window: 10,
+            congestion_control: CongestionAlgorithm::default(),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
             rto_initial: Duration::from_secs(1),

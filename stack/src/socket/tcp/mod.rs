@@ -29,6 +29,7 @@ pub(crate) mod seq;
 pub(crate) mod table;
 pub(crate) mod time_wait;
 
+pub use cc::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{
     TcpAcceptError, TcpBindError, TcpConnectError, TcpListenError, TcpOptionError, TcpRecvError,
     TcpSendError, TcpShutdownError, TcpSocketError,

@@ -1,6 +1,7 @@
 //! RFC 5681 Reno, with RFC 3465 byte counting.
 
-use super::CongestionControl;
+use super::{AckEvent, CongestionControl};
+use crate::time::Instant;
 
 /// RFC 5681 Reno: slow start, congestion avoidance, and halving on a
 /// congestion event (the inflation of fast recovery is the connection's).
@@ -42,8 +43,12 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_ack(&mut self, acked: usize, mss: usize) {
+    fn on_ack(&mut self, ack: &AckEvent) {
         self.initial = false;
+        if !ack.cwnd_limited {
+            return;
+        }
+        let (acked, mss) = (ack.acked, ack.mss);
         if self.cwnd < self.ssthresh {
             // RFC 5681 3.1 equation 2, with RFC 3465's limit of L = 2*SMSS.
             self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
@@ -57,7 +62,7 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_congestion_event(&mut self, in_flight: usize, mss: usize) {
+    fn on_congestion_event(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.initial = false;
         // RFC 5681 equation 4; cwnd = ssthresh as step 6 leaves it (step
         // 3's + 3*SMSS is the recovery's inflation).
@@ -65,12 +70,12 @@ impl CongestionControl for Reno {
         self.cwnd = self.ssthresh;
     }
 
-    fn on_recovery_end(&mut self) {
+    fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh;
         self.acked_in_ca = 0;
     }
 
-    fn on_rto(&mut self, in_flight: usize, mss: usize) {
+    fn on_rto(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.initial = false;
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
@@ -91,17 +96,17 @@ mod tests {
     fn slow_start_then_avoidance() {
         let mss = 1000;
         let mut r = Reno::new(10 * mss);
-        r.on_ack(mss, mss);
+        r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         assert_eq!(r.window(), 11 * mss);
-        r.on_rto(20 * mss, mss);
+        r.on_rto(Instant::ZERO, 20 * mss, mss);
         assert_eq!((r.window(), r.ssthresh()), (mss, 10 * mss));
         for _ in 0..9 {
-            r.on_ack(mss, mss);
+            r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         }
         assert_eq!(r.window(), 10 * mss, "slow start up to ssthresh");
         // Avoidance: one MSS per window's worth of ACKs.
         for _ in 0..10 {
-            r.on_ack(mss, mss);
+            r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         }
         assert_eq!(r.window(), 11 * mss);
     }
@@ -111,7 +116,7 @@ mod tests {
         let mut r = Reno::new(14600);
         r.set_initial_window(10 * 1000);
         assert_eq!(r.window(), 10_000);
-        r.on_ack(1000, 1000);
+        r.on_ack(&AckEvent::test(Instant::ZERO, 1000, 1000));
         assert_eq!(r.window(), 11_000);
         r.set_initial_window(10 * 536);
         assert_eq!(r.window(), 11_000, "only the initial window follows the MSS");
@@ -121,11 +126,11 @@ mod tests {
     fn congestion_event_halves_without_inflation() {
         let mss = 1000;
         let mut r = Reno::new(10 * mss);
-        r.on_congestion_event(10 * mss, mss);
+        r.on_congestion_event(Instant::ZERO, 10 * mss, mss);
         assert_eq!((r.ssthresh(), r.window()), (5 * mss, 5 * mss));
-        r.on_recovery_end();
+        r.on_recovery_end(Instant::ZERO);
         assert_eq!(r.window(), 5 * mss);
-        r.on_ack(mss, mss);
+        r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         assert_eq!(r.window(), 5 * mss, "avoidance: a window's worth of ACKs per MSS");
     }
 }

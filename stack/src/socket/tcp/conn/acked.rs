@@ -2,6 +2,7 @@
 //! send side (RFC 5681 congestion control, RFC 6298 RTT, window update).
 
 use super::*;
+use crate::socket::tcp::cc::AckEvent;
 
 impl Connection {
     /// Our SYN was acknowledged: measure it and stop its timer.
@@ -73,7 +74,8 @@ impl Connection {
             if self.snd.nxt < self.snd.una {
                 self.snd.nxt = self.snd.una;
             }
-            if let Some(rtt) = self.rtt_sample(now, seg, ack) {
+            let rtt = self.rtt_sample(now, seg, ack);
+            if let Some(rtt) = rtt {
                 self.rtt.sample(rtt, self.snd.una, self.snd.max);
             }
             self.retries = 0;
@@ -85,12 +87,20 @@ impl Connection {
             self.persist_backoff = 0;
             let mss = self.payload_mss();
             match self.recovery {
-                Some(r) if ack >= r.recover => self.end_recovery(),
+                Some(r) if ack >= r.recover => self.end_recovery(now),
                 // A partial ACK: without NewReno (a later issue), Reno
                 // leaves recovery here too, then retransmits on the timer.
-                Some(_) => self.end_recovery(),
-                None if cwnd_limited => self.cc.on_ack(acked, mss),
-                None => {}
+                Some(_) => self.end_recovery(now),
+                None => self.cc.on_ack(&AckEvent {
+                    now,
+                    acked,
+                    mss,
+                    rtt,
+                    srtt: self.rtt.srtt(),
+                    una: self.snd.una,
+                    snd_max: self.snd.max,
+                    cwnd_limited,
+                }),
             }
             self.dup_acks = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart.
@@ -116,7 +126,7 @@ impl Connection {
                 // Step 2: data sent by limited transmit (beyond cwnd) MUST
                 // NOT count in the FlightSize that sets ssthresh.
                 let flight = self.snd.in_flight().min(self.cc.window().max(mss));
-                self.enter_recovery(flight, mss);
+                self.enter_recovery(now, flight, mss);
             } else if let Some(r) = self.recovery.as_mut().filter(|_| self.dup_acks > 3) {
                 // RFC 5681 3.2 step 4: each further duplicate ACK means a
                 // segment left the network; inflate by one SMSS.
@@ -159,8 +169,8 @@ impl Connection {
     /// RFC 5681 3.2 steps 2-3: a congestion event, the fast retransmit,
     /// and fast recovery until SND.NXT as of now is acknowledged, with the
     /// window inflated by the three segments the duplicates say have left.
-    fn enter_recovery(&mut self, flight: usize, mss: usize) {
-        self.cc.on_congestion_event(flight, mss);
+    fn enter_recovery(&mut self, now: Instant, flight: usize, mss: usize) {
+        self.cc.on_congestion_event(now, flight, mss);
         self.recovery = Some(Recovery {
             recover: self.snd.max,
             inflation: 3 * mss,
@@ -171,9 +181,9 @@ impl Connection {
 
     /// RFC 5681 3.2 step 6: deflate (the inflation goes) and tell the
     /// controller.
-    fn end_recovery(&mut self) {
+    fn end_recovery(&mut self, now: Instant) {
         self.recovery = None;
-        self.cc.on_recovery_end();
+        self.cc.on_recovery_end(now);
     }
 
     /// The congestion window the sender may use: the controller's, plus

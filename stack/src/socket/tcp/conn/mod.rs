@@ -43,7 +43,7 @@ mod text;
 mod timers;
 mod user;
 
-use super::cc::{CongestionControl, Reno};
+use super::cc::CongestionControl;
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -343,7 +343,7 @@ impl Connection {
             syn_retries: cfg.syn_retries,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,
-            cc: Box::new(Reno::new(initial)),
+            cc: cfg.congestion_control.controller(initial),
             dup_acks: 0,
             recovery: None,
             retries: 0,

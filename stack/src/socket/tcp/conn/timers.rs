@@ -141,7 +141,7 @@ impl Connection {
         // go back to one segment of window.
         if self.state.is_synchronized() {
             let mss = self.payload_mss();
-            self.cc.on_rto(self.snd.in_flight(), mss);
+            self.cc.on_rto(now, self.snd.in_flight(), mss);
         }
         self.recovery = None;
         self.dup_acks = 0;
