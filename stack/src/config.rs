@@ -119,6 +119,9 @@ pub struct TcpConfig {
     /// The congestion control algorithm of new connections (Linux
     /// tcp_congestion_control); TCP_CONGESTION changes it per socket.
     pub congestion_control: CongestionAlgorithm,
+    /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
+    /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
+    pub hystart: bool,
     /// Lower bound on the RTO. RFC 6298 2.4 says 1 s SHOULD; Linux uses
     /// 200 ms (TCP_RTO_MIN), and so do we.
     pub rto_min: Duration,
@@ -193,6 +196,7 @@ impl Default for TcpConfig {
             send_buffer: 256 * 1024,
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
+            hystart: true,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
             rto_initial: Duration::from_secs(1),

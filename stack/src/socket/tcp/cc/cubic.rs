@@ -7,7 +7,7 @@
 //! all finite and non-negative; every float-to-integer conversion saturates
 //! (Rust's `as`), so no input panics.
 
-use super::{AckEvent, CongestionControl};
+use super::{AckEvent, CongestionControl, SlowStart};
 use crate::time::Instant;
 
 /// RFC 9438 5: C, in segments per second cubed.
@@ -19,8 +19,6 @@ const BETA: f64 = 0.7;
 /// RFC 9438 4.3: alpha_cubic = 3 (1 - beta) / (1 + beta), so that the
 /// Reno-friendly estimate grows as fast on average as Reno with beta 0.5.
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
-/// RFC 3465 2.2: at most L = 2 SMSS of growth per ACK in slow start.
-const ABC_L: usize = 2;
 
 /// RFC 9438 4.2 equation 2: the time the curve takes from `cwnd_epoch`
 /// back to `w_max` (segments in, seconds out); zero when the window starts
@@ -76,12 +74,14 @@ pub(crate) struct Cubic {
     /// Since when the sender has been application-limited within the
     /// current stage: that time is left out of t (RFC 9438 5.8).
     app_limited_since: Option<Instant>,
+    pub(super) slow_start: SlowStart,
 }
 
 impl Cubic {
     /// `initial` is the initial window in bytes (RFC 6928).
-    pub fn new(initial: usize) -> Self {
+    pub fn new(initial: usize, slow_start: SlowStart) -> Self {
         Cubic {
+            slow_start,
             cwnd: initial,
             // RFC 5681 3.1: ssthresh starts arbitrarily high.
             ssthresh: usize::MAX,
@@ -223,9 +223,8 @@ impl CongestionControl for Cubic {
             }
         }
         if self.cwnd < self.ssthresh {
-            // RFC 9438 4.10 / RFC 5681 3.1: slow start, with RFC 3465's
-            // byte counting limit.
-            self.cwnd = self.cwnd.saturating_add(ack.acked.min(ABC_L * ack.mss));
+            // RFC 9438 4.10: slow start, ended by HyStart++ or a loss.
+            self.slow_start.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         } else {
             self.avoid(ack);
         }
@@ -287,7 +286,7 @@ mod tests {
 
     /// A controller that just lost at `w_max` segments and recovered.
     fn after_loss_at(w_max: usize) -> Cubic {
-        let mut c = Cubic::new(w_max * MSS);
+        let mut c = Cubic::new(w_max * MSS, SlowStart::new(false));
         c.on_congestion_event(Instant::ZERO, w_max * MSS, MSS);
         c.on_recovery_end(Instant::ZERO);
         c
@@ -312,14 +311,14 @@ mod tests {
 
     #[test]
     fn congestion_event_keeps_seven_tenths() {
-        let mut c = Cubic::new(100 * MSS);
+        let mut c = Cubic::new(100 * MSS, SlowStart::new(false));
         c.on_congestion_event(Instant::ZERO, 100 * MSS, MSS);
         assert_eq!((c.window(), c.ssthresh()), (70 * MSS, 70 * MSS));
         assert_eq!(c.w_max(), 100.0);
         c.on_recovery_end(Instant::ZERO);
         assert_eq!(c.window(), 70 * MSS, "no deflation below beta_cubic");
         // A tiny window still keeps two segments (RFC 9438 4.6).
-        let mut c = Cubic::new(2 * MSS);
+        let mut c = Cubic::new(2 * MSS, SlowStart::new(false));
         c.on_congestion_event(Instant::ZERO, 2 * MSS, MSS);
         assert_eq!(c.window(), 2 * MSS);
     }
@@ -395,7 +394,7 @@ mod tests {
 
     #[test]
     fn rto_collapses_then_restarts_the_curve_at_the_window() {
-        let mut c = Cubic::new(100 * MSS);
+        let mut c = Cubic::new(100 * MSS, SlowStart::new(false));
         c.on_rto(Instant::ZERO, 100 * MSS, MSS);
         // RFC 9438 4.8: cwnd one segment, ssthresh by beta_cubic.
         assert_eq!((c.window(), c.ssthresh()), (MSS, 70 * MSS));
@@ -426,7 +425,7 @@ mod tests {
 
     #[test]
     fn extreme_inputs_do_not_panic() {
-        let mut c = Cubic::new(usize::MAX);
+        let mut c = Cubic::new(usize::MAX, SlowStart::new(true));
         c.on_congestion_event(Instant::ZERO, usize::MAX, 0);
         c.on_recovery_end(Instant::ZERO);
         for mss in [0, 1, usize::MAX] {

@@ -17,6 +17,7 @@
 //! output path; the connection does not pace yet.
 
 mod cubic;
+mod hystart;
 mod reno;
 
 pub(crate) use cubic::Cubic;
@@ -54,11 +55,13 @@ impl CongestionAlgorithm {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    /// A controller of this algorithm starting from `initial` bytes.
-    pub(crate) fn controller(self, initial: usize) -> Box<dyn CongestionControl> {
+    /// A controller of this algorithm starting from `initial` bytes, with
+    /// HyStart++ in its initial slow start if `hystart`.
+    pub(crate) fn controller(self, initial: usize, hystart: bool) -> Box<dyn CongestionControl> {
+        let ss = SlowStart::new(hystart);
         match self {
-            CongestionAlgorithm::Reno => Box::new(Reno::new(initial)),
-            CongestionAlgorithm::Cubic => Box::new(Cubic::new(initial)),
+            CongestionAlgorithm::Reno => Box::new(Reno::new(initial, ss)),
+            CongestionAlgorithm::Cubic => Box::new(Cubic::new(initial, ss)),
         }
     }
 }
@@ -90,7 +93,6 @@ impl std::error::Error for UnknownAlgorithm {}
 
 /// What one ACK of new data tells the controller. All sizes in bytes.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // rtt, una, snd_max: for HyStart++ (next).
 pub(crate) struct AckEvent {
     pub now: Instant,
     /// Bytes of new data this ACK acknowledged (RFC 3465 byte counting).
@@ -113,6 +115,60 @@ pub(crate) struct AckEvent {
     // now, rtt, una and snd_max feed CUBIC's curve and HyStart++'s rounds.
     // A delivery-rate sample (delivered bytes over the interval, and
     // whether the interval was application-limited) belongs here for BBR.
+}
+
+/// RFC 3465 2.2: at most L = 2 SMSS of growth per ACK in slow start.
+const ABC_L: usize = 2;
+
+/// Slow start as both controllers do it: RFC 5681 3.1 with RFC 3465 byte
+/// counting, and HyStart++ (RFC 9406) in the initial slow start only
+/// (RFC 9406 4.4: later slow starts end at the ssthresh a loss set).
+#[derive(Debug, Clone)]
+pub(crate) struct SlowStart {
+    hystart: Option<hystart::HyStart>,
+    /// Conservative Slow Start growth owed, in bytes of slow-start growth
+    /// (a quarter of which cwnd gets, in whole segments).
+    css_credit: usize,
+}
+
+impl SlowStart {
+    pub fn new(hystart: bool) -> Self {
+        SlowStart {
+            hystart: hystart.then(hystart::HyStart::new),
+            css_credit: 0,
+        }
+    }
+
+    /// An ACK while cwnd < ssthresh: grow cwnd, or end slow start by
+    /// setting ssthresh to cwnd.
+    fn on_ack(&mut self, cwnd: &mut usize, ssthresh: &mut usize, ack: &AckEvent) {
+        let mss = ack.mss.max(1);
+        let inc = ack.acked.min(ABC_L * mss);
+        let growth = match self.hystart.as_mut() {
+            Some(h) if *ssthresh == usize::MAX => h.on_ack(ack),
+            _ => hystart::Growth::SlowStart,
+        };
+        match growth {
+            hystart::Growth::SlowStart => *cwnd = cwnd.saturating_add(inc),
+            hystart::Growth::Conservative => {
+                // RFC 9406 4.2: cwnd += min(N, L*SMSS) / CSS_GROWTH_DIVISOR.
+                let per_seg = hystart::CSS_GROWTH_DIVISOR * mss;
+                self.css_credit = self.css_credit.saturating_add(inc);
+                let segs = self.css_credit / per_seg;
+                self.css_credit -= segs * per_seg;
+                *cwnd = cwnd.saturating_add(segs.saturating_mul(mss));
+            }
+            hystart::Growth::Exit => {
+                *ssthresh = *cwnd;
+                self.hystart = None;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn in_css(&self) -> bool {
+        self.hystart.as_ref().is_some_and(|h| h.in_css())
+    }
 }
 
 /// What a congestion controller sees of a connection. All sizes in bytes.
@@ -161,5 +217,143 @@ impl AckEvent {
             snd_max: SeqNumber(0),
             cwnd_limited: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1000;
+
+    /// A sender in the initial slow start that keeps its window full, with
+    /// HyStart++ on; ACKs one segment each, every one with an RTT sample.
+    struct Sender {
+        cc: Cubic,
+        una: u32,
+        now: Instant,
+    }
+
+    impl Sender {
+        fn new() -> Self {
+            Sender {
+                cc: Cubic::new(10 * MSS, SlowStart::new(true)),
+                una: 0,
+                now: Instant::from_secs(1),
+            }
+        }
+
+        /// One ACK with this RTT sample, the window refilled behind it.
+        fn ack(&mut self, rtt_ms: u64) {
+            self.una += MSS as u32;
+            self.now += Duration::from_millis(1);
+            let snd_max = SeqNumber(self.una.wrapping_add(self.cc.window() as u32));
+            self.cc.on_ack(&AckEvent {
+                rtt: Some(Duration::from_millis(rtt_ms)),
+                una: SeqNumber(self.una),
+                snd_max,
+                ..AckEvent::test(self.now, MSS, MSS)
+            });
+        }
+
+        /// A round's worth of ACKs (a window's), all with this RTT.
+        fn round(&mut self, rtt_ms: u64) {
+            for _ in 0..self.cc.window() / MSS {
+                self.ack(rtt_ms);
+            }
+        }
+
+        fn in_css(&self) -> bool {
+            self.cc.slow_start.in_css()
+        }
+    }
+
+    #[test]
+    fn hystart_stays_in_slow_start_without_delay_increase() {
+        let mut s = Sender::new();
+        for _ in 0..6 {
+            s.round(50);
+        }
+        assert!(!s.in_css());
+        assert_eq!(s.cc.ssthresh(), usize::MAX);
+        // Doubling per round, from 10 segments, give or take the round
+        // boundary falling inside a window.
+        assert!(s.cc.window() >= 320 * MSS, "{}", s.cc.window());
+    }
+
+    #[test]
+    fn hystart_leaves_slow_start_on_delay_increase() {
+        let mut s = Sender::new();
+        s.round(50);
+        s.round(50);
+        // RttThresh = max(4 ms, min(50 ms / 8, 16 ms)) = 6.25 ms: a round
+        // whose minimum is 56 ms is not yet an increase...
+        s.round(56);
+        assert!(!s.in_css(), "56 ms is below 50 + 6.25");
+        // ...but from 56 ms, 63 ms is (56 + 7 = 63): CSS after the eighth
+        // sample of the round.
+        for _ in 0..7 {
+            s.ack(63);
+        }
+        assert!(!s.in_css(), "only 7 samples");
+        s.ack(63);
+        assert!(s.in_css());
+        // CSS grows a quarter as fast: a window of 1-segment ACKs adds a
+        // quarter window.
+        let before = s.cc.window();
+        let acks = before / MSS;
+        for _ in 0..acks {
+            s.ack(63);
+        }
+        assert!(s.in_css());
+        let grown = s.cc.window() - before;
+        assert!(
+            grown <= acks * MSS / 4 + MSS && grown + MSS >= acks * MSS / 4,
+            "CSS grew {grown}"
+        );
+        // After CSS_ROUNDS rounds of CSS, congestion avoidance at cwnd.
+        for _ in 0..5 {
+            s.round(63);
+        }
+        assert!(!s.in_css());
+        // ssthresh = cwnd on leaving CSS, since when avoidance may have
+        // added a segment.
+        let (w, ss) = (s.cc.window(), s.cc.ssthresh());
+        assert!(ss <= w && w <= ss + MSS, "cwnd {w} ssthresh {ss}");
+        let w = s.cc.window();
+        s.round(63);
+        assert!(s.cc.window() < w + w / 4, "no longer slow start");
+    }
+
+    #[test]
+    fn hystart_css_returns_to_slow_start_when_rtt_falls() {
+        let mut s = Sender::new();
+        s.round(50);
+        s.round(60);
+        assert!(s.in_css(), "60 >= 50 + 6.25");
+        // The next round's minimum is below the baseline (60 ms): the
+        // increase was noise, back to slow start.
+        s.round(55);
+        assert!(!s.in_css());
+        assert_eq!(s.cc.ssthresh(), usize::MAX);
+        let w = s.cc.window();
+        s.round(55);
+        assert!(
+            s.cc.window() >= 2 * w - 2 * MSS,
+            "slow start again: {w} -> {}",
+            s.cc.window()
+        );
+    }
+
+    #[test]
+    fn hystart_only_in_the_initial_slow_start() {
+        let mut s = Sender::new();
+        s.round(50);
+        s.cc.on_rto(s.now, 0, MSS);
+        // Slow start after a timeout ends at ssthresh, whatever the RTT.
+        for rtt in [50, 100, 200] {
+            s.round(rtt);
+        }
+        assert!(!s.in_css());
     }
 }

@@ -1,6 +1,6 @@
 //! RFC 5681 Reno, with RFC 3465 byte counting.
 
-use super::{AckEvent, CongestionControl};
+use super::{AckEvent, CongestionControl, SlowStart};
 use crate::time::Instant;
 
 /// RFC 5681 Reno: slow start, congestion avoidance, and halving on a
@@ -13,13 +13,15 @@ pub(crate) struct Reno {
     acked_in_ca: usize,
     /// Still at the initial window: nothing acknowledged or lost yet.
     initial: bool,
+    slow_start: SlowStart,
 }
 
 impl Reno {
     /// `initial` is the initial window in bytes (RFC 6928).
-    pub fn new(initial: usize) -> Self {
+    pub fn new(initial: usize, slow_start: SlowStart) -> Self {
         // RFC 5681 3.1: ssthresh starts arbitrarily high.
         Reno {
+            slow_start,
             cwnd: initial,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
@@ -51,7 +53,7 @@ impl CongestionControl for Reno {
         let (acked, mss) = (ack.acked, ack.mss);
         if self.cwnd < self.ssthresh {
             // RFC 5681 3.1 equation 2, with RFC 3465's limit of L = 2*SMSS.
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+            self.slow_start.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         } else {
             // RFC 5681 3.1: about one SMSS per RTT (byte counting, RFC 3465).
             self.acked_in_ca += acked;
@@ -95,7 +97,7 @@ mod tests {
     #[test]
     fn slow_start_then_avoidance() {
         let mss = 1000;
-        let mut r = Reno::new(10 * mss);
+        let mut r = Reno::new(10 * mss, SlowStart::new(false));
         r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         assert_eq!(r.window(), 11 * mss);
         r.on_rto(Instant::ZERO, 20 * mss, mss);
@@ -113,7 +115,7 @@ mod tests {
 
     #[test]
     fn initial_window_follows_mss_until_first_ack() {
-        let mut r = Reno::new(14600);
+        let mut r = Reno::new(14600, SlowStart::new(false));
         r.set_initial_window(10 * 1000);
         assert_eq!(r.window(), 10_000);
         r.on_ack(&AckEvent::test(Instant::ZERO, 1000, 1000));
@@ -125,7 +127,7 @@ mod tests {
     #[test]
     fn congestion_event_halves_without_inflation() {
         let mss = 1000;
-        let mut r = Reno::new(10 * mss);
+        let mut r = Reno::new(10 * mss, SlowStart::new(false));
         r.on_congestion_event(Instant::ZERO, 10 * mss, mss);
         assert_eq!((r.ssthresh(), r.window()), (5 * mss, 5 * mss));
         r.on_recovery_end(Instant::ZERO);

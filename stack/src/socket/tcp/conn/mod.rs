@@ -343,7 +343,7 @@ impl Connection {
             syn_retries: cfg.syn_retries,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,
-            cc: cfg.congestion_control.controller(initial),
+            cc: cfg.congestion_control.controller(initial, cfg.hystart),
             dup_acks: 0,
             recovery: None,
             retries: 0,
