@@ -122,6 +122,9 @@ pub struct TcpConfig {
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
+    /// Restart the congestion window after an idle spell longer than the
+    /// RTO (RFC 5681 4.1; Linux tcp_slow_start_after_idle, on).
+    pub slow_start_after_idle: bool,
     /// Lower bound on the RTO. RFC 6298 2.4 says 1 s SHOULD; Linux uses
     /// 200 ms (TCP_RTO_MIN), and so do we.
     pub rto_min: Duration,
@@ -197,6 +200,7 @@ impl Default for TcpConfig {
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
             hystart: true,
+            slow_start_after_idle: true,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
             rto_initial: Duration::from_secs(1),

@@ -7,8 +7,8 @@
 //! all finite and non-negative; every float-to-integer conversion saturates
 //! (Rust's `as`), so no input panics.
 
-use super::{AckEvent, CongestionControl, SlowStart};
-use crate::time::Instant;
+use super::{AckEvent, CongestionControl, CwndValidation, SlowStart};
+use crate::time::{Duration, Instant};
 
 /// RFC 9438 5: C, in segments per second cubed.
 const C: f64 = 0.4;
@@ -75,6 +75,7 @@ pub(crate) struct Cubic {
     /// current stage: that time is left out of t (RFC 9438 5.8).
     app_limited_since: Option<Instant>,
     pub(super) slow_start: SlowStart,
+    validation: CwndValidation,
 }
 
 impl Cubic {
@@ -82,6 +83,7 @@ impl Cubic {
     pub fn new(initial: usize, slow_start: SlowStart) -> Self {
         Cubic {
             slow_start,
+            validation: CwndValidation::default(),
             cwnd: initial,
             // RFC 5681 3.1: ssthresh starts arbitrarily high.
             ssthresh: usize::MAX,
@@ -201,6 +203,7 @@ impl CongestionControl for Cubic {
     }
 
     fn set_initial_window(&mut self, bytes: usize) {
+        self.validation.set_initial_window(bytes);
         if self.initial {
             self.cwnd = bytes;
         }
@@ -208,6 +211,7 @@ impl CongestionControl for Cubic {
 
     fn on_ack(&mut self, ack: &AckEvent) {
         self.initial = false;
+        self.validation.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         self.in_loss = false;
         if !ack.cwnd_limited {
             // RFC 9438 5.8 (and RFC 7661): no growth while the application
@@ -256,6 +260,15 @@ impl CongestionControl for Cubic {
         self.after_rto = true;
         self.cwnd = mss.max(1);
         self.credit = 0.0;
+    }
+
+    fn on_idle_restart(&mut self, _now: Instant, idle: Duration, rto: Duration, mss: usize) {
+        self.validation
+            .restart(&mut self.cwnd, &mut self.ssthresh, idle, rto, mss);
+        // A new congestion-avoidance stage when the window is reached again.
+        self.epoch = None;
+        self.credit = 0.0;
+        self.app_limited_since = None;
     }
 
     fn name(&self) -> &'static str {

@@ -19,9 +19,11 @@
 mod cubic;
 mod hystart;
 mod reno;
+mod validation;
 
 pub(crate) use cubic::Cubic;
 pub(crate) use reno::Reno;
+pub(crate) use validation::CwndValidation;
 
 use super::seq::SeqNumber;
 use crate::time::{Duration, Instant};
@@ -112,6 +114,9 @@ pub(crate) struct AckEvent {
     /// 7661; Linux tcp_is_cwnd_limited): an application-limited sender
     /// must not grow the window.
     pub cwnd_limited: bool,
+    /// Bytes in flight before this ACK, and the RTO (cwnd validation).
+    pub in_flight: usize,
+    pub rto: Duration,
     // now, rtt, una and snd_max feed CUBIC's curve and HyStart++'s rounds.
     // A delivery-rate sample (delivered bytes over the interval, and
     // whether the interval was application-limited) belongs here for BBR.
@@ -192,6 +197,9 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The retransmission timer expired (RFC 5681 3.1 equation 4, then
     /// restart from one segment).
     fn on_rto(&mut self, now: Instant, in_flight: usize, mss: usize);
+    /// Data goes out after nothing was sent for `idle`, longer than the
+    /// RTO (RFC 5681 4.1): the window restarts.
+    fn on_idle_restart(&mut self, now: Instant, idle: Duration, rto: Duration, mss: usize);
     /// The rate, in bytes per second, at which the output path should pace
     /// segments; `None` sends as the window allows (ACK clocking). A
     /// model-based controller (BBR) sets it.
@@ -216,6 +224,8 @@ impl AckEvent {
             una: SeqNumber(0),
             snd_max: SeqNumber(0),
             cwnd_limited: true,
+            in_flight: 0,
+            rto: Duration::from_secs(1),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! RFC 5681 Reno, with RFC 3465 byte counting.
 
-use super::{AckEvent, CongestionControl, SlowStart};
-use crate::time::Instant;
+use super::{AckEvent, CongestionControl, CwndValidation, SlowStart};
+use crate::time::{Duration, Instant};
 
 /// RFC 5681 Reno: slow start, congestion avoidance, and halving on a
 /// congestion event (the inflation of fast recovery is the connection's).
@@ -14,6 +14,7 @@ pub(crate) struct Reno {
     /// Still at the initial window: nothing acknowledged or lost yet.
     initial: bool,
     slow_start: SlowStart,
+    validation: CwndValidation,
 }
 
 impl Reno {
@@ -22,6 +23,7 @@ impl Reno {
         // RFC 5681 3.1: ssthresh starts arbitrarily high.
         Reno {
             slow_start,
+            validation: CwndValidation::default(),
             cwnd: initial,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
@@ -40,6 +42,7 @@ impl CongestionControl for Reno {
     }
 
     fn set_initial_window(&mut self, bytes: usize) {
+        self.validation.set_initial_window(bytes);
         if self.initial {
             self.cwnd = bytes;
         }
@@ -47,6 +50,7 @@ impl CongestionControl for Reno {
 
     fn on_ack(&mut self, ack: &AckEvent) {
         self.initial = false;
+        self.validation.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         if !ack.cwnd_limited {
             return;
         }
@@ -82,6 +86,12 @@ impl CongestionControl for Reno {
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
         self.cwnd = mss;
+        self.acked_in_ca = 0;
+    }
+
+    fn on_idle_restart(&mut self, _now: Instant, idle: Duration, rto: Duration, mss: usize) {
+        self.validation
+            .restart(&mut self.cwnd, &mut self.ssthresh, idle, rto, mss);
         self.acked_in_ca = 0;
     }
 

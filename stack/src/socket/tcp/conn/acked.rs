@@ -62,7 +62,8 @@ impl Connection {
             // only if the sender was using it; an application-limited
             // sender would otherwise inflate cwnd without bound on a clean
             // path, and burst when it finally has data.
-            let cwnd_limited = self.snd.in_flight() * 2 >= self.cc.window();
+            let in_flight = self.snd.in_flight();
+            let cwnd_limited = in_flight * 2 >= self.cc.window();
             let mut acked = ack.distance(self.snd.una);
             // The FIN occupies a sequence number but no buffer byte.
             if self.snd.fin_seq.is_some_and(|f| ack > f) {
@@ -100,6 +101,8 @@ impl Connection {
                     una: self.snd.una,
                     snd_max: self.snd.max,
                     cwnd_limited,
+                    in_flight,
+                    rto: self.rtt.rto(),
                 }),
             }
             self.dup_acks = 0;

@@ -242,6 +242,9 @@ pub(crate) struct Connection {
     user_timeout: Option<Duration>,
     /// When the oldest unacknowledged data was first sent (user timeout).
     unacked_since: Option<Instant>,
+    /// When data last went out, for the restart after idle (RFC 5681
+    /// 4.1; Linux lsndtime).
+    last_data_sent: Option<Instant>,
     /// TCP_LINGER2: this connection's FIN-WAIT-2 bound, if set.
     linger2: Option<Duration>,
     /// TCP_DEFER_ACCEPT, in SYN-ACK timeouts (Linux rskq_defer_accept).
@@ -361,6 +364,7 @@ impl Connection {
             last_recv: now,
             user_timeout: None,
             unacked_since: None,
+            last_data_sent: None,
             linger2: None,
             defer_accept: 0,
             defer_acked: false,

@@ -231,6 +231,7 @@ impl Connection {
                 return Some(out);
             }
         }
+        self.restart_after_idle(now, sizes.mss);
         let w = self.usable_window(sizes);
         let len = self.sendable_len(&w, sizes);
         let fin_now = self.fin_fits(&w, len);
@@ -274,6 +275,21 @@ impl Connection {
                 .mss()
                 .saturating_sub(self.option_overhead(sack_blocks))
                 .max(1),
+        }
+    }
+
+    /// RFC 5681 4.1 (Linux tcp_cwnd_restart, slow_start_after_idle): data
+    /// to send, nothing in flight, and nothing sent for longer than the
+    /// RTO: the window the ACK clock no longer backs restarts. Once per
+    /// idle spell.
+    fn restart_after_idle(&mut self, now: Instant, mss: usize) {
+        if !self.cfg.slow_start_after_idle || self.snd.in_flight() > 0 || self.unsent() == 0 {
+            return;
+        }
+        let rto = self.rtt.rto();
+        if let Some(idle) = self.last_data_sent.map(|t| now - t).filter(|&idle| idle > rto) {
+            self.cc.on_idle_restart(now, idle, rto, mss);
+            self.last_data_sent = None;
         }
     }
 
@@ -421,6 +437,9 @@ impl Connection {
             // the exchange is interactive, so let later ACKs wait for
             // our replies (Linux tcp_event_data_sent, pingpong).
             self.ack.pingpong = true;
+        }
+        if len > 0 {
+            self.last_data_sent = Some(now);
         }
         self.snd.nxt += len;
         if len < sizes.payload_max {
