@@ -372,6 +372,7 @@ fn pending_option(config: &Config, options: &[TcpOption], opt: TcpOption) -> Tcp
         TcpOption::KeepInterval(_) => TcpOption::KeepInterval(cfg.keepalive_interval),
         TcpOption::KeepCount(_) => TcpOption::KeepCount(cfg.keepalive_count),
         TcpOption::UserTimeout(_) => TcpOption::UserTimeout(Duration::ZERO),
+        TcpOption::Congestion(_) => TcpOption::Congestion(cfg.congestion_control),
         other => other,
     })
 }
@@ -393,5 +394,6 @@ fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
         TcpOption::Cork(_) => TcpOption::Cork(c.cork()),
         TcpOption::SynCount(_) => TcpOption::SynCount(c.syn_retries() as u8),
         TcpOption::DeferAccept(_) => TcpOption::DeferAccept(c.defer_accept()),
+        TcpOption::Congestion(_) => TcpOption::Congestion(c.congestion_algorithm()),
     }
 }

@@ -124,6 +124,9 @@ pub enum TcpOption {
     Cork(bool),
     /// TCP_SYNCNT: SYN retransmissions before connect gives up (1-127).
     SynCount(u8),
+    /// TCP_CONGESTION: the congestion control algorithm. Set once data has
+    /// flowed, the new one starts from the current window (Linux).
+    Congestion(CongestionAlgorithm),
 }
 
 impl TcpOption {

@@ -262,6 +262,12 @@ impl CongestionControl for Cubic {
         self.credit = 0.0;
     }
 
+    fn take_over(&mut self, cwnd: usize, ssthresh: usize) {
+        self.initial = false;
+        self.cwnd = cwnd;
+        self.ssthresh = ssthresh;
+    }
+
     fn on_idle_restart(&mut self, _now: Instant, idle: Duration, rto: Duration, mss: usize) {
         self.validation
             .restart(&mut self.cwnd, &mut self.ssthresh, idle, rto, mss);

@@ -34,9 +34,9 @@ use core::fmt::Debug;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CongestionAlgorithm {
     /// RFC 5681 Reno with RFC 3465 byte counting.
-    #[default]
     Reno,
     /// RFC 9438 CUBIC.
+    #[default]
     Cubic,
 }
 
@@ -197,6 +197,10 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The retransmission timer expired (RFC 5681 3.1 equation 4, then
     /// restart from one segment).
     fn on_rto(&mut self, now: Instant, in_flight: usize, mss: usize);
+    /// Take over mid-connection from another controller (TCP_CONGESTION
+    /// set once data has flowed): keep its window and threshold, as Linux's
+    /// tcp_reinit_congestion_control does.
+    fn take_over(&mut self, cwnd: usize, ssthresh: usize);
     /// Data goes out after nothing was sent for `idle`, longer than the
     /// RTO (RFC 5681 4.1): the window restarts.
     fn on_idle_restart(&mut self, now: Instant, idle: Duration, rto: Duration, mss: usize);

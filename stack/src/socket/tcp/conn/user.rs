@@ -2,6 +2,7 @@
 //! connection serves them, and its socket options.
 
 use super::*;
+use crate::socket::tcp::CongestionAlgorithm;
 
 impl Connection {
     /// Queue data; returns how much fit.
@@ -184,6 +185,14 @@ impl Connection {
             TcpOption::Linger2(d) => self.linger2 = d,
             TcpOption::Cork(on) => self.cork = on,
             TcpOption::SynCount(n) => self.syn_retries = u32::from(n.clamp(1, 127)),
+            TcpOption::Congestion(algo) if algo != self.congestion_algorithm() => {
+                let mut cc = algo.controller(self.cc.window(), self.cfg.hystart);
+                if !self.nothing_sent() {
+                    cc.take_over(self.cc.window(), self.cc.ssthresh());
+                }
+                self.cc = cc;
+            }
+            TcpOption::Congestion(_) => {}
             TcpOption::DeferAccept(d) => {
                 self.defer_accept = secs_to_retrans(d, self.cfg.rto_initial, self.cfg.rto_max);
             }
@@ -207,6 +216,10 @@ impl Connection {
             self.state,
             TcpState::Closed | TcpState::SynSent | TcpState::SynReceived
         ) && self.snd.max == self.snd.iss
+    }
+
+    pub fn congestion_algorithm(&self) -> CongestionAlgorithm {
+        CongestionAlgorithm::from_name(self.cc.name()).unwrap_or_default()
     }
 
     pub fn nodelay(&self) -> bool {
