@@ -68,26 +68,40 @@ impl HyStart {
 
     /// An ACK in the initial slow start (RFC 9406 4.2).
     pub fn on_ack(&mut self, ack: &AckEvent) -> Growth {
-        if self.window_end.is_none_or(|end| ack.una >= end) {
-            // A new round.
+        let window_end = *self.window_end.get_or_insert(ack.snd_max);
+        // The sample is the round's whose data this ACK acknowledges, the
+        // one ending here included (as Linux, which takes it before it
+        // starts the next round).
+        if let Some(rtt) = ack.rtt {
+            self.current_round_min = Some(self.current_round_min.map_or(rtt, |m| m.min(rtt)));
+            self.samples = self.samples.saturating_add(1);
+            self.check();
+        }
+        if ack.una >= window_end {
+            // The round is over; the next ends with what is sent by now.
             self.window_end = Some(ack.snd_max);
             self.last_round_min = self.current_round_min.take();
             self.samples = 0;
             if self.css_baseline.is_some() {
+                // Counted at round starts: the round CSS began in is not a
+                // whole one.
                 self.css_rounds += 1;
-                if self.css_rounds >= CSS_ROUNDS {
+                if self.css_rounds > CSS_ROUNDS {
                     // CSS_ROUNDS rounds without the RTT falling back: the
                     // increase was real; congestion avoidance from here.
                     return Growth::Exit;
                 }
             }
         }
-        if let Some(rtt) = ack.rtt {
-            self.current_round_min = Some(self.current_round_min.map_or(rtt, |m| m.min(rtt)));
-            self.samples = self.samples.saturating_add(1);
-        }
+        self.growth()
+    }
+
+    /// With N_RTT_SAMPLE samples in this round: into CSS on a delay
+    /// increase over the last round, back out if the RTT fell below the
+    /// one that entered it.
+    fn check(&mut self) {
         let (Some(current), true) = (self.current_round_min, self.samples >= N_RTT_SAMPLE) else {
-            return self.growth();
+            return;
         };
         match self.css_baseline {
             None => {
@@ -108,13 +122,104 @@ impl HyStart {
                 }
             }
         }
-        self.growth()
     }
 
     fn growth(&self) -> Growth {
         match self.css_baseline {
             Some(_) => Growth::Conservative,
             None => Growth::SlowStart,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Instant;
+
+    /// An ACK up to segment `una` (in segments), with `snd_max` sent so
+    /// far, and an RTT sample.
+    fn ack(h: &mut HyStart, una: u32, snd_max: u32, rtt_ms: u64) -> Growth {
+        h.on_ack(&AckEvent {
+            rtt: Some(Duration::from_millis(rtt_ms)),
+            una: SeqNumber(una),
+            snd_max: SeqNumber(snd_max),
+            ..AckEvent::test(Instant::ZERO, 1, 1)
+        })
+    }
+
+    /// Rounds of ten segments: the ACK of segment `10 k` ends round k.
+    fn round(h: &mut HyStart, k: u32, rtt_ms: u64) -> Growth {
+        let mut g = Growth::SlowStart;
+        for una in 10 * (k - 1) + 1..=10 * k {
+            // The next round's data goes out as this one's last is acked.
+            let snd_max = if una == 10 * k { 10 * k + 10 } else { 10 * k };
+            g = ack(h, una, snd_max, rtt_ms);
+        }
+        g
+    }
+
+    #[test]
+    fn delay_increase_needs_the_threshold_and_eight_samples() {
+        let mut h = HyStart::new();
+        // Round 1 ends with the ACK of segment 10 (windowEnd).
+        ack(&mut h, 1, 10, 50);
+        for una in 2..=10 {
+            assert_eq!(ack(&mut h, una, 20, 50), Growth::SlowStart);
+        }
+        // RttThresh = max(4, min(50 / 8, 16)) = 6.25 ms: 56 ms is not an
+        // increase, even with ten samples.
+        assert_eq!(round(&mut h, 2, 56), Growth::SlowStart);
+        // Over 56 ms: RttThresh 7 ms; 63 ms is, from the eighth sample.
+        for una in 21..=27 {
+            assert_eq!(ack(&mut h, una, 30, 63), Growth::SlowStart, "segment {una}");
+        }
+        assert_eq!(ack(&mut h, 28, 30, 63), Growth::Conservative);
+    }
+
+    #[test]
+    fn rtt_thresholds_are_clamped() {
+        // A 10 ms path: RttThresh is MIN_RTT_THRESH, 4 ms (not 1.25).
+        let mut h = HyStart::new();
+        round(&mut h, 1, 10);
+        assert_eq!(round(&mut h, 2, 13), Growth::SlowStart);
+        assert_eq!(round(&mut h, 3, 17), Growth::Conservative);
+        // A 400 ms path: MAX_RTT_THRESH, 16 ms (not 50).
+        let mut h = HyStart::new();
+        round(&mut h, 1, 400);
+        assert_eq!(round(&mut h, 2, 415), Growth::SlowStart);
+        assert_eq!(round(&mut h, 3, 431), Growth::Conservative);
+    }
+
+    #[test]
+    fn css_ends_after_five_rounds_or_when_the_rtt_falls() {
+        let mut h = HyStart::new();
+        round(&mut h, 1, 50);
+        assert_eq!(round(&mut h, 2, 60), Growth::Conservative);
+        // Rounds 3 to 6 in CSS; the ACK ending the fifth (round 7) exits.
+        for k in 3..=6 {
+            assert_eq!(round(&mut h, k, 60), Growth::Conservative, "round {k}");
+        }
+        assert_eq!(round(&mut h, 7, 60), Growth::Exit);
+
+        // The same, but round 3 comes back under the 60 ms baseline.
+        let mut h = HyStart::new();
+        round(&mut h, 1, 50);
+        assert_eq!(round(&mut h, 2, 60), Growth::Conservative);
+        assert_eq!(round(&mut h, 3, 59), Growth::SlowStart);
+    }
+
+    #[test]
+    fn no_samples_no_exit() {
+        // Without RTT samples (no timestamps), HyStart++ never acts.
+        let mut h = HyStart::new();
+        for una in 1..1000 {
+            let g = h.on_ack(&AckEvent {
+                una: SeqNumber(una),
+                snd_max: SeqNumber(una + 10),
+                ..AckEvent::test(Instant::ZERO, 1, 1)
+            });
+            assert_eq!(g, Growth::SlowStart);
         }
     }
 }

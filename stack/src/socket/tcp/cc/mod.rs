@@ -300,24 +300,28 @@ mod tests {
         let mut s = Sender::new();
         s.round(50);
         s.round(50);
-        // RttThresh = max(4 ms, min(50 ms / 8, 16 ms)) = 6.25 ms: a round
-        // whose minimum is 56 ms is not yet an increase...
+        // RttThresh = max(4 ms, min(50 ms / 8, 16 ms)) = 6.25 ms: 56 ms is
+        // no increase (hystart::tests has the exact thresholds)...
+        s.round(56);
         s.round(56);
         assert!(!s.in_css(), "56 ms is below 50 + 6.25");
-        // ...but from 56 ms, 63 ms is (56 + 7 = 63): CSS after the eighth
-        // sample of the round.
-        for _ in 0..7 {
-            s.ack(63);
+        // ...60 ms over the 56 ms round is not either, but 70 ms over 60
+        // ms is (60 + 7.5).
+        s.round(60);
+        assert!(!s.in_css(), "60 ms is below 56 + 7");
+        let mut acks = 0;
+        while !s.in_css() && acks < 200 {
+            s.ack(70);
+            acks += 1;
         }
-        assert!(!s.in_css(), "only 7 samples");
-        s.ack(63);
-        assert!(s.in_css());
+        assert!(s.in_css(), "CSS on the delay increase");
+        assert_eq!(s.cc.ssthresh(), usize::MAX, "CSS is still slow start");
         // CSS grows a quarter as fast: a window of 1-segment ACKs adds a
         // quarter window.
         let before = s.cc.window();
         let acks = before / MSS;
         for _ in 0..acks {
-            s.ack(63);
+            s.ack(70);
         }
         assert!(s.in_css());
         let grown = s.cc.window() - before;
@@ -326,8 +330,8 @@ mod tests {
             "CSS grew {grown}"
         );
         // After CSS_ROUNDS rounds of CSS, congestion avoidance at cwnd.
-        for _ in 0..5 {
-            s.round(63);
+        for _ in 0..6 {
+            s.round(70);
         }
         assert!(!s.in_css());
         // ssthresh = cwnd on leaving CSS, since when avoidance may have
@@ -335,7 +339,7 @@ mod tests {
         let (w, ss) = (s.cc.window(), s.cc.ssthresh());
         assert!(ss <= w && w <= ss + MSS, "cwnd {w} ssthresh {ss}");
         let w = s.cc.window();
-        s.round(63);
+        s.round(70);
         assert!(s.cc.window() < w + w / 4, "no longer slow start");
     }
 

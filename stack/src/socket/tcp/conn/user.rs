@@ -187,7 +187,10 @@ impl Connection {
             TcpOption::SynCount(n) => self.syn_retries = u32::from(n.clamp(1, 127)),
             TcpOption::Congestion(algo) if algo != self.congestion_algorithm() => {
                 let mut cc = algo.controller(self.cc.window(), self.cfg.hystart);
-                if !self.nothing_sent() {
+                // Before any data, the new controller starts afresh (its
+                // initial window still follows the MSS); after, it takes
+                // over the window.
+                if self.snd.max > self.snd.iss + 1 {
                     cc.take_over(self.cc.window(), self.cc.ssthresh());
                 }
                 self.cc = cc;
