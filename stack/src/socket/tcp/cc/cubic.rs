@@ -249,6 +249,7 @@ impl CongestionControl for Cubic {
     }
 
     fn on_rto(&mut self, _now: Instant, _in_flight: usize, mss: usize) {
+        self.slow_start.on_rto();
         self.initial = false;
         // RFC 9438 4.8: ssthresh by beta_cubic as on a congestion event,
         // cwnd to one segment as Reno (RFC 5681 3.1).

@@ -134,6 +134,8 @@ pub(crate) struct SlowStart {
     /// Conservative Slow Start growth owed, in bytes of slow-start growth
     /// (a quarter of which cwnd gets, in whole segments).
     css_credit: usize,
+    /// In the slow start that follows a timeout, where L = 1 SMSS.
+    after_rto: bool,
 }
 
 impl SlowStart {
@@ -141,20 +143,34 @@ impl SlowStart {
         SlowStart {
             hystart: hystart.then(hystart::HyStart::new),
             css_credit: 0,
+            after_rto: false,
         }
+    }
+
+    /// A retransmission timeout: the slow start that follows counts at
+    /// most one SMSS per ACK (RFC 3465 2.3), since an ACK may then cover
+    /// segments the receiver already had, which say nothing of the path.
+    pub fn on_rto(&mut self) {
+        self.after_rto = true;
     }
 
     /// An ACK while cwnd < ssthresh: grow cwnd, or end slow start by
     /// setting ssthresh to cwnd.
     fn on_ack(&mut self, cwnd: &mut usize, ssthresh: &mut usize, ack: &AckEvent) {
         let mss = ack.mss.max(1);
-        let inc = ack.acked.min(ABC_L * mss);
+        let l = if self.after_rto { 1 } else { ABC_L };
+        let inc = ack.acked.min(l * mss);
         let growth = match self.hystart.as_mut() {
             Some(h) if *ssthresh == usize::MAX => h.on_ack(ack),
             _ => hystart::Growth::SlowStart,
         };
         match growth {
-            hystart::Growth::SlowStart => *cwnd = cwnd.saturating_add(inc),
+            hystart::Growth::SlowStart => {
+                *cwnd = cwnd.saturating_add(inc);
+                if *cwnd >= *ssthresh {
+                    self.after_rto = false;
+                }
+            }
             hystart::Growth::Conservative => {
                 // RFC 9406 4.2: cwnd += min(N, L*SMSS) / CSS_GROWTH_DIVISOR.
                 let per_seg = hystart::CSS_GROWTH_DIVISOR * mss;
@@ -361,6 +377,27 @@ mod tests {
             "slow start again: {w} -> {}",
             s.cc.window()
         );
+    }
+
+    #[test]
+    fn byte_counting_limits_growth_per_ack() {
+        // RFC 3465 2.2: an ACK of five segments grows cwnd by L = 2.
+        let mut c = Cubic::new(10 * MSS, SlowStart::new(false));
+        c.on_ack(&AckEvent::test(Instant::ZERO, 5 * MSS, MSS));
+        assert_eq!(c.window(), 12 * MSS);
+        // RFC 3465 2.3: after a timeout, L = 1 until slow start ends.
+        c.on_rto(Instant::ZERO, 12 * MSS, MSS);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 8 * MSS));
+        c.on_ack(&AckEvent::test(Instant::ZERO, 2 * MSS, MSS));
+        assert_eq!(c.window(), 2 * MSS);
+        let mut r = Reno::new(10 * MSS, SlowStart::new(false));
+        r.on_rto(Instant::ZERO, 10 * MSS, MSS);
+        r.on_ack(&AckEvent::test(Instant::ZERO, 2 * MSS, MSS));
+        assert_eq!(r.window(), 2 * MSS);
+        for _ in 0..3 {
+            r.on_ack(&AckEvent::test(Instant::ZERO, 2 * MSS, MSS));
+        }
+        assert_eq!(r.window(), 5 * MSS, "at ssthresh 5: slow start over");
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl CongestionControl for Reno {
     }
 
     fn on_rto(&mut self, _now: Instant, in_flight: usize, mss: usize) {
+        self.slow_start.on_rto();
         self.initial = false;
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
