@@ -10,11 +10,24 @@
 //!
 //! The controller never reads a clock: the time of each event comes in as
 //! an argument (the stack's virtual time), with the RTT the connection
-//! measured. Room for a model-based controller (BBR): [`AckEvent`] is where
-//! a delivery-rate sample (draft-cheng-iccrg-delivery-rate-estimation, as
-//! Linux's tcp_rate.c) goes once the connection computes one, and
-//! [`CongestionControl::pacing_rate`] is what such a controller hands the
-//! output path; the connection does not pace yet.
+//! measured.
+//!
+//! Room for a model-based controller (BBR), not built yet:
+//!
+//! - Its input is a delivery-rate sample per ACK
+//!   (draft-cheng-iccrg-delivery-rate-estimation, as Linux's tcp_rate.c),
+//!   a field of [`AckEvent`]. Computing it needs, per segment sent, the
+//!   connection's delivered count, delivered time and first-sent time at
+//!   that moment and whether the sender was application-limited; these
+//!   belong with the per-segment send state of the SACK scoreboard
+//!   (`recovery/`), which marks segments delivered by cumulative ACK or
+//!   SACK. The sample is then (delivered now - delivered at send) over
+//!   max(send interval, ACK interval), invalid below the minimum RTT.
+//! - Its output is [`CongestionControl::pacing_rate`], which the output
+//!   path would honour by holding segments until a pacing timer (the
+//!   connection does not pace yet), and the window, which stays.
+//! - Its reaction to loss goes through the same `on_congestion_event` /
+//!   `on_recovery_end` / `on_rto` calls; BBR may ignore them.
 
 mod cubic;
 mod hystart;
