@@ -37,6 +37,18 @@ pub(super) fn w_cubic(t: f64, k: f64, w_max: f64) -> f64 {
     C * d * d * d + w_max
 }
 
+/// What a reduction changed, kept to undo it if it proves spurious
+/// (RFC 9438 4.9).
+#[derive(Debug, Clone, Copy)]
+struct Prior {
+    cwnd: usize,
+    ssthresh: usize,
+    w_max: f64,
+    cwnd_prior: f64,
+    epoch: Option<Epoch>,
+    after_rto: bool,
+}
+
 /// The current congestion-avoidance stage (RFC 9438 4.2).
 #[derive(Debug, Clone, Copy)]
 struct Epoch {
@@ -74,6 +86,9 @@ pub(crate) struct Cubic {
     /// Since when the sender has been application-limited within the
     /// current stage: that time is left out of t (RFC 9438 5.8).
     app_limited_since: Option<Instant>,
+    /// The state before the last reduction, until it is undone or new
+    /// data is acknowledged after a timeout's.
+    prior: Option<Prior>,
     pub(super) slow_start: SlowStart,
     validation: CwndValidation,
 }
@@ -95,6 +110,7 @@ impl Cubic {
             in_loss: false,
             credit: 0.0,
             app_limited_since: None,
+            prior: None,
         }
     }
 
@@ -106,6 +122,14 @@ impl Cubic {
     /// for a sender that, like this one, does not grow cwnd while
     /// application-limited, and it is what Linux and Windows do.
     fn reduce(&mut self, mss: usize) {
+        self.prior = Some(Prior {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            w_max: self.w_max,
+            cwnd_prior: self.cwnd_prior,
+            epoch: self.epoch,
+            after_rto: self.after_rto,
+        });
         let mss = mss.max(1);
         let cwnd_seg = self.cwnd as f64 / mss as f64;
         self.w_max = if cwnd_seg < self.w_max {
@@ -261,6 +285,21 @@ impl CongestionControl for Cubic {
         self.after_rto = true;
         self.cwnd = mss.max(1);
         self.credit = 0.0;
+    }
+
+    fn on_spurious_reduction(&mut self, _now: Instant) {
+        // RFC 9438 4.9: back to the state before the reduction, the curve
+        // included (t keeps counting from its old epoch).
+        if let Some(p) = self.prior.take() {
+            self.cwnd = self.cwnd.max(p.cwnd);
+            self.ssthresh = p.ssthresh;
+            self.w_max = p.w_max;
+            self.cwnd_prior = p.cwnd_prior;
+            self.epoch = p.epoch;
+            self.after_rto = p.after_rto;
+            self.in_loss = false;
+            self.credit = 0.0;
+        }
     }
 
     fn take_over(&mut self, cwnd: usize, ssthresh: usize) {

@@ -226,6 +226,11 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The retransmission timer expired (RFC 5681 3.1 equation 4, then
     /// restart from one segment).
     fn on_rto(&mut self, now: Instant, in_flight: usize, mss: usize);
+    /// The last congestion event or timeout was spurious (D-SACK, RFC
+    /// 2883 and 3708; F-RTO, RFC 5682; RACK): undo its reduction (RFC 9438
+    /// 4.9; Linux tcp_undo_cwnd_reduction). Once per reduction.
+    #[allow(dead_code)] // Loss recovery's undo calls it once it detects.
+    fn on_spurious_reduction(&mut self, now: Instant);
     /// Take over mid-connection from another controller (TCP_CONGESTION
     /// set once data has flowed): keep its window and threshold, as Linux's
     /// tcp_reinit_congestion_control does.
@@ -411,6 +416,44 @@ mod tests {
             r.on_ack(&AckEvent::test(Instant::ZERO, 2 * MSS, MSS));
         }
         assert_eq!(r.window(), 5 * MSS, "at ssthresh 5: slow start over");
+    }
+
+    #[test]
+    fn spurious_reductions_are_undone() {
+        // CUBIC, RFC 9438 4.9: window, threshold and curve come back.
+        let mut c = Cubic::new(100 * MSS, SlowStart::new(false));
+        c.on_congestion_event(Instant::ZERO, 100 * MSS, MSS);
+        c.on_recovery_end(Instant::ZERO);
+        c.on_ack(&AckEvent::test(Instant::from_secs(1), MSS, MSS));
+        let (w, ss) = (c.window(), c.ssthresh());
+        // A second event (say, reordering mistaken for loss), then found
+        // spurious.
+        c.on_congestion_event(Instant::from_secs(2), 70 * MSS, MSS);
+        assert_eq!(c.window(), 49 * MSS);
+        c.on_spurious_reduction(Instant::from_secs(2));
+        assert_eq!((c.window(), c.ssthresh()), (w, ss));
+        // The curve is the first event's: avoidance continues on it.
+        c.on_ack(&AckEvent::test(Instant::from_secs(2), MSS, MSS));
+        assert!(c.window() >= w);
+
+        // A timeout, repeated, then found spurious (F-RTO): back to the
+        // window before the first.
+        let mut c = Cubic::new(40 * MSS, SlowStart::new(false));
+        c.on_rto(Instant::ZERO, 40 * MSS, MSS);
+        c.on_rto(Instant::from_secs(1), 40 * MSS, MSS);
+        c.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((c.window(), c.ssthresh()), (40 * MSS, usize::MAX));
+
+        // Reno, as Linux's tcp_undo_cwnd_reduction.
+        let mut r = Reno::new(40 * MSS, SlowStart::new(false));
+        r.on_rto(Instant::ZERO, 40 * MSS, MSS);
+        r.on_rto(Instant::from_secs(1), 40 * MSS, MSS);
+        assert_eq!(r.window(), MSS);
+        r.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((r.window(), r.ssthresh()), (40 * MSS, usize::MAX));
+        r.on_congestion_event(Instant::ZERO, 40 * MSS, MSS);
+        r.on_spurious_reduction(Instant::ZERO);
+        assert_eq!(r.window(), 40 * MSS);
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub(crate) struct Reno {
     initial: bool,
     slow_start: SlowStart,
     validation: CwndValidation,
+    /// cwnd and ssthresh before the last reduction, to undo it.
+    prior: Option<(usize, usize)>,
+    /// A timeout's reduction is done; later ones before new data is
+    /// acknowledged are part of it.
+    in_loss: bool,
 }
 
 impl Reno {
@@ -24,6 +29,8 @@ impl Reno {
         Reno {
             slow_start,
             validation: CwndValidation::default(),
+            prior: None,
+            in_loss: false,
             cwnd: initial,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
@@ -50,6 +57,7 @@ impl CongestionControl for Reno {
 
     fn on_ack(&mut self, ack: &AckEvent) {
         self.initial = false;
+        self.in_loss = false;
         self.validation.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         if !ack.cwnd_limited {
             return;
@@ -70,6 +78,7 @@ impl CongestionControl for Reno {
 
     fn on_congestion_event(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.initial = false;
+        self.prior = Some((self.cwnd, self.ssthresh));
         // RFC 5681 equation 4; cwnd = ssthresh as step 6 leaves it (step
         // 3's + 3*SMSS is the recovery's inflation).
         self.ssthresh = (in_flight / 2).max(2 * mss);
@@ -83,11 +92,24 @@ impl CongestionControl for Reno {
 
     fn on_rto(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.slow_start.on_rto();
+        if !self.in_loss {
+            self.prior = Some((self.cwnd, self.ssthresh));
+            self.in_loss = true;
+        }
         self.initial = false;
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
         self.cwnd = mss;
         self.acked_in_ca = 0;
+    }
+
+    fn on_spurious_reduction(&mut self, _now: Instant) {
+        // Linux tcp_undo_cwnd_reduction: the window back, at least.
+        if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.cwnd = self.cwnd.max(cwnd);
+            self.ssthresh = ssthresh;
+            self.in_loss = false;
+        }
     }
 
     fn take_over(&mut self, cwnd: usize, ssthresh: usize) {
