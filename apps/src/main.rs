@@ -150,7 +150,9 @@ fn up(args: UpArgs) -> Result<(), String> {
             .push(services::tcp_chargen(&exec, &stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
     }
     if let Some(port) = args.iperf3 {
-        served.push(services::iperf3_server(&stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?);
+        served.push(
+            services::iperf3_server(&exec, &stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?,
+        );
     }
     let http = match args.http {
         Some(port) => Some(

@@ -387,6 +387,15 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
 /// `--iperf3`: one test against an iperf3 server, or serve iperf3 clients.
 fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit) -> Result<(), String> {
     use crate::iperf3;
+    use tapir_harness::net;
+    // The control connection and the streams are tasks: two threads, so a
+    // bidirectional test's senders and receivers run side by side.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tput-iperf3")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(1 << 20);
     if let Some(addr) = args.connect {
         let timeout = Duration::try_from_secs_f64(args.connect_timeout)
@@ -400,8 +409,10 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
             len: chunk,
             omit: 0.0,
         };
-        let mut connect = || {
-            let s = TcpStream::connect_timeout(stack, &SocketAddr::V4(addr), timeout)?;
+        let connect = || async move {
+            let s = tokio::time::timeout(timeout, net::TcpStream::connect(stack, SocketAddr::V4(addr)))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
             s.set_nodelay(args.nodelay)?;
             Ok(s)
         };
@@ -414,33 +425,35 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
                 mbytes(got)
             );
         };
-        let report = iperf3::run_client(
-            &mut connect,
-            &params,
-            args.net
-                .seed
-                .unwrap_or_else(|| tapir_harness::os_random_u64().unwrap_or(0))
-                ^ u64::from(std::process::id()),
-            &mut progress,
-        )
-        .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;
+        let seed = args
+            .net
+            .seed
+            .unwrap_or_else(|| tapir_harness::os_random_u64().unwrap_or(0))
+            ^ u64::from(std::process::id());
+        let report = rt
+            .block_on(iperf3::run_client(connect, &params, seed, &mut progress))
+            .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;
         print!("{}", report.summary());
         return Ok(());
     }
     let port = args.listen.ok_or("--iperf3 needs --connect or --listen")?;
-    let listener =
-        TcpListener::bind(stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
+    let listener = rt
+        .block_on(net::TcpListener::bind(stack, ("0.0.0.0", port)))
+        .map_err(|e| format!("listen on {port}: {e}"))?;
+    if args.nodelay {
+        // Accepted streams inherit it (Linux: options set on the listener).
+        listener
+            .set_option(tapir_stack::TcpOption::NoDelay(true))
+            .map_err(|e| e.to_string())?;
+    }
     println!("tput: serving iperf3 on {}:{port}", args.net.addr.addr);
     loop {
-        let (ctrl, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let (ctrl, peer) = rt
+            .block_on(listener.accept())
+            .map_err(|e| format!("accept: {e}"))?;
         ctrl.set_nodelay(true).map_err(|e| e.to_string())?;
         println!("tput: iperf3 test from {peer}");
-        let mut accept = || {
-            let (s, _) = listener.accept_timeout(iperf3::STREAM_ACCEPT_TIMEOUT)?;
-            s.set_nodelay(args.nodelay)?;
-            Ok(s)
-        };
-        let r = iperf3::serve(ctrl, &mut accept);
+        let r = rt.block_on(iperf3::serve(ctrl, &listener));
         match &r {
             Ok(report) => print!("{}", report.summary()),
             Err(e) => eprintln!("tput: iperf3 test from {peer}: {e}"),
