@@ -84,6 +84,12 @@ pub struct TputArgs {
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
+    /// Record the connection's timeline (cwnd, ssthresh, bytes in flight,
+    /// sequence sent and acknowledged, RTT, retransmissions, recovery) to
+    /// this CSV; `tapir plot FILE.csv -o FILE.svg` draws it. A server
+    /// records each client in turn to the same file name.
+    #[arg(long, value_name = "FILE.csv", conflicts_with = "iperf3")]
+    pub trace: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -333,6 +339,10 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
         );
         last = (bytes, elapsed, retrans);
     };
+    let recorder = match &args.trace {
+        Some(path) => Some(TraceRecorder::start(stream, path)?),
+        None => None,
+    };
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(16 << 20);
     let mut w = stream;
     let bar = crate::progress::bar(if sending { "tput: sent" } else { "tput: received" });
@@ -381,7 +391,75 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
     if let Some(h) = &transfer.sha256 {
         println!("sha256: {h}");
     }
+    if let (Some(r), Some(path)) = (recorder, &args.trace) {
+        let (rows, dropped) = r.finish()?;
+        println!(
+            "tput: timeline of {rows} samples in {}{}",
+            path.display(),
+            if dropped > 0 {
+                format!(" ({dropped} lost: drained too slowly)")
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(())
+}
+
+/// Drains a traced connection's timeline into a CSV file from a thread of
+/// its own, every few milliseconds, so the stack's bounded trace queue
+/// never fills.
+struct TraceRecorder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(u64, u64), String>>,
+}
+
+impl TraceRecorder {
+    fn start(stream: &TcpStream, path: &std::path::Path) -> Result<TraceRecorder, String> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut csv =
+            crate::trace::CsvWriter::new(std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
+        stream
+            .set_trace(Some(tapir_stack::DEFAULT_TRACE_CAPACITY))
+            .map_err(|e| format!("trace: {e}"))?;
+        let stream = stream.try_clone().map_err(|e| e.to_string())?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tput-trace".into())
+            .spawn(move || {
+                let mut samples = Vec::new();
+                let mut dropped = 0;
+                loop {
+                    let last = flag.load(Ordering::SeqCst);
+                    samples.clear();
+                    // A connection already gone has nothing more to give.
+                    dropped += stream.drain_trace(&mut samples).unwrap_or(0);
+                    for s in &samples {
+                        csv.write(s).map_err(|e| e.to_string())?;
+                    }
+                    if last {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = stream.set_trace(None);
+                let rows = csv.rows;
+                csv.into_inner().flush().map_err(|e| e.to_string())?;
+                Ok((rows, dropped))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(TraceRecorder { stop, thread })
+    }
+
+    /// Drain what is left and close the file: (rows written, samples lost).
+    fn finish(self) -> Result<(u64, u64), String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| "the trace thread panicked".to_string())?
+    }
 }
 
 /// `--iperf3`: one test against an iperf3 server, or serve iperf3 clients.

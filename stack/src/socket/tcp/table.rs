@@ -18,6 +18,7 @@ use super::conn::{Challenge, Connection, Endpoints, Outcome, Transition};
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
+use super::trace::{Trace, TraceSample};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
@@ -106,6 +107,8 @@ pub(crate) struct ConnEntry {
     pub app_closed: bool,
     deadline: Option<Instant>,
     dirty: bool,
+    /// The connection's timeline, while the application records one.
+    pub trace: Option<Box<Trace>>,
 }
 
 /// A segment for the interface to send: header fields, and for data the
@@ -457,6 +460,7 @@ impl TcpTable {
                 app_closed: false,
                 deadline: None,
                 dirty: false,
+                trace: None,
             });
         }
     }
@@ -513,7 +517,11 @@ impl TcpTable {
     }
 
     fn refresh_inner(&mut self, cx: &mut Cx, h: SocketHandle, may_mark_dirty: bool) {
+        let now = cx.now;
         let Some(e) = cx.entry(h) else { return };
+        if let Some(t) = e.trace.as_mut() {
+            t.record(TraceSample::from_stats(now, &e.conn.stats()));
+        }
         let schedule = e.conn.schedule();
         let new = schedule.deadline;
         let old = e.deadline;

@@ -573,6 +573,11 @@ impl Connection {
         s.bytes_in_flight = self.snd.in_flight();
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
+        s.recovery = if self.recovery.is_some() {
+            "recovery"
+        } else {
+            "open"
+        };
         s
     }
 }
