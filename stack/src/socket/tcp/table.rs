@@ -266,6 +266,15 @@ impl TcpTable {
             }
         }
         let Some(e) = cx.entry(h) else { return };
+        // An ACK the previous segment of this batch called for goes first
+        // (when the queue has room; else it stays owed and rides out later).
+        if self.rst_out.len() < RST_QUEUE_LEN {
+            if let Some(ack) = e.conn.take_owed_ack(now) {
+                let dst = *e.conn.remote.ip();
+                self.queue_rst(cx, dst, ack);
+            }
+        }
+        let Some(e) = cx.entry(h) else { return };
         let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
         let mut out = e.conn.process(now, repr, data);
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
