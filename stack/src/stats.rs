@@ -195,6 +195,10 @@ stats! {
     count tcp_time_wait,
     /// TIME-WAIT entries ended early by a new SYN (RFC 6191).
     count tcp_time_wait_reused,
+    /// Connections that closed without TIME-WAIT because
+    /// `TcpConfig::max_time_wait` entries were held (Linux
+    /// TCPTimeWaitOverflow).
+    count tcp_time_wait_overflow,
     /// RSTs received in TIME-WAIT and ignored (RFC 1337).
     drop tcp_time_wait_rst_ignored,
     /// Unacceptable segments in TIME-WAIT left unanswered by the rate limit.

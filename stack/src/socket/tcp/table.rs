@@ -510,7 +510,13 @@ impl TcpTable {
         if self.conns.get(&key) == Some(&h) {
             let (info, owes_ack) = e.conn.hand_over_time_wait();
             self.conns.remove(&key);
-            let ack = self.time_wait.insert(cx.now, key, info, cx.config.tcp.time_wait);
+            let tcp = &cx.config.tcp;
+            let (ack, held) = self
+                .time_wait
+                .insert(cx.now, key, info, tcp.time_wait, tcp.max_time_wait);
+            if !held {
+                cx.stats.tcp_time_wait_overflow += 1;
+            }
             if owes_ack {
                 self.queue_rst(cx, *key.1.ip(), ack);
             }
