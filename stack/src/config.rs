@@ -181,6 +181,14 @@ pub struct TcpConfig {
     pub max_backlog: usize,
     /// Out-of-order ranges held per connection before new ones are dropped.
     pub max_ooo_ranges: usize,
+    /// Out-of-order bytes held by all connections together. Each
+    /// connection's are bounded by the window it offers; this bounds their
+    /// sum, so that many connections each sent a window of data behind a
+    /// hole cannot hold window x connections bytes (Linux bounds all
+    /// socket memory with tcp_mem). Past it, out-of-order segments are
+    /// dropped and counted (`tcp_ooo_budget_full`), which costs the sender a
+    /// retransmission, not the connection.
+    pub max_ooo_bytes_total: usize,
     /// Offer and use timestamps (RFC 7323), SACK (RFC 2018) and window scaling.
     pub timestamps: bool,
     pub sack: bool,
@@ -214,6 +222,7 @@ impl Default for TcpConfig {
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,
+            max_ooo_bytes_total: 128 << 20,
             timestamps: true,
             sack: true,
             window_scaling: true,

@@ -276,6 +276,12 @@ impl Interface {
         self.tcp.connections()
     }
 
+    /// Out-of-order bytes all connections hold together (bounded by
+    /// `TcpConfig::max_ooo_bytes_total`).
+    pub fn tcp_ooo_bytes(&self) -> usize {
+        self.tcp.ooo_bytes()
+    }
+
     /// Connections in TIME-WAIT (held compactly).
     pub fn tcp_time_wait_count(&self) -> usize {
         self.tcp.time_wait_len()

@@ -182,6 +182,9 @@ pub struct TcpConnStats {
     pub lost_bytes: usize,
     /// The sender's loss-recovery state: "open" or "recovery".
     pub recovery: &'static str,
+    /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
+    /// was reached.
+    pub ooo_budget_drops: u64,
 }
 
 impl fmt::Display for TcpConnStats {

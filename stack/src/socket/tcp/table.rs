@@ -179,6 +179,9 @@ pub(crate) struct TcpTable {
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
     secret: u64,
     challenge: ChallengeBudget,
+    /// Out-of-order bytes held by all connections together, against
+    /// `TcpConfig::max_ooo_bytes_total`.
+    ooo_bytes: usize,
 }
 
 impl TcpTable {
@@ -196,6 +199,7 @@ impl TcpTable {
                 tokens: 0,
                 second: u64::MAX,
             },
+            ooo_bytes: 0,
         }
     }
 
@@ -207,6 +211,10 @@ impl TcpTable {
     /// Connections with a full control block (not TIME-WAIT entries).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    pub fn ooo_bytes(&self) -> usize {
+        self.ooo_bytes
     }
 
     pub fn time_wait_len(&self) -> usize {
@@ -274,9 +282,17 @@ impl TcpTable {
                 self.queue_rst(cx, dst, ack);
             }
         }
+        let ooo_room = cx.config.tcp.max_ooo_bytes_total.saturating_sub(self.ooo_bytes);
         let Some(e) = cx.entry(h) else { return };
         let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
+        // Out-of-order data may only take what the stack-wide budget has
+        // left; the connection drops (and counts) a segment beyond it.
+        let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
+        e.conn.set_ooo_room(ooo_room);
         let mut out = e.conn.process(now, repr, data);
+        self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
+        cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
+        let Some(e) = cx.entry(h) else { return };
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
             // never be read: tell the peer it was lost (as Linux does).
@@ -487,6 +503,7 @@ impl TcpTable {
         if self.conns.get(&key) == Some(&h) {
             self.conns.remove(&key);
         }
+        self.ooo_bytes = self.ooo_bytes.saturating_sub(e.conn.ooo_bytes());
         if let Some(d) = e.deadline {
             self.timers.remove(&(d, h));
         }
@@ -570,6 +587,13 @@ impl TcpTable {
     pub(super) fn after(&mut self, cx: &mut Cx, h: SocketHandle, out: Outcome) {
         let Some(e) = cx.entry(h) else { return };
         let (parent, app_closed, dst) = (e.parent, e.app_closed, *e.conn.remote.ip());
+        if matches!(out.transition, Transition::Closed | Transition::TimeWait) {
+            // Out-of-order data of a connection that is over is garbage;
+            // free its share of the stack-wide budget now, not when the
+            // application gets round to closing the socket.
+            let freed = e.conn.discard_ooo();
+            self.ooo_bytes = self.ooo_bytes.saturating_sub(freed);
+        }
         let Outcome {
             transition,
             rst,
