@@ -32,7 +32,7 @@ pub use iface::{Event, Interface, NeighborInfo};
 pub use socket::tcp::{
     CongestionAlgorithm, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError,
     TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
-    UnknownAlgorithm,
+    TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};
