@@ -172,12 +172,27 @@ pub struct TcpConfig {
     pub invalid_ratelimit: Duration,
     /// Largest backlog a listener may ask for (Linux somaxconn = 4096).
     pub max_backlog: usize,
+    /// When a listener answers a SYN with a SYN cookie instead of a
+    /// SYN-RECEIVED entry (RFC 4987 3.6; Linux tcp_syncookies, default 1:
+    /// when the SYN queue is full).
+    pub syn_cookies: SynCookies,
     /// Out-of-order ranges held per connection before new ones are dropped.
     pub max_ooo_ranges: usize,
     /// Offer and use timestamps (RFC 7323), SACK (RFC 2018) and window scaling.
     pub timestamps: bool,
     pub sack: bool,
     pub window_scaling: bool,
+}
+
+/// When to send SYN cookies (RFC 4987 3.6), as Linux's tcp_syncookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynCookies {
+    /// Never: a SYN that finds the SYN queue full is dropped (0).
+    Never,
+    /// When the listener's SYN queue is full (1, Linux's default).
+    WhenFull,
+    /// For every SYN: no SYN-RECEIVED entries at all (2).
+    Always,
 }
 
 impl Default for TcpConfig {
@@ -205,6 +220,7 @@ impl Default for TcpConfig {
             challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
+            syn_cookies: SynCookies::WhenFull,
             max_ooo_ranges: 32,
             timestamps: true,
             sack: true,

@@ -174,7 +174,7 @@ pub(crate) struct TcpTable {
     timers: BTreeSet<(Instant, SocketHandle)>,
     dirty: VecDeque<SocketHandle>,
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
-    secret: u64,
+    pub(super) secret: u64,
     challenge: ChallengeBudget,
 }
 
@@ -238,14 +238,21 @@ impl TcpTable {
             }
         }
         if let Some(&l) = self.listeners.get(&repr.dst_port) {
-            self.listen_input(cx, now, l, remote, repr, data.len(), reopen_isn);
+            self.listen_input(cx, now, l, remote, repr, data, reopen_isn);
             return;
         }
         cx.stats.tcp_no_socket += 1;
         self.reset_closed(cx, src, repr, data.len());
     }
 
-    fn conn_input(&mut self, cx: &mut Cx, now: Instant, h: SocketHandle, repr: &TcpRepr, data: &[u8]) {
+    pub(super) fn conn_input(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        h: SocketHandle,
+        repr: &TcpRepr,
+        data: &[u8],
+    ) {
         // The connection logs its transitions (at debug) inside this span,
         // which names its handle.
         let _span = tracing::debug_span!("conn", %h).entered();
