@@ -170,6 +170,17 @@ pub struct TcpConfig {
     /// unacceptable would otherwise trade ACKs as fast as the link allows
     /// (Linux tcp_invalid_ratelimit = 500 ms). Zero turns the limit off.
     pub invalid_ratelimit: Duration,
+    /// RSTs per second, across the interface, in answer to segments for
+    /// no connection (RFC 9293 3.10.7.1: a closed port, a stray ACK to a
+    /// listener, a failed SYN cookie), as a token bucket like ICMP errors'
+    /// (RFC 1812 4.3.2.8), so that a scan or a flood of forged segments
+    /// cannot make us send as fast as it sends. Linux has no such limit
+    /// for TCP (its icmp_ratelimit covers ICMP only); `u32::MAX` turns it
+    /// off. RSTs that belong to a connection (an abort, a bad ACK in
+    /// SYN-RECEIVED) are not limited.
+    pub rst_per_sec: u32,
+    /// The bucket's depth.
+    pub rst_burst: u32,
     /// Largest backlog a listener may ask for (Linux somaxconn = 4096).
     pub max_backlog: usize,
     /// When a listener answers a SYN with a SYN cookie instead of a
@@ -219,6 +230,8 @@ impl Default for TcpConfig {
             keepalive_count: 9,
             challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
+            rst_per_sec: 1000,
+            rst_burst: 50,
             max_backlog: 4096,
             syn_cookies: SynCookies::WhenFull,
             max_ooo_ranges: 32,

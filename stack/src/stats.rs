@@ -178,6 +178,10 @@ stats! {
     drop tcp_no_socket,
     /// RSTs we sent (closed ports, bad ACKs, aborts).
     count tcp_rst_tx,
+    /// RSTs to segments for no connection not sent because of
+    /// `TcpConfig::rst_per_sec` (the segment itself is counted where it
+    /// was dropped, `tcp_no_socket` or the listener's counters).
+    count tcp_rst_rate_limited,
     /// Dropped: a SYN to a listener whose SYN or accept queue was full.
     drop tcp_listen_overflow,
     /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).

@@ -648,6 +648,53 @@ fn port_unreachable_is_rate_limited() {
     assert_eq!(drain(&mut i, at(101)).len(), 1);
 }
 
+/// A SYN from the peer to `port`, with sequence number `seq`.
+fn tcp_syn_from_peer(port: u16, seq: u32) -> Vec<u8> {
+    let syn = crate::wire::TcpRepr {
+        src_port: 40000,
+        dst_port: port,
+        seq,
+        flags: crate::wire::TcpFlags::SYN,
+        window: 1000,
+        ..Default::default()
+    };
+    let mut seg = vec![0u8; syn.header_len()];
+    syn.emit(&mut seg, PEER_IP, crate::testing::TAPIR_IP, 0);
+    crate::testing::ipv4_from_peer(Protocol::Tcp, &seg)
+}
+
+#[test]
+fn rst_to_closed_port_is_rate_limited() {
+    let mut cfg = config();
+    cfg.tcp.rst_burst = 5;
+    cfg.tcp.rst_per_sec = 10;
+    let mut i = Interface::new(cfg).unwrap();
+    introduce_peer(&mut i, at(0));
+    for n in 0..20 {
+        i.handle_frame(at(1), &tcp_syn_from_peer(9999, n));
+    }
+    assert_eq!(drain(&mut i, at(1)).len(), 5);
+    assert_eq!(i.stats().tcp_rst_tx, 5);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 15);
+    assert_eq!(i.stats().tcp_no_socket, 20, "each segment is still counted");
+    // 100 ms later one token has come back.
+    i.handle_frame(at(101), &tcp_syn_from_peer(9999, 100));
+    i.handle_frame(at(101), &tcp_syn_from_peer(9999, 101));
+    assert_eq!(drain(&mut i, at(101)).len(), 1);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 16);
+
+    // u32::MAX turns the limit off.
+    let mut cfg = config();
+    cfg.tcp.rst_per_sec = u32::MAX;
+    let mut i = Interface::new(cfg).unwrap();
+    introduce_peer(&mut i, at(0));
+    for n in 0..60 {
+        i.handle_frame(at(1), &tcp_syn_from_peer(9999, n));
+    }
+    assert_eq!(drain(&mut i, at(1)).len(), 60);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 0);
+}
+
 #[test]
 fn no_icmp_error_about_icmp_errors_or_broadcasts() {
     let mut i = iface();

@@ -20,6 +20,7 @@ use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
+use crate::iface::util::TokenBucket;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
@@ -176,6 +177,9 @@ pub(crate) struct TcpTable {
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
     pub(super) secret: u64,
     challenge: ChallengeBudget,
+    /// RSTs to segments for no connection (`TcpConfig::rst_per_sec`),
+    /// made on first use from the configuration then.
+    rst_limiter: Option<TokenBucket>,
 }
 
 impl TcpTable {
@@ -193,6 +197,7 @@ impl TcpTable {
                 tokens: 0,
                 second: u64::MAX,
             },
+            rst_limiter: None,
         }
     }
 
@@ -307,6 +312,16 @@ impl TcpTable {
             (SeqNumber(0), Some(SeqNumber(repr.seq) + seg_len))
         };
         let rst = rst_repr(repr.dst_port, repr.src_port, seq, ack);
+        let tcp = &cx.config.tcp;
+        if tcp.rst_per_sec != u32::MAX {
+            let bucket = self
+                .rst_limiter
+                .get_or_insert_with(|| TokenBucket::new(tcp.rst_per_sec, tcp.rst_burst));
+            if !bucket.take(cx.now) {
+                cx.stats.tcp_rst_rate_limited += 1;
+                return;
+            }
+        }
         self.queue_rst(cx, dst, rst);
     }
 
