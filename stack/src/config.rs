@@ -147,6 +147,13 @@ pub struct TcpConfig {
     pub quickack_max: u32,
     /// TIME-WAIT duration, 2 x MSL (Linux TCP_TIMEWAIT_LEN = 60 s).
     pub time_wait: Duration,
+    /// TIME-WAIT entries held at once (Linux tcp_max_tw_buckets, 262 144
+    /// on a machine with this much memory). Past it a closing connection
+    /// skips TIME-WAIT and is counted (`tcp_time_wait_overflow`): a peer
+    /// that opens and closes connections as fast as it can would otherwise
+    /// grow the table by its rate times 60 s. An entry costs about 100
+    /// bytes.
+    pub max_time_wait: usize,
     /// How long a connection the application has closed may wait in
     /// FIN-WAIT-2 for the peer's FIN (Linux tcp_fin_timeout = 60 s);
     /// without a bound, a silent peer would pin it forever.
@@ -189,6 +196,14 @@ pub struct TcpConfig {
     pub syn_cookies: SynCookies,
     /// Out-of-order ranges held per connection before new ones are dropped.
     pub max_ooo_ranges: usize,
+    /// Out-of-order bytes held by all connections together. Each
+    /// connection's are bounded by the window it offers; this bounds their
+    /// sum, so that many connections each sent a window of data behind a
+    /// hole cannot hold window x connections bytes (Linux bounds all
+    /// socket memory with tcp_mem). Past it, out-of-order segments are
+    /// dropped and counted (`tcp_ooo_budget_full`), which costs the sender a
+    /// retransmission, not the connection.
+    pub max_ooo_bytes_total: usize,
     /// Offer and use timestamps (RFC 7323), SACK (RFC 2018) and window scaling.
     pub timestamps: bool,
     pub sack: bool,
@@ -224,6 +239,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             quickack_max: 16,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 262_144,
             fin_wait2_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
@@ -235,6 +251,7 @@ impl Default for TcpConfig {
             max_backlog: 4096,
             syn_cookies: SynCookies::WhenFull,
             max_ooo_ranges: 32,
+            max_ooo_bytes_total: 128 << 20,
             timestamps: true,
             sack: true,
             window_scaling: true,

@@ -33,7 +33,8 @@ pub use config::{
 pub use iface::{Event, Interface, NeighborInfo};
 pub use socket::tcp::{
     TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError, TcpOption, TcpOptionError,
-    TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
+    TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState, TraceSample,
+    DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};

@@ -6,6 +6,7 @@ use super::conn::{self, Connection};
 use super::error::*;
 use super::listener::Listener;
 use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
+use super::trace::{Trace, TraceSample};
 use super::{TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
@@ -276,6 +277,29 @@ impl TcpTable {
 
     pub fn take_error(&mut self, cx: &mut Cx, h: SocketHandle) -> Option<SocketError> {
         cx.entry(h)?.conn.error.take()
+    }
+
+    pub fn set_trace(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        capacity: Option<usize>,
+    ) -> Result<(), TcpOptionError> {
+        let now = cx.now;
+        let e = cx.entry(h).ok_or(TcpOptionError::BadHandle)?;
+        e.trace = capacity.map(|c| {
+            let mut t = Box::new(Trace::new(c));
+            t.record(TraceSample::from_stats(now, &e.conn.stats()));
+            t
+        });
+        Ok(())
+    }
+
+    pub fn drain_trace(&mut self, cx: &mut Cx, h: SocketHandle, out: &mut Vec<TraceSample>) -> u64 {
+        match cx.entry(h).and_then(|e| e.trace.as_mut()) {
+            Some(t) => t.drain(out),
+            None => 0,
+        }
     }
 
     pub fn set_option(

@@ -15,6 +15,7 @@
 //! - `cc/`: congestion control behind a trait (`mod.rs`), one file per
 //!   controller (`reno.rs` first).
 //! - `seq`: sequence-number arithmetic modulo 2^32.
+//! - `trace`: a connection's timeline, recorded on request, for plots.
 //!
 //! Nothing here knows the interface: `iface::tcp` parses segments and
 //! hands them to the table, and emits the segments the table returns.
@@ -28,12 +29,14 @@ pub(crate) mod rtt;
 pub(crate) mod seq;
 pub(crate) mod table;
 pub(crate) mod time_wait;
+pub(crate) mod trace;
 
 pub use error::{
     TcpAcceptError, TcpBindError, TcpConnectError, TcpListenError, TcpOptionError, TcpRecvError,
     TcpSendError, TcpShutdownError, TcpSocketError,
 };
 pub(crate) use table::TcpSocket;
+pub use trace::{TraceSample, DEFAULT_TRACE_CAPACITY};
 
 use crate::time::Duration;
 use core::fmt;
@@ -173,6 +176,15 @@ pub struct TcpConnStats {
     /// `TcpConfig::invalid_ratelimit` (Linux TCPACKSkipped*).
     pub acks_rate_limited: u64,
     pub congestion_control: &'static str,
+    /// Bytes above SND.UNA the peer reported holding (SACK scoreboard).
+    pub sacked_bytes: usize,
+    /// Bytes marked lost and not yet retransmitted.
+    pub lost_bytes: usize,
+    /// The sender's loss-recovery state: "open" or "recovery".
+    pub recovery: &'static str,
+    /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
+    /// was reached.
+    pub ooo_budget_drops: u64,
 }
 
 impl fmt::Display for TcpConnStats {

@@ -263,6 +263,9 @@ pub(crate) struct Connection {
     /// may then name an earlier soft error instead of ETIMEDOUT.
     timed_out: bool,
     stats: TcpConnStats,
+    /// Out-of-order bytes the stack-wide budget still allows (set by the
+    /// table before each segment).
+    ooo_room: usize,
 }
 
 /// Fast recovery (RFC 5681 3.2) in progress.
@@ -371,6 +374,7 @@ impl Connection {
             error: None,
             timed_out: false,
             stats: TcpConnStats::default(),
+            ooo_room: usize::MAX,
             cfg: cfg.clone(),
         }
     }
@@ -584,6 +588,11 @@ impl Connection {
         s.bytes_in_flight = self.snd.in_flight();
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
+        s.recovery = if self.recovery.is_some() {
+            "recovery"
+        } else {
+            "open"
+        };
         s
     }
 }

@@ -187,6 +187,27 @@ impl Connection {
         }
     }
 
+    /// An ACK owed for segments already processed, taken out before the
+    /// next segment of the same batch is: each arrival that calls for an
+    /// ACK at once (RFC 5681 4.2: every second full-sized segment, every
+    /// out-of-order segment) gets its own, as Linux answers each segment
+    /// from its input path. Without this, a batch of segments behind a
+    /// hole drew one duplicate ACK instead of one each, too few for the
+    /// sender's fast retransmit (RFC 5681 3.2), and a batch of in-order
+    /// data one stretch ACK.
+    pub fn take_owed_ack(&mut self, now: Instant) -> Option<TcpRepr> {
+        let synchronized = matches!(
+            self.state,
+            TcpState::Established
+                | TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::CloseWait
+                | TcpState::Closing
+                | TcpState::LastAck
+        );
+        (synchronized && self.owed.contains(Owed::ACK)).then(|| self.pure_ack(now))
+    }
+
     pub(super) fn pure_ack(&mut self, now: Instant) -> TcpRepr {
         let seq = self.acceptable_seq();
         self.base_repr(now, seq, 0)

@@ -46,6 +46,31 @@ impl Connection {
         n
     }
 
+    /// Out-of-order bytes held (above RCV.NXT).
+    pub fn ooo_bytes(&self) -> usize {
+        self.rcv.ooo.total_bytes()
+    }
+
+    /// Forget the out-of-order data of a connection that is over: it can
+    /// never be delivered. Returns how many bytes that was.
+    pub fn discard_ooo(&mut self) -> usize {
+        let n = self.rcv.ooo.total_bytes();
+        self.rcv.ooo.clear();
+        n
+    }
+
+    /// Out-of-order segments dropped because the stack-wide budget was
+    /// spent.
+    pub fn ooo_budget_drops(&self) -> u64 {
+        self.stats.ooo_budget_drops
+    }
+
+    /// How many more out-of-order bytes the stack lets this connection
+    /// hold (set before each segment is processed).
+    pub fn set_ooo_room(&mut self, room: usize) {
+        self.ooo_room = room;
+    }
+
     pub fn recv_queued(&self) -> usize {
         self.rcv.buf.len()
     }
