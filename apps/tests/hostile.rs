@@ -9,7 +9,9 @@
 //! reads. Counter checks are exact deltas over the attack: a bad frame must
 //! be counted once, under its reason, and nowhere else.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Output};
@@ -819,4 +821,160 @@ fn kernel_fragment_attacks() {
     let d = deltas(&before, &rig.stats());
     assert_eq!(delta(&d, "frag_timeout"), 5000 - gone, "{d:?}");
     rig.ping(3000, 3);
+}
+
+/// From /proc/PID/status: the resident set, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A counter from the table `tapir up` prints when it stops.
+fn up_counter(stdout: &str, name: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// One HTTP request on a new kernel connection: the whole answer to
+/// `/bytes/100` (100 bytes of body), or what went wrong.
+fn one_request() -> Result<(), String> {
+    let addr = std::net::SocketAddr::from((TAPIR, 8080));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /bytes/100 HTTP/1.1\r\nHost: 10.77.0.2\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+    let body = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| got.len() - p - 4);
+    if got.starts_with(b"HTTP/1.1 200") && body == 100 {
+        Ok(())
+    } else {
+        Err(format!("answer: {:?}", String::from_utf8_lossy(&got)))
+    }
+}
+
+const FLOOD_CLIENTS: usize = 1000;
+
+/// A SYN flood does not deny service (RFC 4987 3.6, SYN cookies).
+///
+/// `tapir up --http 8080` (its own process, so that its RSS is its own)
+/// serves while hping3 floods port 8080 with SYNs from random source
+/// addresses (`--flood --rand-source`), which fill the listener's SYN queue
+/// with connections that never complete. Meanwhile a kernel client makes
+/// 1 000 connections one after the other (at most 45 s in all), each with
+/// one HTTP request for `/bytes/100`. Checks: at least 99 % of them get
+/// their whole answer (the figure is printed; without cookies none does,
+/// their SYNs find the SYN queue full); tapir's RSS, sampled every 50
+/// requests, grows by less than 32 MiB over its value before the flood.
+/// Counters (printed by `tapir up` at exit, and here):
+/// `tcp_syncookies_sent` above 1 000 (the flood was answered with
+/// cookies), `tcp_syncookies_recv` above 0 (the client's connections came
+/// through cookies), `tcp_syncookies_failed`, `tcp_listen_overflow`.
+#[test]
+fn kernel_syn_flood_does_not_deny_service() {
+    require_kernel!("hping3");
+    const TAPIR_BIN: &str = env!("CARGO_BIN_EXE_tapir");
+    let ns = NetNs::create("hostile-synflood").expect("netns");
+    let mut up = ns
+        .command(TAPIR_BIN)
+        .args([
+            "up",
+            "--tap",
+            "tap0",
+            "--addr",
+            "10.77.0.2/24",
+            "--host-addr",
+            "10.77.0.1/24",
+            "--http",
+            "8080",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tapir up");
+    let pid = up.id();
+    // Up when it answers.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = ns.run_in(one_request).expect("netns") {
+        if Instant::now() > deadline {
+            let stopped = common::stop_up(&mut up);
+            panic!("tapir up did not serve HTTP ({e}): {}", stopped.stderr);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rss0 = rss(pid);
+
+    let mut flood = ns
+        .command("hping3")
+        .args(["-q", "-S", "-p", "8080", "--flood", "--rand-source", "10.77.0.2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("hping3");
+    // Let the flood fill the SYN queue first.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (ok, rss_max) = ns
+        .run_in(|| {
+            let (mut ok, mut rss_max) = (0, 0);
+            for i in 0..FLOOD_CLIENTS {
+                if started.elapsed() > Duration::from_secs(45) {
+                    break; // the rest count as failures
+                }
+                match one_request() {
+                    Ok(()) => ok += 1,
+                    Err(e) => eprintln!("request {i}: {e}"),
+                }
+                if i % 50 == 0 {
+                    rss_max = rss_max.max(rss(pid));
+                }
+            }
+            (ok, rss_max)
+        })
+        .expect("netns");
+    let took = started.elapsed();
+    let rss_max = rss_max.max(rss(pid));
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let stopped = common::stop_up(&mut up);
+    let out = &stopped.stdout;
+    let (sent, recv, failed) = (
+        up_counter(out, "tcp_syncookies_sent"),
+        up_counter(out, "tcp_syncookies_recv"),
+        up_counter(out, "tcp_syncookies_failed"),
+    );
+    eprintln!(
+        "syn flood: {ok}/{FLOOD_CLIENTS} requests answered in {took:.1?}; tapir RSS {} -> {} KiB; \
+         tcp_syncookies_sent {sent}, tcp_syncookies_recv {recv}, tcp_syncookies_failed {failed}, \
+         tcp_listen_overflow {}, tcp_rx {}",
+        rss0 >> 10,
+        rss_max >> 10,
+        up_counter(out, "tcp_listen_overflow"),
+        up_counter(out, "tcp_rx"),
+    );
+    assert!(
+        ok * 100 >= FLOOD_CLIENTS * 99,
+        "only {ok} of {FLOOD_CLIENTS} requests answered under the flood; tapir:\n{out}"
+    );
+    assert!(sent > 1000, "the flood drew few cookies: {sent}; tapir:\n{out}");
+    assert!(recv > 0, "no connection came through a cookie; tapir:\n{out}");
+    assert!(
+        rss_max < rss0 + (32 << 20),
+        "tapir's RSS grew from {} to {} KiB under the flood",
+        rss0 >> 10,
+        rss_max >> 10
+    );
 }

@@ -187,8 +187,23 @@ pub struct TcpConfig {
     /// unacceptable would otherwise trade ACKs as fast as the link allows
     /// (Linux tcp_invalid_ratelimit = 500 ms). Zero turns the limit off.
     pub invalid_ratelimit: Duration,
+    /// RSTs per second, across the interface, in answer to segments for
+    /// no connection (RFC 9293 3.10.7.1: a closed port, a stray ACK to a
+    /// listener, a failed SYN cookie), as a token bucket like ICMP errors'
+    /// (RFC 1812 4.3.2.8), so that a scan or a flood of forged segments
+    /// cannot make us send as fast as it sends. Linux has no such limit
+    /// for TCP (its icmp_ratelimit covers ICMP only); `u32::MAX` turns it
+    /// off. RSTs that belong to a connection (an abort, a bad ACK in
+    /// SYN-RECEIVED) are not limited.
+    pub rst_per_sec: u32,
+    /// The bucket's depth.
+    pub rst_burst: u32,
     /// Largest backlog a listener may ask for (Linux somaxconn = 4096).
     pub max_backlog: usize,
+    /// When a listener answers a SYN with a SYN cookie instead of a
+    /// SYN-RECEIVED entry (RFC 4987 3.6; Linux tcp_syncookies, default 1:
+    /// when the SYN queue is full).
+    pub syn_cookies: SynCookies,
     /// Out-of-order ranges held per connection before new ones are dropped.
     pub max_ooo_ranges: usize,
     /// Out-of-order bytes held by all connections together. Each
@@ -203,6 +218,17 @@ pub struct TcpConfig {
     pub timestamps: bool,
     pub sack: bool,
     pub window_scaling: bool,
+}
+
+/// When to send SYN cookies (RFC 4987 3.6), as Linux's tcp_syncookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynCookies {
+    /// Never: a SYN that finds the SYN queue full is dropped (0).
+    Never,
+    /// When the listener's SYN queue is full (1, Linux's default).
+    WhenFull,
+    /// For every SYN: no SYN-RECEIVED entries at all (2).
+    Always,
 }
 
 impl Default for TcpConfig {
@@ -233,7 +259,10 @@ impl Default for TcpConfig {
             keepalive_count: 9,
             challenge_ack_limit: u32::MAX,
             invalid_ratelimit: Duration::from_millis(500),
+            rst_per_sec: 1000,
+            rst_burst: 50,
             max_backlog: 4096,
+            syn_cookies: SynCookies::WhenFull,
             max_ooo_ranges: 32,
             max_ooo_bytes_total: 128 << 20,
             timestamps: true,

@@ -27,7 +27,9 @@ pub mod wire;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, TcpConfig, UdpConfig};
+pub use config::{
+    ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, SynCookies, TcpConfig, UdpConfig,
+};
 pub use iface::{Event, Interface, NeighborInfo};
 pub use socket::tcp::{
     CongestionAlgorithm, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError,

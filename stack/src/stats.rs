@@ -178,12 +178,25 @@ stats! {
     drop tcp_no_socket,
     /// RSTs we sent (closed ports, bad ACKs, aborts).
     count tcp_rst_tx,
+    /// RSTs to segments for no connection not sent because of
+    /// `TcpConfig::rst_per_sec` (the segment itself is counted where it
+    /// was dropped, `tcp_no_socket` or the listener's counters).
+    count tcp_rst_rate_limited,
     /// Dropped: a SYN to a listener whose SYN or accept queue was full.
     drop tcp_listen_overflow,
     /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).
     drop tcp_accept_queue_full,
     /// Dropped: a segment to a listener that was neither SYN nor RST (answered with RST when it carries an ACK).
     drop tcp_listen_bad_segment,
+    /// SYN cookies sent: SYN-ACKs for a listener whose SYN queue was full
+    /// (RFC 4987 3.6; Linux SyncookiesSent).
+    count tcp_syncookies_sent,
+    /// ACKs to a listener whose cookie checked: a connection was made from
+    /// it (Linux SyncookiesRecv).
+    count tcp_syncookies_recv,
+    /// Dropped: an ACK to a listener that had sent cookies lately, whose
+    /// cookie did not check (answered with RST; Linux SyncookiesFailed).
+    drop tcp_syncookies_failed,
     /// Challenge ACKs sent (RFC 5961).
     count tcp_challenge_acks,
     /// Challenge ACKs suppressed by the connection's limit or the interface's budget.

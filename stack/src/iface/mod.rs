@@ -17,7 +17,7 @@ mod tcp_tests;
 #[cfg(test)]
 mod tests;
 mod udp;
-mod util;
+pub(crate) mod util;
 
 use crate::config::Config;
 use crate::socket::{

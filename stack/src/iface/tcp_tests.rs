@@ -1,6 +1,7 @@
 //! TCP between two interfaces wired back to back on a virtual clock.
 
 use super::*;
+use crate::config::SynCookies;
 use crate::socket::tcp::TcpState;
 use crate::testing::{config, PEER_IP, PEER_MAC};
 use crate::time::Duration;
@@ -23,9 +24,15 @@ struct Pair {
 
 impl Pair {
     fn new() -> Self {
+        Pair::with_b(|_| {})
+    }
+
+    /// A pair whose `b` has its configuration changed by `tune`.
+    fn with_b(tune: impl FnOnce(&mut Config)) -> Self {
         let a = Interface::new(config()).unwrap();
         let mut cb = Config::new(PEER_MAC, Ipv4Cidr::new(PEER_IP, 24).unwrap());
         cb.seed = 99;
+        tune(&mut cb);
         let b = Interface::new(cb).unwrap();
         Pair {
             a,
@@ -435,8 +442,9 @@ fn orphaned_fin_wait_2_is_bounded() {
 
 #[test]
 fn backlog_overflow_drops_syns() {
-    // b listens with backlog 1; a opens three connections at once.
-    let mut p = Pair::new();
+    // b listens with backlog 1, without SYN cookies; a opens three
+    // connections at once.
+    let mut p = Pair::with_b(|c| c.tcp.syn_cookies = SynCookies::Never);
     let l = p.b.tcp_listen(addr(PEER_IP, 80), 1).unwrap();
     let c1 = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
     let c2 = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
@@ -478,6 +486,70 @@ fn backlog_overflow_drops_syns() {
     for c in [c1, c2, c3] {
         assert_eq!(p.a.tcp_state(c), Some(TcpState::Established));
     }
+}
+
+#[test]
+fn syn_cookies_carry_connections_past_a_full_syn_queue() {
+    // b listens with backlog 2 and its default (cookies when the SYN
+    // queue is full); a opens four connections at once: two are kept in
+    // the SYN queue, two are answered with cookies. The accept queue
+    // then holds two; the cookie connections' ACKs find it full and are
+    // dropped (as Linux), and their first data makes them later.
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 2).unwrap();
+    let cs: Vec<_> = (0..4)
+        .map(|_| p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap())
+        .collect();
+    p.run_until(Duration::from_secs(1), |p| {
+        cs.iter()
+            .all(|&c| p.a.tcp_state(c) == Some(TcpState::Established))
+    });
+    let st = p.b.stats();
+    assert_eq!(st.tcp_syncookies_sent, 2, "{st}");
+    assert_eq!(st.tcp_syncookies_failed, 0, "{st}");
+    assert_eq!(st.tcp_listen_overflow, 0, "{st}");
+    // Each side says something, so every connection is made and served.
+    for &c in &cs {
+        p.a.tcp_send(c, b"hello").unwrap();
+    }
+    let mut served = 0;
+    let mut buf = [0u8; 16];
+    p.run_until(Duration::from_secs(30), |p| {
+        while let Ok(s) = p.b.tcp_accept(l) {
+            p.b.tcp_send(s, b"hi").unwrap();
+            served += 1;
+        }
+        served == 4
+    });
+    assert_eq!(served, 4);
+    p.run_until(Duration::from_secs(5), |p| {
+        cs.iter().all(|&c| p.a.tcp_recv_queue(c) == 2)
+    });
+    for &c in &cs {
+        assert_eq!(p.a.tcp_recv(c, &mut buf), Ok(2));
+    }
+    let st = p.b.stats();
+    assert_eq!(st.tcp_syncookies_recv, 2, "{st}");
+    assert_eq!(st.tcp_passive_opens, 4, "{st}");
+    assert_eq!(st.tcp_rst_tx, 0, "{st}");
+}
+
+#[test]
+fn syn_cookies_always_keep_no_syn_received_entries() {
+    let mut p = Pair::with_b(|c| c.tcp.syn_cookies = SynCookies::Always);
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    // The SYN-ACK is a cookie although the SYN queue is empty, and the
+    // connection is made of the ACK.
+    p.run_until(Duration::from_secs(1), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    p.a.tcp_send(c, b"hello").unwrap();
+    let mut buf = [0u8; 16];
+    p.run_until(Duration::from_secs(1), |p| p.b.tcp_recv_queue(s) == 5);
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(5));
+    assert_eq!(p.b.stats().tcp_syncookies_sent, 1);
+    assert_eq!(p.b.stats().tcp_syncookies_recv, 1);
+    assert_eq!(p.b.stats().tcp_passive_opens, 1);
 }
 
 #[test]

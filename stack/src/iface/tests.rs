@@ -648,6 +648,130 @@ fn port_unreachable_is_rate_limited() {
     assert_eq!(drain(&mut i, at(101)).len(), 1);
 }
 
+/// A SYN from the peer to `port`, with sequence number `seq`.
+fn tcp_syn_from_peer(port: u16, seq: u32) -> Vec<u8> {
+    let syn = crate::wire::TcpRepr {
+        src_port: 40000,
+        dst_port: port,
+        seq,
+        flags: crate::wire::TcpFlags::SYN,
+        window: 1000,
+        ..Default::default()
+    };
+    let mut seg = vec![0u8; syn.header_len()];
+    syn.emit(&mut seg, PEER_IP, crate::testing::TAPIR_IP, 0);
+    crate::testing::ipv4_from_peer(Protocol::Tcp, &seg)
+}
+
+#[test]
+fn rst_to_closed_port_is_rate_limited() {
+    let mut cfg = config();
+    cfg.tcp.rst_burst = 5;
+    cfg.tcp.rst_per_sec = 10;
+    let mut i = Interface::new(cfg).unwrap();
+    introduce_peer(&mut i, at(0));
+    for n in 0..20 {
+        i.handle_frame(at(1), &tcp_syn_from_peer(9999, n));
+    }
+    assert_eq!(drain(&mut i, at(1)).len(), 5);
+    assert_eq!(i.stats().tcp_rst_tx, 5);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 15);
+    assert_eq!(i.stats().tcp_no_socket, 20, "each segment is still counted");
+    // 100 ms later one token has come back.
+    i.handle_frame(at(101), &tcp_syn_from_peer(9999, 100));
+    i.handle_frame(at(101), &tcp_syn_from_peer(9999, 101));
+    assert_eq!(drain(&mut i, at(101)).len(), 1);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 16);
+
+    // u32::MAX turns the limit off.
+    let mut cfg = config();
+    cfg.tcp.rst_per_sec = u32::MAX;
+    let mut i = Interface::new(cfg).unwrap();
+    introduce_peer(&mut i, at(0));
+    for n in 0..60 {
+        i.handle_frame(at(1), &tcp_syn_from_peer(9999, n));
+    }
+    assert_eq!(drain(&mut i, at(1)).len(), 60);
+    assert_eq!(i.stats().tcp_rst_rate_limited, 0);
+}
+
+/// A segment from the peer's port `src_port` to `port`.
+fn tcp_from_peer(src_port: u16, port: u16, seq: u32, ack: u32, flags: crate::wire::TcpFlags) -> Vec<u8> {
+    let repr = crate::wire::TcpRepr {
+        src_port,
+        dst_port: port,
+        seq,
+        ack,
+        flags,
+        window: 1000,
+        ..Default::default()
+    };
+    let mut seg = vec![0u8; repr.header_len()];
+    repr.emit(&mut seg, PEER_IP, crate::testing::TAPIR_IP, 0);
+    crate::testing::ipv4_from_peer(Protocol::Tcp, &seg)
+}
+
+#[test]
+fn forged_syn_cookie_acks_are_counted_failed_and_reset() {
+    use crate::wire::TcpFlags;
+    let ack = TcpFlags::ACK;
+    // Cookies for every SYN, so that one SYN makes the listener check ACKs.
+    let mut cfg = config();
+    cfg.tcp.syn_cookies = crate::config::SynCookies::Always;
+    let mut i = Interface::new(cfg.clone()).unwrap();
+    introduce_peer(&mut i, at(0));
+    i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    // Before any cookie: an ACK to the listener is a stray.
+    i.handle_frame(at(1), &tcp_from_peer(40000, 80, 1001, 5001, ack));
+    assert_eq!(i.stats().tcp_listen_bad_segment, 1);
+    assert_eq!(i.stats().tcp_syncookies_failed, 0);
+    assert_eq!(drain(&mut i, at(1)).len(), 1, "RST");
+    // A SYN gets a cookie; the SYN-ACK's ISN is it.
+    i.handle_frame(at(2), &tcp_from_peer(40000, 80, 1000, 0, TcpFlags::SYN));
+    let out = drain(&mut i, at(2));
+    assert_eq!(out.len(), 1);
+    let (_, seg) = sent_ipv4(&out[0]);
+    let (synack, _) = crate::wire::TcpRepr::parse(&seg, crate::testing::TAPIR_IP, PEER_IP, true).unwrap();
+    assert!(synack.flags.syn() && synack.flags.ack());
+    assert_eq!(i.stats().tcp_syncookies_sent, 1);
+    let isn = synack.seq;
+    // Forged: a wrong ACK number, the right one with another SEQ, the
+    // right pair from another port. Each is counted and reset.
+    for (port, seq, acked) in [
+        (40000, 1001, isn.wrapping_add(2)),
+        (40000, 1002, isn.wrapping_add(1)),
+        (40001, 1001, isn.wrapping_add(1)),
+    ] {
+        i.handle_frame(at(3), &tcp_from_peer(port, 80, seq, acked, ack));
+    }
+    assert_eq!(i.stats().tcp_syncookies_failed, 3);
+    assert_eq!(i.stats().tcp_syncookies_recv, 0);
+    assert_eq!(drain(&mut i, at(3)).len(), 3, "three RSTs");
+    assert!(i.tcp_connections().next().is_none());
+    // The real ACK makes the connection.
+    i.handle_frame(at(4), &tcp_from_peer(40000, 80, 1001, isn.wrapping_add(1), ack));
+    assert_eq!(i.stats().tcp_syncookies_recv, 1);
+    assert_eq!(i.tcp_connections().count(), 1);
+    assert_eq!(i.stats().tcp_listen_bad_segment, 1);
+
+    // A stale cookie: sent in counter tick 0, its ACK comes in tick 2
+    // (128 s on), while another SYN keeps the listener checking.
+    i.handle_frame(at(5), &tcp_from_peer(40002, 80, 7000, 0, TcpFlags::SYN));
+    let out = drain(&mut i, at(5));
+    let (_, seg) = sent_ipv4(&out[0]);
+    let (synack, _) = crate::wire::TcpRepr::parse(&seg, crate::testing::TAPIR_IP, PEER_IP, true).unwrap();
+    i.handle_frame(at(100_000), &tcp_from_peer(40003, 80, 9000, 0, TcpFlags::SYN));
+    drain(&mut i, at(100_000));
+    i.handle_frame(
+        at(128_500),
+        &tcp_from_peer(40002, 80, 7001, synack.seq.wrapping_add(1), ack),
+    );
+    assert_eq!(i.stats().tcp_syncookies_failed, 4);
+    assert_eq!(i.stats().tcp_syncookies_recv, 1);
+    assert_eq!(i.tcp_connections().count(), 1);
+}
+
 #[test]
 fn no_icmp_error_about_icmp_errors_or_broadcasts() {
     let mut i = iface();

@@ -2,9 +2,10 @@
 
 use crate::time::Instant;
 
-/// A token bucket for ICMP errors (RFC 1812 4.3.2.8). Tokens are kept in
-/// millionths so that refill is exact at any rate.
-pub(super) struct TokenBucket {
+/// A token bucket for ICMP errors (RFC 1812 4.3.2.8) and TCP's RSTs to
+/// segments for no connection. Tokens are kept in millionths so that
+/// refill is exact at any rate.
+pub(crate) struct TokenBucket {
     micro_tokens: u64,
     max: u64,
     rate: u64,
@@ -12,7 +13,7 @@ pub(super) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub(super) fn new(per_sec: u32, burst: u32) -> Self {
+    pub(crate) fn new(per_sec: u32, burst: u32) -> Self {
         let max = u64::from(burst.max(1)) * 1_000_000;
         TokenBucket {
             micro_tokens: max,
@@ -22,7 +23,7 @@ impl TokenBucket {
         }
     }
 
-    pub(super) fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         if let Some(last) = self.last {
             let elapsed = (now - last).as_micros().min(u128::from(u64::MAX)) as u64;
             self.micro_tokens = self

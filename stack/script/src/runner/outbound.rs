@@ -104,7 +104,8 @@ impl<H: ScriptHost> Runner<H> {
                 "no socket under test for this outbound packet (no socket(), connect() or inbound packet before it)",
             ));
         };
-        {
+        let other_flow = self.other_flow(si, spec);
+        if !other_flow {
             let s = &mut self.socks[si];
             if spec.flags.syn && !spec.flags.ack && s.state == SockState::ActiveConnecting {
                 s.state = SockState::ActiveSynSent;
@@ -135,7 +136,7 @@ impl<H: ScriptHost> Runner<H> {
         if parts.is_empty() {
             return Err(self.not_sent(ev));
         }
-        {
+        if !other_flow {
             let s = &mut self.socks[si];
             if s.state == SockState::PassivePacketReceived && spec.flags.syn && spec.flags.ack {
                 s.state = SockState::PassiveSynackSent;
@@ -228,6 +229,16 @@ impl<H: ScriptHost> Runner<H> {
             }
             self.advance(give_up + 1, true)?;
         }
+    }
+
+    /// A `>` line naming ports other than those of the socket under test
+    /// (say a SYN-ACK to another peer port): matched by its ports, and it
+    /// neither teaches nor uses the socket's sequence spaces.
+    pub(super) fn other_flow(&self, si: usize, spec: &PacketSpec) -> bool {
+        let s = &self.socks[si];
+        spec.ports.is_some_and(|(src, dst)| {
+            s.local_port.is_some_and(|p| p != src) || s.remote_port.is_some_and(|p| p != dst)
+        })
     }
 
     /// Checks a frame's addresses and ports against the socket under test,

@@ -54,6 +54,13 @@ impl<H: ScriptHost> Runner<H> {
     /// Maps the segment's sequence numbers and options into script space,
     /// recording its TS val against the script's (packetdrill's mapping).
     fn script_space(&mut self, si: usize, spec: &PacketSpec, seg: TcpSegment) -> Actual {
+        if self.other_flow(si, spec) {
+            // Another connection, named by its ports: the runner keeps no
+            // sequence space for it, so its seq (our ISN, e.g. a SYN
+            // cookie) is not compared and its ack is live.
+            let (seq, ack, opts) = (spec.seq, seg.ack, seg.options.clone());
+            return Actual { seg, seq, ack, opts };
+        }
         let s = &mut self.socks[si];
         let syn = seg.flags.syn;
         let seq = seg.seq.wrapping_sub(s.local_offset(syn));

@@ -1,16 +1,143 @@
 //! LISTEN (RFC 9293 3.10.7.2): a listener's SYN queue (connections in
 //! SYN-RECEIVED) and accept queue (established, not yet accepted), both
-//! bounded by the backlog. SYN cookies will go here.
+//! bounded by the backlog, and SYN cookies (RFC 4987 3.6) for when the
+//! SYN queue is full.
+//!
+//! A SYN cookie is an ISN that lets the listener rebuild the handshake
+//! from the ACK that completes it, so a SYN costs no state: a flood of
+//! SYNs from forged addresses fills the SYN queue, and the legitimate
+//! clients behind it still connect. As Linux (net/ipv4/syncookies.c):
+//!
+//! ```text
+//! ISN = H0(4-tuple) + peer's ISN + (counter << 24) + low24
+//! low24 = (H1(4-tuple, counter, mss index) << 2 | mss index) mod 2^24
+//! ```
+//!
+//! H0 and H1 are SipHash keyed with the table's secret (as the RFC 6528
+//! ISNs); the counter ticks every 64 s and a cookie is good for the
+//! current and the previous tick (Linux MAX_SYNCOOKIE_AGE). Unlike
+//! Linux, whose H1 is added to the index, the index is hashed with the
+//! rest, so any bit of the cookie changed fails it. The peer's MSS is
+//! rounded down to one of four values (Linux msstab). With timestamps,
+//! the low 6 bits of our TSval carry the peer's window scale (0xf for
+//! none) and SACK-permitted (bit 4; bit 5 is Linux's ECN, which we never
+//! set); the peer echoes them in TSecr. Without timestamps there is no
+//! room for them, so the SYN-ACK offers neither (Linux tcp_clear_options).
 
 use super::conn::Connection;
 use super::seq::SeqNumber;
 use super::table::{Cx, TcpTable};
 use super::TcpOption;
+use crate::config::SynCookies;
 use crate::socket::SocketHandle;
-use crate::time::Instant;
-use crate::wire::TcpRepr;
+use crate::time::{Duration, Instant};
+use crate::wire::{TcpFlags, TcpRepr};
 use core::net::SocketAddrV4;
 use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// The peer MSS a cookie can say (Linux msstab): the SYN's is rounded
+/// down to one of these.
+pub(crate) const COOKIE_MSS: [u16; 4] = [536, 1300, 1440, 1460];
+/// Bits of the cookie below the counter.
+const COOKIE_BITS: u32 = 24;
+const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
+/// One tick of the cookie counter (Linux: 60 s, TCP_SYNCOOKIE_PERIOD).
+pub(crate) const COOKIE_PERIOD: Duration = Duration::from_secs(64);
+/// A cookie is good while the counter has moved on by less than this
+/// (Linux MAX_SYNCOOKIE_AGE).
+const COOKIE_MAX_AGE: u32 = 2;
+/// The low bits of a cookie TSval that carry options (Linux TSBITS).
+const TS_OPT_BITS: u32 = 6;
+const TS_OPT_MASK: u32 = (1 << TS_OPT_BITS) - 1;
+/// No window scale (Linux TS_OPT_WSCALE_MASK).
+const TS_NO_WSCALE: u32 = 0xf;
+const TS_OPT_SACK: u32 = 1 << 4;
+const TS_OPT_ECN: u32 = 1 << 5;
+
+/// The cookie counter at `now`.
+pub(crate) fn cookie_counter(now: Instant) -> u32 {
+    (now.total_micros() / COOKIE_PERIOD.as_micros() as u64) as u32
+}
+
+/// Who a cookie is for: the secret and the 4-tuple.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CookieKey {
+    pub secret: u64,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+}
+
+impl CookieKey {
+    fn hash(&self, tag: u8, counter: u32, index: u32) -> u32 {
+        let mut h = DefaultHasher::new();
+        (self.secret, tag, self.local, self.remote, counter, index).hash(&mut h);
+        h.finish() as u32
+    }
+
+    /// The ISN of a SYN-ACK answering a SYN with sequence number
+    /// `peer_isn`, at cookie counter `counter`, saying MSS `COOKIE_MSS[index]`.
+    pub fn encode(&self, peer_isn: SeqNumber, counter: u32, index: usize) -> SeqNumber {
+        let index = (index.min(COOKIE_MSS.len() - 1)) as u32;
+        let low = ((self.hash(3, counter, index) << 2) | index) & COOKIE_MASK;
+        let isn = self
+            .hash(2, 0, 0)
+            .wrapping_add(peer_isn.0)
+            .wrapping_add(counter << COOKIE_BITS)
+            .wrapping_add(low);
+        SeqNumber(isn)
+    }
+
+    /// The MSS index of `cookie` (our ISN, the ACK's less one) for a
+    /// connection whose peer ISN is `peer_isn`, if it is ours and fresh at
+    /// counter `now`.
+    pub fn decode(&self, peer_isn: SeqNumber, cookie: SeqNumber, now: u32) -> Option<usize> {
+        let c = cookie.0.wrapping_sub(self.hash(2, 0, 0)).wrapping_sub(peer_isn.0);
+        let age = now.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
+        if age >= COOKIE_MAX_AGE {
+            return None;
+        }
+        let counter = now.wrapping_sub(age);
+        let index = c & 3;
+        let low = ((self.hash(3, counter, index) << 2) | index) & COOKIE_MASK;
+        (c & COOKIE_MASK == low).then_some(index as usize)
+    }
+}
+
+/// The index of the largest cookie MSS not above `mss` (Linux
+/// cookie_v4_init_sequence).
+pub(crate) fn cookie_mss_index(mss: u16) -> usize {
+    COOKIE_MSS.iter().rposition(|&m| m <= mss).unwrap_or(0)
+}
+
+/// Our TSval `tsval` with the peer's window scale and SACK-permitted in
+/// its low bits, moved back one step if that put it ahead of our clock,
+/// so that later TSvals never go backwards (Linux cookie_init_timestamp).
+pub(crate) fn cookie_tsval(tsval: u32, wscale: Option<u8>, sack: bool) -> u32 {
+    let mut opts = wscale.map_or(TS_NO_WSCALE, |w| u32::from(w.min(14)));
+    if sack {
+        opts |= TS_OPT_SACK;
+    }
+    let mut ts = (tsval & !TS_OPT_MASK) | opts;
+    if opts > tsval & TS_OPT_MASK {
+        ts = ts.wrapping_sub(1 << TS_OPT_BITS);
+    }
+    ts
+}
+
+/// The peer's window scale and SACK-permitted from the TSecr of a
+/// cookie's ACK, unless they make no sense (Linux cookie_timestamp_decode).
+pub(crate) fn cookie_ts_options(tsecr: u32) -> Option<(Option<u8>, bool)> {
+    let opts = tsecr & TS_OPT_MASK;
+    if opts & TS_OPT_ECN != 0 {
+        return None; // we never offer ECN
+    }
+    let wscale = match opts & TS_NO_WSCALE {
+        TS_NO_WSCALE => None,
+        w => Some(w as u8), // 0..=14: 15 is none
+    };
+    Some((wscale, opts & TS_OPT_SACK != 0))
+}
 
 pub(crate) struct Listener {
     pub port: u16,
@@ -21,6 +148,10 @@ pub(crate) struct Listener {
     pub accept_queue: VecDeque<SocketHandle>,
     /// Given to every connection it accepts.
     pub options: Vec<TcpOption>,
+    /// When it last sent a SYN cookie: only an ACK that comes within two
+    /// counter ticks of that is checked for one (Linux
+    /// tcp_synq_no_recent_overflow).
+    pub last_cookie: Option<Instant>,
 }
 
 impl Listener {
@@ -31,6 +162,7 @@ impl Listener {
             syn_queue: Vec::new(),
             accept_queue: VecDeque::new(),
             options,
+            last_cookie: None,
         }
     }
 
@@ -40,9 +172,15 @@ impl Listener {
         self.accept_queue.len() >= self.backlog
     }
 
-    /// No room for one more SYN (SYN cookies come later).
-    fn full(&self) -> bool {
-        self.syn_queue.len() >= self.backlog || self.accept_queue_full()
+    /// No room for one more SYN-RECEIVED entry.
+    fn syn_queue_full(&self) -> bool {
+        self.syn_queue.len() >= self.backlog
+    }
+
+    /// It sent a cookie recently enough for an ACK to carry one back.
+    fn cookies_recent(&self, now: Instant) -> bool {
+        self.last_cookie
+            .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_PERIOD * COOKIE_MAX_AGE)
     }
 
     /// A connection of ours completed its handshake.
@@ -69,17 +207,22 @@ impl TcpTable {
         l: SocketHandle,
         remote: SocketAddrV4,
         repr: &TcpRepr,
-        len: usize,
+        data: &[u8],
         reopen_isn: Option<SeqNumber>,
     ) {
-        // First: a RST is ignored. Second: an ACK gets <SEQ=SEG.ACK><CTL=RST>.
+        // First: a RST is ignored. Second: an ACK gets <SEQ=SEG.ACK><CTL=RST>,
+        // unless it completes a handshake we answered with a cookie.
         if repr.flags.rst() {
             cx.stats.tcp_listen_bad_segment += 1;
             return;
         }
         if repr.flags.ack() {
-            cx.stats.tcp_listen_bad_segment += 1;
-            self.reset_closed(cx, *remote.ip(), repr, len);
+            match self.cookie_ack(cx, now, l, remote, repr, data) {
+                CookieVerdict::NotChecked => cx.stats.tcp_listen_bad_segment += 1,
+                CookieVerdict::Failed => cx.stats.tcp_syncookies_failed += 1,
+                CookieVerdict::Taken => return,
+            }
+            self.reset_closed(cx, *remote.ip(), repr, data.len());
             return;
         }
         if !repr.flags.syn() {
@@ -94,10 +237,25 @@ impl TcpTable {
             cx.stats.tcp_listen_bad_segment += 1;
             return;
         }
+        let mode = cx.config.tcp.syn_cookies;
         let Some(li) = cx.listener(l) else { return };
-        if li.full() {
+        // Linux tcp_conn_request: a full accept queue drops the SYN, cookie
+        // or not; a full SYN queue calls for a cookie, except for a SYN
+        // reopening TIME-WAIT, whose ISN is already chosen.
+        let want_cookie = reopen_isn.is_none()
+            && match mode {
+                SynCookies::Never => false,
+                SynCookies::WhenFull => li.syn_queue_full(),
+                SynCookies::Always => true,
+            };
+        if li.accept_queue_full() || (li.syn_queue_full() && !want_cookie) {
             // Dropped: the peer retransmits its SYN.
             cx.stats.tcp_listen_overflow += 1;
+            return;
+        }
+        if want_cookie {
+            li.last_cookie = Some(now);
+            self.send_cookie(cx, now, l, remote, repr);
             return;
         }
         let (port, options) = (li.port, li.options.clone());
@@ -120,5 +278,257 @@ impl TcpTable {
         }
         tracing::debug!(%h, %remote, "tcp SYN received");
         self.refresh(cx, h);
+    }
+
+    /// The connection the listener `l` would make of `syn`: what its
+    /// SYN-ACK says, and what its ACK builds on. A cookie's SYN-ACK and
+    /// the connection its ACK makes come from here both, so they agree
+    /// (window, window scale, MSS) as if the connection had been kept.
+    fn cookie_connection(
+        &self,
+        cx: &mut Cx,
+        now: Instant,
+        l: SocketHandle,
+        remote: SocketAddrV4,
+        syn: &TcpRepr,
+        iss: SeqNumber,
+    ) -> Option<Connection> {
+        let li = cx.listener(l)?;
+        let (port, options) = (li.port, li.options.clone());
+        let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
+        let mut ep = self.endpoints(cx, now, local, remote);
+        ep.iss = iss;
+        let mut conn = Connection::accept_syn(now, &cx.config.tcp, ep, syn);
+        for o in options {
+            conn.set_option(now, o);
+        }
+        Some(conn)
+    }
+
+    /// RFC 4987 3.6: answer `syn` with a SYN-ACK whose ISN (and TSval)
+    /// say all the handshake needs, and keep nothing.
+    fn send_cookie(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        l: SocketHandle,
+        remote: SocketAddrV4,
+        syn: &TcpRepr,
+    ) {
+        let mut syn = *syn;
+        let o = &mut syn.options;
+        if !(cx.config.tcp.timestamps && o.timestamps.is_some()) {
+            // Nowhere to keep them: offer neither (Linux tcp_clear_options).
+            o.timestamps = None;
+            o.window_scale = None;
+            o.sack_permitted = false;
+        }
+        let index = cookie_mss_index(o.mss.unwrap_or(COOKIE_MSS[0]));
+        let wscale = o.window_scale.filter(|_| cx.config.tcp.window_scaling);
+        let sack = o.sack_permitted && cx.config.tcp.sack;
+        let key = CookieKey {
+            secret: self.secret,
+            local: SocketAddrV4::new(cx.config.ipv4.addr, syn.dst_port),
+            remote,
+        };
+        let iss = key.encode(SeqNumber(syn.seq), cookie_counter(now), index);
+        let Some(mut conn) = self.cookie_connection(cx, now, l, remote, &syn, iss) else {
+            return;
+        };
+        let Some((mut synack, _, _)) = conn.poll_segment(now) else {
+            return;
+        };
+        if let Some((tsval, tsecr)) = synack.options.timestamps {
+            synack.options.timestamps = Some((cookie_tsval(tsval, wscale, sack), tsecr));
+        }
+        cx.stats.tcp_syncookies_sent += 1;
+        tracing::trace!(%remote, "tcp SYN cookie sent");
+        self.queue_rst(cx, *remote.ip(), synack);
+    }
+
+    /// An ACK for listener `l`: if it carries a good cookie, make the
+    /// connection it completes (ESTABLISHED, on the accept queue) and
+    /// give it the segment.
+    fn cookie_ack(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        l: SocketHandle,
+        remote: SocketAddrV4,
+        repr: &TcpRepr,
+        data: &[u8],
+    ) -> CookieVerdict {
+        let off = cx.config.tcp.syn_cookies == SynCookies::Never || repr.flags.syn();
+        if off || !cx.listener(l).is_some_and(|li| li.cookies_recent(now)) {
+            return CookieVerdict::NotChecked;
+        }
+        let key = CookieKey {
+            secret: self.secret,
+            local: SocketAddrV4::new(cx.config.ipv4.addr, repr.dst_port),
+            remote,
+        };
+        let irs = SeqNumber(repr.seq) - 1;
+        let iss = SeqNumber(repr.ack) - 1;
+        let Some(index) = key.decode(irs, iss, cookie_counter(now)) else {
+            return CookieVerdict::Failed;
+        };
+        let (wscale, sack, timestamps) = match repr.options.timestamps {
+            Some((tsval, tsecr)) if cx.config.tcp.timestamps => match cookie_ts_options(tsecr) {
+                Some((wscale, sack)) => (wscale, sack, Some((tsval, 0))),
+                None => return CookieVerdict::Failed,
+            },
+            // No timestamps: the SYN-ACK offered no scaling and no SACK.
+            _ => (None, false, None),
+        };
+        cx.stats.tcp_syncookies_recv += 1;
+        if cx.listener(l).is_some_and(|li| li.accept_queue_full()) {
+            // Linux tcp_v4_syn_recv_sock: dropped, no RST; the peer's
+            // data or retransmission tries again.
+            cx.stats.tcp_accept_queue_full += 1;
+            return CookieVerdict::Taken;
+        }
+        let Ok(h) = self.socket(cx) else {
+            cx.stats.tcp_accept_queue_full += 1;
+            return CookieVerdict::Taken;
+        };
+        // The SYN as the cookie remembers it.
+        let mut syn = TcpRepr {
+            src_port: repr.src_port,
+            dst_port: repr.dst_port,
+            seq: irs.0,
+            flags: TcpFlags::SYN,
+            window: repr.window,
+            ..TcpRepr::default()
+        };
+        syn.options.mss = Some(COOKIE_MSS[index]);
+        syn.options.window_scale = wscale;
+        syn.options.sack_permitted = sack;
+        syn.options.timestamps = timestamps;
+        let Some(mut conn) = self.cookie_connection(cx, now, l, remote, &syn, iss) else {
+            return CookieVerdict::Taken;
+        };
+        conn.cookie_syn_ack_sent(now);
+        self.install(cx, h, conn, Some(l));
+        if let Some(li) = cx.listener(l) {
+            // Until the ACK moves it on (TCP_DEFER_ACCEPT may hold it).
+            li.syn_queue.push(h);
+        }
+        tracing::debug!(%h, %remote, "tcp SYN cookie accepted");
+        self.conn_input(cx, now, h, repr, data);
+        CookieVerdict::Taken
+    }
+}
+
+/// What [`TcpTable::cookie_ack`] made of an ACK to a listener.
+enum CookieVerdict {
+    /// The listener sent no cookies lately: the ACK is a stray.
+    NotChecked,
+    /// Not a cookie of ours, or a stale one.
+    Failed,
+    /// A connection was made of it (or it was dropped for want of room).
+    Taken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    fn key() -> CookieKey {
+        CookieKey {
+            secret: 0x1234_5678_9abc_def0,
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 8080),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000),
+        }
+    }
+
+    #[test]
+    fn cookie_round_trips_every_mss_index() {
+        let k = key();
+        for counter in [0u32, 1, 255, 256, 0xffff_ffff] {
+            for (index, &mss) in COOKIE_MSS.iter().enumerate() {
+                let peer = SeqNumber(0xdead_beef_u32.wrapping_add(counter));
+                let isn = k.encode(peer, counter, index);
+                assert_eq!(
+                    k.decode(peer, isn, counter),
+                    Some(index),
+                    "mss {mss} counter {counter}"
+                );
+                assert_eq!(cookie_mss_index(mss), index);
+            }
+        }
+    }
+
+    #[test]
+    fn cookie_mss_rounds_down() {
+        assert_eq!(cookie_mss_index(0), 0);
+        assert_eq!(cookie_mss_index(535), 0);
+        assert_eq!(cookie_mss_index(1299), 0);
+        assert_eq!(cookie_mss_index(1400), 1);
+        assert_eq!(cookie_mss_index(1459), 2);
+        assert_eq!(cookie_mss_index(9000), 3);
+    }
+
+    #[test]
+    fn cookie_ages_out_after_two_ticks() {
+        let k = key();
+        let peer = SeqNumber(7);
+        let isn = k.encode(peer, 100, 3);
+        assert_eq!(k.decode(peer, isn, 100), Some(3));
+        assert_eq!(k.decode(peer, isn, 101), Some(3));
+        assert_eq!(k.decode(peer, isn, 102), None);
+        assert_eq!(k.decode(peer, isn, 99), None, "from the future");
+        assert_eq!(k.decode(peer, isn, 100 + 256), None);
+        // The counter runs on 64 s ticks.
+        assert_eq!(cookie_counter(Instant::from_secs(63)), 0);
+        assert_eq!(cookie_counter(Instant::from_secs(64)), 1);
+    }
+
+    #[test]
+    fn cookie_with_any_bit_flipped_fails() {
+        let k = key();
+        let peer = SeqNumber(0x0102_0304);
+        for index in 0..COOKIE_MSS.len() {
+            let isn = k.encode(peer, 5, index);
+            for bit in 0..32 {
+                let bad = SeqNumber(isn.0 ^ (1 << bit));
+                assert_eq!(k.decode(peer, bad, 5), None, "bit {bit}");
+                assert_eq!(k.decode(peer, bad, 6), None, "bit {bit}");
+            }
+            // Another peer ISN, port or secret: not this cookie.
+            assert_eq!(k.decode(SeqNumber(peer.0 + 1), isn, 5), None);
+            let mut other = k;
+            other.remote.set_port(40001);
+            assert_eq!(other.decode(peer, isn, 5), None);
+            other = k;
+            other.secret ^= 1;
+            assert_eq!(other.decode(peer, isn, 5), None);
+        }
+    }
+
+    #[test]
+    fn cookie_timestamp_carries_wscale_and_sack() {
+        for tsval in [0u32, 1, 63, 64, 0x1234_5678, u32::MAX] {
+            for wscale in (0..=14).map(Some).chain([None]) {
+                for sack in [false, true] {
+                    let ts = cookie_tsval(tsval, wscale, sack);
+                    assert_eq!(
+                        cookie_ts_options(ts),
+                        Some((wscale, sack)),
+                        "{tsval} {wscale:?} {sack}"
+                    );
+                    // Never ahead of our clock (by less than one step).
+                    assert!(tsval.wrapping_sub(ts) < 64, "{tsval} {ts}");
+                }
+            }
+        }
+        // A shift above 14 is sent as 14.
+        assert_eq!(
+            cookie_ts_options(cookie_tsval(1000, Some(15), false)),
+            Some((Some(14), false))
+        );
+        // ECN, which we never offer, is refused.
+        assert_eq!(cookie_ts_options(TS_OPT_ECN | 3), None);
+        assert_eq!(cookie_ts_options(TS_OPT_ECN | TS_NO_WSCALE), None);
     }
 }

@@ -21,6 +21,7 @@ use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
 use super::trace::{Trace, TraceSample};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
+use crate::iface::util::TokenBucket;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
@@ -177,8 +178,11 @@ pub(crate) struct TcpTable {
     timers: BTreeSet<(Instant, SocketHandle)>,
     dirty: VecDeque<SocketHandle>,
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
-    secret: u64,
+    pub(super) secret: u64,
     challenge: ChallengeBudget,
+    /// RSTs to segments for no connection (`TcpConfig::rst_per_sec`),
+    /// made on first use from the configuration then.
+    rst_limiter: Option<TokenBucket>,
     /// Out-of-order bytes held by all connections together, against
     /// `TcpConfig::max_ooo_bytes_total`.
     ooo_bytes: usize,
@@ -199,6 +203,7 @@ impl TcpTable {
                 tokens: 0,
                 second: u64::MAX,
             },
+            rst_limiter: None,
             ooo_bytes: 0,
         }
     }
@@ -249,14 +254,21 @@ impl TcpTable {
             }
         }
         if let Some(&l) = self.listeners.get(&repr.dst_port) {
-            self.listen_input(cx, now, l, remote, repr, data.len(), reopen_isn);
+            self.listen_input(cx, now, l, remote, repr, data, reopen_isn);
             return;
         }
         cx.stats.tcp_no_socket += 1;
         self.reset_closed(cx, src, repr, data.len());
     }
 
-    fn conn_input(&mut self, cx: &mut Cx, now: Instant, h: SocketHandle, repr: &TcpRepr, data: &[u8]) {
+    pub(super) fn conn_input(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        h: SocketHandle,
+        repr: &TcpRepr,
+        data: &[u8],
+    ) {
         // The connection logs its transitions (at debug) inside this span,
         // which names its handle.
         let _span = tracing::debug_span!("conn", %h).entered();
@@ -328,6 +340,16 @@ impl TcpTable {
             (SeqNumber(0), Some(SeqNumber(repr.seq) + seg_len))
         };
         let rst = rst_repr(repr.dst_port, repr.src_port, seq, ack);
+        let tcp = &cx.config.tcp;
+        if tcp.rst_per_sec != u32::MAX {
+            let bucket = self
+                .rst_limiter
+                .get_or_insert_with(|| TokenBucket::new(tcp.rst_per_sec, tcp.rst_burst));
+            if !bucket.take(cx.now) {
+                cx.stats.tcp_rst_rate_limited += 1;
+                return;
+            }
+        }
         self.queue_rst(cx, dst, rst);
     }
 

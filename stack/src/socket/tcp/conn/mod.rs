@@ -422,6 +422,17 @@ impl Connection {
         c
     }
 
+    /// A connection rebuilt from a SYN cookie (RFC 4987 3.6): its SYN-ACK
+    /// went out when the SYN came, from no state, so it is marked sent
+    /// here, untimed: the time it went is unknown (Linux takes no SYN-ACK
+    /// RTT sample for a cookie either).
+    pub fn cookie_syn_ack_sent(&mut self, now: Instant) {
+        if self.poll_segment(now).is_some() {
+            self.stats.segs_out -= 1;
+        }
+        self.rtt_probe = None;
+    }
+
     /// Adopt what the peer's SYN says about MSS, scaling, SACK, timestamps.
     pub(super) fn learn_syn_options(&mut self, now: Instant, syn: &TcpRepr) {
         let o = &syn.options;
