@@ -24,6 +24,7 @@ pub(crate) mod cc;
 pub(crate) mod conn;
 mod error;
 pub(crate) mod listener;
+pub(crate) mod recovery;
 pub(crate) mod rtt;
 pub(crate) mod seq;
 pub(crate) mod table;
@@ -161,6 +162,8 @@ pub struct TcpConnStats {
     pub cwnd: usize,
     pub ssthresh: usize,
     pub bytes_in_flight: usize,
+    /// Bytes above SND.UNA the peer SACKed (RFC 2018).
+    pub sacked_bytes: usize,
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,

@@ -1,0 +1,30 @@
+//! Loss recovery on the sender side: the SACK scoreboard (RFC 2018,
+//! RFC 6675 4) in `scoreboard`, and the state of one recovery episode:
+//! RFC 6675's SACK-based recovery or, for a peer without SACK, RFC
+//! 6582's NewReno.
+//!
+//! The connection (`conn/acked.rs`, `conn/output.rs`) drives it: an ACK
+//! updates the scoreboard and may start or end a recovery; the output
+//! path asks NextSeg what to retransmit while the window allows.
+
+pub(crate) mod scoreboard;
+
+pub(crate) use scoreboard::{NextSeg, Scoreboard, DUP_THRESH};
+
+use super::seq::SeqNumber;
+
+/// One fast-recovery episode (RFC 6675 5, RFC 6582 3.2) in progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recovery {
+    /// RFC 6675 RecoveryPoint, RFC 6582 "recover" (exclusive): recovery
+    /// lasts until this is cumulatively acknowledged.
+    pub point: SeqNumber,
+    /// SACK-based (RFC 6675: pipe and NextSeg) rather than NewReno.
+    pub sack: bool,
+    /// NewReno's window inflation (RFC 5681 3.2 steps 3-4, RFC 6582 3.2
+    /// step 5's partial deflation).
+    pub inflation: usize,
+    /// Partial ACKs so far (RFC 6582 3.2 step 5: only the first restarts
+    /// the retransmission timer, the "impatient" variant of section 4).
+    pub partial_acks: u32,
+}
