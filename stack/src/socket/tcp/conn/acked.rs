@@ -2,7 +2,7 @@
 //! send side (RFC 5681 congestion control, RFC 6298 RTT, window update).
 
 use super::*;
-use crate::socket::tcp::recovery::DUP_THRESH;
+use crate::socket::tcp::recovery::{Prr, DUP_THRESH};
 
 impl Connection {
     /// Our SYN was acknowledged: measure it and stop its timer.
@@ -70,6 +70,9 @@ impl Connection {
             self.snd.in_flight()
         };
         let cwnd_limited = in_use * 2 >= self.cc.window();
+        // For PRR (RFC 6937 DeliveredData) and its SSRB rule.
+        let sacked_before = self.sb.sacked_bytes();
+        let lost_before = self.sb.lost_boundary(mss);
         let mut acked = 0;
         if ack > self.snd.una {
             acked = ack.distance(self.snd.una);
@@ -166,6 +169,21 @@ impl Connection {
                 Some(_) => {}
             }
         }
+        if self.recovery.is_some_and(|r| r.sack) {
+            // RFC 6937: DeliveredData is the change in SND.UNA plus the
+            // change in SACKed bytes.
+            let delivered = (acked + self.sb.sacked_bytes()).saturating_sub(sacked_before);
+            let newly_lost = match (lost_before, self.sb.lost_boundary(mss)) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => a > b,
+                _ => false,
+            };
+            let (pipe, ssthresh) = (self.pipe(mss), self.cc.ssthresh());
+            if let Some(r) = self.recovery.as_mut() {
+                r.prr
+                    .on_ack(delivered, pipe, ssthresh, mss, ack > prior_una, newly_lost);
+            }
+        }
         // RFC 9293 3.10.7.4 updates the send window if SND.UNA =< SEG.ACK
         // and (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
         // SEG.ACK)). Like Linux (tcp_may_update_window), a segment that
@@ -206,6 +224,7 @@ impl Connection {
     /// (RFC 6582) with the window inflated by the three segments the
     /// duplicates say have left.
     fn enter_recovery(&mut self, flight: usize, mss: usize) {
+        let prior_cwnd = self.cc.window();
         self.cc.on_congestion_event(flight, mss);
         let sack = self.opt.sack_ok && !self.sb.is_empty();
         self.recovery = Some(Recovery {
@@ -213,6 +232,7 @@ impl Connection {
             sack,
             inflation: if sack { 0 } else { 3 * mss },
             partial_acks: 0,
+            prr: Prr::new(prior_cwnd, self.cc.ssthresh()),
         });
         self.recover = Some(self.snd.max);
         self.sb.on_recovery_start();
@@ -240,10 +260,22 @@ impl Connection {
         self.cc.on_recovery_end();
     }
 
-    /// The congestion window the sender may use: the controller's, plus
-    /// NewReno's inflation.
+    /// The congestion window the sender may use: PRR's in SACK-based
+    /// recovery (RFC 6937), else the controller's plus NewReno's
+    /// inflation.
     pub(super) fn send_window(&self) -> usize {
-        self.cc.window() + self.recovery.map_or(0, |r| r.inflation)
+        match self.recovery {
+            Some(r) if r.sack => r.prr.cwnd,
+            Some(r) => self.cc.window() + r.inflation,
+            None => self.cc.window(),
+        }
+    }
+
+    /// `len` sequence numbers went out: PRR counts what recovery sends.
+    pub(super) fn on_sent_in_recovery(&mut self, len: usize) {
+        if let Some(r) = self.recovery.as_mut() {
+            r.prr.on_send(len);
+        }
     }
 
     /// RFC 6675 SetPipe(): the octets in the network. Without SACK, what

@@ -352,6 +352,7 @@ impl Connection {
         let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
         let repr = self.base_repr(now, seq, flags);
         self.stats.retransmits += 1;
+        self.on_sent_in_recovery(end.distance(seq));
         // RFC 6298 5.1 starts a stopped timer; the retransmission of the
         // first unacknowledged segment restarts it (as Linux's
         // tcp_xmit_retransmit_queue), except on NewReno's later partial
@@ -510,6 +511,7 @@ impl Connection {
             // our replies (Linux tcp_event_data_sent, pingpong).
             self.ack.pingpong = true;
         }
+        self.on_sent_in_recovery(len + usize::from(fin_now));
         self.snd.nxt += len;
         if len < sizes.payload_max {
             self.snd.sml = self.snd.nxt;
