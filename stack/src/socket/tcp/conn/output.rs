@@ -161,8 +161,13 @@ impl Connection {
             options.timestamps = Some((self.tsval(now), ts.recent));
         }
         if self.opt.sack_ok {
-            // RFC 2018 4: the block with the most recent data first.
-            let room = if self.opt.ts.is_some() { 3 } else { 4 };
+            // RFC 2883 4: a D-SACK block goes first, in one ACK only; RFC
+            // 2018 4: then the block with the most recent data first.
+            let mut room = if self.opt.ts.is_some() { 3 } else { 4 };
+            if let Some((start, end)) = self.rcv.dsack.take() {
+                options.sack_blocks.push((start.0, end.0));
+                room -= 1;
+            }
             for (start, end) in self.rcv.ooo.sack_ranges(room) {
                 options
                     .sack_blocks
@@ -260,11 +265,11 @@ impl Connection {
     /// it) and the SMSS congestion control counts in.
     fn segment_sizes(&self) -> Sizes {
         let sack_blocks = if self.opt.sack_ok {
-            // RFC 2018 3: three blocks fit beside timestamps, four without.
-            self.rcv
-                .ooo
-                .sack_ranges(if self.opt.ts.is_some() { 3 } else { 4 })
-                .count()
+            // RFC 2018 3: three blocks fit beside timestamps, four without,
+            // a D-SACK block (RFC 2883) among them.
+            let room = if self.opt.ts.is_some() { 3 } else { 4 };
+            let dsack = usize::from(self.rcv.dsack.is_some());
+            dsack + self.rcv.ooo.sack_ranges(room - dsack).count()
         } else {
             0
         };
