@@ -133,6 +133,14 @@ impl Connection {
                 self.timers[Timer::Rto] = Some(now + self.rtt.rto());
             }
             self.unacked_since = (self.snd.in_flight() > 0).then_some(now);
+            if self.opt.sack_ok && self.sb.check_reneging(self.snd.una) {
+                // RFC 2018 8, as Linux tcp_check_sack_reneging: the peer
+                // discarded what it SACKed. Give it half an RTT (at least
+                // 10 ms) to acknowledge further, then time out and forget
+                // the SACKs.
+                let half = self.rtt.srtt().unwrap_or(self.rtt.rto()) / 2;
+                self.timers[Timer::Rto] = Some(now + half.max(Duration::from_millis(10)));
+            }
             if self.rtt_probe.is_some_and(|(p, _)| p < self.snd.una) {
                 self.rtt_probe = None;
             }

@@ -52,6 +52,9 @@ pub(crate) struct Scoreboard {
     /// RFC 6675 5.1: after a retransmission timeout every un-SACKed octet
     /// below this is lost.
     lost_to: Option<SeqNumber>,
+    /// The last ACK suggests the peer reneged (RFC 2018 8): forget the
+    /// SACKs if the retransmission timer fires.
+    reneging: bool,
 }
 
 impl Scoreboard {
@@ -150,9 +153,25 @@ impl Scoreboard {
         }
     }
 
+    /// RFC 2018 8 (Linux tcp_check_sack_reneging): after a cumulative
+    /// ACK to `una`, the octet at `una` is SACKed. A receiver holding it
+    /// would have acknowledged it; it must have discarded what it SACKed.
+    /// Returns whether that is so, and remembers it for [`Self::on_rto`].
+    pub fn check_reneging(&mut self, una: SeqNumber) -> bool {
+        self.reneging = self.ranges.first().is_some_and(|&(s, _)| s == una);
+        self.reneging
+    }
+
     /// RFC 6675 5.1: a retransmission timeout; every un-SACKed octet below
-    /// `max` is lost, and retransmission starts over from SND.UNA.
+    /// `max` is lost, and retransmission starts over from SND.UNA. If the
+    /// peer reneged, every SACK is forgotten first (RFC 2018 8: "the data
+    /// sender SHOULD turn off all of the SACKed bits"; Linux does so only
+    /// for a peer that reneged, else the SACKed data is skipped).
     pub fn on_rto(&mut self, max: SeqNumber) {
+        if self.reneging {
+            self.ranges = Vec::new();
+            self.reneging = false;
+        }
         self.lost_to = Some(max);
         self.high_rxt = None;
         self.rescue_rxt = None;
@@ -484,6 +503,23 @@ mod tests {
         );
         s.on_cumulative_ack(sq(2000));
         assert!(!s.is_lost(sq(2000), MSS));
+    }
+
+    #[test]
+    fn reneging_forgets_sacks_on_rto() {
+        let mut s = sb(&[(1100, 1400)]);
+        s.on_cumulative_ack(sq(1050));
+        assert!(!s.check_reneging(sq(1050)));
+        // The peer acknowledged up to SACKed data, and no further.
+        s.on_cumulative_ack(sq(1100));
+        assert!(s.check_reneging(sq(1100)));
+        s.on_rto(sq(3000));
+        assert!(s.is_empty());
+        assert!(s.is_lost(sq(1100), MSS));
+        // Without reneging the SACKs stay.
+        let mut s = sb(&[(1100, 1400)]);
+        s.on_rto(sq(3000));
+        assert_eq!(s.sacked_bytes(), 300);
     }
 
     #[test]
