@@ -358,6 +358,10 @@ impl Connection {
         let repr = self.base_repr(now, seq, flags);
         self.stats.retransmits += 1;
         self.on_sent_in_recovery(end.distance(seq));
+        // Karn (RFC 6298 3): a timed segment sent again gives no sample.
+        if self.rtt_probe.is_some_and(|(p, _)| seq <= p && p < end) {
+            self.rtt_probe = None;
+        }
         // RFC 6298 5.1 starts a stopped timer; the retransmission of the
         // first unacknowledged segment restarts it (as Linux's
         // tcp_xmit_retransmit_queue), except on NewReno's later partial

@@ -84,10 +84,11 @@ impl Scoreboard {
     /// RFC 6675 Update(): take the SACK blocks of an ACK whose cumulative
     /// point is `una`, with `max` the highest sequence number sent.
     /// Returns the bytes newly SACKed. RFC 2018 and Linux
-    /// (tcp_is_sackblock_valid): a block that is empty, reaches beyond
-    /// what was sent, or lies wholly below SND.UNA (a D-SACK, RFC 2883,
-    /// or a stale block) tells the scoreboard nothing and is ignored; a
-    /// block straddling SND.UNA counts from SND.UNA.
+    /// (tcp_is_sackblock_valid): only a block within SND.UNA..SND.NXT that
+    /// starts above SND.UNA says something; one that is empty, reaches
+    /// beyond what was sent, or starts at or below SND.UNA (a D-SACK, RFC
+    /// 2883, or a stale or bogus block: a receiver holding the octet at
+    /// SND.UNA would have acknowledged it) is ignored.
     pub fn update(
         &mut self,
         una: SeqNumber,
@@ -99,10 +100,9 @@ impl Scoreboard {
             let (s, e) = (SeqNumber(s), SeqNumber(e));
             // An empty or reversed block, or one longer than 2^31 (the
             // comparison fails), says nothing.
-            if e.diff(s) <= 0 || e > max || e <= una || s > max {
+            if e.diff(s) <= 0 || e > max || s <= una {
                 continue;
             }
-            let s = s.max(una);
             newly += self.insert(s, e);
         }
         newly
@@ -390,9 +390,14 @@ mod tests {
         ];
         assert_eq!(s.update(sq(1000), sq(3000), blocks.into_iter()), 0);
         assert!(s.is_empty());
-        // Straddling SND.UNA: counted from SND.UNA.
-        assert_eq!(s.update(sq(1000), sq(3000), [(900, 1100)].into_iter()), 100);
-        assert_eq!(s.ranges(), &[(sq(1000), sq(1100))]);
+        // Straddling or starting at SND.UNA: bogus.
+        assert_eq!(
+            s.update(sq(1000), sq(3000), [(900, 1100), (1000, 1100)].into_iter()),
+            0
+        );
+        assert!(s.is_empty());
+        // Up to SND.NXT: fine.
+        assert_eq!(s.update(sq(1000), sq(3000), [(2900, 3000)].into_iter()), 100);
     }
 
     #[test]
@@ -520,6 +525,31 @@ mod tests {
         let mut s = sb(&[(1100, 1400)]);
         s.on_rto(sq(3000));
         assert_eq!(s.sacked_bytes(), 300);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let una = SeqNumber(u32::MAX - 1500);
+        let mut s = Scoreboard::default();
+        let b = |o: usize| (una + o).0;
+        s.update(
+            una,
+            una + 3000,
+            [(b(1000), b(1400)), (b(1500), b(2000))].into_iter(),
+        );
+        assert_eq!(s.sacked_bytes(), 900);
+        assert!(s.is_lost(una, MSS));
+        let holes: Vec<_> = s.holes(una, una + 3000).collect();
+        assert_eq!(
+            holes,
+            vec![
+                (una, una + 1000),
+                (una + 1400, una + 1500),
+                (una + 2000, una + 3000)
+            ]
+        );
+        s.on_cumulative_ack(una + 1450);
+        assert_eq!(s.ranges(), &[(una + 1500, una + 2000)]);
     }
 
     #[test]
