@@ -73,6 +73,8 @@ impl Connection {
         // For PRR (RFC 6937 DeliveredData) and its SSRB rule.
         let sacked_before = self.sb.sacked_bytes();
         let lost_before = self.sb.lost_boundary(mss);
+        // NewReno's DeliveredData, estimated without SACK (RFC 6937 3).
+        let mut newreno_delivered = 0;
         let mut acked = 0;
         if ack > self.snd.una {
             acked = ack.distance(self.snd.una);
@@ -115,7 +117,7 @@ impl Connection {
                 Some(r) if ack >= r.point => self.end_recovery(),
                 // RFC 6675 5 (B): the scoreboard has it; stay.
                 Some(r) if r.sack => {}
-                Some(_) => self.newreno_partial_ack(acked, mss),
+                Some(_) => newreno_delivered = self.newreno_partial_ack(acked, mss),
                 None if cwnd_limited => self.cc.on_ack(acked, mss),
                 None => {}
             }
@@ -167,17 +169,30 @@ impl Connection {
                         // FlightSize that sets ssthresh.
                         let flight = self.snd.in_flight().min(self.cc.window().max(mss));
                         self.enter_recovery(flight, mss);
+                        newreno_delivered = mss;
                     }
                 }
                 // RFC 5681 3.2 step 4 (RFC 6582 keeps it after partial
                 // ACKs): each further duplicate ACK means a segment left
-                // the network; inflate by one SMSS.
-                Some(r) if !r.sack => r.inflation = r.inflation.saturating_add(mss),
+                // the network; PRR lets its share of one go.
+                Some(r) if !r.sack => {
+                    r.dup_delivered = (r.dup_delivered + mss).min(self.snd.in_flight().saturating_sub(mss));
+                    newreno_delivered = mss;
+                }
                 // RFC 6675 5 (B): the scoreboard and pipe say it.
                 Some(_) => {}
             }
         }
-        if self.recovery.is_some_and(|r| r.sack) {
+        if self.recovery.is_some_and(|r| !r.sack) {
+            // RFC 6937 for NewReno: a partial ACK marks the next segment
+            // lost, so no SSRB extra segment for it (as Linux).
+            let (pipe, ssthresh) = (self.pipe(mss), self.cc.ssthresh());
+            let advanced = ack > prior_una;
+            if let Some(r) = self.recovery.as_mut() {
+                r.prr
+                    .on_ack(newreno_delivered, pipe, ssthresh, mss, advanced, advanced);
+            }
+        } else if self.recovery.is_some() {
             // RFC 6937: DeliveredData is the change in SND.UNA plus the
             // change in SACKed bytes.
             let delivered = (acked + self.sb.sacked_bytes()).saturating_sub(sacked_before);
@@ -229,8 +244,9 @@ impl Connection {
     /// fast retransmit, and recovery until SND.NXT as of now (HighData,
     /// RecoveryPoint) is acknowledged. With SACK blocks from the peer
     /// the scoreboard and pipe drive it (RFC 6675); without, NewReno
-    /// (RFC 6582) with the window inflated by the three segments the
-    /// duplicates say have left.
+    /// (RFC 6582), counting each duplicate ACK as a segment delivered.
+    /// Either way PRR (RFC 6937) says how much goes per ACK, where RFC
+    /// 5681 3.2 inflated the window by a segment per duplicate.
     fn enter_recovery(&mut self, flight: usize, mss: usize) {
         let prior_cwnd = self.cc.window();
         self.cc.on_congestion_event(flight, mss);
@@ -238,7 +254,11 @@ impl Connection {
         self.recovery = Some(Recovery {
             point: self.snd.max,
             sack,
-            inflation: if sack { 0 } else { 3 * mss },
+            dup_delivered: if sack {
+                0
+            } else {
+                (self.dup_acks as usize * mss).min(self.snd.in_flight().saturating_sub(mss))
+            },
             partial_acks: 0,
             prr: Prr::new(prior_cwnd, self.cc.ssthresh()),
         });
@@ -249,32 +269,34 @@ impl Connection {
     }
 
     /// RFC 6582 3.2 step 5: a partial ACK. Retransmit the first
-    /// unacknowledged segment, deflate the window by what was acked (and
-    /// add one SMSS back if that was a full segment's worth), and stay in
-    /// fast recovery.
-    fn newreno_partial_ack(&mut self, acked: usize, mss: usize) {
+    /// unacknowledged segment and stay in fast recovery. RFC 6582's
+    /// partial window deflation is PRR's business here: the ACK covers
+    /// the retransmission and segments the duplicates already counted as
+    /// delivered (Linux tcp_remove_reno_sacks). Returns DeliveredData.
+    fn newreno_partial_ack(&mut self, acked: usize, mss: usize) -> usize {
+        let mut delivered = 0;
         if let Some(r) = self.recovery.as_mut() {
             r.partial_acks += 1;
-            r.inflation = r.inflation.saturating_sub(acked) + if acked >= mss { mss } else { 0 };
+            delivered = acked.saturating_sub(r.dup_delivered).max(mss);
+            r.dup_delivered = r.dup_delivered.saturating_sub(acked.saturating_sub(mss));
         }
         self.owed.insert(Owed::FAST_RETRANSMIT);
+        delivered
     }
 
-    /// RFC 5681 3.2 step 6: deflate (the inflation goes) and tell the
-    /// controller. The scoreboard keeps what lies above SND.UNA (RFC
+    /// RFC 5681 3.2 step 6: back to cwnd = ssthresh (the controller's),
+    /// from PRR's window. The scoreboard keeps what lies above SND.UNA (RFC
     /// 6675 5 (A)).
     fn end_recovery(&mut self) {
         self.recovery = None;
         self.cc.on_recovery_end();
     }
 
-    /// The congestion window the sender may use: PRR's in SACK-based
-    /// recovery (RFC 6937), else the controller's plus NewReno's
-    /// inflation.
+    /// The congestion window the sender may use: PRR's in recovery (RFC
+    /// 6937), else the controller's.
     pub(super) fn send_window(&self) -> usize {
         match self.recovery {
-            Some(r) if r.sack => r.prr.cwnd,
-            Some(r) => self.cc.window() + r.inflation,
+            Some(r) => r.prr.cwnd,
             None => self.cc.window(),
         }
     }
@@ -287,8 +309,23 @@ impl Connection {
     }
 
     /// RFC 6675 SetPipe(): the octets in the network. Without SACK, what
-    /// was sent from SND.UNA to SND.NXT (which a timeout rewinds).
+    /// was sent from SND.UNA to SND.NXT (which a timeout rewinds), less,
+    /// in NewReno's recovery, what the duplicate ACKs say was delivered
+    /// and the first segment while its retransmission is due (Linux
+    /// tcp_packets_in_flight with its Reno "sacked_out").
     pub(super) fn pipe(&self, mss: usize) -> usize {
+        if let Some(r) = self.recovery.filter(|r| !r.sack) {
+            let lost = if self.owed.contains(Owed::FAST_RETRANSMIT) {
+                mss
+            } else {
+                0
+            };
+            return self
+                .snd
+                .nxt
+                .distance(self.snd.una)
+                .saturating_sub(r.dup_delivered + lost);
+        }
         if !self.opt.sack_ok {
             return self.snd.nxt.distance(self.snd.una);
         }

@@ -23,12 +23,12 @@ pub(crate) struct Recovery {
     pub point: SeqNumber,
     /// SACK-based (RFC 6675: pipe and NextSeg) rather than NewReno.
     pub sack: bool,
-    /// NewReno's window inflation (RFC 5681 3.2 steps 3-4, RFC 6582 3.2
-    /// step 5's partial deflation).
-    pub inflation: usize,
+    /// NewReno: bytes the duplicate ACKs say arrived above SND.UNA, a
+    /// segment each (Linux's Reno "sacked_out"), for pipe and PRR.
+    pub dup_delivered: usize,
     /// Partial ACKs so far (RFC 6582 3.2 step 5: only the first restarts
     /// the retransmission timer, the "impatient" variant of section 4).
     pub partial_acks: u32,
-    /// How much SACK-based recovery sends per ACK (RFC 6937).
+    /// How much recovery sends per ACK (RFC 6937).
     pub prr: Prr,
 }
