@@ -493,7 +493,6 @@ impl Connection {
             && w.limited == 0
             // Nor what SACKs let out (limited transmit by pipe).
             && self.sb.is_empty()
-            && self.sb.is_empty()
             && w.usable - len < (w.unsent - len).min(sizes.payload_max);
         if len > 0 && (len == w.unsent || burst_end) {
             flags |= TcpFlags::PSH.0;
