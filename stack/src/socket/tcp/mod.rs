@@ -164,6 +164,13 @@ pub struct TcpConnStats {
     pub bytes_in_flight: usize,
     /// Bytes above SND.UNA the peer SACKed (RFC 2018).
     pub sacked_bytes: usize,
+    /// Un-SACKed bytes deemed lost (RFC 6675 IsLost, or all after a
+    /// timeout).
+    pub lost_bytes: usize,
+    /// Fast recovery in progress (RFC 6675, or NewReno without SACK).
+    pub in_recovery: bool,
+    /// Fast recoveries entered (Linux TCPSackRecovery + TCPRenoRecovery).
+    pub fast_recoveries: u64,
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,

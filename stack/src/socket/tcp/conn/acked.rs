@@ -263,6 +263,7 @@ impl Connection {
             prr: Prr::new(prior_cwnd, self.cc.ssthresh()),
         });
         self.recover = Some(self.snd.max);
+        self.stats.fast_recoveries += 1;
         self.sb.on_recovery_start();
         self.owed.insert(Owed::FAST_RETRANSMIT);
         self.rtt_probe = None;

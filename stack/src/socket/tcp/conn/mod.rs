@@ -576,6 +576,8 @@ impl Connection {
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
         s.sacked_bytes = self.sb.sacked_bytes();
+        s.lost_bytes = self.sb.lost_bytes(self.snd.una, self.snd.max, self.payload_mss());
+        s.in_recovery = self.recovery.is_some();
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
         s
