@@ -329,15 +329,31 @@ impl Connection {
         {
             NextSeg::NewData => None,
             NextSeg::Lost(s, e) | NextSeg::Unsacked(s, e) => {
+                let (s, e) = self.with_fin(s, e, false);
                 let out = self.retransmit(now, s, e)?;
                 self.sb.on_retransmit(e);
                 Some(out)
             }
             NextSeg::Rescue(s, e) => {
+                let (s, e) = self.with_fin(s, e, true);
                 let out = self.retransmit(now, s, e)?;
                 self.sb.on_rescue(r.point);
                 Some(out)
             }
+        }
+    }
+
+    /// NextSeg counts the FIN as an octet of the segment; a full segment
+    /// of data carries it besides. A segment ending just before an
+    /// un-SACKed FIN takes it along; a rescue, which ends with the FIN,
+    /// starts a sequence number earlier, within the same hole.
+    fn with_fin(&self, s: SeqNumber, e: SeqNumber, rescue: bool) -> (SeqNumber, SeqNumber) {
+        match self.snd.fin_seq {
+            Some(f) if f == e && e < self.snd.max && !self.sb.is_sacked(f) => (s, e + 1),
+            Some(f) if rescue && f + 1 == e && s > self.snd.una && s < f && !self.sb.is_sacked(s - 1) => {
+                (s - 1, e)
+            }
+            _ => (s, e),
         }
     }
 
