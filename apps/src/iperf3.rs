@@ -36,16 +36,23 @@
 //! Only TCP tests are supported (UDP and SCTP are refused with iperf3's
 //! "not implemented" error); `--omit` seconds are waited out but counted.
 //!
-//! The protocol code is generic over [`Stream`], so the unit tests run it
-//! over `std::net` against the real `iperf3` without privileges.
+//! The protocol runs on async sockets: the control connection and each
+//! data stream are tasks of the caller's tokio runtime, so a test costs no
+//! threads and the streams stop the moment the test ends (no polling).
+//! The code is generic over [`Stream`] and [`Acceptor`], implemented for
+//! tapir's sockets ([`tapir_harness::net`]) and for `tokio::net`'s, so the
+//! same code can run over the kernel's TCP.
 
 use serde_json::{json, Value};
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const TEST_START: i8 = 1;
 const TEST_RUNNING: i8 = 2;
@@ -79,56 +86,67 @@ const MAX_BLOCK: usize = 1 << 20;
 /// up (the peer vanished).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server waits for each data stream the client said it would
-/// open; pass it to the listener's accept in [`serve`]'s `accept`, so that
-/// a client that never connects its streams cannot hold the server.
+/// open, so that a client that never connects its streams cannot hold the
+/// server.
 pub const STREAM_ACCEPT_TIMEOUT: Duration = STEP_TIMEOUT;
-/// How often blocked stream workers look at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
 
-/// What the protocol needs of a connection; implemented for tapir's
-/// blocking stream and for `std::net::TcpStream`.
-pub trait Stream: Read + Write + Send + Sized + 'static {
-    fn try_clone(&self) -> io::Result<Self>;
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+/// What the protocol needs of a connection; implemented for tapir's async
+/// stream and for `tokio::net::TcpStream`.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Segments retransmitted on this connection, if the stack tells.
     fn retransmits(&self) -> Option<u64>;
+    /// The congestion control the connection runs, if the stack tells
+    /// (iperf3's `congestion_used`).
+    fn congestion(&self) -> Option<&'static str>;
 }
 
-impl Stream for tapir_harness::TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        tapir_harness::TcpStream::try_clone(self)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        tapir_harness::TcpStream::set_read_timeout(self, t)
-    }
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        tapir_harness::TcpStream::set_write_timeout(self, t)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        tapir_harness::TcpStream::shutdown(self, how)
-    }
+impl Stream for tapir_harness::net::TcpStream {
     fn retransmits(&self) -> Option<u64> {
         self.stats().ok().map(|s| s.retransmits)
     }
+    fn congestion(&self) -> Option<&'static str> {
+        self.stats().ok().map(|s| s.congestion_control)
+    }
 }
 
-impl Stream for std::net::TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        std::net::TcpStream::try_clone(self)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_read_timeout(self, t)
-    }
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_write_timeout(self, t)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        std::net::TcpStream::shutdown(self, how)
-    }
+impl Stream for tokio::net::TcpStream {
     fn retransmits(&self) -> Option<u64> {
         None
+    }
+    fn congestion(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Where a server takes its connections from: the control connection and
+/// then the test's data streams.
+pub trait Acceptor: Sync {
+    type Stream: Stream;
+    fn accept_stream(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Acceptor for tapir_harness::net::TcpListener {
+    type Stream = tapir_harness::net::TcpStream;
+    fn accept_stream(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.accept()
+    }
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    fn accept_stream(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.accept()
+    }
+}
+
+/// `f`, or a TimedOut error after `limit`: the peer went silent.
+async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("iperf3: no {what} within {limit:?}"),
+        )),
     }
 }
 
@@ -313,27 +331,37 @@ fn proto(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-fn write_state(ctrl: &mut impl Write, state: i8) -> io::Result<()> {
-    ctrl.write_all(&state.to_be_bytes())
+async fn write_state(ctrl: &mut (impl AsyncWrite + Unpin), state: i8) -> io::Result<()> {
+    within(
+        STEP_TIMEOUT,
+        "room to write",
+        ctrl.write_all(&state.to_be_bytes()),
+    )
+    .await
 }
 
-fn read_state(ctrl: &mut impl Read) -> io::Result<i8> {
+/// The next state byte, waiting at most `limit`.
+async fn read_state_within(ctrl: &mut (impl AsyncRead + Unpin), limit: Duration) -> io::Result<i8> {
     let mut b = [0u8; 1];
-    ctrl.read_exact(&mut b)?;
+    within(limit, "state from the peer", ctrl.read_exact(&mut b)).await?;
     Ok(i8::from_be_bytes(b))
 }
 
-fn write_json(ctrl: &mut impl Write, v: &Value) -> io::Result<()> {
+async fn read_state(ctrl: &mut (impl AsyncRead + Unpin)) -> io::Result<i8> {
+    read_state_within(ctrl, STEP_TIMEOUT).await
+}
+
+async fn write_json(ctrl: &mut (impl AsyncWrite + Unpin), v: &Value) -> io::Result<()> {
     let text = v.to_string();
     let len = u32::try_from(text.len()).map_err(|_| proto("JSON too long"))?;
     let mut msg = len.to_be_bytes().to_vec();
     msg.extend_from_slice(text.as_bytes());
-    ctrl.write_all(&msg)
+    within(STEP_TIMEOUT, "room to write", ctrl.write_all(&msg)).await
 }
 
-fn read_json(ctrl: &mut impl Read) -> io::Result<Value> {
+async fn read_json(ctrl: &mut (impl AsyncRead + Unpin)) -> io::Result<Value> {
     let mut len = [0u8; 4];
-    ctrl.read_exact(&mut len)?;
+    within(STEP_TIMEOUT, "JSON from the peer", ctrl.read_exact(&mut len)).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_JSON {
         return Err(proto(format!(
@@ -341,7 +369,7 @@ fn read_json(ctrl: &mut impl Read) -> io::Result<Value> {
         )));
     }
     let mut buf = vec![0u8; len];
-    ctrl.read_exact(&mut buf)?;
+    within(STEP_TIMEOUT, "JSON from the peer", ctrl.read_exact(&mut buf)).await?;
     serde_json::from_slice(&buf).map_err(|e| proto(format!("bad JSON from the peer: {e}")))
 }
 
@@ -369,9 +397,9 @@ fn cpu_times() -> (f64, f64) {
     (secs(ru.ru_utime), secs(ru.ru_stime))
 }
 
-/// The data streams of a running test, each on its own thread.
+/// The data streams of a running test, each a task of the runtime.
 struct Streams<S: Stream> {
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
     workers: Vec<Worker<S>>,
     start: Instant,
 }
@@ -380,15 +408,15 @@ struct Worker<S> {
     id: u64,
     sender: bool,
     bytes: Arc<AtomicU64>,
-    handle: JoinHandle<(S, f64)>,
+    handle: JoinHandle<S>,
 }
 
 impl<S: Stream> Streams<S> {
     /// Start moving data: `sends[i]` says whether this end sends on
     /// `streams[i]`. Senders share `budget` bytes when the test is ended
-    /// by a byte count.
-    fn start(streams: Vec<S>, sends: &[bool], params: &TestParams) -> io::Result<Streams<S>> {
-        let stop = Arc::new(AtomicBool::new(false));
+    /// by a byte count. Runs on the caller's tokio runtime.
+    fn start(streams: Vec<S>, sends: &[bool], params: &TestParams) -> Streams<S> {
+        let stop = watch::channel(false).0;
         let budget = Arc::new(AtomicU64::new(if params.bytes > 0 {
             params.bytes
         } else {
@@ -396,22 +424,18 @@ impl<S: Stream> Streams<S> {
         }));
         let start = Instant::now();
         let mut workers = Vec::new();
-        for (i, (stream, &sender)) in streams.into_iter().zip(sends).enumerate() {
-            stream.set_read_timeout(Some(POLL))?;
-            stream.set_write_timeout(Some(POLL))?;
+        for (i, (mut stream, &sender)) in streams.into_iter().zip(sends).enumerate() {
             let bytes = Arc::new(AtomicU64::new(0));
-            let (stop2, bytes2, budget2, len) = (stop.clone(), bytes.clone(), budget.clone(), params.len);
-            let handle = std::thread::Builder::new()
-                .name(format!("iperf3-stream-{}", stream_id(i)))
-                .spawn(move || {
-                    let mut s = stream;
-                    if sender {
-                        send_until_stopped(&mut s, len, &stop2, &bytes2, &budget2);
-                    } else {
-                        receive_until_stopped(&mut s, len, &stop2, &bytes2);
-                    }
-                    (s, start.elapsed().as_secs_f64())
-                })?;
+            let (stop_rx, bytes2, budget2, len) =
+                (stop.subscribe(), bytes.clone(), budget.clone(), params.len);
+            let handle = tokio::spawn(async move {
+                if sender {
+                    send_until_stopped(&mut stream, len, stop_rx, &bytes2, &budget2).await;
+                } else {
+                    receive_until_stopped(&mut stream, len, stop_rx, &bytes2).await;
+                }
+                stream
+            });
             workers.push(Worker {
                 id: stream_id(i),
                 sender,
@@ -419,7 +443,7 @@ impl<S: Stream> Streams<S> {
                 handle,
             });
         }
-        Ok(Streams { stop, workers, start })
+        Streams { stop, workers, start }
     }
 
     /// Bytes moved so far by this end's senders and receivers.
@@ -440,15 +464,15 @@ impl<S: Stream> Streams<S> {
         self.workers.iter().all(|w| w.handle.is_finished())
     }
 
-    /// Stop every worker; the results, and the streams to close once the
-    /// results are exchanged.
-    fn stop(self) -> (Vec<StreamResult>, Vec<S>, f64) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Stop every stream task; the results, the streams to close once the
+    /// results are exchanged, and the test's length.
+    async fn stop(self) -> (Vec<StreamResult>, Vec<S>, f64) {
+        self.stop.send_replace(true);
         let elapsed = self.start.elapsed().as_secs_f64();
         let mut results = Vec::new();
         let mut streams = Vec::new();
         for w in self.workers {
-            let Ok((s, _)) = w.handle.join() else {
+            let Ok(s) = w.handle.await else {
                 continue;
             };
             results.push(StreamResult {
@@ -465,11 +489,13 @@ impl<S: Stream> Streams<S> {
 }
 
 /// Keep the stream's send buffer full until told to stop, the byte budget
-/// is spent, or the peer goes away.
-fn send_until_stopped<S: Stream>(
+/// is spent, or the peer goes away. A write interrupted by the stop has
+/// written nothing (AsyncWrite's poll_write is all or nothing per call),
+/// so the byte count stays exact.
+async fn send_until_stopped<S: Stream>(
     s: &mut S,
     len: usize,
-    stop: &AtomicBool,
+    mut stop: watch::Receiver<bool>,
     bytes: &AtomicU64,
     budget: &AtomicU64,
 ) {
@@ -477,7 +503,7 @@ fn send_until_stopped<S: Stream>(
     // (which a compressing path would flatter).
     let mut block = vec![0u8; len.max(1)];
     crate::http::pattern_fill(0, &mut block);
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         // Take up to a block from the budget; an unlimited test's budget
         // is u64::MAX and never runs out in practice.
         let want = budget
@@ -491,39 +517,48 @@ fn send_until_stopped<S: Stream>(
         }
         let mut off = 0;
         while off < want {
-            match s.write(&block[off..want]) {
-                Ok(0) => return,
-                Ok(n) => {
-                    off += n;
-                    bytes.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) if crate::http::is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
+                r = s.write(&block[off..want]) => match r {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        off += n;
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                }
-                Err(_) => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                },
             }
         }
     }
 }
 
-fn receive_until_stopped<S: Stream>(s: &mut S, len: usize, stop: &AtomicBool, bytes: &AtomicU64) {
+async fn receive_until_stopped<S: Stream>(
+    s: &mut S,
+    len: usize,
+    mut stop: watch::Receiver<bool>,
+    bytes: &AtomicU64,
+) {
     let mut buf = vec![0u8; len.max(1)];
-    while !stop.load(Ordering::Relaxed) {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if crate::http::is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            r = s.read(&mut buf) => match r {
+                Ok(0) => return,
+                Ok(n) => {
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            },
         }
     }
 }
 
 /// This end's results in iperf3's form.
-fn results_json(results: &[StreamResult], cpu: (f64, f64), elapsed: f64) -> Value {
+fn results_json(results: &[StreamResult], cpu: (f64, f64), elapsed: f64, congestion: Option<&str>) -> Value {
     let (user, system) = cpu;
     let pct = |t: f64| 100.0 * t / elapsed.max(1e-9);
     let sender = results.iter().any(|r| r.sender);
@@ -546,14 +581,17 @@ fn results_json(results: &[StreamResult], cpu: (f64, f64), elapsed: f64) -> Valu
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "cpu_util_total": pct(user + system),
         "cpu_util_user": pct(user),
         "cpu_util_system": pct(system),
         "sender_has_retransmits": if sender { 1 } else { -1 },
-        "congestion_used": "reno",
         "streams": streams,
-    })
+    });
+    if let Some(cc) = congestion {
+        v["congestion_used"] = json!(cc);
+    }
+    v
 }
 
 /// The peer's results for the streams, checked against ours by id.
@@ -584,49 +622,51 @@ fn parse_results(v: &Value, ours: &[StreamResult]) -> io::Result<Vec<StreamResul
     Ok(out)
 }
 
-/// Serve one iperf3 test: `ctrl` is a connection just accepted, `accept`
-/// yields the next connection on the same listener (for the data
-/// streams), giving up after [`STREAM_ACCEPT_TIMEOUT`].
-pub fn serve<S: Stream>(mut ctrl: S, accept: &mut dyn FnMut() -> io::Result<S>) -> io::Result<Report> {
-    ctrl.set_read_timeout(Some(STEP_TIMEOUT))?;
-    ctrl.set_write_timeout(Some(STEP_TIMEOUT))?;
+/// The congestion control the test's streams ran, as the stack says.
+fn congestion_of<S: Stream>(streams: &[S]) -> Option<&'static str> {
+    streams.iter().find_map(Stream::congestion)
+}
+
+/// Serve one iperf3 test: `ctrl` is a connection just accepted from
+/// `listener`, which yields the test's data streams (each within
+/// [`STREAM_ACCEPT_TIMEOUT`]).
+pub async fn serve<A: Acceptor>(mut ctrl: A::Stream, listener: &A) -> io::Result<Report> {
     let mut cookie = [0u8; COOKIE_LEN];
-    ctrl.read_exact(&mut cookie)?;
-    write_state(&mut ctrl, PARAM_EXCHANGE)?;
-    let params = match TestParams::from_json(&read_json(&mut ctrl)?) {
+    within(STEP_TIMEOUT, "cookie", ctrl.read_exact(&mut cookie)).await?;
+    write_state(&mut ctrl, PARAM_EXCHANGE).await?;
+    let params = match TestParams::from_json(&read_json(&mut ctrl).await?) {
         Ok(p) => p,
         Err(why) => {
             // iperf3's client prints its own text for the error number.
             let mut msg = vec![SERVER_ERROR as u8];
             msg.extend_from_slice(&IE_UNIMPLEMENTED.to_be_bytes());
             msg.extend_from_slice(&0i32.to_be_bytes());
-            let _ = ctrl.write_all(&msg);
+            let _ = within(STEP_TIMEOUT, "room to write", ctrl.write_all(&msg)).await;
             return Err(proto(why));
         }
     };
-    write_state(&mut ctrl, CREATE_STREAMS)?;
+    write_state(&mut ctrl, CREATE_STREAMS).await?;
     // The server's role is the client's, reversed.
     let sends: Vec<bool> = params.client_sends().iter().map(|c| !c).collect();
     let mut streams = Vec::new();
     while streams.len() < sends.len() {
-        let mut s = accept()?;
-        s.set_read_timeout(Some(STEP_TIMEOUT))?;
+        let (mut s, _) = within(STREAM_ACCEPT_TIMEOUT, "data stream", listener.accept_stream()).await?;
         let mut c = [0u8; COOKIE_LEN];
-        if s.read_exact(&mut c).is_ok() && c == cookie {
+        let read = within(STEP_TIMEOUT, "stream cookie", s.read_exact(&mut c)).await;
+        if read.is_ok() && c == cookie {
             streams.push(s);
         } else {
             // Not one of this test's streams: turned away, as iperf3 does.
-            let _ = write_state(&mut s, ACCESS_DENIED);
+            let _ = write_state(&mut s, ACCESS_DENIED).await;
         }
     }
     let cpu0 = cpu_times();
-    write_state(&mut ctrl, TEST_START)?;
-    write_state(&mut ctrl, TEST_RUNNING)?;
-    let running = Streams::start(streams, &sends, &params)?;
+    write_state(&mut ctrl, TEST_START).await?;
+    write_state(&mut ctrl, TEST_RUNNING).await?;
+    let running = Streams::start(streams, &sends, &params);
     // The client ends the test; bound the wait in case it vanished.
-    ctrl.set_read_timeout(Some(params.deadline()))?;
-    let state = read_state(&mut ctrl);
-    let (results, streams, elapsed) = running.stop();
+    let state = read_state_within(&mut ctrl, params.deadline()).await;
+    let (results, streams, elapsed) = running.stop().await;
     let cpu1 = cpu_times();
     match state? {
         TEST_END => {}
@@ -637,16 +677,16 @@ pub fn serve<S: Stream>(mut ctrl: S, accept: &mut dyn FnMut() -> io::Result<S>) 
             )))
         }
     }
+    let congestion = congestion_of(&streams);
     // iperf3's server closes the data streams as the test ends.
     drop(streams);
-    ctrl.set_read_timeout(Some(STEP_TIMEOUT))?;
-    write_state(&mut ctrl, EXCHANGE_RESULTS)?;
-    let peer = parse_results(&read_json(&mut ctrl)?, &results)?;
+    write_state(&mut ctrl, EXCHANGE_RESULTS).await?;
+    let peer = parse_results(&read_json(&mut ctrl).await?, &results)?;
     let cpu = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
-    write_json(&mut ctrl, &results_json(&results, cpu, elapsed))?;
-    write_state(&mut ctrl, DISPLAY_RESULTS)?;
+    write_json(&mut ctrl, &results_json(&results, cpu, elapsed, congestion)).await?;
+    write_state(&mut ctrl, DISPLAY_RESULTS).await?;
     // IPERF_DONE, or the client just closes.
-    let _ = read_state(&mut ctrl);
+    let _ = read_state(&mut ctrl).await;
     Ok(Report {
         params,
         local: results,
@@ -656,82 +696,63 @@ pub fn serve<S: Stream>(mut ctrl: S, accept: &mut dyn FnMut() -> io::Result<S>) 
 
 /// Run an iperf3 test as the client: `connect` opens a connection to the
 /// server (the control connection first, then one per stream).
-pub fn run_client<S: Stream>(
-    connect: &mut dyn FnMut() -> io::Result<S>,
+/// `progress(sent, received, elapsed)` is called about once a second.
+pub async fn run_client<S, F, C>(
+    mut connect: C,
     params: &TestParams,
     seed: u64,
     progress: &mut dyn FnMut(u64, u64, Duration),
-) -> io::Result<Report> {
-    let mut ctrl = connect()?;
-    ctrl.set_read_timeout(Some(STEP_TIMEOUT))?;
-    ctrl.set_write_timeout(Some(STEP_TIMEOUT))?;
+) -> io::Result<Report>
+where
+    S: Stream,
+    F: Future<Output = io::Result<S>>,
+    C: FnMut() -> F,
+{
+    let mut ctrl = connect().await?;
     let cookie = make_cookie(seed | 1);
-    ctrl.write_all(&cookie)?;
+    within(STEP_TIMEOUT, "room to write", ctrl.write_all(&cookie)).await?;
     let sends = params.client_sends();
     let mut pending: Vec<S> = Vec::new();
-    // This end's results, the streams (closed once results are exchanged),
-    // the test's length and the CPU time it took.
-    type Finished<S> = (Vec<StreamResult>, Vec<S>, f64, (f64, f64));
-    let mut finished: Option<Finished<S>> = None;
+    // This end's results, the congestion control used, the test's length
+    // and the CPU time it took.
+    type Finished = (Vec<StreamResult>, Option<&'static str>, f64, (f64, f64));
+    let mut finished: Option<Finished> = None;
+    // The streams, closed once the results are exchanged.
+    let mut done_streams: Vec<S> = Vec::new();
     loop {
-        match read_state(&mut ctrl)? {
-            PARAM_EXCHANGE => write_json(&mut ctrl, &params.to_json())?,
+        match read_state(&mut ctrl).await? {
+            PARAM_EXCHANGE => write_json(&mut ctrl, &params.to_json()).await?,
             CREATE_STREAMS => {
                 for _ in 0..sends.len() {
-                    let mut s = connect()?;
-                    s.write_all(&cookie)?;
+                    let mut s = connect().await?;
+                    within(STEP_TIMEOUT, "room to write", s.write_all(&cookie)).await?;
                     pending.push(s);
                 }
             }
             TEST_START => {}
             TEST_RUNNING => {
                 let cpu0 = cpu_times();
-                let streams = Streams::start(std::mem::take(&mut pending), &sends, params)?;
-                // Run until the time or the bytes are done, or every
-                // stream has ended (the server went away).
-                let limit = (params.bytes == 0).then(|| Duration::from_secs_f64(params.time + params.omit));
-                let mut next_report = Duration::from_secs(1);
-                loop {
-                    std::thread::sleep(Duration::from_millis(10));
-                    let elapsed = streams.start.elapsed();
-                    let (sent, got) = streams.moved();
-                    if elapsed >= next_report {
-                        progress(sent, got, elapsed);
-                        next_report += Duration::from_secs(1);
-                    }
-                    let done = match limit {
-                        Some(t) => elapsed >= t,
-                        // A byte count is the senders' budget; a receiving
-                        // client waits for all of it.
-                        None => {
-                            if sends.iter().any(|&s| s) {
-                                sent >= params.bytes
-                            } else {
-                                got >= params.bytes
-                            }
-                        }
-                    };
-                    if done || streams.all_finished() || elapsed > params.deadline() {
-                        break;
-                    }
-                }
-                write_state(&mut ctrl, TEST_END)?;
-                let (results, streams, elapsed) = streams.stop();
+                let streams = Streams::start(std::mem::take(&mut pending), &sends, params);
+                run_until_done(&streams, params, &sends, progress).await;
+                write_state(&mut ctrl, TEST_END).await?;
+                let (results, streams, elapsed) = streams.stop().await;
                 let cpu1 = cpu_times();
-                finished = Some((results, streams, elapsed, (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1)));
+                let congestion = congestion_of(&streams);
+                done_streams = streams;
+                finished = Some((results, congestion, elapsed, (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1)));
             }
             EXCHANGE_RESULTS => {
-                let Some((results, streams, elapsed, cpu)) = finished.take() else {
+                let Some((results, congestion, elapsed, cpu)) = finished.take() else {
                     return Err(proto("results asked for before the test ran"));
                 };
-                write_json(&mut ctrl, &results_json(&results, cpu, elapsed))?;
-                let peer = parse_results(&read_json(&mut ctrl)?, &results)?;
-                match read_state(&mut ctrl)? {
+                write_json(&mut ctrl, &results_json(&results, cpu, elapsed, congestion)).await?;
+                let peer = parse_results(&read_json(&mut ctrl).await?, &results)?;
+                match read_state(&mut ctrl).await? {
                     DISPLAY_RESULTS => {}
                     s => return Err(proto(format!("expected DISPLAY_RESULTS, got state {s}"))),
                 }
-                write_state(&mut ctrl, IPERF_DONE)?;
-                drop(streams);
+                write_state(&mut ctrl, IPERF_DONE).await?;
+                drop(done_streams);
                 return Ok(Report {
                     params: params.clone(),
                     local: results,
@@ -741,7 +762,7 @@ pub fn run_client<S: Stream>(
             ACCESS_DENIED => return Err(proto("the server is busy with another test")),
             SERVER_ERROR => {
                 let mut e = [0u8; 8];
-                ctrl.read_exact(&mut e)?;
+                within(STEP_TIMEOUT, "error number", ctrl.read_exact(&mut e)).await?;
                 let ie = i32::from_be_bytes([e[0], e[1], e[2], e[3]]);
                 let errno = i32::from_be_bytes([e[4], e[5], e[6], e[7]]);
                 return Err(proto(format!(
@@ -750,6 +771,44 @@ pub fn run_client<S: Stream>(
             }
             SERVER_TERMINATE => return Err(proto("the server terminated the test")),
             s => return Err(proto(format!("unexpected state {s} from the server"))),
+        }
+    }
+}
+
+/// The client's side of a running test: until the time or the bytes are
+/// done, or every stream has ended (the server went away).
+async fn run_until_done<S: Stream>(
+    streams: &Streams<S>,
+    params: &TestParams,
+    sends: &[bool],
+    progress: &mut dyn FnMut(u64, u64, Duration),
+) {
+    let limit = (params.bytes == 0).then(|| Duration::from_secs_f64(params.time + params.omit));
+    let mut next_report = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let elapsed = streams.start.elapsed();
+        let (sent, got) = streams.moved();
+        if elapsed >= next_report {
+            progress(sent, got, elapsed);
+            next_report += Duration::from_secs(1);
+        }
+        let done = match limit {
+            Some(t) => elapsed >= t,
+            // A byte count is the senders' budget; a receiving client
+            // waits for all of it.
+            None => {
+                if sends.iter().any(|&s| s) {
+                    sent >= params.bytes
+                } else {
+                    got >= params.bytes
+                }
+            }
+        };
+        if done || streams.all_finished() || elapsed > params.deadline() {
+            return;
         }
     }
 }
@@ -800,7 +859,11 @@ mod tests {
     fn oversized_json_is_refused() {
         let mut msg = (MAX_JSON as u32 + 1).to_be_bytes().to_vec();
         msg.extend_from_slice(b"{}");
-        let e = read_json(&mut &msg[..]).unwrap_err();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(read_json(&mut &msg[..])).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -8,6 +8,8 @@ pub mod http;
 pub mod impair;
 pub mod iperf3;
 pub mod net;
+pub mod plot;
 pub mod progress;
 pub mod services;
 pub mod tput;
+pub mod trace;

@@ -41,6 +41,9 @@ enum Command {
     /// Bridge two interfaces through an emulated link (loss, delay,
     /// reordering, rate limit...), so two kernels can talk through it.
     Impair(tapir_apps::impair::ImpairArgs),
+    /// Draw a connection's timeline (`tapir tput --trace FILE.csv`) as an
+    /// SVG: time-sequence graph, windows, RTT.
+    Plot(tapir_apps::plot::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Get(args) => tapir_apps::get::run(args),
         Command::Tput(args) => tapir_apps::tput::run(args),
         Command::Impair(args) => tapir_apps::impair::run(args),
+        Command::Plot(args) => tapir_apps::plot::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,7 +154,9 @@ fn up(args: UpArgs) -> Result<(), String> {
             .push(services::tcp_chargen(&exec, &stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
     }
     if let Some(port) = args.iperf3 {
-        served.push(services::iperf3_server(&stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?);
+        served.push(
+            services::iperf3_server(&exec, &stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?,
+        );
     }
     let http = match args.http {
         Some(port) => Some(

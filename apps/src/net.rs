@@ -10,7 +10,7 @@ use tapir_harness::{
 };
 use tapir_stack::impair::LinkStats;
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
-use tapir_stack::{Config, Interface};
+use tapir_stack::{Config, CongestionAlgorithm, Interface};
 
 /// The device and address flags every command that runs a stack takes.
 #[derive(Args, Debug, Clone)]
@@ -57,6 +57,11 @@ pub struct NetArgs {
     /// connection costs a few KB.
     #[arg(long, value_name = "N", default_value_t = 131_072)]
     pub max_sockets: usize,
+    /// TCP congestion control of new connections, `cubic` or `reno`
+    /// (Linux's net.ipv4.tcp_congestion_control); a socket can change its
+    /// own with TCP_CONGESTION.
+    #[arg(long, value_name = "NAME", default_value_t = CongestionAlgorithm::default())]
+    pub cc: CongestionAlgorithm,
     #[command(flatten)]
     pub impair: crate::impair::ImpairFlags,
 }
@@ -68,6 +73,7 @@ impl NetArgs {
         config.gateway = self.gateway;
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
         config.max_sockets = self.max_sockets.max(1);
+        config.tcp.congestion_control = self.cc;
         seed_config(&mut config, self.seed)?;
         Ok(config)
     }
@@ -210,6 +216,23 @@ mod tests {
         assert_ne!((a.seed, a.tcp.isn_secret), (b.seed, b.tcp.isn_secret));
         let (a, b) = (first_choices(a), first_choices(b));
         assert_ne!(a.1, b.1, "the ISNs differ");
+    }
+
+    #[test]
+    fn cc_picks_the_congestion_control() {
+        assert_eq!(config(&[]).tcp.congestion_control, CongestionAlgorithm::Cubic);
+        assert_eq!(
+            config(&["--cc", "reno"]).tcp.congestion_control,
+            CongestionAlgorithm::Reno
+        );
+        assert_eq!(
+            config(&["--cc", "cubic"]).tcp.congestion_control,
+            CongestionAlgorithm::Cubic
+        );
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        assert!(cmd
+            .try_get_matches_from_mut(["tapir", "--tap", "t", "--addr", "10.77.0.2/24", "--cc", "bbr"])
+            .is_err());
     }
 
     #[test]

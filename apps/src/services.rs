@@ -23,15 +23,15 @@
 //! queue (4 096) overflow while 20 000 connections arrived at ~5 000/s
 //! (apps/tests/scale.rs); on its own thread it keeps up.
 //!
-//! The HTTP server ([`crate::http::server`]) runs on the same executor.
-//! The iperf3 server still runs on a thread over the blocking sockets (one
-//! test at a time, as iperf3's own).
+//! The HTTP server ([`crate::http::server`]) runs on the same executor,
+//! and so does the iperf3 server: its control connection and data streams
+//! are tasks on the acceptor runtime (one test at a time, as iperf3's own).
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,9 +39,6 @@ use tapir_harness::net::{TcpListener, TcpStream, UdpSocket};
 use tapir_harness::StackHandle;
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
-
-/// How often the iperf3 server (blocking sockets) looks at its stop flag.
-pub const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// The listen backlog of the TCP services: Linux's somaxconn, so a burst of
 /// connections waits in the queue instead of being dropped while the accept
@@ -224,7 +221,6 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 enum Runner {
     Task(tokio::task::JoinHandle<()>),
-    Thread(JoinHandle<io::Result<u64>>, Arc<AtomicBool>),
 }
 
 /// A running service; stops (and waits for its tasks) on [`Service::stop`]
@@ -246,6 +242,12 @@ impl Service {
         self.unit
     }
 
+    /// Requests, connections or tests (see [`unit`](Self::unit)) served
+    /// so far.
+    pub fn served(&self) -> u64 {
+        self.shared.served.load(Ordering::SeqCst)
+    }
+
     /// Connection tasks running now.
     pub fn active(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst)
@@ -265,13 +267,6 @@ impl Service {
                 if let Some(rt) = &self.rt {
                     let _ = rt.block_on(t);
                 }
-            }
-            Some(Runner::Thread(t, flag)) => {
-                flag.store(true, Ordering::SeqCst);
-                return match t.join() {
-                    Ok(r) => r,
-                    Err(_) => Err(io::Error::other(format!("{} panicked", self.name))),
-                };
             }
             None => return Ok(0),
         }
@@ -343,44 +338,42 @@ pub fn udp_echo(exec: &Executor, stack: &StackHandle, port: u16) -> io::Result<S
 
 /// An iperf3 server (TCP tests, one at a time, as iperf3's own): the
 /// kernel's `iperf3 -c` measures throughput to and from tapir. Counts the
-/// tests run. A test in progress runs to its end before a stop takes
-/// effect.
-pub fn iperf3_server(stack: &StackHandle, port: u16) -> io::Result<Service> {
-    let listener = tapir_harness::TcpListener::bind(stack, ("0.0.0.0", port))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let name = format!("iperf3:{port}");
-    let thread = std::thread::Builder::new().name(name.clone()).spawn(move || {
-        let mut tests = 0u64;
-        while !flag.load(Ordering::SeqCst) {
-            let (ctrl, peer) = match listener.accept_timeout(STOP_CHECK) {
-                Ok(c) => c,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected) => {
-                    continue
+/// tests run. A stop ends a test in progress (its sockets are dropped).
+pub fn iperf3_server(exec: &Executor, stack: &StackHandle, port: u16) -> io::Result<Service> {
+    let listener = exec.block_on(TcpListener::bind(stack, ("0.0.0.0", port)))?;
+    let shared = new_shared();
+    let error = Arc::new(std::sync::Mutex::new(None));
+    let (sh, err) = (shared.clone(), error.clone());
+    let task = exec.spawn_service(async move {
+        let stop = sh.stop.subscribe();
+        let tests = async {
+            loop {
+                let (ctrl, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    Err(e) => return Err::<(), io::Error>(e),
+                };
+                let _ = ctrl.set_nodelay(true);
+                match crate::iperf3::serve(ctrl, &listener).await {
+                    Ok(report) => {
+                        sh.served.fetch_add(1, Ordering::SeqCst);
+                        tracing::info!(%peer, "iperf3 test done: {}", report.summary().trim_end());
+                    }
+                    Err(e) => tracing::warn!(%peer, error = %e, "iperf3 test failed"),
                 }
-                Err(e) => return Err(e),
-            };
-            let mut accept = || {
-                listener
-                    .accept_timeout(crate::iperf3::STREAM_ACCEPT_TIMEOUT)
-                    .map(|(s, _)| s)
-            };
-            match crate::iperf3::serve(ctrl, &mut accept) {
-                Ok(report) => {
-                    tests += 1;
-                    tracing::info!(%peer, "iperf3 test done: {}", report.summary().trim_end());
-                }
-                Err(e) => tracing::warn!(%peer, error = %e, "iperf3 test failed"),
             }
+        };
+        tokio::select! {
+            r = tests => if let Err(e) = r { *err.lock().unwrap() = Some(e) },
+            _ = stopped(stop) => {}
         }
-        Ok(tests)
-    })?;
+    });
     Ok(Service {
-        shared: new_shared(),
-        runner: Some(Runner::Thread(thread, stop)),
-        rt: None,
-        error: Arc::new(std::sync::Mutex::new(None)),
-        name,
+        shared,
+        runner: Some(Runner::Task(task)),
+        rt: Some(exec.main.handle().clone()),
+        error,
+        name: format!("iperf3:{port}"),
         unit: "tests",
     })
 }

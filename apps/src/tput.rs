@@ -84,6 +84,12 @@ pub struct TputArgs {
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
+    /// Record the connection's timeline (cwnd, ssthresh, bytes in flight,
+    /// sequence sent and acknowledged, RTT, retransmissions, recovery) to
+    /// this CSV; `tapir plot FILE.csv -o FILE.svg` draws it. A server
+    /// records each client in turn to the same file name.
+    #[arg(long, value_name = "FILE.csv", conflicts_with = "iperf3")]
+    pub trace: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -333,6 +339,10 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
         );
         last = (bytes, elapsed, retrans);
     };
+    let recorder = match &args.trace {
+        Some(path) => Some(TraceRecorder::start(stream, path)?),
+        None => None,
+    };
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(16 << 20);
     let mut w = stream;
     let bar = crate::progress::bar(if sending { "tput: sent" } else { "tput: received" });
@@ -381,12 +391,89 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
     if let Some(h) = &transfer.sha256 {
         println!("sha256: {h}");
     }
+    if let (Some(r), Some(path)) = (recorder, &args.trace) {
+        let (rows, dropped) = r.finish()?;
+        println!(
+            "tput: timeline of {rows} samples in {}{}",
+            path.display(),
+            if dropped > 0 {
+                format!(" ({dropped} lost: drained too slowly)")
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(())
+}
+
+/// Drains a traced connection's timeline into a CSV file from a thread of
+/// its own, every few milliseconds, so the stack's bounded trace queue
+/// never fills.
+struct TraceRecorder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(u64, u64), String>>,
+}
+
+impl TraceRecorder {
+    fn start(stream: &TcpStream, path: &std::path::Path) -> Result<TraceRecorder, String> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut csv =
+            crate::trace::CsvWriter::new(std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
+        stream
+            .set_trace(Some(tapir_stack::DEFAULT_TRACE_CAPACITY))
+            .map_err(|e| format!("trace: {e}"))?;
+        let stream = stream.try_clone().map_err(|e| e.to_string())?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tput-trace".into())
+            .spawn(move || {
+                let mut samples = Vec::new();
+                let mut dropped = 0;
+                loop {
+                    let last = flag.load(Ordering::SeqCst);
+                    samples.clear();
+                    // A connection already gone has nothing more to give.
+                    dropped += stream.drain_trace(&mut samples).unwrap_or(0);
+                    for s in &samples {
+                        csv.write(s).map_err(|e| e.to_string())?;
+                    }
+                    if last {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = stream.set_trace(None);
+                let rows = csv.rows;
+                csv.into_inner().flush().map_err(|e| e.to_string())?;
+                Ok((rows, dropped))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(TraceRecorder { stop, thread })
+    }
+
+    /// Drain what is left and close the file: (rows written, samples lost).
+    fn finish(self) -> Result<(u64, u64), String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| "the trace thread panicked".to_string())?
+    }
 }
 
 /// `--iperf3`: one test against an iperf3 server, or serve iperf3 clients.
 fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit) -> Result<(), String> {
     use crate::iperf3;
+    use tapir_harness::net;
+    // The control connection and the streams are tasks: two threads, so a
+    // bidirectional test's senders and receivers run side by side.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tput-iperf3")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(1 << 20);
     if let Some(addr) = args.connect {
         let timeout = Duration::try_from_secs_f64(args.connect_timeout)
@@ -400,8 +487,10 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
             len: chunk,
             omit: 0.0,
         };
-        let mut connect = || {
-            let s = TcpStream::connect_timeout(stack, &SocketAddr::V4(addr), timeout)?;
+        let connect = || async move {
+            let s = tokio::time::timeout(timeout, net::TcpStream::connect(stack, SocketAddr::V4(addr)))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
             s.set_nodelay(args.nodelay)?;
             Ok(s)
         };
@@ -414,33 +503,35 @@ fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit)
                 mbytes(got)
             );
         };
-        let report = iperf3::run_client(
-            &mut connect,
-            &params,
-            args.net
-                .seed
-                .unwrap_or_else(|| tapir_harness::os_random_u64().unwrap_or(0))
-                ^ u64::from(std::process::id()),
-            &mut progress,
-        )
-        .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;
+        let seed = args
+            .net
+            .seed
+            .unwrap_or_else(|| tapir_harness::os_random_u64().unwrap_or(0))
+            ^ u64::from(std::process::id());
+        let report = rt
+            .block_on(iperf3::run_client(connect, &params, seed, &mut progress))
+            .map_err(|e| format!("iperf3 test against {addr}: {e}"))?;
         print!("{}", report.summary());
         return Ok(());
     }
     let port = args.listen.ok_or("--iperf3 needs --connect or --listen")?;
-    let listener =
-        TcpListener::bind(stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
+    let listener = rt
+        .block_on(net::TcpListener::bind(stack, ("0.0.0.0", port)))
+        .map_err(|e| format!("listen on {port}: {e}"))?;
+    if args.nodelay {
+        // Accepted streams inherit it (Linux: options set on the listener).
+        listener
+            .set_option(tapir_stack::TcpOption::NoDelay(true))
+            .map_err(|e| e.to_string())?;
+    }
     println!("tput: serving iperf3 on {}:{port}", args.net.addr.addr);
     loop {
-        let (ctrl, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let (ctrl, peer) = rt
+            .block_on(listener.accept())
+            .map_err(|e| format!("accept: {e}"))?;
         ctrl.set_nodelay(true).map_err(|e| e.to_string())?;
         println!("tput: iperf3 test from {peer}");
-        let mut accept = || {
-            let (s, _) = listener.accept_timeout(iperf3::STREAM_ACCEPT_TIMEOUT)?;
-            s.set_nodelay(args.nodelay)?;
-            Ok(s)
-        };
-        let r = iperf3::serve(ctrl, &mut accept);
+        let r = rt.block_on(iperf3::serve(ctrl, &listener));
         match &r {
             Ok(report) => print!("{}", report.summary()),
             Err(e) => eprintln!("tput: iperf3 test from {peer}: {e}"),

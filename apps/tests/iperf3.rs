@@ -13,8 +13,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tapir_apps::iperf3::{self, Report, TestParams};
 use tapir_harness::{
-    require_kernel, Device, Driver, DriverHandle, DriverOptions, NetNs, StackHandle, TapDevice, TapOptions,
-    TcpListener, TcpStream,
+    net, require_kernel, Device, Driver, DriverHandle, DriverOptions, NetNs, StackHandle, TapDevice,
+    TapOptions,
 };
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
 use tapir_stack::{Config, Interface};
@@ -124,19 +124,20 @@ fn tapir_totals(r: &Report, tapir_sends: bool) -> (u64, u64) {
 fn kernel_iperf3_client_against_tapir_server() {
     require_kernel!("iperf3");
     let rig = Rig::new("iperf3-srv");
-    let listener = TcpListener::bind(&rig.stack(), ("0.0.0.0", 5201)).expect("listen");
+    let rt = runtime();
+    let listener = rt
+        .block_on(net::TcpListener::bind(&rig.stack(), ("0.0.0.0", 5201)))
+        .expect("listen");
     let (tx, rx) = mpsc::channel::<std::io::Result<Report>>();
-    let server = std::thread::spawn(move || loop {
-        let Ok((ctrl, _)) = listener.accept() else {
-            return;
-        };
-        let r = iperf3::serve(ctrl, &mut || {
-            listener
-                .accept_timeout(iperf3::STREAM_ACCEPT_TIMEOUT)
-                .map(|(s, _)| s)
-        });
-        if tx.send(r).is_err() {
-            return;
+    let server = rt.spawn(async move {
+        loop {
+            let Ok((ctrl, _)) = listener.accept().await else {
+                return;
+            };
+            let r = iperf3::serve(ctrl, &listener).await;
+            if tx.send(r).is_err() {
+                return;
+            }
         }
     });
 
@@ -220,8 +221,19 @@ fn kernel_iperf3_client_against_tapir_server() {
         .expect("server result")
         .expect("a test after the refused one");
 
+    server.abort();
+    drop(rt);
     drop(rig);
-    server.join().expect("server thread");
+}
+
+/// A runtime for tapir's side: the control connection and the streams
+/// are its tasks.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// tapir's iperf3 client against the kernel's `iperf3 -s`: forward,
@@ -232,6 +244,7 @@ fn kernel_tapir_iperf3_client_against_kernel_server() {
     require_kernel!("iperf3");
     let rig = Rig::new("iperf3-cli");
     let stack = rig.stack();
+    let rt = runtime();
     let cases = [
         TestParams {
             time: 2.0,
@@ -259,15 +272,32 @@ fn kernel_tapir_iperf3_client_against_kernel_server() {
         let addr = std::net::SocketAddr::from((KERNEL, port));
         // The server needs a moment to listen: retry refused connects.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut connect = || loop {
-            match TcpStream::connect_timeout(&stack, &addr, Duration::from_secs(5)) {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
+        let stack = &stack;
+        let connect = || async move {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), net::TcpStream::connect(stack, addr)).await
+                {
+                    Ok(Err(e))
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(r) => return r,
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connect timed out",
+                        ))
+                    }
                 }
-                r => return r,
             }
         };
-        let report = iperf3::run_client(&mut connect, params, 7 + i as u64, &mut |_, _, _| {});
+        let report = rt.block_on(iperf3::run_client(
+            connect,
+            params,
+            7 + i as u64,
+            &mut |_, _, _| {},
+        ));
         let server_out = wait_child(&mut server, Duration::from_secs(30));
         let report = report.unwrap_or_else(|e| {
             panic!(

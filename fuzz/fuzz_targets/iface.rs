@@ -353,10 +353,15 @@ fuzz_target!(|actions: Vec<Action>| {
         track(&mut peers, &sent);
         for &l in &listeners {
             while let Ok(c) = h.iface.tcp_accept(l) {
+                // Its SYN-ACK went out before we held it, so start from
+                // SND.UNA: the peer acknowledged it, so it was sent (a
+                // zero-window probe, at SND.UNA - 1, must not set the
+                // mark below it).
+                let snd_max = h.iface.tcp_stats(c).map(|s| s.snd_una);
                 conns.push(Held {
                     h: c,
                     synchronized: true,
-                    snd_max: None,
+                    snd_max,
                 });
             }
         }

@@ -158,6 +158,16 @@ impl Harness {
             self.iface.reassembly_bytes()
         );
         assert!(self.iface.reassemblies_in_progress() <= cfg.reassembly.max_datagrams);
+        // The stack-wide out-of-order total is the connections' sum, and
+        // within its bound.
+        let ooo: usize = self.iface.tcp_connections().map(|(_, _, s)| s.ooo_bytes).sum();
+        assert_eq!(
+            ooo,
+            self.iface.tcp_ooo_bytes(),
+            "out-of-order total drifted from the connections' sum"
+        );
+        assert!(ooo <= cfg.tcp.max_ooo_bytes_total);
+        assert!(self.iface.tcp_time_wait_count() <= cfg.tcp.max_time_wait);
         if let Some(t) = self.iface.poll_timeout() {
             assert!(t > self.now, "deadline {t:?} in the past at {:?}", self.now);
         }

@@ -1,6 +1,7 @@
 //! Configuration of an [`Interface`](crate::Interface). Every limit the stack
 //! enforces on untrusted input lives here, with the default we chose and why.
 
+use crate::socket::tcp::CongestionAlgorithm;
 use crate::time::Duration;
 use crate::wire::{EthernetAddress, Ipv4Cidr};
 use core::fmt;
@@ -115,6 +116,15 @@ pub struct TcpConfig {
     pub send_buffer: usize,
     /// Initial congestion window in segments (RFC 6928: 10, as Linux).
     pub initial_window: u32,
+    /// The congestion control algorithm of new connections (Linux
+    /// tcp_congestion_control); TCP_CONGESTION changes it per socket.
+    pub congestion_control: CongestionAlgorithm,
+    /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
+    /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
+    pub hystart: bool,
+    /// Restart the congestion window after an idle spell longer than the
+    /// RTO (RFC 5681 4.1; Linux tcp_slow_start_after_idle, on).
+    pub slow_start_after_idle: bool,
     /// Lower bound on the RTO. RFC 6298 2.4 says 1 s SHOULD; Linux uses
     /// 200 ms (TCP_RTO_MIN), and so do we.
     pub rto_min: Duration,
@@ -147,6 +157,13 @@ pub struct TcpConfig {
     pub quickack_max: u32,
     /// TIME-WAIT duration, 2 x MSL (Linux TCP_TIMEWAIT_LEN = 60 s).
     pub time_wait: Duration,
+    /// TIME-WAIT entries held at once (Linux tcp_max_tw_buckets, 262 144
+    /// on a machine with this much memory). Past it a closing connection
+    /// skips TIME-WAIT and is counted (`tcp_time_wait_overflow`): a peer
+    /// that opens and closes connections as fast as it can would otherwise
+    /// grow the table by its rate times 60 s. An entry costs about 100
+    /// bytes.
+    pub max_time_wait: usize,
     /// How long a connection the application has closed may wait in
     /// FIN-WAIT-2 for the peer's FIN (Linux tcp_fin_timeout = 60 s);
     /// without a bound, a silent peer would pin it forever.
@@ -174,6 +191,14 @@ pub struct TcpConfig {
     pub max_backlog: usize,
     /// Out-of-order ranges held per connection before new ones are dropped.
     pub max_ooo_ranges: usize,
+    /// Out-of-order bytes held by all connections together. Each
+    /// connection's are bounded by the window it offers; this bounds their
+    /// sum, so that many connections each sent a window of data behind a
+    /// hole cannot hold window x connections bytes (Linux bounds all
+    /// socket memory with tcp_mem). Past it, out-of-order segments are
+    /// dropped and counted (`tcp_ooo_budget_full`), which costs the sender a
+    /// retransmission, not the connection.
+    pub max_ooo_bytes_total: usize,
     /// Offer and use timestamps (RFC 7323), SACK (RFC 2018) and window scaling.
     pub timestamps: bool,
     pub sack: bool,
@@ -188,6 +213,9 @@ impl Default for TcpConfig {
             recv_buffer_max: 15 << 20,
             send_buffer: 256 * 1024,
             initial_window: 10,
+            congestion_control: CongestionAlgorithm::default(),
+            hystart: true,
+            slow_start_after_idle: true,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
             rto_initial: Duration::from_secs(1),
@@ -198,6 +226,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             quickack_max: 16,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 262_144,
             fin_wait2_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
@@ -206,6 +235,7 @@ impl Default for TcpConfig {
             invalid_ratelimit: Duration::from_millis(500),
             max_backlog: 4096,
             max_ooo_ranges: 32,
+            max_ooo_bytes_total: 128 << 20,
             timestamps: true,
             sack: true,
             window_scaling: true,

@@ -30,8 +30,9 @@ pub mod testing;
 pub use config::{ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, TcpConfig, UdpConfig};
 pub use iface::{Event, Interface, NeighborInfo};
 pub use socket::tcp::{
-    TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError, TcpOption, TcpOptionError,
-    TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
+    CongestionAlgorithm, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError,
+    TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
+    TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};

@@ -195,6 +195,13 @@ stats! {
     count tcp_time_wait,
     /// TIME-WAIT entries ended early by a new SYN (RFC 6191).
     count tcp_time_wait_reused,
+    /// Out-of-order segments dropped because all connections together held
+    /// `TcpConfig::max_ooo_bytes_total` out-of-order bytes.
+    drop tcp_ooo_budget_full,
+    /// Connections that closed without TIME-WAIT because
+    /// `TcpConfig::max_time_wait` entries were held (Linux
+    /// TCPTimeWaitOverflow).
+    count tcp_time_wait_overflow,
     /// RSTs received in TIME-WAIT and ignored (RFC 1337).
     drop tcp_time_wait_rst_ignored,
     /// Unacceptable segments in TIME-WAIT left unanswered by the rate limit.

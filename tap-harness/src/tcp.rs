@@ -579,6 +579,23 @@ impl TcpStream {
     }
 
     /// The connection's state and counters (the `ss -ti` line).
+    /// Record the connection's timeline from now on (see
+    /// [`tapir_stack::TraceSample`]), keeping at most `capacity` samples
+    /// between drains; `None` stops recording.
+    pub fn set_trace(&self, capacity: Option<usize>) -> io::Result<()> {
+        let s = &*self.inner;
+        s.stack
+            .try_with(|i| i.tcp_trace(s.handle, capacity))?
+            .map_err(|e| tcp_error(e, "trace"))
+    }
+
+    /// Move the samples recorded so far into `out`; how many were lost
+    /// because the trace was full.
+    pub fn drain_trace(&self, out: &mut Vec<tapir_stack::TraceSample>) -> io::Result<u64> {
+        let s = &*self.inner;
+        s.stack.try_with(|i| i.tcp_drain_trace(s.handle, out))
+    }
+
     pub fn stats(&self) -> io::Result<TcpConnStats> {
         let s = &*self.inner;
         s.stack.try_with(|i| i.tcp_stats(s.handle))?.ok_or_else(closed)

@@ -245,7 +245,14 @@ pub enum SockOpt {
     UserTimeout,
     /// TCP_NOTSENT_LOWAT
     NotSentLowat,
+    /// TCP_CONGESTION: the algorithm, as its index in
+    /// [`CONGESTION_ALGORITHMS`] (scripts give the name; one not in the
+    /// list is -1, which a host refuses with ENOENT, as Linux).
+    Congestion,
 }
+
+/// The TCP_CONGESTION names scripts may use (Linux's).
+pub const CONGESTION_ALGORITHMS: &[&str] = &["reno", "cubic"];
 
 /// The queue sizes `ioctl()` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

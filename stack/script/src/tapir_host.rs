@@ -1,14 +1,14 @@
 //! tapir's [`Interface`] as the stack under test of a segment script.
 
-use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
+use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, CONGESTION_ALGORITHMS};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::HashSet;
 use tapir_stack::{
     Config, Interface, SocketError, SocketHandle, TcpAcceptError, TcpBindError, TcpConnectError,
     TcpListenError, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
 };
+use tapir_stack::{CongestionAlgorithm, TcpOption, TcpState};
 use tapir_stack::{Duration, Instant};
-use tapir_stack::{TcpOption, TcpState};
 
 /// An [`Interface`] at 10.77.0.2 (the runner's default) driven by a script.
 pub struct TapirHost {
@@ -306,6 +306,13 @@ impl ScriptHost for TapirHost {
             // Accepted for compatibility; tapir has no address reuse rules
             // that these would relax.
             SockOpt::ReuseAddr | SockOpt::ReusePort => return Ok(()),
+            SockOpt::Congestion => TcpOption::Congestion(
+                usize::try_from(value)
+                    .ok()
+                    .and_then(|i| CONGESTION_ALGORITHMS.get(i))
+                    .and_then(|name| CongestionAlgorithm::from_name(name))
+                    .ok_or(Errno::ENOENT)?,
+            ),
             _ => return Err(Errno::ENOPROTOOPT),
         };
         self.iface.tcp_set_option(now, h, opt).map_err(errno)
@@ -327,6 +334,7 @@ impl ScriptHost for TapirHost {
             SockOpt::SynCount => TcpOption::SynCount(0),
             SockOpt::DeferAccept => TcpOption::DeferAccept(Duration::ZERO),
             SockOpt::Linger2 => TcpOption::Linger2(None),
+            SockOpt::Congestion => TcpOption::Congestion(CongestionAlgorithm::default()),
             _ => return Err(Errno::ENOPROTOOPT),
         };
         Ok(match self.iface.tcp_get_option(h, probe).ok_or(Errno::EBADF)? {
@@ -340,6 +348,10 @@ impl ScriptHost for TapirHost {
             TcpOption::SynCount(n) => i64::from(n),
             TcpOption::DeferAccept(d) => d.as_secs() as i64,
             TcpOption::Linger2(d) => d.map_or(0, |d| d.as_secs() as i64),
+            TcpOption::Congestion(a) => CONGESTION_ALGORITHMS
+                .iter()
+                .position(|&n| n == a.name())
+                .map_or(-1, |i| i as i64),
         })
     }
 

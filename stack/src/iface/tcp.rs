@@ -245,6 +245,24 @@ impl Interface {
         api::stats(&self.sockets, h)
     }
 
+    /// Record the connection's timeline from now on (see
+    /// [`TraceSample`](crate::TraceSample)), keeping at most `capacity`
+    /// samples between drains (the oldest go first); `None` stops
+    /// recording and frees what was kept. A listener's accepted
+    /// connections are not traced: trace each after accepting it.
+    pub fn tcp_trace(&mut self, h: SocketHandle, capacity: Option<usize>) -> Result<(), TcpOptionError> {
+        let (t, mut cx) = self.tcp_cx();
+        t.set_trace(&mut cx, h, capacity)
+    }
+
+    /// Move the samples recorded so far into `out`; the number of samples
+    /// lost since the last drain because the trace was full. Nothing for a
+    /// connection that is not traced.
+    pub fn tcp_drain_trace(&mut self, h: SocketHandle, out: &mut Vec<crate::TraceSample>) -> u64 {
+        let (t, mut cx) = self.tcp_cx();
+        t.drain_trace(&mut cx, h, out)
+    }
+
     /// Every connection's stats (the `ss -ti` of tapir).
     pub fn tcp_connections(&self) -> impl Iterator<Item = (SocketAddrV4, SocketAddrV4, TcpConnStats)> + '_ {
         self.tcp
@@ -256,6 +274,12 @@ impl Interface {
     /// Connections with a full control block (not TIME-WAIT entries).
     pub fn tcp_connection_count(&self) -> usize {
         self.tcp.connections()
+    }
+
+    /// Out-of-order bytes all connections hold together (bounded by
+    /// `TcpConfig::max_ooo_bytes_total`).
+    pub fn tcp_ooo_bytes(&self) -> usize {
+        self.tcp.ooo_bytes()
     }
 
     /// Connections in TIME-WAIT (held compactly).

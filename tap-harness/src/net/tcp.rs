@@ -613,6 +613,24 @@ impl TcpStream {
             .ok_or_else(closed)
     }
 
+    /// Record the connection's timeline from now on (see
+    /// [`tapir_stack::TraceSample`]), keeping at most `capacity` samples
+    /// between drains; `None` stops recording.
+    pub fn set_trace(&self, capacity: Option<usize>) -> io::Result<()> {
+        let h = self.conn.handle;
+        self.conn
+            .stack
+            .try_with(|i| i.tcp_trace(h, capacity))?
+            .map_err(|e| tcp_error(e, "trace"))
+    }
+
+    /// Move the samples recorded so far into `out`; how many were lost
+    /// because the trace was full.
+    pub fn drain_trace(&self, out: &mut Vec<tapir_stack::TraceSample>) -> io::Result<u64> {
+        let h = self.conn.handle;
+        self.conn.stack.try_with(|i| i.tcp_drain_trace(h, out))
+    }
+
     /// The connection's state and counters (the `ss -ti` line).
     pub fn stats(&self) -> io::Result<TcpConnStats> {
         let h = self.conn.handle;

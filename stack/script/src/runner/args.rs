@@ -170,6 +170,7 @@ pub(super) fn sockopt_for(level: i64, name: i64) -> Option<SockOpt> {
         (6, 12) => SockOpt::QuickAck,
         (6, 18) => SockOpt::UserTimeout,
         (6, 25) => SockOpt::NotSentLowat,
+        (6, 13) => SockOpt::Congestion,
         _ => return None,
     })
 }

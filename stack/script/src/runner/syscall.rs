@@ -3,6 +3,7 @@
 //! `ops.rs` attempts, now or (blocking) whenever the stack changes.
 
 use super::*;
+use crate::host::CONGESTION_ALGORITHMS;
 
 /// A system call line being run.
 pub(super) struct Call<'a> {
@@ -446,6 +447,9 @@ impl<H: ScriptHost> Runner<H> {
         let Some(opt) = sockopt_for(level, optname) else {
             return Err(call.unsupported(format!("socket option level {level} name {optname}")));
         };
+        if opt == SockOpt::Congestion {
+            return self.congestion(call, value);
+        }
         if name == "setsockopt" {
             let v = setsockopt_value(value).map_err(|m| fail(line, m))?;
             let r = self.host.setsockopt(now, h, opt, v);
@@ -465,6 +469,42 @@ impl<H: ScriptHost> Runner<H> {
                 Ok(())
             }
             Ok(v) => check_value(line, &format!("getsockopt {opt:?}"), value, v),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl<H: ScriptHost> Runner<H> {
+    /// TCP_CONGESTION, whose value is a name: `"cubic"`.
+    fn congestion(&mut self, call: &Call, value: &Expr) -> Result<(), Failure> {
+        let (line, h) = (call.line, self.fd(call.line, &call.args[0])?.1.handle);
+        let now = self.now_instant();
+        let Expr::Str(want) = value else {
+            return Err(fail(line, "TCP_CONGESTION takes a name (\"cubic\")".to_string()));
+        };
+        let index = |name: &str| CONGESTION_ALGORITHMS.iter().position(|&a| a == name);
+        if call.name == "setsockopt" {
+            let v = index(want).map_or(-1, |i| i as i64);
+            let r = self.host.setsockopt(now, h, SockOpt::Congestion, v);
+            return self.done(call, r.map(|()| 0));
+        }
+        let r = self.host.getsockopt(now, h, SockOpt::Congestion);
+        self.done(call, r.map(|_| 0))?;
+        match r {
+            Ok(v) => {
+                let actual = usize::try_from(v)
+                    .ok()
+                    .and_then(|i| CONGESTION_ALGORITHMS.get(i))
+                    .copied()
+                    .unwrap_or("?");
+                if actual != want {
+                    return Err(fail(
+                        line,
+                        format!("Bad getsockopt TCP_CONGESTION value: expected {want:?} actual {actual:?}"),
+                    ));
+                }
+                Ok(())
+            }
             Err(_) => Ok(()),
         }
     }

@@ -6,6 +6,7 @@ use super::conn::{self, Connection};
 use super::error::*;
 use super::listener::Listener;
 use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
+use super::trace::{Trace, TraceSample};
 use super::{TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
@@ -278,6 +279,29 @@ impl TcpTable {
         cx.entry(h)?.conn.error.take()
     }
 
+    pub fn set_trace(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        capacity: Option<usize>,
+    ) -> Result<(), TcpOptionError> {
+        let now = cx.now;
+        let e = cx.entry(h).ok_or(TcpOptionError::BadHandle)?;
+        e.trace = capacity.map(|c| {
+            let mut t = Box::new(Trace::new(c));
+            t.record(TraceSample::from_stats(now, &e.conn.stats()));
+            t
+        });
+        Ok(())
+    }
+
+    pub fn drain_trace(&mut self, cx: &mut Cx, h: SocketHandle, out: &mut Vec<TraceSample>) -> u64 {
+        match cx.entry(h).and_then(|e| e.trace.as_mut()) {
+            Some(t) => t.drain(out),
+            None => 0,
+        }
+    }
+
     pub fn set_option(
         &mut self,
         cx: &mut Cx,
@@ -372,6 +396,7 @@ fn pending_option(config: &Config, options: &[TcpOption], opt: TcpOption) -> Tcp
         TcpOption::KeepInterval(_) => TcpOption::KeepInterval(cfg.keepalive_interval),
         TcpOption::KeepCount(_) => TcpOption::KeepCount(cfg.keepalive_count),
         TcpOption::UserTimeout(_) => TcpOption::UserTimeout(Duration::ZERO),
+        TcpOption::Congestion(_) => TcpOption::Congestion(cfg.congestion_control),
         other => other,
     })
 }
@@ -393,5 +418,6 @@ fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
         TcpOption::Cork(_) => TcpOption::Cork(c.cork()),
         TcpOption::SynCount(_) => TcpOption::SynCount(c.syn_retries() as u8),
         TcpOption::DeferAccept(_) => TcpOption::DeferAccept(c.defer_accept()),
+        TcpOption::Congestion(_) => TcpOption::Congestion(c.congestion_algorithm()),
     }
 }

@@ -15,6 +15,7 @@
 //! - `cc/`: congestion control behind a trait (`mod.rs`), one file per
 //!   controller (`reno.rs` first).
 //! - `seq`: sequence-number arithmetic modulo 2^32.
+//! - `trace`: a connection's timeline, recorded on request, for plots.
 //!
 //! Nothing here knows the interface: `iface::tcp` parses segments and
 //! hands them to the table, and emits the segments the table returns.
@@ -29,12 +30,15 @@ pub(crate) mod rtt;
 pub(crate) mod seq;
 pub(crate) mod table;
 pub(crate) mod time_wait;
+pub(crate) mod trace;
 
+pub use cc::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{
     TcpAcceptError, TcpBindError, TcpConnectError, TcpListenError, TcpOptionError, TcpRecvError,
     TcpSendError, TcpShutdownError, TcpSocketError,
 };
 pub(crate) use table::TcpSocket;
+pub use trace::{TraceSample, DEFAULT_TRACE_CAPACITY};
 
 use crate::time::Duration;
 use core::fmt;
@@ -124,6 +128,9 @@ pub enum TcpOption {
     Cork(bool),
     /// TCP_SYNCNT: SYN retransmissions before connect gives up (1-127).
     SynCount(u8),
+    /// TCP_CONGESTION: the congestion control algorithm. Set once data has
+    /// flowed, the new one starts from the current window (Linux).
+    Congestion(CongestionAlgorithm),
 }
 
 impl TcpOption {
@@ -162,13 +169,6 @@ pub struct TcpConnStats {
     pub cwnd: usize,
     pub ssthresh: usize,
     pub bytes_in_flight: usize,
-    /// Bytes above SND.UNA the peer SACKed (RFC 2018).
-    pub sacked_bytes: usize,
-    /// Un-SACKed bytes deemed lost (RFC 6675 IsLost, or all after a
-    /// timeout).
-    pub lost_bytes: usize,
-    /// Fast recovery in progress (RFC 6675, or NewReno without SACK).
-    pub in_recovery: bool,
     /// Fast recoveries entered (Linux TCPSackRecovery + TCPRenoRecovery).
     pub fast_recoveries: u64,
     pub segs_out: u64,
@@ -183,6 +183,15 @@ pub struct TcpConnStats {
     /// `TcpConfig::invalid_ratelimit` (Linux TCPACKSkipped*).
     pub acks_rate_limited: u64,
     pub congestion_control: &'static str,
+    /// Bytes above SND.UNA the peer reported holding (SACK scoreboard).
+    pub sacked_bytes: usize,
+    /// Bytes marked lost and not yet retransmitted.
+    pub lost_bytes: usize,
+    /// The sender's loss-recovery state: "open" or "recovery".
+    pub recovery: &'static str,
+    /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
+    /// was reached.
+    pub ooo_budget_drops: u64,
 }
 
 impl fmt::Display for TcpConnStats {

@@ -18,6 +18,7 @@ use super::conn::{Challenge, Connection, Endpoints, Outcome, Transition};
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
+use super::trace::{Trace, TraceSample};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
@@ -106,6 +107,8 @@ pub(crate) struct ConnEntry {
     pub app_closed: bool,
     deadline: Option<Instant>,
     dirty: bool,
+    /// The connection's timeline, while the application records one.
+    pub trace: Option<Box<Trace>>,
 }
 
 /// A segment for the interface to send: header fields, and for data the
@@ -176,6 +179,9 @@ pub(crate) struct TcpTable {
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
     secret: u64,
     challenge: ChallengeBudget,
+    /// Out-of-order bytes held by all connections together, against
+    /// `TcpConfig::max_ooo_bytes_total`.
+    ooo_bytes: usize,
 }
 
 impl TcpTable {
@@ -193,6 +199,7 @@ impl TcpTable {
                 tokens: 0,
                 second: u64::MAX,
             },
+            ooo_bytes: 0,
         }
     }
 
@@ -204,6 +211,10 @@ impl TcpTable {
     /// Connections with a full control block (not TIME-WAIT entries).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    pub fn ooo_bytes(&self) -> usize {
+        self.ooo_bytes
     }
 
     pub fn time_wait_len(&self) -> usize {
@@ -263,8 +274,25 @@ impl TcpTable {
             }
         }
         let Some(e) = cx.entry(h) else { return };
+        // An ACK the previous segment of this batch called for goes first
+        // (when the queue has room; else it stays owed and rides out later).
+        if self.rst_out.len() < RST_QUEUE_LEN {
+            if let Some(ack) = e.conn.take_owed_ack(now) {
+                let dst = *e.conn.remote.ip();
+                self.queue_rst(cx, dst, ack);
+            }
+        }
+        let ooo_room = cx.config.tcp.max_ooo_bytes_total.saturating_sub(self.ooo_bytes);
+        let Some(e) = cx.entry(h) else { return };
         let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
+        // Out-of-order data may only take what the stack-wide budget has
+        // left; the connection drops (and counts) a segment beyond it.
+        let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
+        e.conn.set_ooo_room(ooo_room);
         let mut out = e.conn.process(now, repr, data);
+        self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
+        cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
+        let Some(e) = cx.entry(h) else { return };
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
             // never be read: tell the peer it was lost (as Linux does).
@@ -457,6 +485,7 @@ impl TcpTable {
                 app_closed: false,
                 deadline: None,
                 dirty: false,
+                trace: None,
             });
         }
     }
@@ -474,6 +503,7 @@ impl TcpTable {
         if self.conns.get(&key) == Some(&h) {
             self.conns.remove(&key);
         }
+        self.ooo_bytes = self.ooo_bytes.saturating_sub(e.conn.ooo_bytes());
         if let Some(d) = e.deadline {
             self.timers.remove(&(d, h));
         }
@@ -497,7 +527,13 @@ impl TcpTable {
         if self.conns.get(&key) == Some(&h) {
             let (info, owes_ack) = e.conn.hand_over_time_wait();
             self.conns.remove(&key);
-            let ack = self.time_wait.insert(cx.now, key, info, cx.config.tcp.time_wait);
+            let tcp = &cx.config.tcp;
+            let (ack, held) = self
+                .time_wait
+                .insert(cx.now, key, info, tcp.time_wait, tcp.max_time_wait);
+            if !held {
+                cx.stats.tcp_time_wait_overflow += 1;
+            }
             if owes_ack {
                 self.queue_rst(cx, *key.1.ip(), ack);
             }
@@ -513,7 +549,11 @@ impl TcpTable {
     }
 
     fn refresh_inner(&mut self, cx: &mut Cx, h: SocketHandle, may_mark_dirty: bool) {
+        let now = cx.now;
         let Some(e) = cx.entry(h) else { return };
+        if let Some(t) = e.trace.as_mut() {
+            t.record(TraceSample::from_stats(now, &e.conn.stats()));
+        }
         let schedule = e.conn.schedule();
         let new = schedule.deadline;
         let old = e.deadline;
@@ -547,6 +587,13 @@ impl TcpTable {
     pub(super) fn after(&mut self, cx: &mut Cx, h: SocketHandle, out: Outcome) {
         let Some(e) = cx.entry(h) else { return };
         let (parent, app_closed, dst) = (e.parent, e.app_closed, *e.conn.remote.ip());
+        if matches!(out.transition, Transition::Closed | Transition::TimeWait) {
+            // Out-of-order data of a connection that is over is garbage;
+            // free its share of the stack-wide budget now, not when the
+            // application gets round to closing the socket.
+            let freed = e.conn.discard_ooo();
+            self.ooo_bytes = self.ooo_bytes.saturating_sub(freed);
+        }
         let Outcome {
             transition,
             rst,

@@ -58,8 +58,19 @@ impl TimeWaitTable {
     }
 
     /// Enter TIME-WAIT for `key`, for `duration` unless the connection's
-    /// own timer says otherwise. Returns the ACK the entry would send.
-    pub fn insert(&mut self, now: Instant, key: ConnKey, info: TimeWaitInfo, duration: Duration) -> TcpRepr {
+    /// own timer says otherwise, if fewer than `max` entries are held.
+    /// Returns the ACK the entry would send (owed to the peer's FIN either
+    /// way) and whether the entry was made: when the table is full, the
+    /// connection closes without TIME-WAIT, as Linux's does past
+    /// tcp_max_tw_buckets ("time wait bucket table overflow").
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        info: TimeWaitInfo,
+        duration: Duration,
+        max: usize,
+    ) -> (TcpRepr, bool) {
         let expires = info.expires.unwrap_or(now + duration);
         let tw = TimeWait {
             snd_nxt: info.snd_nxt,
@@ -69,9 +80,12 @@ impl TimeWaitTable {
             expires,
             last_oow_ack: None,
         };
+        if self.entries.len() >= max && !self.entries.contains_key(&key) {
+            return (time_wait_ack(now, key, &tw), false);
+        }
         self.entries.insert(key, tw);
         self.order.push_back((expires, key));
-        time_wait_ack(now, key, &tw)
+        (time_wait_ack(now, key, &tw), true)
     }
 
     /// Forget the entries whose 2 MSL are over.

@@ -1,6 +1,7 @@
 //! RFC 5681 Reno, with RFC 3465 byte counting.
 
-use super::CongestionControl;
+use super::{AckEvent, CongestionControl, CwndValidation, SlowStart};
+use crate::time::{Duration, Instant};
 
 /// RFC 5681 Reno: slow start, congestion avoidance, and halving on a
 /// congestion event (the inflation of fast recovery is the connection's).
@@ -12,13 +13,24 @@ pub(crate) struct Reno {
     acked_in_ca: usize,
     /// Still at the initial window: nothing acknowledged or lost yet.
     initial: bool,
+    slow_start: SlowStart,
+    validation: CwndValidation,
+    /// cwnd and ssthresh before the last reduction, to undo it.
+    prior: Option<(usize, usize)>,
+    /// A timeout's reduction is done; later ones before new data is
+    /// acknowledged are part of it.
+    in_loss: bool,
 }
 
 impl Reno {
     /// `initial` is the initial window in bytes (RFC 6928).
-    pub fn new(initial: usize) -> Self {
+    pub fn new(initial: usize, slow_start: SlowStart) -> Self {
         // RFC 5681 3.1: ssthresh starts arbitrarily high.
         Reno {
+            slow_start,
+            validation: CwndValidation::default(),
+            prior: None,
+            in_loss: false,
             cwnd: initial,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
@@ -37,16 +49,23 @@ impl CongestionControl for Reno {
     }
 
     fn set_initial_window(&mut self, bytes: usize) {
+        self.validation.set_initial_window(bytes);
         if self.initial {
             self.cwnd = bytes;
         }
     }
 
-    fn on_ack(&mut self, acked: usize, mss: usize) {
+    fn on_ack(&mut self, ack: &AckEvent) {
         self.initial = false;
+        self.in_loss = false;
+        self.validation.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
+        if !ack.cwnd_limited {
+            return;
+        }
+        let (acked, mss) = (ack.acked, ack.mss);
         if self.cwnd < self.ssthresh {
             // RFC 5681 3.1 equation 2, with RFC 3465's limit of L = 2*SMSS.
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+            self.slow_start.on_ack(&mut self.cwnd, &mut self.ssthresh, ack);
         } else {
             // RFC 5681 3.1: about one SMSS per RTT (byte counting, RFC 3465).
             self.acked_in_ca += acked;
@@ -57,24 +76,51 @@ impl CongestionControl for Reno {
         }
     }
 
-    fn on_congestion_event(&mut self, in_flight: usize, mss: usize) {
+    fn on_congestion_event(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.initial = false;
+        self.prior = Some((self.cwnd, self.ssthresh));
         // RFC 5681 equation 4; cwnd = ssthresh as step 6 leaves it (step
         // 3's + 3*SMSS is the recovery's inflation).
         self.ssthresh = (in_flight / 2).max(2 * mss);
         self.cwnd = self.ssthresh;
     }
 
-    fn on_recovery_end(&mut self) {
+    fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh;
         self.acked_in_ca = 0;
     }
 
-    fn on_rto(&mut self, in_flight: usize, mss: usize) {
+    fn on_rto(&mut self, _now: Instant, in_flight: usize, mss: usize) {
+        self.slow_start.on_rto();
+        if !self.in_loss {
+            self.prior = Some((self.cwnd, self.ssthresh));
+            self.in_loss = true;
+        }
         self.initial = false;
         self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
         self.cwnd = mss;
+        self.acked_in_ca = 0;
+    }
+
+    fn on_spurious_reduction(&mut self, _now: Instant) {
+        // Linux tcp_undo_cwnd_reduction: the window back, at least.
+        if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.cwnd = self.cwnd.max(cwnd);
+            self.ssthresh = ssthresh;
+            self.in_loss = false;
+        }
+    }
+
+    fn take_over(&mut self, cwnd: usize, ssthresh: usize) {
+        self.initial = false;
+        self.cwnd = cwnd;
+        self.ssthresh = ssthresh;
+    }
+
+    fn on_idle_restart(&mut self, _now: Instant, idle: Duration, rto: Duration, mss: usize) {
+        self.validation
+            .restart(&mut self.cwnd, &mut self.ssthresh, idle, rto, mss);
         self.acked_in_ca = 0;
     }
 
@@ -90,28 +136,28 @@ mod tests {
     #[test]
     fn slow_start_then_avoidance() {
         let mss = 1000;
-        let mut r = Reno::new(10 * mss);
-        r.on_ack(mss, mss);
+        let mut r = Reno::new(10 * mss, SlowStart::new(false));
+        r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         assert_eq!(r.window(), 11 * mss);
-        r.on_rto(20 * mss, mss);
+        r.on_rto(Instant::ZERO, 20 * mss, mss);
         assert_eq!((r.window(), r.ssthresh()), (mss, 10 * mss));
         for _ in 0..9 {
-            r.on_ack(mss, mss);
+            r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         }
         assert_eq!(r.window(), 10 * mss, "slow start up to ssthresh");
         // Avoidance: one MSS per window's worth of ACKs.
         for _ in 0..10 {
-            r.on_ack(mss, mss);
+            r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         }
         assert_eq!(r.window(), 11 * mss);
     }
 
     #[test]
     fn initial_window_follows_mss_until_first_ack() {
-        let mut r = Reno::new(14600);
+        let mut r = Reno::new(14600, SlowStart::new(false));
         r.set_initial_window(10 * 1000);
         assert_eq!(r.window(), 10_000);
-        r.on_ack(1000, 1000);
+        r.on_ack(&AckEvent::test(Instant::ZERO, 1000, 1000));
         assert_eq!(r.window(), 11_000);
         r.set_initial_window(10 * 536);
         assert_eq!(r.window(), 11_000, "only the initial window follows the MSS");
@@ -120,12 +166,12 @@ mod tests {
     #[test]
     fn congestion_event_halves_without_inflation() {
         let mss = 1000;
-        let mut r = Reno::new(10 * mss);
-        r.on_congestion_event(10 * mss, mss);
+        let mut r = Reno::new(10 * mss, SlowStart::new(false));
+        r.on_congestion_event(Instant::ZERO, 10 * mss, mss);
         assert_eq!((r.ssthresh(), r.window()), (5 * mss, 5 * mss));
-        r.on_recovery_end();
+        r.on_recovery_end(Instant::ZERO);
         assert_eq!(r.window(), 5 * mss);
-        r.on_ack(mss, mss);
+        r.on_ack(&AckEvent::test(Instant::ZERO, mss, mss));
         assert_eq!(r.window(), 5 * mss, "avoidance: a window's worth of ACKs per MSS");
     }
 }

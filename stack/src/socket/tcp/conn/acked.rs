@@ -2,6 +2,7 @@
 //! send side (RFC 5681 congestion control, RFC 6298 RTT, window update).
 
 use super::*;
+use crate::socket::tcp::cc::AckEvent;
 use crate::socket::tcp::recovery::{Prr, DUP_THRESH};
 
 impl Connection {
@@ -64,10 +65,11 @@ impl Connection {
         // only if the sender was using it; an application-limited
         // sender would otherwise inflate cwnd without bound on a clean
         // path, and burst when it finally has data.
+        let in_flight = self.snd.in_flight();
         let in_use = if self.opt.sack_ok {
             self.pipe(mss)
         } else {
-            self.snd.in_flight()
+            in_flight
         };
         let cwnd_limited = in_use * 2 >= self.cc.window();
         // For PRR (RFC 6937 DeliveredData) and its SSRB rule.
@@ -76,6 +78,7 @@ impl Connection {
         // NewReno's DeliveredData, estimated without SACK (RFC 6937 3).
         let mut newreno_delivered = 0;
         let mut acked = 0;
+        let mut rtt = None;
         if ack > self.snd.una {
             acked = ack.distance(self.snd.una);
             // The FIN occupies a sequence number but no buffer byte.
@@ -92,7 +95,8 @@ impl Connection {
             if self.recover.is_some_and(|r| ack >= r) {
                 self.recover = None;
             }
-            if let Some(rtt) = self.rtt_sample(now, seg, ack) {
+            rtt = self.rtt_sample(now, seg, ack);
+            if let Some(rtt) = rtt {
                 self.rtt.sample(rtt, self.snd.una, self.snd.max);
             }
             self.retries = 0;
@@ -114,12 +118,22 @@ impl Connection {
         if ack > prior_una {
             match self.recovery {
                 // RFC 6675 5 (A), RFC 6582 3.2 step 6: a full ACK.
-                Some(r) if ack >= r.point => self.end_recovery(),
+                Some(r) if ack >= r.point => self.end_recovery(now),
                 // RFC 6675 5 (B): the scoreboard has it; stay.
                 Some(r) if r.sack => {}
                 Some(_) => newreno_delivered = self.newreno_partial_ack(acked, mss),
-                None if cwnd_limited => self.cc.on_ack(acked, mss),
-                None => {}
+                None => self.cc.on_ack(&AckEvent {
+                    now,
+                    acked,
+                    mss,
+                    rtt,
+                    srtt: self.rtt.srtt(),
+                    una: self.snd.una,
+                    snd_max: self.snd.max,
+                    cwnd_limited,
+                    in_flight,
+                    rto: self.rtt.rto(),
+                }),
             }
             // RFC 6675 2: a cumulative ACK resets DupAcks.
             self.dup_acks = 0;
@@ -168,7 +182,7 @@ impl Connection {
                         // transmit (beyond cwnd) MUST NOT count in the
                         // FlightSize that sets ssthresh.
                         let flight = self.snd.in_flight().min(self.cc.window().max(mss));
-                        self.enter_recovery(flight, mss);
+                        self.enter_recovery(now, flight, mss);
                         newreno_delivered = mss;
                     }
                 }
@@ -247,9 +261,9 @@ impl Connection {
     /// (RFC 6582), counting each duplicate ACK as a segment delivered.
     /// Either way PRR (RFC 6937) says how much goes per ACK, where RFC
     /// 5681 3.2 inflated the window by a segment per duplicate.
-    fn enter_recovery(&mut self, flight: usize, mss: usize) {
+    fn enter_recovery(&mut self, now: Instant, flight: usize, mss: usize) {
         let prior_cwnd = self.cc.window();
-        self.cc.on_congestion_event(flight, mss);
+        self.cc.on_congestion_event(now, flight, mss);
         let sack = self.opt.sack_ok && !self.sb.is_empty();
         self.recovery = Some(Recovery {
             point: self.snd.max,
@@ -288,9 +302,9 @@ impl Connection {
     /// RFC 5681 3.2 step 6: back to cwnd = ssthresh (the controller's),
     /// from PRR's window. The scoreboard keeps what lies above SND.UNA (RFC
     /// 6675 5 (A)).
-    fn end_recovery(&mut self) {
+    fn end_recovery(&mut self, now: Instant) {
         self.recovery = None;
-        self.cc.on_recovery_end();
+        self.cc.on_recovery_end(now);
     }
 
     /// The congestion window the sender may use: PRR's in recovery (RFC
@@ -330,11 +344,15 @@ impl Connection {
         if !self.opt.sack_ok {
             return self.snd.nxt.distance(self.snd.una);
         }
-        // After a timeout, SND.NXT retransmits from SND.UNA.
-        let rxt_to = match (self.sb.high_rxt(), self.snd.nxt < self.snd.max) {
+        self.sb.pipe(self.snd.una, self.snd.max, self.rxt_to(), mss)
+    }
+
+    /// Where retransmission has got to: HighRxt, or after a timeout
+    /// SND.NXT, which retransmits from SND.UNA.
+    pub(super) fn rxt_to(&self) -> Option<SeqNumber> {
+        match (self.sb.high_rxt(), self.snd.nxt < self.snd.max) {
             (h, true) => Some(h.map_or(self.snd.nxt, |h| h.max(self.snd.nxt))),
             (h, false) => h,
-        };
-        self.sb.pipe(self.snd.una, self.snd.max, rxt_to, mss)
+        }
     }
 }

@@ -47,7 +47,7 @@ mod text;
 mod timers;
 mod user;
 
-use super::cc::{CongestionControl, Reno};
+use super::cc::CongestionControl;
 use super::recovery::{Recovery, Scoreboard};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
@@ -254,6 +254,9 @@ pub(crate) struct Connection {
     user_timeout: Option<Duration>,
     /// When the oldest unacknowledged data was first sent (user timeout).
     unacked_since: Option<Instant>,
+    /// When data last went out, for the restart after idle (RFC 5681
+    /// 4.1; Linux lsndtime).
+    last_data_sent: Option<Instant>,
     /// TCP_LINGER2: this connection's FIN-WAIT-2 bound, if set.
     linger2: Option<Duration>,
     /// TCP_DEFER_ACCEPT, in SYN-ACK timeouts (Linux rskq_defer_accept).
@@ -275,6 +278,9 @@ pub(crate) struct Connection {
     /// may then name an earlier soft error instead of ETIMEDOUT.
     timed_out: bool,
     stats: TcpConnStats,
+    /// Out-of-order bytes the stack-wide budget still allows (set by the
+    /// table before each segment).
+    ooo_room: usize,
 }
 
 /// What the handshake settled, and what we offered in it.
@@ -345,7 +351,7 @@ impl Connection {
             syn_retries: cfg.syn_retries,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,
-            cc: Box::new(Reno::new(initial)),
+            cc: cfg.congestion_control.controller(initial, cfg.hystart),
             dup_acks: 0,
             recovery: None,
             recover: None,
@@ -365,6 +371,7 @@ impl Connection {
             last_recv: now,
             user_timeout: None,
             unacked_since: None,
+            last_data_sent: None,
             linger2: None,
             defer_accept: 0,
             defer_acked: false,
@@ -375,6 +382,7 @@ impl Connection {
             error: None,
             timed_out: false,
             stats: TcpConnStats::default(),
+            ooo_room: usize::MAX,
             cfg: cfg.clone(),
         }
     }
@@ -576,10 +584,16 @@ impl Connection {
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
         s.sacked_bytes = self.sb.sacked_bytes();
-        s.lost_bytes = self.sb.lost_bytes(self.snd.una, self.snd.max, self.payload_mss());
-        s.in_recovery = self.recovery.is_some();
+        s.lost_bytes = self
+            .sb
+            .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss());
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
+        s.recovery = if self.recovery.is_some() {
+            "recovery"
+        } else {
+            "open"
+        };
         s
     }
 }

@@ -193,6 +193,27 @@ impl Connection {
         }
     }
 
+    /// An ACK owed for segments already processed, taken out before the
+    /// next segment of the same batch is: each arrival that calls for an
+    /// ACK at once (RFC 5681 4.2: every second full-sized segment, every
+    /// out-of-order segment) gets its own, as Linux answers each segment
+    /// from its input path. Without this, a batch of segments behind a
+    /// hole drew one duplicate ACK instead of one each, too few for the
+    /// sender's fast retransmit (RFC 5681 3.2), and a batch of in-order
+    /// data one stretch ACK.
+    pub fn take_owed_ack(&mut self, now: Instant) -> Option<TcpRepr> {
+        let synchronized = matches!(
+            self.state,
+            TcpState::Established
+                | TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::CloseWait
+                | TcpState::Closing
+                | TcpState::LastAck
+        );
+        (synchronized && self.owed.contains(Owed::ACK)).then(|| self.pure_ack(now))
+    }
+
     pub(super) fn pure_ack(&mut self, now: Instant) -> TcpRepr {
         let seq = self.acceptable_seq();
         self.base_repr(now, seq, 0)
@@ -237,6 +258,7 @@ impl Connection {
                 return Some(out);
             }
         }
+        self.restart_after_idle(now, sizes.mss);
         if let Some(out) = self.sack_recovery_segment(now, sizes) {
             return Some(out);
         }
@@ -284,6 +306,21 @@ impl Connection {
                 .mss()
                 .saturating_sub(self.option_overhead(sack_blocks))
                 .max(1),
+        }
+    }
+
+    /// RFC 5681 4.1 (Linux tcp_cwnd_restart, slow_start_after_idle): data
+    /// to send, nothing in flight, and nothing sent for longer than the
+    /// RTO: the window the ACK clock no longer backs restarts. Once per
+    /// idle spell.
+    fn restart_after_idle(&mut self, now: Instant, mss: usize) {
+        if !self.cfg.slow_start_after_idle || self.snd.in_flight() > 0 || self.unsent() == 0 {
+            return;
+        }
+        let rto = self.rtt.rto();
+        if let Some(idle) = self.last_data_sent.map(|t| now - t).filter(|&idle| idle > rto) {
+            self.cc.on_idle_restart(now, idle, rto, mss);
+            self.last_data_sent = None;
         }
     }
 
@@ -536,6 +573,9 @@ impl Connection {
             self.ack.pingpong = true;
         }
         self.on_sent_in_recovery(len + usize::from(fin_now));
+        if len > 0 {
+            self.last_data_sent = Some(now);
+        }
         self.snd.nxt += len;
         if len < sizes.payload_max {
             self.snd.sml = self.snd.nxt;

@@ -310,14 +310,15 @@ fn sack_recovery_shows_in_stats() {
         c.process(at(20), &dup, &[]);
     }
     let s = c.stats();
-    assert!(s.in_recovery);
+    assert_eq!(s.recovery, "recovery");
     assert_eq!((s.sacked_bytes, s.lost_bytes, s.fast_recoveries), (3000, 1000, 1));
-    assert_eq!(s.ssthresh, 5000);
     let (rtx, len) = next(&mut c, at(20)).expect("the fast retransmit");
     assert_eq!((rtx.seq, len), (base, 1000));
+    assert_eq!(c.stats().lost_bytes, 0, "retransmitted");
     // The full ACK ends it.
     c.process(at(30), &seg(ACK, IRS + 1, base + 10_000, WIN), &[]);
     let s = c.stats();
-    assert!(!s.in_recovery);
-    assert_eq!((s.sacked_bytes, s.lost_bytes, s.cwnd), (0, 0, 5000));
+    assert_eq!(s.recovery, "open");
+    assert_eq!((s.sacked_bytes, s.lost_bytes), (0, 0));
+    assert_eq!(s.cwnd, s.ssthresh, "cwnd = ssthresh after recovery");
 }

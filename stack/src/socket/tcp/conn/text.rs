@@ -101,8 +101,15 @@ impl Connection {
                 self.timers[Timer::DelayedAck] = Some(now + self.cfg.delayed_ack);
             }
         } else {
-            // Out of order: keep it if the assembler has room, and send a
-            // duplicate ACK at once (RFC 5681 4.2), with SACK blocks.
+            // Out of order: keep it if the assembler and the stack-wide
+            // budget have room, and send a duplicate ACK at once (RFC 5681
+            // 4.2), with SACK blocks. A dropped segment is only delayed:
+            // the sender retransmits it once the hole before it fills.
+            self.owed.insert(Owed::ACK);
+            if data.len() > self.ooo_room {
+                self.stats.ooo_budget_drops += 1;
+                return;
+            }
             let written = self.rcv.buf.write_unallocated(offset, data);
             // RFC 2883 4: the part we already held is a duplicate (Linux
             // tcp_data_queue_ofo reports the first overlap).

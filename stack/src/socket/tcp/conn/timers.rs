@@ -141,7 +141,7 @@ impl Connection {
         // go back to one segment of window.
         if self.state.is_synchronized() {
             let mss = self.payload_mss();
-            self.cc.on_rto(self.snd.in_flight(), mss);
+            self.cc.on_rto(now, self.snd.in_flight(), mss);
             // RFC 6675 5.1: every un-SACKed octet is lost and goes again,
             // holes in order; no new recovery until all that was sent is
             // acknowledged (RFC 6582 3.2 step 1 for NewReno's "recover").

@@ -2,6 +2,7 @@
 //! connection serves them, and its socket options.
 
 use super::*;
+use crate::socket::tcp::CongestionAlgorithm;
 
 impl Connection {
     /// Queue data; returns how much fit.
@@ -44,6 +45,31 @@ impl Connection {
             self.after_read();
         }
         n
+    }
+
+    /// Out-of-order bytes held (above RCV.NXT).
+    pub fn ooo_bytes(&self) -> usize {
+        self.rcv.ooo.total_bytes()
+    }
+
+    /// Forget the out-of-order data of a connection that is over: it can
+    /// never be delivered. Returns how many bytes that was.
+    pub fn discard_ooo(&mut self) -> usize {
+        let n = self.rcv.ooo.total_bytes();
+        self.rcv.ooo.clear();
+        n
+    }
+
+    /// Out-of-order segments dropped because the stack-wide budget was
+    /// spent.
+    pub fn ooo_budget_drops(&self) -> u64 {
+        self.stats.ooo_budget_drops
+    }
+
+    /// How many more out-of-order bytes the stack lets this connection
+    /// hold (set before each segment is processed).
+    pub fn set_ooo_room(&mut self, room: usize) {
+        self.ooo_room = room;
     }
 
     pub fn recv_queued(&self) -> usize {
@@ -184,6 +210,17 @@ impl Connection {
             TcpOption::Linger2(d) => self.linger2 = d,
             TcpOption::Cork(on) => self.cork = on,
             TcpOption::SynCount(n) => self.syn_retries = u32::from(n.clamp(1, 127)),
+            TcpOption::Congestion(algo) if algo != self.congestion_algorithm() => {
+                let mut cc = algo.controller(self.cc.window(), self.cfg.hystart);
+                // Before any data, the new controller starts afresh (its
+                // initial window still follows the MSS); after, it takes
+                // over the window.
+                if self.snd.max > self.snd.iss + 1 {
+                    cc.take_over(self.cc.window(), self.cc.ssthresh());
+                }
+                self.cc = cc;
+            }
+            TcpOption::Congestion(_) => {}
             TcpOption::DeferAccept(d) => {
                 self.defer_accept = secs_to_retrans(d, self.cfg.rto_initial, self.cfg.rto_max);
             }
@@ -207,6 +244,10 @@ impl Connection {
             self.state,
             TcpState::Closed | TcpState::SynSent | TcpState::SynReceived
         ) && self.snd.max == self.snd.iss
+    }
+
+    pub fn congestion_algorithm(&self) -> CongestionAlgorithm {
+        CongestionAlgorithm::from_name(self.cc.name()).unwrap_or_default()
     }
 
     pub fn nodelay(&self) -> bool {

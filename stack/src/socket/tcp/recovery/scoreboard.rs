@@ -258,12 +258,14 @@ impl Scoreboard {
         })
     }
 
-    /// Un-SACKed octets from `una` to `max` deemed lost (IsLost).
-    pub fn lost_bytes(&self, una: SeqNumber, max: SeqNumber, mss: usize) -> usize {
+    /// Un-SACKed octets from `una` to `max` deemed lost (IsLost) and not
+    /// yet retransmitted (below `rxt_to`).
+    pub fn lost_bytes(&self, una: SeqNumber, max: SeqNumber, rxt_to: Option<SeqNumber>, mss: usize) -> usize {
         let Some(b) = self.lost_boundary(mss) else {
             return 0;
         };
-        self.holes(una, max).map(|(s, e)| e.min(b).distance(s)).sum()
+        let from = rxt_to.map_or(una, |r| r.max(una));
+        self.holes(from, max).map(|(s, e)| e.min(b).distance(s)).sum()
     }
 
     /// RFC 6675 SetPipe(): octets between `una` and `max` that are not
@@ -452,7 +454,8 @@ mod tests {
         // 1400..1500 (only one segment above: not lost). Not lost:
         // 1400..1500 and 1600..2000.
         assert_eq!(s.pipe(sq(1000), sq(2000), None, MSS), 100 + 400);
-        assert_eq!(s.lost_bytes(sq(1000), sq(2000), MSS), 100);
+        assert_eq!(s.lost_bytes(sq(1000), sq(2000), None, MSS), 100);
+        assert_eq!(s.lost_bytes(sq(1000), sq(2000), Some(sq(1050)), MSS), 50);
         // 1000..1100 retransmitted: counts once more.
         assert_eq!(s.pipe(sq(1000), sq(2000), Some(sq(1100)), MSS), 600);
         // Cheap case: nothing SACKed.
