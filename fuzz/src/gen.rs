@@ -533,7 +533,8 @@ impl Quote {
         let (protocol, mut l4) = match self.protocol {
             QuoteProtocol::Tcp => (6, vec![0u8; 20]),
             QuoteProtocol::Udp => (17, vec![0u8; 8]),
-            QuoteProtocol::Other(p) => (p, vec![0u8; 8]),
+            // Another protocol number can still be 6: TCP's header then.
+            QuoteProtocol::Other(p) => (p, vec![0u8; if p == 6 { 20 } else { 8 }]),
         };
         l4[0..2].copy_from_slice(&local.to_be_bytes());
         l4[2..4].copy_from_slice(&remote.to_be_bytes());

@@ -25,6 +25,7 @@ pub(crate) mod cc;
 pub(crate) mod conn;
 mod error;
 pub(crate) mod listener;
+pub(crate) mod recovery;
 pub(crate) mod rtt;
 pub(crate) mod seq;
 pub(crate) mod table;
@@ -168,6 +169,8 @@ pub struct TcpConnStats {
     pub cwnd: usize,
     pub ssthresh: usize,
     pub bytes_in_flight: usize,
+    /// Fast recoveries entered (Linux TCPSackRecovery + TCPRenoRecovery).
+    pub fast_recoveries: u64,
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,

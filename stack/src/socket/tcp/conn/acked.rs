@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::socket::tcp::cc::AckEvent;
+use crate::socket::tcp::recovery::{Prr, DUP_THRESH};
 
 impl Connection {
     /// Our SYN was acknowledged: measure it and stop its timer.
@@ -47,24 +48,39 @@ impl Connection {
     }
 
     /// RFC 9293 3.10.7.4 fifth check for synchronized states: new data
-    /// acknowledged, duplicate ACKs (RFC 5681 3.2), window updates.
+    /// acknowledged, SACK blocks (RFC 2018, RFC 6675 Update()), duplicate
+    /// ACKs and loss recovery (RFC 5681 3.2, RFC 6675 5, RFC 6582),
+    /// window updates.
     pub(super) fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, payload_len: usize) {
         let seq = SeqNumber(seg.seq);
         let window = usize::from(seg.window) << self.snd.wscale;
         let prior_una = self.snd.una;
+        let mss = self.payload_mss();
         if ack >= self.snd.una {
             // The peer is there: a probe was answered, whatever the window
             // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
             self.probes_out = 0;
         }
+        // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
+        // only if the sender was using it; an application-limited
+        // sender would otherwise inflate cwnd without bound on a clean
+        // path, and burst when it finally has data.
+        let in_flight = self.snd.in_flight();
+        let in_use = if self.opt.sack_ok {
+            self.pipe(mss)
+        } else {
+            in_flight
+        };
+        let cwnd_limited = in_use * 2 >= self.cc.window();
+        // For PRR (RFC 6937 DeliveredData) and its SSRB rule.
+        let sacked_before = self.sb.sacked_bytes();
+        let lost_before = self.sb.lost_boundary(mss);
+        // NewReno's DeliveredData, estimated without SACK (RFC 6937 3).
+        let mut newreno_delivered = 0;
+        let mut acked = 0;
+        let mut rtt = None;
         if ack > self.snd.una {
-            // RFC 7661 (and Linux's tcp_is_cwnd_limited): grow the window
-            // only if the sender was using it; an application-limited
-            // sender would otherwise inflate cwnd without bound on a clean
-            // path, and burst when it finally has data.
-            let in_flight = self.snd.in_flight();
-            let cwnd_limited = in_flight * 2 >= self.cc.window();
-            let mut acked = ack.distance(self.snd.una);
+            acked = ack.distance(self.snd.una);
             // The FIN occupies a sequence number but no buffer byte.
             if self.snd.fin_seq.is_some_and(|f| ack > f) {
                 acked -= 1;
@@ -75,7 +91,11 @@ impl Connection {
             if self.snd.nxt < self.snd.una {
                 self.snd.nxt = self.snd.una;
             }
-            let rtt = self.rtt_sample(now, seg, ack);
+            self.sb.on_cumulative_ack(ack);
+            if self.recover.is_some_and(|r| ack >= r) {
+                self.recover = None;
+            }
+            rtt = self.rtt_sample(now, seg, ack);
             if let Some(rtt) = rtt {
                 self.rtt.sample(rtt, self.snd.una, self.snd.max);
             }
@@ -86,12 +106,22 @@ impl Connection {
             // Progress: the persist timer starts over too (Linux shares
             // icsk_backoff between RTO and probes).
             self.persist_backoff = 0;
-            let mss = self.payload_mss();
+        }
+        // RFC 2018, RFC 6675 Update(): the SACK blocks, if negotiated, of
+        // any ACK that is not old.
+        let newly_sacked = if self.opt.sack_ok && !seg.options.sack_blocks.is_empty() && ack >= prior_una {
+            self.sb
+                .update(self.snd.una, self.snd.max, seg.options.sack_blocks.iter())
+        } else {
+            0
+        };
+        if ack > prior_una {
             match self.recovery {
-                Some(r) if ack >= r.recover => self.end_recovery(now),
-                // A partial ACK: without NewReno (a later issue), Reno
-                // leaves recovery here too, then retransmits on the timer.
-                Some(_) => self.end_recovery(now),
+                // RFC 6675 5 (A), RFC 6582 3.2 step 6: a full ACK.
+                Some(r) if ack >= r.point => self.end_recovery(now),
+                // RFC 6675 5 (B): the scoreboard has it; stay.
+                Some(r) if r.sack => {}
+                Some(_) => newreno_delivered = self.newreno_partial_ack(acked, mss),
                 None => self.cc.on_ack(&AckEvent {
                     now,
                     acked,
@@ -105,35 +135,90 @@ impl Connection {
                     rto: self.rtt.rto(),
                 }),
             }
+            // RFC 6675 2: a cumulative ACK resets DupAcks.
             self.dup_acks = 0;
-            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart.
-            self.timers[Timer::Rto] = (self.snd.in_flight() > 0).then(|| now + self.rtt.rto());
+            // RFC 6298 5.2/5.3: stop the timer when all is acked, else
+            // restart; NewReno restarts it on the first partial ACK only
+            // (RFC 6582 3.2 step 5, the Impatient variant of its section 4),
+            // so a recovery losing segment after segment falls back on the
+            // timer instead of crawling one segment per round trip.
+            let impatient = self.recovery.is_some_and(|r| !r.sack && r.partial_acks > 1);
+            if self.snd.in_flight() == 0 {
+                self.timers[Timer::Rto] = None;
+            } else if !impatient {
+                self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+            }
             self.unacked_since = (self.snd.in_flight() > 0).then_some(now);
+            if self.opt.sack_ok && self.sb.check_reneging(self.snd.una) {
+                // RFC 2018 8, as Linux tcp_check_sack_reneging: the peer
+                // discarded what it SACKed. Give it half an RTT (at least
+                // 10 ms) to acknowledge further, then time out and forget
+                // the SACKs.
+                let half = self.rtt.srtt().unwrap_or(self.rtt.rto()) / 2;
+                self.timers[Timer::Rto] = Some(now + half.max(Duration::from_millis(10)));
+            }
             if self.rtt_probe.is_some_and(|(p, _)| p < self.snd.una) {
                 self.rtt_probe = None;
             }
         } else if ack == self.snd.una
             && self.snd.in_flight() > 0
-            && payload_len == 0
-            && !seg.flags.syn()
-            && !seg.flags.fin()
-            && window == self.snd.wnd
+            && (newly_sacked > 0
+                || (payload_len == 0 && !seg.flags.syn() && !seg.flags.fin() && window == self.snd.wnd))
         {
             // RFC 5681 2: a duplicate ACK needs outstanding data, no data
-            // of its own, no SYN/FIN, and an unchanged window.
+            // of its own, no SYN/FIN, and an unchanged window; RFC 6675 2:
+            // or it SACKs octets not SACKed before.
             self.dup_acks += 1;
             self.stats.dup_acks_in += 1;
-            let mss = self.payload_mss();
-            if self.dup_acks == 3 && self.recovery.is_none() {
-                // RFC 5681 3.2 step 2-4: fast retransmit, enter recovery.
-                // Step 2: data sent by limited transmit (beyond cwnd) MUST
-                // NOT count in the FlightSize that sets ssthresh.
-                let flight = self.snd.in_flight().min(self.cc.window().max(mss));
-                self.enter_recovery(now, flight, mss);
-            } else if let Some(r) = self.recovery.as_mut().filter(|_| self.dup_acks > 3) {
-                // RFC 5681 3.2 step 4: each further duplicate ACK means a
-                // segment left the network; inflate by one SMSS.
-                r.inflation = r.inflation.saturating_add(mss);
+            match self.recovery.as_mut() {
+                None => {
+                    // RFC 6675 5 steps 1-2: DupThresh duplicates, or the
+                    // first unacknowledged octet lost by the SACKs above
+                    // it; RFC 6582 3.2 step 1 and RFC 6675 5.1: not before
+                    // the last recovery's or timeout's "recover" is acked.
+                    let lost = self.opt.sack_ok && self.sb.is_lost(self.snd.una, mss);
+                    if self.recover.is_none() && (self.dup_acks as usize >= DUP_THRESH || lost) {
+                        // RFC 5681 3.2 step 2: data sent by limited
+                        // transmit (beyond cwnd) MUST NOT count in the
+                        // FlightSize that sets ssthresh.
+                        let flight = self.snd.in_flight().min(self.cc.window().max(mss));
+                        self.enter_recovery(now, flight, mss);
+                        newreno_delivered = mss;
+                    }
+                }
+                // RFC 5681 3.2 step 4 (RFC 6582 keeps it after partial
+                // ACKs): each further duplicate ACK means a segment left
+                // the network; PRR lets its share of one go.
+                Some(r) if !r.sack => {
+                    r.dup_delivered = (r.dup_delivered + mss).min(self.snd.in_flight().saturating_sub(mss));
+                    newreno_delivered = mss;
+                }
+                // RFC 6675 5 (B): the scoreboard and pipe say it.
+                Some(_) => {}
+            }
+        }
+        if self.recovery.is_some_and(|r| !r.sack) {
+            // RFC 6937 for NewReno: a partial ACK marks the next segment
+            // lost, so no SSRB extra segment for it (as Linux).
+            let (pipe, ssthresh) = (self.pipe(mss), self.cc.ssthresh());
+            let advanced = ack > prior_una;
+            if let Some(r) = self.recovery.as_mut() {
+                r.prr
+                    .on_ack(newreno_delivered, pipe, ssthresh, mss, advanced, advanced);
+            }
+        } else if self.recovery.is_some() {
+            // RFC 6937: DeliveredData is the change in SND.UNA plus the
+            // change in SACKed bytes.
+            let delivered = (acked + self.sb.sacked_bytes()).saturating_sub(sacked_before);
+            let newly_lost = match (lost_before, self.sb.lost_boundary(mss)) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => a > b,
+                _ => false,
+            };
+            let (pipe, ssthresh) = (self.pipe(mss), self.cc.ssthresh());
+            if let Some(r) = self.recovery.as_mut() {
+                r.prr
+                    .on_ack(delivered, pipe, ssthresh, mss, ack > prior_una, newly_lost);
             }
         }
         // RFC 9293 3.10.7.4 updates the send window if SND.UNA =< SEG.ACK
@@ -169,29 +254,105 @@ impl Connection {
 }
 
 impl Connection {
-    /// RFC 5681 3.2 steps 2-3: a congestion event, the fast retransmit,
-    /// and fast recovery until SND.NXT as of now is acknowledged, with the
-    /// window inflated by the three segments the duplicates say have left.
+    /// RFC 6675 5 step 4, RFC 5681 3.2 steps 2-3: a congestion event, the
+    /// fast retransmit, and recovery until SND.NXT as of now (HighData,
+    /// RecoveryPoint) is acknowledged. With SACK blocks from the peer
+    /// the scoreboard and pipe drive it (RFC 6675); without, NewReno
+    /// (RFC 6582), counting each duplicate ACK as a segment delivered.
+    /// Either way PRR (RFC 6937) says how much goes per ACK, where RFC
+    /// 5681 3.2 inflated the window by a segment per duplicate.
     fn enter_recovery(&mut self, now: Instant, flight: usize, mss: usize) {
+        let prior_cwnd = self.cc.window();
         self.cc.on_congestion_event(now, flight, mss);
+        let sack = self.opt.sack_ok && !self.sb.is_empty();
         self.recovery = Some(Recovery {
-            recover: self.snd.max,
-            inflation: 3 * mss,
+            point: self.snd.max,
+            sack,
+            dup_delivered: if sack {
+                0
+            } else {
+                (self.dup_acks as usize * mss).min(self.snd.in_flight().saturating_sub(mss))
+            },
+            partial_acks: 0,
+            prr: Prr::new(prior_cwnd, self.cc.ssthresh()),
         });
+        self.recover = Some(self.snd.max);
+        self.stats.fast_recoveries += 1;
+        self.sb.on_recovery_start();
         self.owed.insert(Owed::FAST_RETRANSMIT);
         self.rtt_probe = None;
     }
 
-    /// RFC 5681 3.2 step 6: deflate (the inflation goes) and tell the
-    /// controller.
+    /// RFC 6582 3.2 step 5: a partial ACK. Retransmit the first
+    /// unacknowledged segment and stay in fast recovery. RFC 6582's
+    /// partial window deflation is PRR's business here: the ACK covers
+    /// the retransmission and segments the duplicates already counted as
+    /// delivered (Linux tcp_remove_reno_sacks). Returns DeliveredData.
+    fn newreno_partial_ack(&mut self, acked: usize, mss: usize) -> usize {
+        let mut delivered = 0;
+        if let Some(r) = self.recovery.as_mut() {
+            r.partial_acks += 1;
+            delivered = acked.saturating_sub(r.dup_delivered).max(mss);
+            r.dup_delivered = r.dup_delivered.saturating_sub(acked.saturating_sub(mss));
+        }
+        self.owed.insert(Owed::FAST_RETRANSMIT);
+        delivered
+    }
+
+    /// RFC 5681 3.2 step 6: back to cwnd = ssthresh (the controller's),
+    /// from PRR's window. The scoreboard keeps what lies above SND.UNA (RFC
+    /// 6675 5 (A)).
     fn end_recovery(&mut self, now: Instant) {
         self.recovery = None;
         self.cc.on_recovery_end(now);
     }
 
-    /// The congestion window the sender may use: the controller's, plus
-    /// fast recovery's inflation.
+    /// The congestion window the sender may use: PRR's in recovery (RFC
+    /// 6937), else the controller's.
     pub(super) fn send_window(&self) -> usize {
-        self.cc.window() + self.recovery.map_or(0, |r| r.inflation)
+        match self.recovery {
+            Some(r) => r.prr.cwnd,
+            None => self.cc.window(),
+        }
+    }
+
+    /// `len` sequence numbers went out: PRR counts what recovery sends.
+    pub(super) fn on_sent_in_recovery(&mut self, len: usize) {
+        if let Some(r) = self.recovery.as_mut() {
+            r.prr.on_send(len);
+        }
+    }
+
+    /// RFC 6675 SetPipe(): the octets in the network. Without SACK, what
+    /// was sent from SND.UNA to SND.NXT (which a timeout rewinds), less,
+    /// in NewReno's recovery, what the duplicate ACKs say was delivered
+    /// and the first segment while its retransmission is due (Linux
+    /// tcp_packets_in_flight with its Reno "sacked_out").
+    pub(super) fn pipe(&self, mss: usize) -> usize {
+        if let Some(r) = self.recovery.filter(|r| !r.sack) {
+            let lost = if self.owed.contains(Owed::FAST_RETRANSMIT) {
+                mss
+            } else {
+                0
+            };
+            return self
+                .snd
+                .nxt
+                .distance(self.snd.una)
+                .saturating_sub(r.dup_delivered + lost);
+        }
+        if !self.opt.sack_ok {
+            return self.snd.nxt.distance(self.snd.una);
+        }
+        self.sb.pipe(self.snd.una, self.snd.max, self.rxt_to(), mss)
+    }
+
+    /// Where retransmission has got to: HighRxt, or after a timeout
+    /// SND.NXT, which retransmits from SND.UNA.
+    pub(super) fn rxt_to(&self) -> Option<SeqNumber> {
+        match (self.sb.high_rxt(), self.snd.nxt < self.snd.max) {
+            (h, true) => Some(h.map_or(self.snd.nxt, |h| h.max(self.snd.nxt))),
+            (h, false) => h,
+        }
     }
 }

@@ -185,6 +185,12 @@ impl Connection {
             // RFC 9293: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             let allowed = self.invalid_ack_allowed(now, a.seg, a.len);
             self.owed.set(Owed::ACK, allowed);
+            // RFC 2883 4: with a D-SACK of the old part, which tells the
+            // peer its retransmission was spurious (Linux tcp_send_dupack).
+            // A SYN is answered by a challenge ACK instead (check_syn).
+            if a.len > 0 && !a.seg.flags.syn() && a.seq < self.rcv.nxt {
+                self.note_dsack(a.seq, (a.seq + a.len).min(self.rcv.nxt));
+            }
         }
         ControlFlow::Break(Transition::None)
     }

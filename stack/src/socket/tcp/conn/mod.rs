@@ -22,9 +22,13 @@
 //!   then `acked` (the fifth step's send side) and `text` (the seventh
 //!   and eighth: `process_text`, `process_fin`);
 //! - `output`: what goes next, in order of precedence (fast retransmit,
-//!   data within the usable window after Nagle/SWS/cork, the FIN, a
-//!   persist probe, a keepalive, an ACK);
+//!   what SACK-based recovery's NextSeg picks, data within the usable
+//!   window after Nagle/SWS/cork, the FIN, a persist probe, a keepalive,
+//!   an ACK);
 //! - `user`: the user calls and socket options.
+//!
+//! Loss recovery's state (the SACK scoreboard, the recovery episode) is
+//! in `socket/tcp/recovery/`; `acked` and `output` drive it.
 //!
 //! TIME-WAIT is not here: on entering it the connection hands its 4-tuple
 //! to the table's compact entry (`time_wait.rs`), which has the rules.
@@ -44,6 +48,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
+use super::recovery::{Recovery, Scoreboard};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -100,7 +105,9 @@ struct Owed(u8);
 impl Owed {
     /// An ACK at the next opportunity.
     const ACK: Owed = Owed(1);
-    /// Fast retransmit of the first unacknowledged segment (RFC 5681 3.2).
+    /// Fast retransmit of the first unacknowledged segment (RFC 5681 3.2,
+    /// RFC 6675 5 step 4.3), or NewReno's after a partial ACK (RFC 6582
+    /// 3.2 step 5).
     const FAST_RETRANSMIT: Owed = Owed(2);
     /// A zero-window probe, or the SWS override (RFC 9293 3.8.6.1).
     const PROBE: Owed = Owed(4);
@@ -222,8 +229,13 @@ pub(crate) struct Connection {
     rtt_probe: Option<(SeqNumber, Instant)>,
     cc: Box<dyn CongestionControl>,
     dup_acks: u32,
-    /// In fast recovery (RFC 5681 3.2).
+    /// In fast recovery (RFC 6675 5, RFC 6582 3.2).
     recovery: Option<Recovery>,
+    /// RFC 6582 "recover", RFC 6675 5.1: after a recovery or a timeout,
+    /// no new recovery starts until SND.UNA reaches this.
+    recover: Option<SeqNumber>,
+    /// What the peer SACKed of our data (RFC 2018, RFC 6675 4).
+    sb: Scoreboard,
 
     /// Retransmissions of the same data without progress.
     retries: u32,
@@ -269,16 +281,6 @@ pub(crate) struct Connection {
     /// Out-of-order bytes the stack-wide budget still allows (set by the
     /// table before each segment).
     ooo_room: usize,
-}
-
-/// Fast recovery (RFC 5681 3.2) in progress.
-#[derive(Debug, Clone, Copy)]
-struct Recovery {
-    /// Recovery lasts until this is acknowledged (RFC 6582's "recover").
-    recover: SeqNumber,
-    /// Bytes the window is inflated by: three segments on entry, one
-    /// more per further duplicate ACK (steps 3 and 4).
-    inflation: usize,
 }
 
 /// What the handshake settled, and what we offered in it.
@@ -352,6 +354,8 @@ impl Connection {
             cc: cfg.congestion_control.controller(initial, cfg.hystart),
             dup_acks: 0,
             recovery: None,
+            recover: None,
+            sb: Scoreboard::default(),
             retries: 0,
             persist_backoff: 0,
             probes_out: 0,
@@ -590,6 +594,10 @@ impl Connection {
         s.cwnd = self.send_window();
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
+        s.sacked_bytes = self.sb.sacked_bytes();
+        s.lost_bytes = self
+            .sb
+            .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss());
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
         s.recovery = if self.recovery.is_some() {

@@ -2,6 +2,7 @@
 //! 3.8.6 window management, RFC 5681/6298 retransmission).
 
 use super::*;
+use crate::socket::tcp::recovery::NextSeg;
 
 /// A segment to send: header fields, and the offset and length of its
 /// payload in the send buffer.
@@ -160,8 +161,13 @@ impl Connection {
             options.timestamps = Some((self.tsval(now), ts.recent));
         }
         if self.opt.sack_ok {
-            // RFC 2018 4: the block with the most recent data first.
-            let room = if self.opt.ts.is_some() { 3 } else { 4 };
+            // RFC 2883 4: a D-SACK block goes first, in one ACK only; RFC
+            // 2018 4: then the block with the most recent data first.
+            let mut room = if self.opt.ts.is_some() { 3 } else { 4 };
+            if let Some((start, end)) = self.rcv.dsack.take() {
+                options.sack_blocks.push((start.0, end.0));
+                room -= 1;
+            }
             for (start, end) in self.rcv.ooo.sack_ranges(room) {
                 options
                     .sack_blocks
@@ -253,6 +259,10 @@ impl Connection {
             }
         }
         self.restart_after_idle(now, sizes.mss);
+        if let Some(out) = self.sack_recovery_segment(now, sizes) {
+            return Some(out);
+        }
+        self.skip_sacked();
         let w = self.usable_window(sizes);
         let len = self.sendable_len(&w, sizes);
         let fin_now = self.fin_fits(&w, len);
@@ -277,11 +287,11 @@ impl Connection {
     /// it) and the SMSS congestion control counts in.
     fn segment_sizes(&self) -> Sizes {
         let sack_blocks = if self.opt.sack_ok {
-            // RFC 2018 3: three blocks fit beside timestamps, four without.
-            self.rcv
-                .ooo
-                .sack_ranges(if self.opt.ts.is_some() { 3 } else { 4 })
-                .count()
+            // RFC 2018 3: three blocks fit beside timestamps, four without,
+            // a D-SACK block (RFC 2883) among them.
+            let room = if self.opt.ts.is_some() { 3 } else { 4 };
+            let dsack = usize::from(self.rcv.dsack.is_some());
+            dsack + self.rcv.ooo.sack_ranges(room - dsack).count()
         } else {
             0
         };
@@ -314,29 +324,119 @@ impl Connection {
         }
     }
 
-    /// RFC 5681 3.2 step 2: resend the first unacknowledged segment now.
+    /// RFC 5681 3.2 step 2, RFC 6675 5 step 4.3, RFC 6582 3.2 step 5:
+    /// resend the first unacknowledged segment now (not what the peer
+    /// SACKed of it).
     fn fast_retransmit(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
-        let base = self.data_base();
-        let len = self
-            .snd
-            .buf
-            .len()
-            .min(sizes.payload_max)
-            .min(self.snd.in_flight());
-        let fin = len == 0 && self.snd.fin_seq.is_some();
+        let una = self.snd.una;
+        let mut end = una + sizes.payload_max.min(self.snd.in_flight());
+        if let Some((_, hole_end)) = self.sb.holes(una, self.snd.max).next() {
+            end = end.min(hole_end);
+        }
+        // A FIN right behind the data goes with it.
+        if self.snd.fin_seq == Some(end) && self.snd.max > end {
+            end += 1;
+        }
+        let out = self.retransmit(now, una, end)?;
+        if self.recovery.is_some_and(|r| r.sack) && self.sb.high_rxt().is_none() {
+            self.sb.on_first_retransmit(end);
+        }
+        Some(out)
+    }
+
+    /// RFC 6675 5 (C): while in SACK-based recovery and cwnd - pipe is at
+    /// least one SMSS, what NextSeg says: a lost segment (rule 1), else
+    /// new data (rule 2, left to the data path), else an un-SACKed one
+    /// below the highest SACK (rule 3), else the rescue (rule 4).
+    fn sack_recovery_segment(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
+        let r = self.recovery.filter(|r| r.sack)?;
+        if self.snd.nxt < self.snd.max || self.send_window().saturating_sub(self.pipe(sizes.mss)) < sizes.mss
+        {
+            return None;
+        }
+        let new_data = {
+            let w = self.usable_window(sizes);
+            let len = self.sendable_len(&w, sizes);
+            len > 0 || self.fin_fits(&w, len)
+        };
+        let (una, max) = (self.snd.una, self.snd.max);
+        match self
+            .sb
+            .next_seg(una, max, sizes.payload_max, sizes.mss, new_data)?
+        {
+            NextSeg::NewData => None,
+            NextSeg::Lost(s, e) | NextSeg::Unsacked(s, e) => {
+                let (s, e) = self.with_fin(s, e, false);
+                let out = self.retransmit(now, s, e)?;
+                self.sb.on_retransmit(e);
+                Some(out)
+            }
+            NextSeg::Rescue(s, e) => {
+                let (s, e) = self.with_fin(s, e, true);
+                let out = self.retransmit(now, s, e)?;
+                self.sb.on_rescue(r.point);
+                Some(out)
+            }
+        }
+    }
+
+    /// NextSeg counts the FIN as an octet of the segment; a full segment
+    /// of data carries it besides. A segment ending just before an
+    /// un-SACKed FIN takes it along; a rescue, which ends with the FIN,
+    /// starts a sequence number earlier, within the same hole.
+    fn with_fin(&self, s: SeqNumber, e: SeqNumber, rescue: bool) -> (SeqNumber, SeqNumber) {
+        match self.snd.fin_seq {
+            Some(f) if f == e && e < self.snd.max && !self.sb.is_sacked(f) => (s, e + 1),
+            Some(f) if rescue && f + 1 == e && s > self.snd.una && s < f && !self.sb.is_sacked(s - 1) => {
+                (s - 1, e)
+            }
+            _ => (s, e),
+        }
+    }
+
+    /// Resend `[seq, end)` of what was sent (data, and the FIN if it lies
+    /// within), as the original went: PSH only on the segment that ends
+    /// the queued data (as Linux, whose retransmission keeps the flags
+    /// of the original segment).
+    fn retransmit(&mut self, now: Instant, seq: SeqNumber, end: SeqNumber) -> Option<OutSegment> {
+        let fin = self.snd.fin_seq.is_some_and(|f| seq <= f && f < end);
+        let data_end = if fin { end - 1 } else { end };
+        let len = data_end.distance(seq);
         if len == 0 && !fin {
             return None;
         }
-        let una = self.snd.una;
-        // PSH only where the original had it: on the segment that
-        // ends the queued data (as Linux, whose retransmission keeps
-        // the flags of the original segment).
-        let push = len > 0 && len == self.snd.buf.len();
+        let offset = self.data_offset(seq);
+        let push = len > 0 && offset + len == self.snd.buf.len();
         let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
-        let repr = self.base_repr(now, una, flags);
+        let repr = self.base_repr(now, seq, flags);
         self.stats.retransmits += 1;
-        self.timers[Timer::Rto] = Some(now + self.rtt.rto());
-        Some((repr, una.distance(base), len))
+        self.on_sent_in_recovery(end.distance(seq));
+        // Karn (RFC 6298 3): a timed segment sent again gives no sample.
+        if self.rtt_probe.is_some_and(|(p, _)| seq <= p && p < end) {
+            self.rtt_probe = None;
+        }
+        // RFC 6298 5.1 starts a stopped timer; the retransmission of the
+        // first unacknowledged segment restarts it (as Linux's
+        // tcp_xmit_retransmit_queue), except on NewReno's later partial
+        // ACKs (RFC 6582 3.2 step 5, see process_ack).
+        let impatient = self.recovery.is_some_and(|r| !r.sack && r.partial_acks > 1);
+        if self.timers[Timer::Rto].is_none() || (seq == self.snd.una && !impatient) {
+            self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        }
+        Some((repr, offset, len))
+    }
+
+    /// RFC 6675 5.1: retransmitting after a timeout (SND.NXT rewound),
+    /// skip what the peer SACKed.
+    fn skip_sacked(&mut self) {
+        if self.snd.nxt >= self.snd.max || self.sb.is_empty() {
+            return;
+        }
+        for &(s, e) in self.sb.ranges() {
+            if s <= self.snd.nxt && self.snd.nxt < e {
+                self.snd.nxt = e.min(self.snd.max);
+            }
+        }
     }
 
     /// The window left to send into: the peer's window and cwnd, with
@@ -348,23 +448,34 @@ impl Connection {
     fn usable_window(&self, sizes: Sizes) -> Usable {
         let unsent = self.unsent();
         let is_retransmit = self.snd.nxt < self.snd.max;
-        let limited = if self.recovery.is_none() && !is_retransmit {
+        // With SACK information, RFC 6675 5 (1.c) and (C) send by pipe,
+        // which lets out as much as limited transmit and more after
+        // SACKed data (as Linux's packets-in-flight accounting).
+        let limited = if self.recovery.is_none() && !is_retransmit && self.sb.is_empty() {
             self.dup_acks.min(2) as usize * sizes.mss
         } else {
             0
         };
-        let end = self.snd.una + self.snd.wnd.min(self.send_window().max(sizes.mss) + limited);
-        let usable = if end > self.snd.nxt {
-            end.distance(self.snd.nxt)
+        let cwnd = (self.send_window().max(sizes.mss) + limited).saturating_sub(self.pipe(sizes.mss));
+        let edge = self.snd.una + self.snd.wnd;
+        let mut usable = if edge > self.snd.nxt {
+            edge.distance(self.snd.nxt).min(cwnd)
         } else {
             0
         };
+        if is_retransmit {
+            // RFC 6675 5.1: a retransmission after a timeout stops short
+            // of what the peer SACKed.
+            if let Some(&(s, _)) = self.sb.ranges().iter().find(|&&(s, _)| s > self.snd.nxt) {
+                usable = usable.min(s.distance(self.snd.nxt));
+            }
+        }
         Usable {
             offset: self.data_sent_offset(),
             unsent,
             is_retransmit,
             limited,
-            end,
+            end: self.snd.nxt + usable,
             usable,
         }
     }
@@ -433,6 +544,8 @@ impl Connection {
         let burst_end = !w.is_retransmit
             && cwnd_limited
             && w.limited == 0
+            // Nor what SACKs let out (limited transmit by pipe).
+            && self.sb.is_empty()
             && w.usable - len < (w.unsent - len).min(sizes.payload_max);
         if len > 0 && (len == w.unsent || burst_end) {
             flags |= TcpFlags::PSH.0;
@@ -459,6 +572,7 @@ impl Connection {
             // our replies (Linux tcp_event_data_sent, pingpong).
             self.ack.pingpong = true;
         }
+        self.on_sent_in_recovery(len + usize::from(fin_now));
         if len > 0 {
             self.last_data_sent = Some(now);
         }
@@ -569,6 +683,7 @@ impl Connection {
             || self.unsent() > 0
             || (self.snd.fin_queued && self.snd.fin_seq.is_none())
             || (self.snd.nxt < self.snd.max)
+            || self.recovery.is_some_and(|r| r.sack)
     }
 
     /// Bytes of send buffer not yet acknowledged and not yet sent: zero

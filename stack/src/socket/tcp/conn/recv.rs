@@ -31,6 +31,9 @@ pub(super) struct RecvSpace {
     pub ooo: Assembler,
     /// Where the peer's FIN is, once seen (it may arrive before a hole fills).
     pub fin: Option<SeqNumber>,
+    /// A duplicate segment to report in the first SACK block of our next
+    /// segment (RFC 2883 D-SACK), `[start, end)`.
+    pub dsack: Option<(SeqNumber, SeqNumber)>,
 }
 
 impl RecvSpace {
@@ -44,6 +47,7 @@ impl RecvSpace {
             buf: RingBuffer::new(buffer),
             ooo: Assembler::new(max_ooo_ranges),
             fin: None,
+            dsack: None,
         }
     }
 

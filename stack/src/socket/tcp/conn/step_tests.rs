@@ -277,3 +277,48 @@ fn timeout_reports_the_soft_icmp_error() {
     assert_eq!(out.transition, Transition::Closed, "retransmissions ran out");
     assert_eq!(out.error, Some(err));
 }
+
+// ----- loss recovery -----
+
+/// SACK-based recovery (RFC 6675) shows in the stats: what is SACKed and
+/// lost, that recovery is on, and how often it began; PRR's window is the
+/// cwnd reported meanwhile, and ssthresh's once it ends.
+#[test]
+fn sack_recovery_shows_in_stats() {
+    let cfg = TcpConfig::default();
+    let ep = Endpoints {
+        local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 8080),
+        remote: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000),
+        iss: SeqNumber(ISS),
+        ts_offset: 0,
+        mtu: 1500,
+    };
+    let mut syn = seg(SYN, IRS, 0, WIN);
+    syn.options.sack_permitted = true;
+    syn.options.mss = Some(1000);
+    let mut c = Connection::accept_syn(at(0), &cfg, ep, &syn);
+    c.poll_segment(at(0)).expect("SYN-ACK");
+    c.process(at(10), &seg(ACK, IRS + 1, ISS + 1, WIN), &[]);
+    assert_eq!(c.send(&[1; 10_000]), 10_000);
+    while next(&mut c, at(10)).is_some() {}
+    let base = ISS + 1;
+    // The first segment is lost; the peer SACKs the next three, one ACK
+    // each.
+    for n in 2..=4 {
+        let mut dup = seg(ACK, IRS + 1, base, WIN);
+        dup.options.sack_blocks.push((base + 1000, base + n * 1000));
+        c.process(at(20), &dup, &[]);
+    }
+    let s = c.stats();
+    assert_eq!(s.recovery, "recovery");
+    assert_eq!((s.sacked_bytes, s.lost_bytes, s.fast_recoveries), (3000, 1000, 1));
+    let (rtx, len) = next(&mut c, at(20)).expect("the fast retransmit");
+    assert_eq!((rtx.seq, len), (base, 1000));
+    assert_eq!(c.stats().lost_bytes, 0, "retransmitted");
+    // The full ACK ends it.
+    c.process(at(30), &seg(ACK, IRS + 1, base + 10_000, WIN), &[]);
+    let s = c.stats();
+    assert_eq!(s.recovery, "open");
+    assert_eq!((s.sacked_bytes, s.lost_bytes), (0, 0));
+    assert_eq!(s.cwnd, s.ssthresh, "cwnd = ssthresh after recovery");
+}

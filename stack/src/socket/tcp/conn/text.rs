@@ -45,6 +45,8 @@ impl Connection {
         // Trim the part already received.
         let (mut seq, mut data) = (seq, payload);
         if seq < self.rcv.nxt {
+            // RFC 2883 4 (Linux tcp_data_queue): report the old part.
+            self.note_dsack(seq, (seq + data.len()).min(self.rcv.nxt));
             let dup = self.rcv.nxt.distance(seq).min(data.len());
             data = &data[dup..];
             seq += dup;
@@ -109,6 +111,17 @@ impl Connection {
                 return;
             }
             let written = self.rcv.buf.write_unallocated(offset, data);
+            // RFC 2883 4: the part we already held is a duplicate (Linux
+            // tcp_data_queue_ofo reports the first overlap).
+            let overlap = self
+                .rcv
+                .ooo
+                .ranges()
+                .map(|(s, e)| (s.max(offset), e.min(offset + written)))
+                .find(|&(s, e)| s < e);
+            if let Some((s, e)) = overlap {
+                self.note_dsack(self.rcv.nxt + s, self.rcv.nxt + e);
+            }
             if self.rcv.ooo.add(offset, written).is_err() {
                 tracing::debug!(remote = %self.remote, "too many out-of-order ranges; segment dropped");
             }
@@ -116,6 +129,15 @@ impl Connection {
         }
         if self.rcv.fin.is_some_and(|f| f == self.rcv.nxt) {
             self.owed.insert(Owed::ACK);
+        }
+    }
+
+    /// RFC 2883: `[start, end)` arrived twice; say so in the next ACK's
+    /// first SACK block, if SACK was negotiated (as Linux, whose
+    /// tcp_dsack default is on).
+    pub(super) fn note_dsack(&mut self, start: SeqNumber, end: SeqNumber) {
+        if self.opt.sack_ok && start < end {
+            self.rcv.dsack = Some((start, end));
         }
     }
 

@@ -142,6 +142,11 @@ impl Connection {
         if self.state.is_synchronized() {
             let mss = self.payload_mss();
             self.cc.on_rto(now, self.snd.in_flight(), mss);
+            // RFC 6675 5.1: every un-SACKed octet is lost and goes again,
+            // holes in order; no new recovery until all that was sent is
+            // acknowledged (RFC 6582 3.2 step 1 for NewReno's "recover").
+            self.sb.on_rto(self.snd.max);
+            self.recover = Some(self.snd.max);
         }
         self.recovery = None;
         self.dup_acks = 0;
@@ -270,6 +275,8 @@ impl Connection {
             self.opt.mtu = mtu;
             if self.snd.in_flight() > 0 {
                 self.snd.nxt = self.snd.una;
+                // What was sent is lost, as after a timeout (RFC 6675 5.1).
+                self.sb.on_rto(self.snd.max);
             }
         }
     }

@@ -1,0 +1,34 @@
+//! Loss recovery on the sender side: the SACK scoreboard (RFC 2018,
+//! RFC 6675 4) in `scoreboard`, the state of one recovery episode (RFC
+//! 6675's SACK-based recovery or, for a peer without SACK, RFC 6582's
+//! NewReno) here, and Proportional Rate Reduction (RFC 6937) in `prr`.
+//!
+//! The connection (`conn/acked.rs`, `conn/output.rs`) drives it: an ACK
+//! updates the scoreboard and may start or end a recovery; the output
+//! path asks NextSeg what to retransmit while the window allows.
+
+pub(crate) mod prr;
+pub(crate) mod scoreboard;
+
+pub(crate) use prr::Prr;
+pub(crate) use scoreboard::{NextSeg, Scoreboard, DUP_THRESH};
+
+use super::seq::SeqNumber;
+
+/// One fast-recovery episode (RFC 6675 5, RFC 6582 3.2) in progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recovery {
+    /// RFC 6675 RecoveryPoint, RFC 6582 "recover" (exclusive): recovery
+    /// lasts until this is cumulatively acknowledged.
+    pub point: SeqNumber,
+    /// SACK-based (RFC 6675: pipe and NextSeg) rather than NewReno.
+    pub sack: bool,
+    /// NewReno: bytes the duplicate ACKs say arrived above SND.UNA, a
+    /// segment each (Linux's Reno "sacked_out"), for pipe and PRR.
+    pub dup_delivered: usize,
+    /// Partial ACKs so far (RFC 6582 3.2 step 5: only the first restarts
+    /// the retransmission timer, the "impatient" variant of section 4).
+    pub partial_acks: u32,
+    /// How much recovery sends per ACK (RFC 6937).
+    pub prr: Prr,
+}
