@@ -580,7 +580,9 @@ print("sent")
 /// most 6 (one per 500 ms per connection, `invalid_ratelimit`, over the
 /// time the burst took), `tcp_challenge_acks + tcp_challenge_rate_limited`
 /// exactly 102 (one per RST and SYN, and one per unacceptable ACK; the
-/// segment without ACK is dropped silently).
+/// segment without ACK is dropped silently); and the discards by reason:
+/// `tcp_rst_not_exact` 50, `tcp_syn_in_window` 50, `tcp_bad_ack` 2,
+/// `tcp_no_ack_flag` 1.
 #[test]
 fn kernel_blind_injection_is_refused() {
     require_kernel!("curl", "sha256sum", "ping");
@@ -619,6 +621,11 @@ fn kernel_blind_injection_is_refused() {
         102,
         "challenge ACKs {acks} + limited {limited}; {d:?}"
     );
+    // Each forged segment is counted under the check that discarded it.
+    assert_eq!(delta(&d, "tcp_rst_not_exact"), 50, "{d:?}");
+    assert_eq!(delta(&d, "tcp_syn_in_window"), 50, "{d:?}");
+    assert_eq!(delta(&d, "tcp_bad_ack"), 2, "{d:?}");
+    assert_eq!(delta(&d, "tcp_no_ack_flag"), 1, "{d:?}");
     assert_eq!(now.state, conn.state);
     assert_eq!(now.mss, conn.mss, "MSS changed by a forged ICMP");
     assert_eq!(now.bytes_received, conn.bytes_received, "injected data accepted");

@@ -221,6 +221,22 @@ stats! {
     drop tcp_time_wait_acks_rate_limited,
     /// Connections reset by the peer.
     count tcp_resets_rx,
+    /// Segments a connection discarded (RFC 9293 3.10.7.4), by reason:
+    /// an old timestamp (PAWS, RFC 7323 5; Linux PAWSEstabRejected),
+    drop tcp_paws_rejected,
+    /// outside the receive window (answered with an ACK),
+    drop tcp_out_of_window,
+    /// a RST in the window but not at RCV.NXT (RFC 5961 3.2: a challenge
+    /// ACK), or one in SYN-SENT not acknowledging our SYN,
+    drop tcp_rst_not_exact,
+    /// a SYN on a synchronized connection (RFC 5961 4.2: a challenge ACK;
+    /// Linux TCPSYNChallenge),
+    drop tcp_syn_in_window,
+    /// no ACK bit (fifth check),
+    drop tcp_no_ack_flag,
+    /// an ACK of data never sent or too old (RFC 5961 5.2: a challenge
+    /// ACK), or in SYN-SENT / SYN-RECEIVED one not for our SYN (a RST).
+    drop tcp_bad_ack,
     /// Connections that timed out.
     count tcp_timeouts,
 

@@ -14,7 +14,7 @@
 //! (the sockets, counters and configuration) with every call, a parsed
 //! segment with every input, and emits the [`Segment`]s it returns.
 
-use super::conn::{Challenge, Connection, Endpoints, Outcome, Transition};
+use super::conn::{Challenge, Connection, Discard, Endpoints, Outcome, Transition};
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
@@ -624,7 +624,17 @@ impl TcpTable {
             writable,
             error,
             timed_out,
+            dropped,
         } = out;
+        match dropped {
+            None => {}
+            Some(Discard::Paws) => cx.stats.tcp_paws_rejected += 1,
+            Some(Discard::OutOfWindow) => cx.stats.tcp_out_of_window += 1,
+            Some(Discard::RstNotExact) => cx.stats.tcp_rst_not_exact += 1,
+            Some(Discard::Syn) => cx.stats.tcp_syn_in_window += 1,
+            Some(Discard::NoAck) => cx.stats.tcp_no_ack_flag += 1,
+            Some(Discard::BadAck) => cx.stats.tcp_bad_ack += 1,
+        }
         if let Some(rst) = rst {
             self.queue_rst(cx, dst, rst);
         }

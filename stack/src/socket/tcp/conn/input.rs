@@ -68,6 +68,7 @@ impl Connection {
             if !seg.flags.rst() {
                 self.rst_out = Some(self.rst_repr(ack, None));
             }
+            self.discard = Some(Discard::BadAck);
             return Transition::None;
         }
         let acceptable = seg.flags.ack(); // snd_una = iss < ack <= snd_nxt, checked above
@@ -79,6 +80,7 @@ impl Connection {
                 self.set_state(TcpState::Closed);
                 return Transition::Closed;
             }
+            self.discard = Some(Discard::RstNotExact);
             return Transition::None;
         }
         // Fourth: the SYN bit.
@@ -170,6 +172,7 @@ impl Connection {
                 if self.invalid_ack_allowed(now, a.seg, a.len) {
                     self.owed.insert(Owed::ACK);
                 }
+                self.discard = Some(Discard::Paws);
                 return ControlFlow::Break(Transition::None);
             }
         }
@@ -192,6 +195,7 @@ impl Connection {
                 self.note_dsack(a.seq, (a.seq + a.len).min(self.rcv.nxt));
             }
         }
+        self.discard = Some(Discard::OutOfWindow);
         ControlFlow::Break(Transition::None)
     }
 
@@ -225,6 +229,7 @@ impl Connection {
         if a.seq != self.rcv.nxt {
             // In window but not exact: challenge ACK (rate-limited).
             self.challenge_ack(now);
+            self.discard = Some(Discard::RstNotExact);
             return ControlFlow::Break(Transition::None);
         }
         ControlFlow::Break(self.on_reset())
@@ -235,6 +240,7 @@ impl Connection {
     pub(super) fn check_syn(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition> {
         if a.seg.flags.syn() && !a.simultaneous_synack {
             self.challenge_ack(now);
+            self.discard = Some(Discard::Syn);
             return ControlFlow::Break(Transition::None);
         }
         ControlFlow::Continue(())
@@ -245,6 +251,7 @@ impl Connection {
     pub(super) fn check_ack(&mut self, now: Instant, a: &Arrival) -> ControlFlow<Transition, Transition> {
         let seg = a.seg;
         if !seg.flags.ack() {
+            self.discard = Some(Discard::NoAck);
             return ControlFlow::Break(Transition::None);
         }
         let ack = SeqNumber(seg.ack);
@@ -257,6 +264,7 @@ impl Connection {
             // RFC 5961 5.2: an ACK too old to be acceptable, the same,
             // as a challenge ACK (rate-limited, as Linux).
             self.challenge_ack(now);
+            self.discard = Some(Discard::BadAck);
             return ControlFlow::Break(Transition::None);
         }
         self.process_ack(now, seg, ack, a.payload.len());
@@ -280,6 +288,7 @@ impl Connection {
         // exactly the peer's RCV.NXT, resetting its established side.
         if !(self.snd.una < ack && ack <= self.snd.max) {
             self.rst_out = Some(self.rst_repr(ack, None));
+            self.discard = Some(Discard::BadAck);
             return ControlFlow::Break(Transition::None);
         }
         if !self.active && a.len == 0 && self.retries < self.defer_accept {

@@ -162,6 +162,28 @@ pub(crate) struct Outcome {
     /// The connection gave up on the peer (counted as a timeout whatever
     /// `error` reports).
     pub timed_out: bool,
+    /// The segment failed one of RFC 9293 3.10.7's checks and was
+    /// discarded (perhaps after an ACK or a RST), for the stack's counters.
+    pub dropped: Option<Discard>,
+}
+
+/// Why a connection discarded a segment (each a counter in `Stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Discard {
+    /// PAWS (RFC 7323 5): an old timestamp.
+    Paws,
+    /// Outside the receive window (RFC 9293 3.10.7.4, first check).
+    OutOfWindow,
+    /// A RST in the window but not at RCV.NXT (RFC 5961 3.2), or in
+    /// SYN-SENT one not acknowledging our SYN.
+    RstNotExact,
+    /// A SYN on a synchronized connection (RFC 5961 4.2).
+    Syn,
+    /// No ACK bit (RFC 9293 3.10.7.4, fifth check).
+    NoAck,
+    /// An ACK of data never sent, or too old (RFC 5961 5.2); in SYN-SENT
+    /// and SYN-RECEIVED, one not for our SYN.
+    BadAck,
 }
 
 /// A challenge ACK the connection owes the peer (RFC 5961), and whether
@@ -269,6 +291,8 @@ pub(crate) struct Connection {
     owed: Owed,
     /// A RST this connection must send (bad ACK in SYN-RECEIVED etc.).
     rst_out: Option<TcpRepr>,
+    /// Why the segment being processed was discarded, if it was.
+    discard: Option<Discard>,
     /// RFC 5961: a challenge ACK owed to the peer.
     challenge: Option<Challenge>,
     /// When we last answered an unacceptable segment (invalid_ratelimit).
@@ -377,6 +401,7 @@ impl Connection {
             defer_acked: false,
             owed: Owed::default(),
             rst_out: None,
+            discard: None,
             challenge: None,
             last_invalid_ack: None,
             error: None,
@@ -506,6 +531,7 @@ impl Connection {
             writable: self.may_send() && self.send_capacity() > 0,
             error: self.error,
             timed_out: self.timed_out,
+            dropped: self.discard.take(),
         }
     }
 
