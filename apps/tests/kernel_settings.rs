@@ -742,26 +742,63 @@ impl Conn {
         let irs = self.kernel_hs().seq.wrapping_add(1);
         let rel = |x: u32| i64::from(x.wrapping_sub(irs) as i32);
         let (mut promised, mut in_order) = (0i64, 0i64);
-        for s in &self.segments {
-            if s.from_tapir {
+        // An ACK may lag the data by less than a segment (a delayed ACK:
+        // RFC 5681 4.2 lets a single segment wait), but the data must then
+        // be acknowledged before the kernel retransmits any of it: a
+        // retransmission below an ACK we owed means the data was dropped.
+        let (mut largest, mut owed): (i64, Option<(i64, u64)>) = (0, None);
+        let segs = &self.segments;
+        let mut i = 0;
+        while i < segs.len() {
+            if !segs[i].from_tapir {
+                let s = &segs[i];
+                if s.len > 0 {
+                    let (a, b) = (rel(s.seq), rel(s.seq) + i64::from(s.len));
+                    largest = largest.max(i64::from(s.len));
+                    if let Some((want, frame)) = owed {
+                        assert!(
+                            a >= want,
+                            "{name}: the kernel resent {a}.. (frame {}) after tapir frame {frame} left \
+                             in-order bytes up to {want} unacknowledged: in-window data dropped",
+                            s.frame
+                        );
+                    }
+                    if a <= in_order && in_order < b {
+                        in_order = in_order.max(b.min(promised));
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            // A run of tapir frames goes out after one batch of input: an
+            // ACK owed by one segment of the batch is sent before the next
+            // is processed, so the run's first ACKs may cover only part of
+            // the batch; its highest is what it acknowledged.
+            let mut best: Option<(i64, u64)> = None;
+            while i < segs.len() && segs[i].from_tapir {
+                let s = &segs[i];
+                i += 1;
                 if !s.has(ACK) {
                     continue;
                 }
                 let ack = rel(s.ack);
-                assert!(
-                    ack >= in_order,
-                    "{name}: tapir frame {} acknowledges {} but the kernel had sent {} in-order bytes \
-                     inside the window tapir advertised (right edge {promised}): in-window data dropped",
-                    s.frame,
-                    ack,
-                    in_order
-                );
+                if best.is_none_or(|(b, _)| ack > b) {
+                    best = Some((ack, s.frame));
+                }
                 let win = if s.has(SYN) { s.win } else { s.win << tapir_shift };
                 promised = promised.max(ack + i64::from(win));
-            } else if s.len > 0 {
-                let (a, b) = (rel(s.seq), rel(s.seq) + i64::from(s.len));
-                if a <= in_order && in_order < b {
-                    in_order = in_order.max(b.min(promised));
+            }
+            if let Some((ack, frame)) = best {
+                assert!(
+                    in_order - ack <= largest.max(1),
+                    "{name}: tapir frame {frame} acknowledges {ack} but the kernel had sent {in_order} in-order bytes \
+                     inside the window tapir advertised (right edge {promised}): in-window data dropped"
+                );
+                if owed.is_some_and(|(want, _)| ack >= want) {
+                    owed = None;
+                }
+                if ack < in_order && owed.is_none() {
+                    owed = Some((in_order, frame));
                 }
             }
         }
