@@ -104,7 +104,9 @@ pub struct TcpConfig {
     /// Secret for RFC 6528 initial sequence numbers (and timestamp offsets).
     /// Derived from `Config::seed` when zero.
     pub isn_secret: u64,
-    /// Receive buffer per connection (SO_RCVBUF).
+    /// Receive buffer per connection (SO_RCVBUF) to start with; it doubles
+    /// while the sender fills the window and the application keeps up, up
+    /// to `recv_buffer_max`, unless SO_RCVBUF is set.
     pub recv_buffer: usize,
     /// The largest the receive buffer may be made (Linux tcp_rmem[2]). As
     /// Linux's tcp_select_initial_window, the window scale we offer is the
@@ -112,8 +114,13 @@ pub struct TcpConfig {
     /// fixes the buffer first. 15 MiB, as in packetdrill's Linux test
     /// environment, gives wscale 8 (stock Linux's 6 MiB gives 7).
     pub recv_buffer_max: usize,
-    /// Send buffer per connection (SO_SNDBUF).
+    /// Send buffer per connection (SO_SNDBUF) to start with; it grows to
+    /// twice the congestion window (Linux tcp_sndbuf_expand) up to
+    /// `send_buffer_max` unless SO_SNDBUF is set.
     pub send_buffer: usize,
+    /// The largest autotuning makes the send buffer (Linux tcp_wmem[2],
+    /// 4 MiB).
+    pub send_buffer_max: usize,
     /// Initial congestion window in segments (RFC 6928: 10, as Linux).
     pub initial_window: u32,
     /// The congestion control algorithm of new connections (Linux
@@ -238,6 +245,7 @@ impl Default for TcpConfig {
             recv_buffer: 256 * 1024,
             recv_buffer_max: 15 << 20,
             send_buffer: 256 * 1024,
+            send_buffer_max: 4 << 20,
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
             hystart: true,

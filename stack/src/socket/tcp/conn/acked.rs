@@ -237,6 +237,22 @@ impl Connection {
         if ack >= prior_una && newer {
             self.update_window(window, seq, ack);
         }
+        self.expand_send_buffer();
+    }
+
+    /// Send-buffer autotuning, as Linux's tcp_sndbuf_expand: room for
+    /// twice the congestion window, so the application can keep a window
+    /// in flight and another queued behind it, up to
+    /// `TcpConfig::send_buffer_max`, unless SO_SNDBUF fixed the size. Only
+    /// the bound grows; memory follows what the application writes.
+    fn expand_send_buffer(&mut self) {
+        if self.snd_buf_locked {
+            return;
+        }
+        let want = self.cc.window().saturating_mul(2).min(self.cfg.send_buffer_max);
+        if want > self.snd.buf.capacity() {
+            let _ = self.snd.buf.resize(want);
+        }
     }
 
     pub(super) fn update_window(&mut self, window: usize, seq: SeqNumber, ack: SeqNumber) {

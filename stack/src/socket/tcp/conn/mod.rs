@@ -243,6 +243,13 @@ pub(crate) struct Connection {
     nodelay: bool,
     /// TCP_CORK: partial segments wait.
     cork: bool,
+    /// SO_SNDBUF / SO_RCVBUF set the buffer: autotuning leaves it alone.
+    snd_buf_locked: bool,
+    rcv_buf_locked: bool,
+    /// Bytes the application has read, and the count when the peer last
+    /// filled our window (receive autotuning).
+    app_read: u64,
+    app_read_at_edge: u64,
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
     syn_retries: u32,
 
@@ -372,6 +379,10 @@ impl Connection {
             timers: TimerTable::default(),
             nodelay: false,
             cork: false,
+            snd_buf_locked: false,
+            rcv_buf_locked: false,
+            app_read: 0,
+            app_read_at_edge: 0,
             syn_retries: cfg.syn_retries,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,

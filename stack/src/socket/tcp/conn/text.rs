@@ -78,6 +78,7 @@ impl Connection {
         self.on_data_received(now, payload.len());
         if offset == 0 {
             let had_holes = !self.rcv.ooo.is_empty();
+            self.expand_recv_buffer(seq + data.len());
             let n = self.rcv.buf.enqueue_slice(data);
             self.rcv.ooo.advance(n);
             let more = self.rcv.ooo.remove_front();
@@ -150,5 +151,30 @@ impl Connection {
     pub(super) fn enter_quickack_mode(&mut self) {
         let window = self.rcv.adv.distance(self.rcv.last_ack_sent);
         self.ack.enter_quickack_mode(window, self.cfg.quickack_max);
+    }
+
+    /// Receive-buffer autotuning (in the spirit of Linux's
+    /// tcp_rcv_space_adjust, which measures what the application copies
+    /// per RTT): in-order data that reaches (within a segment) the right
+    /// edge of the window we offered shows a sender held back by our
+    /// window; if the application read at least half a buffer since the
+    /// peer last reached the edge, it keeps up, and the buffer doubles, up
+    /// to `TcpConfig::recv_buffer_max`, unless SO_RCVBUF fixed it. A slow
+    /// reader's buffer does not grow. The window scale offered at the
+    /// handshake already allows the maximum (RFC 7323 2.3). Only the bound
+    /// grows: memory follows the data that waits.
+    pub(super) fn expand_recv_buffer(&mut self, end: SeqNumber) {
+        let cap = self.rcv.buf.capacity();
+        let max = self.cfg.recv_buffer_max.max(self.cfg.recv_buffer);
+        // Within a segment of the edge: a sender sends whole segments, so
+        // one held back by the window stops short of it by less than one.
+        if self.rcv_buf_locked || cap >= max || end + self.ack.rcv_mss < self.rcv.adv {
+            return;
+        }
+        let read = self.app_read - self.app_read_at_edge;
+        self.app_read_at_edge = self.app_read;
+        if read >= (cap / 2) as u64 {
+            let _ = self.rcv.buf.resize(cap.saturating_mul(2).min(max));
+        }
     }
 }

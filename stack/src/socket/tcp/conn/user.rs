@@ -24,6 +24,7 @@ impl Connection {
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
         let n = self.rcv.buf.dequeue_slice(buf);
         if n > 0 {
+            self.app_read += n as u64;
             self.after_read();
         }
         n
@@ -42,6 +43,7 @@ impl Connection {
     pub fn consume(&mut self, n: usize) -> usize {
         let n = self.rcv.buf.dequeue_allocated(n);
         if n > 0 {
+            self.app_read += n as u64;
             self.after_read();
         }
         n
@@ -168,6 +170,9 @@ impl Connection {
             TcpOption::KeepCount(n) => self.keepalive.count = n.max(1),
             TcpOption::UserTimeout(d) => self.user_timeout = (!d.is_zero()).then_some(d),
             TcpOption::RecvBuffer(n) => {
+                // SO_RCVBUF fixes the size: no autotuning (Linux
+                // SOCK_RCVBUF_LOCK).
+                self.rcv_buf_locked = true;
                 // Never below what the buffer holds, out-of-order data
                 // included: it is in our SACK blocks, and once the hole
                 // fills RCV.NXT moves past it and our ACK tells the sender
@@ -198,6 +203,9 @@ impl Connection {
                 }
             }
             TcpOption::SendBuffer(n) => {
+                // SO_SNDBUF fixes the size: no autotuning (Linux
+                // SOCK_SNDBUF_LOCK).
+                self.snd_buf_locked = true;
                 let _ = self.snd.buf.resize(n.max(self.snd.buf.len()));
             }
             TcpOption::QuickAck(on) => {
