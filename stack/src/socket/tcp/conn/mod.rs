@@ -246,10 +246,14 @@ pub(crate) struct Connection {
     /// SO_SNDBUF / SO_RCVBUF set the buffer: autotuning leaves it alone.
     snd_buf_locked: bool,
     rcv_buf_locked: bool,
-    /// Bytes the application has read, and the count when the peer last
-    /// filled our window (receive autotuning).
+    /// Receive autotuning: bytes the application has read, the count at
+    /// the start of the current measurement, when that began, and our
+    /// estimate of the round trip as a receiver (from the timestamps the
+    /// peer echoes, Linux tcp_rcv_rtt_measure_ts), in milliseconds.
     app_read: u64,
     app_read_at_edge: u64,
+    rcv_space_at: Option<Instant>,
+    rcv_rtt_ms: Option<u32>,
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
     syn_retries: u32,
 
@@ -383,6 +387,8 @@ impl Connection {
             rcv_buf_locked: false,
             app_read: 0,
             app_read_at_edge: 0,
+            rcv_space_at: None,
+            rcv_rtt_ms: None,
             syn_retries: cfg.syn_retries,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,

@@ -13,6 +13,7 @@ impl Connection {
         }
         match self.state {
             TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived => {
+                self.measure_rcv_rtt(now, a);
                 self.receive_data(now, a.seq, a.payload, a.seg.flags.fin());
             }
             // CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent its
@@ -78,7 +79,7 @@ impl Connection {
         self.on_data_received(now, payload.len());
         if offset == 0 {
             let had_holes = !self.rcv.ooo.is_empty();
-            self.expand_recv_buffer(seq + data.len());
+            self.expand_recv_buffer(now, seq + data.len());
             let n = self.rcv.buf.enqueue_slice(data);
             self.rcv.ooo.advance(n);
             let more = self.rcv.ooo.remove_front();
@@ -153,28 +154,74 @@ impl Connection {
         self.ack.enter_quickack_mode(window, self.cfg.quickack_max);
     }
 
-    /// Receive-buffer autotuning (in the spirit of Linux's
-    /// tcp_rcv_space_adjust, which measures what the application copies
-    /// per RTT): in-order data that reaches (within a segment) the right
-    /// edge of the window we offered shows a sender held back by our
-    /// window; if the application read at least half a buffer since the
-    /// peer last reached the edge, it keeps up, and the buffer doubles, up
-    /// to `TcpConfig::recv_buffer_max`, unless SO_RCVBUF fixed it. A slow
-    /// reader's buffer does not grow. The window scale offered at the
-    /// handshake already allows the maximum (RFC 7323 2.3). Only the bound
-    /// grows: memory follows the data that waits.
-    pub(super) fn expand_recv_buffer(&mut self, end: SeqNumber) {
-        let cap = self.rcv.buf.capacity();
-        let max = self.cfg.recv_buffer_max.max(self.cfg.recv_buffer);
-        // Within a segment of the edge: a sender sends whole segments, so
-        // one held back by the window stops short of it by less than one.
-        if self.rcv_buf_locked || cap >= max || end + self.ack.rcv_mss < self.rcv.adv {
+    /// The round trip as the receiver sees it: data carries the TSval of
+    /// the ACK that let it go as its TSecr, so now less that is one round
+    /// trip (Linux tcp_rcv_rtt_measure_ts). Kept low: a lower sample is
+    /// taken at once, a higher one by an eighth.
+    fn measure_rcv_rtt(&mut self, now: Instant, a: &Arrival) {
+        let Some((_, tsecr)) = a.seg.options.timestamps else {
+            return;
+        };
+        if a.payload.is_empty() || tsecr == 0 || self.opt.ts.is_none() {
             return;
         }
-        let read = self.app_read - self.app_read_at_edge;
-        self.app_read_at_edge = self.app_read;
-        if read >= (cap / 2) as u64 {
-            let _ = self.rcv.buf.resize(cap.saturating_mul(2).min(max));
+        let sample = self.tsval(now).wrapping_sub(tsecr);
+        if sample > 60_000 {
+            return; // from before a wrap or not ours
+        }
+        let sample = sample.max(1);
+        self.rcv_rtt_ms = Some(match self.rcv_rtt_ms {
+            Some(old) if sample >= old => old - old / 8 + sample / 8,
+            _ => sample,
+        });
+    }
+
+    /// Receive-buffer autotuning, as Linux's tcp_rcv_space_adjust
+    /// (dynamic right-sizing): once per round trip, if the application
+    /// took more than half the buffer in that round trip, the window was
+    /// what held the sender back, and the buffer grows to twice what was
+    /// taken (at least double), up to `TcpConfig::recv_buffer_max`,
+    /// unless SO_RCVBUF fixed it. A slow reader's buffer does not grow.
+    /// The round trip is the receiver's own estimate from timestamps, or
+    /// the sender's SRTT; without either, in-order data reaching (within a
+    /// segment) the right edge we offered stands for a sender held back.
+    /// The window scale offered at the handshake already allows the
+    /// maximum (RFC 7323 2.3). Only the bound grows: memory follows the
+    /// data that waits.
+    pub(super) fn expand_recv_buffer(&mut self, now: Instant, end: SeqNumber) {
+        let cap = self.rcv.buf.capacity();
+        let max = self.cfg.recv_buffer_max.max(self.cfg.recv_buffer);
+        if self.rcv_buf_locked || cap >= max {
+            return;
+        }
+        let rtt = self
+            .rcv_rtt_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .or_else(|| self.rtt.srtt());
+        let grow = match rtt {
+            Some(rtt) => {
+                let start = *self.rcv_space_at.get_or_insert(now);
+                if now - start < rtt {
+                    return;
+                }
+                self.rcv_space_at = Some(now);
+                let copied = (self.app_read - self.app_read_at_edge) as usize;
+                self.app_read_at_edge = self.app_read;
+                (copied > cap / 2).then(|| copied.saturating_mul(2).max(cap.saturating_mul(2)))
+            }
+            None => {
+                // Within a segment of the edge: a sender sends whole
+                // segments, so one held back stops short by less than one.
+                if end + self.ack.rcv_mss < self.rcv.adv {
+                    return;
+                }
+                let read = (self.app_read - self.app_read_at_edge) as usize;
+                self.app_read_at_edge = self.app_read;
+                (read >= cap / 2).then(|| cap.saturating_mul(2))
+            }
+        };
+        if let Some(size) = grow {
+            let _ = self.rcv.buf.resize(size.min(max));
         }
     }
 }
