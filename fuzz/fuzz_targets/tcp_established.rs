@@ -315,24 +315,42 @@ fn check(h: &Harness, conn: Option<SocketHandle>) {
                 "established connection went back to {state}"
             );
         }
-        assert!(
-            h.iface.tcp_recv_queue(c) <= tcp.recv_buffer,
-            "receive queue beyond the buffer"
-        );
-        assert!(
-            h.iface.tcp_send_queue(c) <= tcp.send_buffer,
-            "send queue beyond the buffer"
-        );
+        // The buffers grow with autotuning: the bound is the socket's
+        // current size, itself within the configured maximum.
+        let size = |probe| match h.iface.tcp_get_option(c, probe) {
+            Some(TcpOption::RecvBuffer(n)) | Some(TcpOption::SendBuffer(n)) => n,
+            _ => 0,
+        };
+        let (rcap, scap) = (size(TcpOption::RecvBuffer(0)), size(TcpOption::SendBuffer(0)));
+        if h.iface.tcp_state(c).is_some() {
+            assert!(
+                rcap <= tcp.recv_buffer_max.max(tcp.recv_buffer),
+                "receive buffer {rcap} beyond the maximum"
+            );
+            assert!(
+                scap <= tcp.send_buffer_max.max(tcp.send_buffer),
+                "send buffer {scap} beyond the maximum"
+            );
+            assert!(
+                h.iface.tcp_recv_queue(c) <= rcap,
+                "receive queue beyond the buffer"
+            );
+            assert!(h.iface.tcp_send_queue(c) <= scap, "send queue beyond the buffer");
+        }
     }
+    let (rmax, smax) = (
+        tcp.recv_buffer_max.max(tcp.recv_buffer),
+        tcp.send_buffer_max.max(tcp.send_buffer),
+    );
     for (_, _, s) in h.iface.tcp_connections() {
         assert!(
-            s.ooo_bytes <= tcp.recv_buffer,
+            s.ooo_bytes <= rmax,
             "out-of-order bytes {} beyond the buffer",
             s.ooo_bytes
         );
         let flight = s.snd_nxt.wrapping_sub(s.snd_una);
         assert!(
-            flight as usize <= tcp.send_buffer + 2,
+            flight as usize <= smax + 2,
             "snd_nxt {} is not within the send buffer of snd_una {}",
             s.snd_nxt,
             s.snd_una
