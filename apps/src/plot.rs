@@ -14,6 +14,7 @@
 //! growth afterwards can all be read off the picture.
 
 use crate::trace::Row;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -95,13 +96,18 @@ fn legend(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
-fn sequence_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
-    const MB: f64 = 1e6;
-    let una = unwrap_seq(rows, |r| r.snd_una);
-    let nxt = unwrap_seq(rows, |r| r.snd_nxt);
-    let y = range(nxt.iter().chain(&una).map(|v| v / MB));
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One panel: a caption, time on x, `y_desc` on y.
+fn panel<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    y_desc: &str,
+    t_end: f64,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, String> {
     let mut chart = ChartBuilder::on(area)
-        .caption("time-sequence", ("sans-serif", 16))
+        .caption(caption, ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(70)
@@ -110,9 +116,29 @@ fn sequence_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("time (s)")
-        .y_desc("sequence (MB)")
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
+    Ok(chart)
+}
+
+/// The series' names, top left.
+fn legend_box<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)
+}
+
+fn sequence_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
+    const MB: f64 = 1e6;
+    let una = unwrap_seq(rows, |r| r.snd_una);
+    let nxt = unwrap_seq(rows, |r| r.snd_nxt);
+    let y = range(nxt.iter().chain(&una).map(|v| v / MB));
+    let mut chart = panel(area, "time-sequence", "sequence (MB)", t_end, y)?;
     let t = |i: usize| rows[i].time_s;
     let series = [
         ("snd_nxt (sent)", BLUE, nxt.clone()),
@@ -149,13 +175,7 @@ fn sequence_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
         .map_err(err)?
         .label("in loss recovery")
         .legend(legend(orange));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(err)
+    legend_box(&mut chart)
 }
 
 fn window_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
@@ -165,19 +185,7 @@ fn window_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
             .flat_map(|r| [r.cwnd, r.bytes_in_flight, r.ssthresh.unwrap_or(0).min(r.cwnd * 4)])
             .map(|v| v as f64 / KB),
     );
-    let mut chart = ChartBuilder::on(area)
-        .caption("windows", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_end, y)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("KB")
-        .draw()
-        .map_err(err)?;
+    let mut chart = panel(area, "windows", "KB", t_end, y)?;
     let kb = |v: u64| v as f64 / KB;
     chart
         .draw_series(LineSeries::new(
@@ -205,30 +213,12 @@ fn window_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
         .map_err(err)?
         .label("ssthresh")
         .legend(legend(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(err)
+    legend_box(&mut chart)
 }
 
 fn rtt_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
     let y = range(rows.iter().flat_map(|r| [r.srtt_ms.unwrap_or(0.0), r.rto_ms]));
-    let mut chart = ChartBuilder::on(area)
-        .caption("round-trip time", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_end, y)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("ms")
-        .draw()
-        .map_err(err)?;
+    let mut chart = panel(area, "round-trip time", "ms", t_end, y)?;
     chart
         .draw_series(LineSeries::new(
             steps(rows.iter().filter_map(|r| r.srtt_ms.map(|s| (r.time_s, s)))),
@@ -245,13 +235,7 @@ fn rtt_panel(area: &Area, rows: &[Row], t_end: f64) -> Result<(), String> {
         .map_err(err)?
         .label("rto")
         .legend(legend(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(err)
+    legend_box(&mut chart)
 }
 
 /// `tapir plot`'s arguments.
