@@ -23,6 +23,7 @@
 pub(crate) mod api;
 pub(crate) mod cc;
 pub(crate) mod conn;
+mod deadlines;
 mod error;
 pub(crate) mod listener;
 pub(crate) mod recovery;
