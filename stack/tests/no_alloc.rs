@@ -1,7 +1,8 @@
 //! The hot path allocates nothing: once a bulk transfer between two
 //! interfaces is under way, moving more data through it (segments out of
 //! the sender's ring, into the receiver's ring, ACKs back, the application
-//! writing and reading) takes no heap allocation. A counting allocator
+//! writing and reading) takes no heap allocation; nor does a UDP echo
+//! exchange once its pooled buffers exist. A counting allocator
 //! counts every `alloc`/`realloc` while a steady-state transfer runs; the
 //! link is a direct hand-over of each frame from one interface's
 //! `poll_transmit` buffer to the other's `handle_frame`, so the harness
@@ -19,23 +20,23 @@ use tapir_stack::{Instant, Interface, SocketHandle};
 struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static SIZES: [AtomicUsize; 16] = [const { AtomicUsize::new(0) }; 16];
-fn note(size: usize) {
+/// The sizes of the last few allocations, for the failure message.
+static SIZES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+
+fn count(size: usize) {
     let i = ALLOCS.fetch_add(1, Ordering::Relaxed);
-    if i < 16 {
-        SIZES[i].store(size, Ordering::Relaxed);
-    }
+    SIZES[i % SIZES.len()].store(size, Ordering::Relaxed);
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
+        count(layout.size());
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -46,7 +47,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size + 1_000_000_000);
+        count(new_size);
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -57,6 +58,14 @@ static ALLOC: Counting = Counting;
 
 fn allocs() -> usize {
     ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Sizes of the last allocations (up to 8), oldest first.
+fn last_sizes(n: usize) -> Vec<usize> {
+    let end = allocs();
+    (end.saturating_sub(n.min(SIZES.len()))..end)
+        .map(|i| SIZES[i % SIZES.len()].load(Ordering::Relaxed))
+        .collect()
 }
 
 /// Two interfaces joined by a lossless wire with no delay: every frame one
@@ -132,8 +141,24 @@ fn stream(p: &mut Pair, tx: SocketHandle, rx: SocketHandle, len: usize, chunk: &
     }
 }
 
+/// `n` datagrams of 512 bytes from `a` to an echo on `b` and back.
+fn echo(p: &mut Pair, a: SocketHandle, b: SocketHandle, n: usize) {
+    let data = [0x33u8; 512];
+    let mut buf = [0u8; 2048];
+    let to = SocketAddrV4::new(host_ip(3), 7);
+    for _ in 0..n {
+        p.a.udp_send_to(a, &data, to).unwrap();
+        p.step();
+        let (len, from) = p.b.udp_recv_from(b, &mut buf).expect("the echo got it");
+        p.b.udp_send_to(b, &buf[..len], from).unwrap();
+        p.step();
+        let (len, _) = p.a.udp_recv_from(a, &mut buf).expect("the echo came back");
+        assert_eq!(len, data.len());
+    }
+}
+
 #[test]
-fn steady_state_bulk_transfer_allocates_nothing() {
+fn steady_state_traffic_allocates_nothing() {
     let mut p = Pair::new();
     let l =
         p.b.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5001), 4)
@@ -155,14 +180,32 @@ fn steady_state_bulk_transfer_allocates_nothing() {
     stream(&mut p, tx, rx, 64 << 20, &chunk, &mut buf);
 
     let frames = p.frames;
-    ALLOCS.store(0, Ordering::Relaxed);
     let before = allocs();
     stream(&mut p, tx, rx, 64 << 20, &chunk, &mut buf);
     let n = allocs() - before;
     let frames = p.frames - frames;
-    let sizes: Vec<usize> = SIZES.iter().map(|s| s.load(Ordering::Relaxed)).collect();
-    eprintln!("{sizes:?}");
     eprintln!("{n} allocations for {frames} frames of a 64 MiB transfer in steady state");
     assert!(frames > 40_000, "only {frames} frames: the transfer did not run");
-    assert_eq!(n, 0, "{n} heap allocations for {frames} frames on the hot path");
+    assert_eq!(
+        n,
+        0,
+        "{n} heap allocations for {frames} frames on the hot path (last sizes {:?})",
+        last_sizes(n)
+    );
+
+    let a =
+        p.a.udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4000))
+            .unwrap();
+    let b = p.b.udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7)).unwrap();
+    echo(&mut p, a, b, 1000);
+    let before = allocs();
+    echo(&mut p, a, b, 10_000);
+    let n = allocs() - before;
+    eprintln!("{n} allocations for 10 000 UDP echoes");
+    assert_eq!(
+        n,
+        0,
+        "{n} heap allocations for 10 000 UDP echoes (last sizes {:?})",
+        last_sizes(n)
+    );
 }

@@ -51,8 +51,10 @@ impl Deadlines {
             self.live += 1;
             if self.heap.capacity() == 0 {
                 // Room for the slack at once, so a few connections never
-                // regrow the heap between rebuilds.
+                // regrow the heap between rebuilds, nor the list of due
+                // entries (at most the heap's length).
                 self.heap.reserve(2 * SLACK);
+                self.due.reserve(2 * SLACK);
             }
             self.heap.push(Reverse((t, h)));
         }
