@@ -43,7 +43,7 @@ use std::path::Path;
 
 pub use frame::{TcpFlags, TcpOption};
 mod tapir_host;
-pub use host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
+pub use host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, Sysctl, TcpInfo};
 pub use parser::{
     parse, Direction, Ecn, Event, EventKind, Expr, IpInfo, PacketSpec, ParseError, Script, ScriptOption,
     Skipped, SyscallSpec, TimeSpec, SUPPORTED_SYSCALLS,
@@ -86,6 +86,10 @@ pub fn run_file_with<H: ScriptHost>(
     config: RunnerConfig,
 ) -> Outcome {
     let path = path.as_ref();
+    let mut config = config;
+    if config.script_dir.is_none() {
+        config.script_dir = path.parent().map(Path::to_path_buf);
+    }
     let mut outcome = match std::fs::read_to_string(path) {
         Ok(text) => run_str_with(&text, host(), config),
         Err(e) => Outcome {
