@@ -20,8 +20,13 @@
 //! packetdrill's.
 //!
 //! Shell commands (`` `...` ``) and Python snippets (`%{ }%`) are never
-//! run; they are listed in [`Outcome::skipped`]. Constructs the runner
-//! cannot execute parse, and fail the script when reached.
+//! run as such: the sysctls a shell line sets go to
+//! [`ScriptHost::sysctl`] (`runner/shell.rs`), and a snippet's asserts are
+//! evaluated against [`ScriptHost::tcp_info`] (`runner/python.rs`); what
+//! the runner cannot do that way is listed in [`Outcome::skipped`].
+//! Constructs the runner cannot execute parse, and fail the script when
+//! reached. `tests/upstream.rs` runs packetdrill's own Linux scripts
+//! (`stack/tests/upstream/packetdrill/`) against their `EXPECTED`.
 //!
 //! [`TapirHost`] is tapir's `Interface` as a host. The scripts tapir is
 //! tested with live in `stack/tests/scripts/`; `tests/scripts.rs` here runs
