@@ -249,6 +249,10 @@ pub enum SockOpt {
     /// [`CONGESTION_ALGORITHMS`] (scripts give the name; one not in the
     /// list is -1, which a host refuses with ENOENT, as Linux).
     Congestion,
+    /// IP_TOS (SOL_IP)
+    IpTos,
+    /// IP_MTU_DISCOVER (SOL_IP): IP_PMTUDISC_DONT, _WANT, _DO, _PROBE.
+    IpMtuDiscover,
 }
 
 /// The TCP_CONGESTION names scripts may use (Linux's).
