@@ -507,6 +507,12 @@ impl Connection {
             }),
             _ => None,
         };
+        // RFC 6928: the initial window is ten segments of the MSS the
+        // handshake settles on. Set it as soon as that MSS is known, so
+        // that the window reported before the first send (TCP_INFO) is the
+        // one used; poll_data sets it again while it is still initial.
+        self.cc
+            .set_initial_window(self.cfg.initial_window as usize * self.payload_mss());
     }
 
     pub(super) fn set_state(&mut self, new: TcpState) {
