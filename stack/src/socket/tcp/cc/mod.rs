@@ -229,7 +229,6 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The last congestion event or timeout was spurious (D-SACK, RFC
     /// 2883 and 3708; F-RTO, RFC 5682; RACK): undo its reduction (RFC 9438
     /// 4.9; Linux tcp_undo_cwnd_reduction). Once per reduction.
-    #[allow(dead_code)] // Loss recovery's undo calls it once it detects.
     fn on_spurious_reduction(&mut self, now: Instant);
     /// Take over mid-connection from another controller (TCP_CONGESTION
     /// set once data has flowed): keep its window and threshold, as Linux's
