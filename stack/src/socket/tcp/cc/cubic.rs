@@ -291,6 +291,7 @@ impl CongestionControl for Cubic {
         // RFC 9438 4.9: back to the state before the reduction, the curve
         // included (t keeps counting from its old epoch).
         if let Some(p) = self.prior.take() {
+            self.slow_start.on_undo();
             self.cwnd = self.cwnd.max(p.cwnd);
             self.ssthresh = p.ssthresh;
             self.w_max = p.w_max;

@@ -167,6 +167,12 @@ impl SlowStart {
         self.after_rto = true;
     }
 
+    /// The timeout proved spurious (F-RTO, Eifel): the ACKs that follow
+    /// are for data the path delivered, so byte counting is back to L = 2.
+    pub fn on_undo(&mut self) {
+        self.after_rto = false;
+    }
+
     /// An ACK while cwnd < ssthresh: grow cwnd, or end slow start by
     /// setting ssthresh to cwnd.
     fn on_ack(&mut self, cwnd: &mut usize, ssthresh: &mut usize, ack: &AckEvent) {
@@ -442,6 +448,10 @@ mod tests {
         c.on_rto(Instant::from_secs(1), 40 * MSS, MSS);
         c.on_spurious_reduction(Instant::from_secs(1));
         assert_eq!((c.window(), c.ssthresh()), (40 * MSS, usize::MAX));
+        // The slow start that follows counts L = 2 again (RFC 3465 2.3's
+        // L = 1 is for ACKs after a real timeout).
+        c.on_ack(&AckEvent::test(Instant::from_secs(1), 5 * MSS, MSS));
+        assert_eq!(c.window(), 42 * MSS);
 
         // Reno, as Linux's tcp_undo_cwnd_reduction.
         let mut r = Reno::new(40 * MSS, SlowStart::new(false));

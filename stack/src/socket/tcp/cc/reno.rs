@@ -106,6 +106,7 @@ impl CongestionControl for Reno {
     fn on_spurious_reduction(&mut self, _now: Instant) {
         // Linux tcp_undo_cwnd_reduction: the window back, at least.
         if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.slow_start.on_undo();
             self.cwnd = self.cwnd.max(cwnd);
             self.ssthresh = ssthresh;
             self.in_loss = false;
