@@ -230,3 +230,132 @@ impl Connection {
         [s.dsack_recv, s.dsack_undo, s.ts_undo, s.frto_spurious]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    const ISS: u32 = 1_000;
+    const IRS: u32 = 5_000;
+    const BASE: u32 = ISS + 1;
+    const MSS: usize = 1000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn ack(n: u32, sack: &[(u32, u32)]) -> TcpRepr {
+        let mut r = TcpRepr {
+            src_port: 40000,
+            dst_port: 8080,
+            seq: IRS + 1,
+            ack: BASE + n,
+            flags: TcpFlags::ACK,
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions::default(),
+        };
+        for &(s, e) in sack {
+            r.options.sack_blocks.push((BASE + s, BASE + e));
+        }
+        r
+    }
+
+    /// ESTABLISHED with SACK, MSS 1000, `len` bytes queued and the initial
+    /// window (ten segments) sent at 10 ms.
+    fn sending(cfg: TcpConfig, len: usize) -> Connection {
+        let ep = Endpoints {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 8080),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000),
+            iss: SeqNumber(ISS),
+            ts_offset: 0,
+            mtu: 1500,
+        };
+        let mut syn = ack(0, &[]);
+        syn.seq = IRS;
+        syn.ack = 0;
+        syn.flags = TcpFlags::SYN;
+        syn.options.sack_permitted = true;
+        syn.options.mss = Some(MSS as u16);
+        let mut c = Connection::accept_syn(at(0), &cfg, ep, &syn);
+        c.poll_segment(at(0)).expect("SYN-ACK");
+        c.process(at(10), &ack(0, &[]), &[]);
+        assert_eq!(c.send(&vec![7; len]), len);
+        while c.poll_segment(at(10)).is_some() {}
+        assert_eq!(c.snd.max, SeqNumber(BASE + 10 * MSS as u32));
+        c
+    }
+
+    /// Sequence numbers (relative) of what goes out now.
+    fn drain(c: &mut Connection, now: Instant) -> Vec<(u32, usize)> {
+        core::iter::from_fn(|| c.poll_segment(now))
+            .map(|(r, _, len)| (r.seq - BASE, len))
+            .collect()
+    }
+
+    #[test]
+    fn dsack_after_recovery_undoes_it() {
+        let mut c = sending(TcpConfig::default(), 10_000);
+        for n in 2..=4 {
+            c.process(at(20), &ack(0, &[(1000, n * 1000)]), &[]);
+        }
+        assert_eq!(drain(&mut c, at(20)), vec![(0, 1000)], "the fast retransmit");
+        c.process(at(30), &ack(10_000, &[]), &[]);
+        let s = c.stats();
+        assert_eq!((s.cwnd, s.ssthresh), (7 * MSS, 7 * MSS), "CUBIC's reduction");
+        // The retransmission's D-SACK, below the cumulative ACK.
+        c.process(at(40), &ack(10_000, &[(0, 1000)]), &[]);
+        let s = c.stats();
+        assert_eq!((s.dsack_recv, s.dsack_undo, s.ts_undo), (1, 1, 0));
+        assert_eq!((s.cwnd, s.ssthresh), (10 * MSS, usize::MAX));
+        // Once only.
+        c.process(at(50), &ack(10_000, &[(0, 1000)]), &[]);
+        assert_eq!(c.stats().dsack_undo, 1);
+        assert_eq!(c.spurious_counts(), [2, 1, 0, 0]);
+    }
+
+    #[test]
+    fn dsack_of_what_was_not_retransmitted_undoes_nothing() {
+        let mut c = sending(TcpConfig::default(), 10_000);
+        // The network duplicated 0:1000; nothing was ever resent.
+        c.process(at(20), &ack(1000, &[(0, 1000)]), &[]);
+        // A duplicate of out-of-order data, inside the block holding it:
+        // not SACKed twice.
+        c.process(at(20), &ack(1000, &[(3000, 4000), (3000, 5000)]), &[]);
+        let s = c.stats();
+        assert_eq!((s.dsack_recv, s.dsack_undo), (2, 0));
+        assert_eq!(s.sacked_bytes, 2000);
+    }
+
+    /// The RTO of the spurious case in frto_detects_spurious_rto.pkt,
+    /// with F-RTO turned off: go-back-N, no undo (conventional RTO
+    /// recovery, RFC 5681 3.1).
+    #[test]
+    fn frto_off_goes_back() {
+        for frto in [true, false] {
+            let cfg = TcpConfig {
+                frto,
+                ..TcpConfig::default()
+            };
+            let mut c = sending(cfg, 20_000);
+            let rto = c.schedule().deadline.expect("the RTO");
+            c.on_timer(rto);
+            assert_eq!(drain(&mut c, rto), vec![(0, 1000)]);
+            c.process(rto + Duration::from_millis(50), &ack(1000, &[]), &[]);
+            let next = drain(&mut c, rto + Duration::from_millis(50));
+            let later = rto + Duration::from_millis(60);
+            c.process(later, &ack(3000, &[]), &[]);
+            let s = c.stats();
+            if frto {
+                assert_eq!(next, vec![(10_000, 1000), (11_000, 1000)], "new data");
+                assert_eq!((s.frto_spurious, s.cwnd), (1, 10 * MSS));
+                assert_eq!(drain(&mut c, later), vec![(12_000, 1000)]);
+            } else {
+                assert_eq!(next, vec![(1000, 1000), (2000, 1000)], "go-back-N");
+                assert_eq!(s.frto_spurious, 0);
+                assert!(s.cwnd < 10 * MSS);
+            }
+        }
+    }
+}

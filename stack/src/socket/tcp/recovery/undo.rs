@@ -76,11 +76,16 @@ impl Undo {
         self.marker = None;
     }
 
-    /// `[seq, end)` was sent again, carrying `tsval` if timestamps are on.
-    pub fn on_retransmit(&mut self, seq: SeqNumber, end: SeqNumber, tsval: Option<u32>) {
-        let len = end.distance(seq);
+    /// `[seq, end)` was sent again, `data` octets of it data (the rest a
+    /// FIN), carrying `tsval` if timestamps are on. A D-SACK may or may
+    /// not cover a FIN, so the FIN counts only when it went alone.
+    pub fn on_retransmit(&mut self, seq: SeqNumber, end: SeqNumber, data: usize, tsval: Option<u32>) {
+        if end.distance(seq) == 0 {
+            return;
+        }
+        let len = data.max(1);
         self.rexmit_total = self.rexmit_total.saturating_add(len as u64);
-        if self.marker.is_none() || len == 0 {
+        if self.marker.is_none() {
             return;
         }
         self.retrans = Some(self.retrans.unwrap_or(0).saturating_add(len));
@@ -170,8 +175,8 @@ mod tests {
         assert!(!u.armed() && u.may_undo(None).is_none());
         u.start(sq(1000));
         assert!(!u.all_dsacked(), "nothing retransmitted yet");
-        u.on_retransmit(sq(1000), sq(2000), None);
-        u.on_retransmit(sq(3000), sq(4000), None);
+        u.on_retransmit(sq(1000), sq(2000), 1000, None);
+        u.on_retransmit(sq(3000), sq(4000), 1000, None);
         // Below SND.UNA, above the marker: the first.
         assert!(u.on_dsack(ds(1000, 2000), sq(5000)));
         assert!(!u.all_dsacked());
@@ -186,9 +191,9 @@ mod tests {
     #[test]
     fn unrelated_dsacks_do_not_count() {
         let mut u = Undo::default();
-        u.on_retransmit(sq(0), sq(5000), None); // an earlier episode's
+        u.on_retransmit(sq(0), sq(5000), 5000, None); // an earlier episode's
         u.start(sq(10_000));
-        u.on_retransmit(sq(10_000), sq(11_000), None);
+        u.on_retransmit(sq(10_000), sq(11_000), 1000, None);
         // Below the marker: an older episode's duplicate.
         assert!(u.on_dsack(ds(9000, 10_000), sq(12_000)));
         // Above SND.UNA but never retransmitted: network duplication.
@@ -197,10 +202,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fin_counts_only_alone() {
+        let mut u = Undo::default();
+        u.start(sq(1000));
+        // Data and FIN: the D-SACK of the data is enough.
+        u.on_retransmit(sq(1000), sq(1501), 500, None);
+        assert!(u.on_dsack(ds(1000, 1500), sq(1501)));
+        assert!(u.all_dsacked());
+        // A FIN alone needs its own D-SACK; nothing sent counts nothing.
+        u.start(sq(1500));
+        u.on_retransmit(sq(1500), sq(1500), 0, None);
+        assert!(!u.all_dsacked());
+        u.on_retransmit(sq(1500), sq(1501), 0, None);
+        assert!(!u.all_dsacked());
+        assert!(u.on_dsack(ds(1500, 1501), sq(1501)));
+        assert!(u.all_dsacked());
+    }
+
+    #[test]
     fn more_dsacks_than_retransmissions_are_dubious() {
         let mut u = Undo::default();
         u.start(sq(1000));
-        u.on_retransmit(sq(1000), sq(2000), None);
+        u.on_retransmit(sq(1000), sq(2000), 1000, None);
         assert!(!u.on_dsack(ds(1000, 3000), sq(3000)));
         assert!(!u.all_dsacked());
     }
@@ -210,8 +233,8 @@ mod tests {
         let mut u = Undo::default();
         u.start(sq(1000));
         assert!(!u.packet_delayed(Some(50)), "nothing retransmitted");
-        u.on_retransmit(sq(1000), sq(2000), Some(100));
-        u.on_retransmit(sq(2000), sq(3000), Some(200));
+        u.on_retransmit(sq(1000), sq(2000), 1000, Some(100));
+        u.on_retransmit(sq(2000), sq(3000), 1000, Some(200));
         assert!(u.packet_delayed(Some(99)));
         assert!(!u.packet_delayed(Some(100)), "the retransmission's own echo");
         assert!(!u.packet_delayed(Some(0)), "no echo");
@@ -220,7 +243,7 @@ mod tests {
         // Serial arithmetic across the wrap.
         let mut u = Undo::default();
         u.start(sq(1000));
-        u.on_retransmit(sq(1000), sq(2000), Some(5));
+        u.on_retransmit(sq(1000), sq(2000), 1000, Some(5));
         assert!(u.packet_delayed(Some(u32::MAX - 5)));
         assert!(u.retransmissions_outstanding(sq(1500)));
         assert!(!u.retransmissions_outstanding(sq(2000)));
