@@ -315,6 +315,34 @@ mod tests {
         assert_eq!(c.spurious_counts(), [2, 1, 0, 0]);
     }
 
+    /// Two retransmissions, both unnecessary: one D-SACKed above SND.UNA
+    /// while the recovery goes on (inside the block that holds it, RFC
+    /// 2883 4.1.2), the other below it after: undone at the second.
+    #[test]
+    fn dsacks_above_and_below_snd_una_add_up() {
+        let mut c = sending(TcpConfig::default(), 10_000);
+        for n in 2..=4 {
+            c.process(at(20), &ack(0, &[(1000, n * 1000)]), &[]);
+        }
+        assert_eq!(drain(&mut c, at(20)), vec![(0, 1000)]);
+        // 5000:6000 is late too; the SACKs above it mark it lost.
+        for n in 7..=10 {
+            c.process(at(21), &ack(0, &[(6000, n * 1000), (1000, 5000)]), &[]);
+        }
+        assert_eq!(drain(&mut c, at(21)), vec![(5000, 1000)]);
+        // Its original arrived, then the retransmission: a D-SACK above
+        // SND.UNA.
+        c.process(at(30), &ack(0, &[(5000, 6000), (1000, 10_000)]), &[]);
+        let s = c.stats();
+        assert_eq!((s.dsack_recv, s.dsack_undo, s.recovery), (1, 0, "recovery"));
+        assert_eq!(s.sacked_bytes, 9000);
+        c.process(at(31), &ack(10_000, &[]), &[]);
+        c.process(at(40), &ack(10_000, &[(0, 1000)]), &[]);
+        let s = c.stats();
+        assert_eq!((s.dsack_recv, s.dsack_undo), (2, 1));
+        assert_eq!((s.cwnd, s.ssthresh), (10 * MSS, usize::MAX));
+    }
+
     #[test]
     fn dsack_of_what_was_not_retransmitted_undoes_nothing() {
         let mut c = sending(TcpConfig::default(), 10_000);
