@@ -465,6 +465,31 @@ mod tests {
         assert_eq!(r.window(), 40 * MSS);
     }
 
+    /// A timeout that interrupts a fast recovery does not reduce again
+    /// (Linux tcp_enter_loss: "if it has not yet been made inside this
+    /// window"), and undoing it restores the state before the recovery.
+    #[test]
+    fn timeout_in_recovery_keeps_its_reduction() {
+        let mut c = Cubic::new(100 * MSS, SlowStart::new(false));
+        c.on_congestion_event(Instant::ZERO, 100 * MSS, MSS);
+        c.on_rto(Instant::from_secs(1), 70 * MSS, MSS);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 70 * MSS));
+        c.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((c.window(), c.ssthresh()), (100 * MSS, usize::MAX));
+        // After the recovery, a timeout is a new reduction.
+        c.on_congestion_event(Instant::from_secs(2), 100 * MSS, MSS);
+        c.on_recovery_end(Instant::from_secs(2));
+        c.on_rto(Instant::from_secs(3), 70 * MSS, MSS);
+        assert_eq!(c.ssthresh(), 49 * MSS);
+
+        let mut r = Reno::new(40 * MSS, SlowStart::new(false));
+        r.on_congestion_event(Instant::ZERO, 40 * MSS, MSS);
+        r.on_rto(Instant::from_secs(1), 20 * MSS, MSS);
+        assert_eq!((r.window(), r.ssthresh()), (MSS, 20 * MSS));
+        r.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((r.window(), r.ssthresh()), (40 * MSS, usize::MAX));
+    }
+
     #[test]
     fn hystart_only_in_the_initial_slow_start() {
         let mut s = Sender::new();

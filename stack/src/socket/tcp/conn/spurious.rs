@@ -199,16 +199,18 @@ impl Connection {
     }
 
     /// A retransmission timeout (RFC 6298 5.4) on a synchronized
-    /// connection, before its reduction. Each timeout starts an undo
-    /// episode, except one repeating without progress (Linux
-    /// tcp_enter_loss keeps undo state in CA_Loss while icsk_retransmits
-    /// counts). F-RTO runs with SACK, unless the timeout interrupts a
-    /// fast recovery or a timeout's recovery that made progress (RFC
+    /// connection, before its reduction. A timeout starts an undo episode
+    /// unless it interrupts a fast recovery or repeats without progress:
+    /// the reduction in force is then the one to undo, as the controller
+    /// keeps it (Linux tcp_enter_loss: "if it has not yet been made inside
+    /// this window"). F-RTO runs with SACK, unless the timeout interrupts
+    /// a fast recovery or a timeout's recovery that made progress (RFC
     /// 5682 3.2; Linux tcp_enter_loss).
     pub(super) fn spurious_on_rto(&mut self) {
         // `retries` already counts this timeout.
         let recurring = self.retries > 1;
-        if !(recurring && self.in_loss() && self.undo.armed()) {
+        let reduced = self.recovery.is_some() || (recurring && self.in_loss());
+        if !(reduced && self.undo.armed()) {
             self.undo.start(self.snd.una);
         }
         let fresh = self.recovery.is_none() && self.recover.is_none();
