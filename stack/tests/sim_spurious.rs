@@ -9,6 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use tapir_stack::testing::sim::{for_each_seed, host_ip, ms, Impairments, Sim};
+use tapir_stack::TcpConnStats;
 
 const PORT: u16 = 5001;
 const LEN: usize = 2_000_000;
@@ -21,16 +22,30 @@ fn byte(offset: usize) -> u8 {
 /// reordering link: (D-SACKs received, undos by D-SACK, by timestamps,
 /// fast recoveries, virtual time taken).
 fn run(seed: u64, timestamps: bool) -> Result<(u64, u64, u64, u64, Duration), String> {
-    let mut sim = Sim::new(seed);
-    let a = sim.add_host_with(2, |c| c.tcp.timestamps = timestamps);
-    let b = sim.add_host_with(3, |c| c.tcp.timestamps = timestamps);
     // Reordered frames are held back 5 ms on a 10 ms path: several
     // segments overtake each, enough for three duplicate ACKs.
     let imp = Impairments::clean()
         .delay(ms(10))
         .reorder(0.01)
         .reorder_delay(ms(5));
-    sim.connect(a, b, imp);
+    let (st, stats, t) = transfer(seed, timestamps, imp, false)?;
+    Ok((st[0], st[1], st[2], stats.fast_recoveries, t))
+}
+
+/// `LEN` bytes from host 2 to host 3 over `imp`; with `spike`, the ACKs
+/// sent between 100 and 150 ms take 700 ms more. Returns the sender's
+/// stack counters (D-SACKs received, undos by D-SACK, timestamps and
+/// F-RTO), its connection's stats, and the time taken.
+fn transfer(
+    seed: u64,
+    timestamps: bool,
+    imp: Impairments,
+    spike: bool,
+) -> Result<([u64; 4], TcpConnStats, Duration), String> {
+    let mut sim = Sim::new(seed);
+    let a = sim.add_host_with(2, |c| c.tcp.timestamps = timestamps);
+    let b = sim.add_host_with(3, |c| c.tcp.timestamps = timestamps);
+    let link = sim.connect(a, b, imp.clone());
     let start = sim.now();
     let l = sim
         .iface(b)
@@ -48,6 +63,15 @@ fn run(seed: u64, timestamps: bool) -> Result<(u64, u64, u64, u64, Duration), St
         |sim| {
             if server.is_none() {
                 server = sim.iface(b).tcp_accept(l).ok();
+            }
+            if spike {
+                let t = sim.now() - start;
+                let late = imp.clone().delay(ms(710));
+                if t >= ms(100) && t < ms(150) {
+                    sim.set_impairments_towards(link, a, late);
+                } else {
+                    sim.set_impairments_towards(link, a, imp.clone());
+                }
             }
             let mut chunk = [0u8; 16384];
             while sent < LEN {
@@ -82,15 +106,15 @@ fn run(seed: u64, timestamps: bool) -> Result<(u64, u64, u64, u64, Duration), St
         return Err(format!("received {received} of {LEN}"));
     }
     let elapsed = sim.now() - start;
-    let recoveries = sim.iface(a).tcp_stats(c).map_or(0, |s| s.fast_recoveries);
+    let stats = sim.iface(a).tcp_stats(c).unwrap_or_default();
     let st = sim.iface(a).stats();
-    Ok((
+    let counts = [
         st.tcp_dsack_recv,
         st.tcp_dsack_undo,
         st.tcp_ts_undo,
-        recoveries,
-        elapsed,
-    ))
+        st.tcp_frto_spurious,
+    ];
+    Ok((counts, stats, elapsed))
 }
 
 /// With timestamps (the default) the ACK that ends each recovery echoes
@@ -115,6 +139,35 @@ fn reordering_recoveries_are_undone() {
                 "{recoveries} recoveries, {undone} undone ({dsack_undo} by D-SACK, {ts_undo} by timestamps)"
             ));
         }
+        Ok(())
+    });
+}
+
+/// A delay spike on the ACK path (700 ms, three times the RTO) makes the
+/// retransmission timer fire although nothing was lost. What arrives
+/// after the timeout shows it spurious: here the D-SACK of the
+/// retransmission on the ACK of everything (Linux tcp_try_undo_loss by
+/// undo_retrans; F-RTO and the timestamp echo have their scripts), and
+/// the reduction is undone, with timestamps or without.
+#[test]
+fn delay_spike_timeout_is_undone() {
+    for_each_seed([1, 2], |seed| {
+        let timestamps = seed % 2 == 0;
+        let (st, stats, _) = transfer(seed, timestamps, Impairments::clean().delay(ms(10)), true)?;
+        let [_, dsack_undo, ts_undo, frto] = st;
+        if stats.retransmits == 0 {
+            return Err("no timeout: the spike did not hold the ACKs long enough".into());
+        }
+        if dsack_undo + ts_undo + frto == 0 {
+            return Err(format!(
+                "{} retransmissions, nothing undone; cwnd {} ssthresh {}",
+                stats.retransmits, stats.cwnd, stats.ssthresh
+            ));
+        }
+        eprintln!(
+            "seed {seed} ts {timestamps}: {st:?}, {} retransmits",
+            stats.retransmits
+        );
         Ok(())
     });
 }
