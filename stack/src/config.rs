@@ -129,6 +129,10 @@ pub struct TcpConfig {
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
+    /// F-RTO (RFC 5682, the SACK-enhanced algorithm of its section 3):
+    /// tell a spurious retransmission timeout by sending new data after
+    /// it, and undo its reduction (Linux tcp_frto = 2, the default).
+    pub frto: bool,
     /// Restart the congestion window after an idle spell longer than the
     /// RTO (RFC 5681 4.1; Linux tcp_slow_start_after_idle, on).
     pub slow_start_after_idle: bool,
@@ -249,6 +253,7 @@ impl Default for TcpConfig {
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
             hystart: true,
+            frto: true,
             slow_start_after_idle: true,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

@@ -193,6 +193,18 @@ pub struct TcpConnStats {
     /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
     /// was reached.
     pub ooo_budget_drops: u64,
+    /// D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv and
+    /// TCPDSACKOfoRecv).
+    pub dsack_recv: u64,
+    /// Reductions undone because every retransmission was D-SACKed (RFC
+    /// 3708; Linux TCPDSACKUndo, and TCPFullUndo/TCPLossUndo for this
+    /// reason).
+    pub dsack_undo: u64,
+    /// Reductions undone by the timestamp echo (RFC 3522 Eifel; Linux
+    /// TCPPartialUndo, TCPFullUndo, TCPLossUndo for this reason).
+    pub ts_undo: u64,
+    /// Timeouts F-RTO found spurious (RFC 5682; Linux TCPSpuriousRTOs).
+    pub frto_spurious: u64,
 }
 
 impl fmt::Display for TcpConnStats {

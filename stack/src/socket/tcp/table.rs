@@ -302,9 +302,16 @@ impl TcpTable {
         // left; the connection drops (and counts) a segment beyond it.
         let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
         e.conn.set_ooo_room(ooo_room);
+        let spurious_before = e.conn.spurious_counts();
         let mut out = e.conn.process(now, repr, data);
         self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
+        let [d, du, tu, fs] = e.conn.spurious_counts();
         cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
+        let [d0, du0, tu0, fs0] = spurious_before;
+        cx.stats.tcp_dsack_recv += d - d0;
+        cx.stats.tcp_dsack_undo += du - du0;
+        cx.stats.tcp_ts_undo += tu - tu0;
+        cx.stats.tcp_frto_spurious += fs - fs0;
         let Some(e) = cx.entry(h) else { return };
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can

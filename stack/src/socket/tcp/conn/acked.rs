@@ -56,6 +56,7 @@ impl Connection {
         let window = usize::from(seg.window) << self.snd.wscale;
         let prior_una = self.snd.una;
         let mss = self.payload_mss();
+        let spurious = self.spurious_before_ack(seg, ack);
         if ack >= self.snd.una {
             // The peer is there: a probe was answered, whatever the window
             // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
@@ -110,8 +111,9 @@ impl Connection {
         // RFC 2018, RFC 6675 Update(): the SACK blocks, if negotiated, of
         // any ACK that is not old.
         let newly_sacked = if self.opt.sack_ok && !seg.options.sack_blocks.is_empty() && ack >= prior_una {
-            self.sb
-                .update(self.snd.una, self.snd.max, seg.options.sack_blocks.iter())
+            // A D-SACK block (RFC 2883) reports a duplicate, not data held.
+            let blocks = seg.options.sack_blocks.iter().skip(spurious.skip_blocks);
+            self.sb.update(self.snd.una, self.snd.max, blocks)
         } else {
             0
         };
@@ -237,6 +239,7 @@ impl Connection {
         if ack >= prior_una && newer {
             self.update_window(window, seq, ack);
         }
+        self.spurious_after_ack(now, seg, &spurious, newly_sacked);
         self.expand_send_buffer();
     }
 
@@ -294,6 +297,7 @@ impl Connection {
         });
         self.recover = Some(self.snd.max);
         self.stats.fast_recoveries += 1;
+        self.undo.start(self.snd.una);
         self.sb.on_recovery_start();
         self.owed.insert(Owed::FAST_RETRANSMIT);
         self.rtt_probe = None;

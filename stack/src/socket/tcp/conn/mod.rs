@@ -39,6 +39,7 @@ mod input;
 mod output;
 mod recv;
 mod send;
+mod spurious;
 #[cfg(test)]
 mod step_tests;
 #[cfg(test)]
@@ -48,7 +49,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
-use super::recovery::{Recovery, Scoreboard};
+use super::recovery::{Frto, Recovery, Scoreboard, Undo};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -269,6 +270,10 @@ pub(crate) struct Connection {
     recover: Option<SeqNumber>,
     /// What the peer SACKed of our data (RFC 2018, RFC 6675 4).
     sb: Scoreboard,
+    /// The last reduction, to undo if it proves spurious (RFC 3708,
+    /// RFC 3522), and F-RTO after a timeout (RFC 5682).
+    undo: Undo,
+    frto: Frto,
 
     /// Retransmissions of the same data without progress.
     retries: u32,
@@ -397,6 +402,8 @@ impl Connection {
             recovery: None,
             recover: None,
             sb: Scoreboard::default(),
+            undo: Undo::default(),
+            frto: Frto::default(),
             retries: 0,
             persist_backoff: 0,
             probes_out: 0,

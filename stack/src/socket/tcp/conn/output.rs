@@ -410,6 +410,8 @@ impl Connection {
         let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
         let repr = self.base_repr(now, seq, flags);
         self.stats.retransmits += 1;
+        let tsval = repr.options.timestamps.map(|t| t.0);
+        self.undo.on_retransmit(seq, end, len, tsval);
         self.on_sent_in_recovery(end.distance(seq));
         // Karn (RFC 6298 3): a timed segment sent again gives no sample.
         if self.rtt_probe.is_some_and(|(p, _)| seq <= p && p < end) {
@@ -557,6 +559,9 @@ impl Connection {
         let repr = self.base_repr(now, seq, flags);
         if w.is_retransmit {
             self.stats.retransmits += 1;
+            let end = seq + len + usize::from(fin_now);
+            let tsval = repr.options.timestamps.map(|t| t.0);
+            self.undo.on_retransmit(seq, end, len, tsval);
         } else if self.rtt_probe.is_none() && self.opt.ts.is_none() && len > 0 {
             self.rtt_probe = Some((seq, now));
         }

@@ -168,6 +168,7 @@ impl Connection {
         // go back to one segment of window.
         if self.state.is_synchronized() {
             let mss = self.payload_mss();
+            self.spurious_on_rto();
             self.cc.on_rto(now, self.snd.in_flight(), mss);
             // RFC 6675 5.1: every un-SACKed octet is lost and goes again,
             // holes in order; no new recovery until all that was sent is
@@ -304,6 +305,7 @@ impl Connection {
                 self.snd.nxt = self.snd.una;
                 // What was sent is lost, as after a timeout (RFC 6675 5.1).
                 self.sb.on_rto(self.snd.max);
+                self.spurious_on_mtu_resend();
             }
         }
     }
