@@ -64,6 +64,10 @@ pub struct NetArgs {
     pub cc: CongestionAlgorithm,
     #[command(flatten)]
     pub impair: crate::impair::ImpairFlags,
+    /// Trace every new TCP connection, with this many samples each
+    /// (`TcpConfig::trace_connections`; set by `tapir up --trace`).
+    #[arg(skip)]
+    pub trace_connections: Option<usize>,
 }
 
 impl NetArgs {
@@ -74,6 +78,7 @@ impl NetArgs {
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
         config.max_sockets = self.max_sockets.max(1);
         config.tcp.congestion_control = self.cc;
+        config.tcp.trace_connections = self.trace_connections;
         seed_config(&mut config, self.seed)?;
         Ok(config)
     }

@@ -126,6 +126,11 @@ pub struct TcpConfig {
     /// The congestion control algorithm of new connections (Linux
     /// tcp_congestion_control); TCP_CONGESTION changes it per socket.
     pub congestion_control: CongestionAlgorithm,
+    /// Record a timeline of every new connection, each in a trace of this
+    /// many samples, drained with `Interface::tcp_drain_traces` (`tapir
+    /// up --trace DIR`). `None` (the default): only connections asked for
+    /// with `Interface::tcp_trace` are traced.
+    pub trace_connections: Option<usize>,
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
@@ -252,6 +257,7 @@ impl Default for TcpConfig {
             send_buffer_max: 4 << 20,
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
+            trace_connections: None,
             hystart: true,
             frto: true,
             slow_start_after_idle: true,

@@ -32,9 +32,9 @@ pub use config::{
 };
 pub use iface::{Event, Interface, NeighborInfo};
 pub use socket::tcp::{
-    CongestionAlgorithm, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError,
-    TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
-    TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
+    CongestionAlgorithm, ConnTrace, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError,
+    TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
+    TcpState, TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};

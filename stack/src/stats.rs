@@ -182,6 +182,9 @@ stats! {
     /// `TcpConfig::rst_per_sec` (the segment itself is counted where it
     /// was dropped, `tcp_no_socket` or the listener's counters).
     count tcp_rst_rate_limited,
+    /// Timelines of ended connections dropped before they were drained
+    /// (`TcpConfig::trace_connections`).
+    count tcp_traces_dropped,
     /// Dropped: a SYN to a listener whose SYN or accept queue was full.
     drop tcp_listen_overflow,
     /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).

@@ -263,6 +263,14 @@ impl Interface {
         t.drain_trace(&mut cx, h, out)
     }
 
+    /// With `TcpConfig::trace_connections`: every connection's timeline
+    /// since the last call, and the last part of each that ended (once).
+    /// Also the connections traced with [`tcp_trace`](Self::tcp_trace).
+    pub fn tcp_drain_traces(&mut self, out: &mut Vec<crate::ConnTrace>) {
+        let (t, mut cx) = self.tcp_cx();
+        t.drain_traces(&mut cx, out)
+    }
+
     /// Every connection's stats (the `ss -ti` of tapir).
     pub fn tcp_connections(&self) -> impl Iterator<Item = (SocketAddrV4, SocketAddrV4, TcpConnStats)> + '_ {
         self.tcp
