@@ -491,11 +491,24 @@ pub struct PacketDevice {
     name: String,
     if_index: i32,
     mtu: usize,
+    /// Every frame carries a virtio-net header (`PACKET_VNET_HDR`).
+    vnet_hdr: bool,
 }
+
+/// `SOL_PACKET` option: a virtio-net header before every frame, both ways.
+const PACKET_VNET_HDR: libc::c_int = 15;
 
 impl PacketDevice {
     /// Bind to the interface `ifname` in the calling thread's namespace.
     pub fn open(ifname: &str) -> io::Result<PacketDevice> {
+        Self::open_with(ifname, false)
+    }
+
+    /// [`Self::open`], with offloads if `offload` and the kernel has
+    /// `PACKET_VNET_HDR`: frames then come and go with a virtio-net header,
+    /// so super-segments (GSO from the interface's peer, TSO from us)
+    /// cross whole and partial checksums are flagged rather than wrong.
+    pub fn open_with(ifname: &str, offload: bool) -> io::Result<PacketDevice> {
         let cname = CString::new(ifname)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
         // SAFETY: if_nametoindex reads a NUL-terminated string.
@@ -530,6 +543,14 @@ impl PacketDevice {
         if let Err(e) = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one) {
             tracing::debug!(error = %e, "PACKET_IGNORE_OUTGOING unavailable; filtering by packet type");
         }
+        let vnet_hdr = offload
+            && match setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &one) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(interface = ifname, error = %e, "PACKET_VNET_HDR refused; no offloads");
+                    false
+                }
+            };
 
         // SAFETY: sockaddr_ll is plain old data; zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -559,12 +580,13 @@ impl PacketDevice {
             .map_err(|e| annotate(e, &format!("promiscuous mode on {ifname}")))?;
 
         let mtu = interface_mtu(&fd, &cname).unwrap_or(1500);
-        tracing::debug!(interface = ifname, if_index, mtu, "AF_PACKET open");
+        tracing::debug!(interface = ifname, if_index, mtu, vnet_hdr, "AF_PACKET open");
         Ok(PacketDevice {
             fd,
             name: ifname.to_owned(),
             if_index,
             mtu,
+            vnet_hdr,
         })
     }
 
@@ -593,30 +615,39 @@ impl PacketDevice {
     }
 }
 
-impl Device for PacketDevice {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl PacketDevice {
+    /// One frame and its virtio-net header (zero without `PACKET_VNET_HDR`).
+    fn recv_vnet(&mut self, buf: &mut [u8]) -> io::Result<(usize, [u8; VNET_HDR_LEN])> {
+        let mut hdr = [0u8; VNET_HDR_LEN];
         loop {
-            // SAFETY: sockaddr_ll is plain old data.
+            // SAFETY: sockaddr_ll and msghdr are plain old data.
             let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-            let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            let mut iov = [
+                libc::iovec {
+                    iov_base: hdr.as_mut_ptr().cast(),
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                },
+            ];
+            let (iov_at, hdr_len) = if self.vnet_hdr { (0, VNET_HDR_LEN) } else { (1, 0) };
+            // SAFETY: as above.
+            let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+            msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            msg.msg_iov = iov[iov_at..].as_mut_ptr();
+            msg.msg_iovlen = iov.len() - iov_at;
             // MSG_TRUNC makes the kernel return the frame's real length, so
             // a frame larger than `buf` is detected and dropped, not
             // handed to the stack cut short.
-            // SAFETY: buf and from are valid for the lengths given.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut from_len,
-                )
-            };
+            // SAFETY: msg points to live buffers of the lengths given.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-            let n = n as usize;
+            let n = (n as usize).saturating_sub(hdr_len);
             if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
@@ -624,24 +655,81 @@ impl Device for PacketDevice {
                 tracing::warn!(interface = %self.name, len = n, buf = buf.len(), "dropping oversized frame");
                 continue;
             }
-            return Ok(n);
+            return Ok((n, hdr));
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        // The socket is bound, so a plain send(2) goes out of that interface.
-        // SAFETY: frame is valid for its length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    /// One frame behind its virtio-net header, if the socket has them.
+    fn send_vnet(&mut self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let iov = if self.vnet_hdr { &iov[..] } else { &iov[1..] };
+        // The socket is bound, so a plain write goes out of that interface.
+        // SAFETY: the iovecs describe live buffers of their length.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n as usize != frame.len() {
+        let want: usize = iov.iter().map(|v| v.iov_len).sum();
+        if n as usize != want {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
-                format!("{} took {n} of {} bytes", self.name, frame.len()),
+                format!("{} took {n} of {want} bytes", self.name),
             ));
         }
         Ok(())
+    }
+}
+
+impl Device for PacketDevice {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (n, hdr) = self.recv_vnet(buf)?;
+        // A caller that takes no metadata gets complete checksums.
+        if let RxChecksum::Partial { start, offset } = decode_vnet_hdr(&hdr).checksum {
+            complete_checksum(&mut buf[..n], start.into(), offset.into());
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.send_vnet(&[0; VNET_HDR_LEN], frame)
+    }
+
+    fn offload(&self) -> Offload {
+        if self.vnet_hdr {
+            Offload {
+                tso_max: TAP_TSO_MAX,
+                tx_checksum: true,
+            }
+        } else {
+            Offload::default()
+        }
+    }
+
+    fn recv_meta(&mut self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        let (n, hdr) = self.recv_vnet(buf)?;
+        Ok((n, decode_vnet_hdr(&hdr)))
+    }
+
+    fn send_meta(&mut self, frame: &mut [u8], tx: &mut Transmit) -> io::Result<()> {
+        if !self.vnet_hdr {
+            complete_in_place(frame, tx);
+            if tx.gso_size != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} was opened without offloads", self.name),
+                ));
+            }
+        }
+        self.send_vnet(&encode_vnet_hdr(tx), frame)
     }
 
     fn as_raw_fd(&self) -> Option<RawFd> {
