@@ -42,10 +42,10 @@ pub struct NetArgs {
     /// IP MTU [default: the device's].
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u16>,
-    /// Open the TAP without checksum offload and TSO/GSO (IFF_VNET_HDR,
-    /// TUNSETOFFLOAD), which are used by default when the kernel has them
-    /// (and always off with --impair, which works on wire-sized frames, and
-    /// with --raw).
+    /// Open the device without checksum offload and TSO/GSO (a TAP's
+    /// IFF_VNET_HDR and TUNSETOFFLOAD, an AF_PACKET socket's
+    /// PACKET_VNET_HDR), which are used by default when the kernel has them
+    /// (and always off with --impair, which works on wire-sized frames).
     #[arg(long)]
     pub no_offload: bool,
     /// Record every frame in and out to this pcap file.
@@ -82,6 +82,11 @@ impl NetArgs {
         config.tcp.congestion_control = self.cc;
         seed_config(&mut config, self.seed)?;
         Ok(config)
+    }
+
+    /// Whether to ask the device for offloads.
+    pub fn offload(&self) -> bool {
+        !self.no_offload && self.impair.directions().is_none()
     }
 
     /// A stable, locally administered MAC derived from the address, so
@@ -144,13 +149,13 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
             if let Some(h) = args.host_addr {
                 opts = opts.kernel_ipv4(h.addr, h.prefix_len);
             }
-            opts = opts.offload(!args.no_offload && args.impair.directions().is_none());
+            opts = opts.offload(args.offload());
             let tap = TapDevice::open(&opts)?;
             let mtu = tap.mtu().unwrap_or(1500);
             (Box::new(tap), mtu)
         }
         (None, Some(ifname)) => {
-            let dev = PacketDevice::open(ifname)?;
+            let dev = PacketDevice::open_with(ifname, args.offload())?;
             let mtu = dev.mtu().unwrap_or(1500);
             (Box::new(dev), mtu)
         }
