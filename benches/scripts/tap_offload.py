@@ -13,7 +13,9 @@ at the end; the only processes it stops are the ones it started.
 
 One iperf3 TCP stream, `-t SECS`, each direction, repeated `--rounds` times
 alternating between the setups; the table shows medians, the ratio
-offload / plain, and the load average before and after.
+offload / plain, the kernel against itself over a veth pair (namespaces
+tapir-offb-k1 and -k2, offloads on) for scale, and the load average before
+and after. "tapir sends" is `iperf3 -R` (the kernel's client receives).
 """
 
 import argparse
@@ -28,6 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAPIR = os.path.join(ROOT, "target", "release", "tapir")
 SETUPS = {"plain": ("tapir-offb-plain", ["--no-offload"]), "offload": ("tapir-offb-tso", [])}
+# The kernel against itself over a veth pair (offloads on, as by default):
+# the client in K1 (10.77.0.1), iperf3 -s in K2 (10.77.0.2).
+K1, K2 = "tapir-offb-k1", "tapir-offb-k2"
 
 
 def run(*cmd, check=True, **kw):
@@ -39,7 +44,7 @@ def ns(name, *cmd, **kw):
 
 
 def cleanup():
-    for name, _ in SETUPS.values():
+    for name in [n for n, _ in SETUPS.values()] + [K1, K2]:
         run("ip", "netns", "del", name, check=False)
 
 
@@ -89,7 +94,17 @@ def main():
                 ["ip", "netns", "exec", name, TAPIR, "tput", "--listen", "5201", "--iperf3",
                  "--tap", "tbo0", "--addr", "10.77.0.2/24", "--host-addr", "10.77.0.1/24", *extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for name, _ in SETUPS.values():
+        run("ip", "netns", "add", K1)
+        run("ip", "netns", "add", K2)
+        run("ip", "link", "add", "tbo1", "netns", K1, "type", "veth", "peer", "name", "tbo2", "netns", K2)
+        ns(K1, "ip", "addr", "add", "10.77.0.1/24", "dev", "tbo1")
+        ns(K2, "ip", "addr", "add", "10.77.0.2/24", "dev", "tbo2")
+        for n, dev in ((K1, "tbo1"), (K2, "tbo2")):
+            ns(n, "ip", "link", "set", dev, "up")
+            ns(n, "ip", "link", "set", "lo", "up")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", K2, "iperf3", "-s"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for name in [n for n, _ in SETUPS.values()] + [K1]:
             wait_listening(name)
         load_before = load()
         results = {}
@@ -97,19 +112,19 @@ def main():
             for reverse in (False, True):
                 for setup, (name, _) in SETUPS.items():
                     results.setdefault((reverse, setup), []).append(iperf3(name, args.secs, reverse))
+                results.setdefault((reverse, "kernel"), []).append(iperf3(K1, args.secs, reverse))
         load_after = load()
         commit = run("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).stdout.strip()
         print(f"tapir {commit}, iperf3 one TCP stream, {args.secs} s x {args.rounds} rounds, "
               f"medians (Gbit/s); load average {load_before} before, {load_after} after")
-        print("| direction | plain TAP | TAP with offloads | offload / plain | all runs plain; offload |")
-        print("|---|---|---|---|---|")
+        print("| direction | plain TAP | TAP with offloads | offload / plain | kernel<->kernel veth | offload / kernel | all runs plain; offload; kernel |")
+        print("|---|---|---|---|---|---|---|")
         for reverse in (False, True):
             d = "tapir sends (iperf3 -R)" if reverse else "tapir receives"
-            p = results[(reverse, "plain")]
-            o = results[(reverse, "offload")]
-            runs = " ".join(f"{x:.2f}" for x in p) + "; " + " ".join(f"{x:.2f}" for x in o)
-            mp, mo = statistics.median(p), statistics.median(o)
-            print(f"| {d} | {mp:.2f} | {mo:.2f} | {mo / mp:.2f} | {runs} |")
+            p, o, k = (results[(reverse, x)] for x in ("plain", "offload", "kernel"))
+            runs = "; ".join(" ".join(f"{x:.2f}" for x in r) for r in (p, o, k))
+            mp, mo, mk = (statistics.median(r) for r in (p, o, k))
+            print(f"| {d} | {mp:.2f} | {mo:.2f} | {mo / mp:.2f} | {mk:.2f} | {mo / mk:.2f} | {runs} |")
     finally:
         for p in procs:
             if p.poll() is None:
