@@ -18,6 +18,7 @@
 pub mod config;
 mod iface;
 pub mod impair;
+pub mod offload;
 mod socket;
 pub mod stats;
 pub mod storage;
@@ -31,6 +32,7 @@ pub use config::{
     ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, SynCookies, TcpConfig, UdpConfig,
 };
 pub use iface::{Event, Interface, NeighborInfo};
+pub use offload::{GsoType, Offload, RxChecksum, RxMeta, Transmit, TxChecksum};
 pub use socket::tcp::{
     CongestionAlgorithm, ConnTrace, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError,
     TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,

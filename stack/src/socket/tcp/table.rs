@@ -120,6 +120,9 @@ pub(crate) struct Segment {
     pub dst: Ipv4Addr,
     pub repr: TcpRepr,
     pub data: Option<(SocketHandle, usize, usize)>,
+    /// Non-zero: a super-segment for the device to cut into segments of
+    /// this much payload (TSO).
+    pub gso_size: u16,
 }
 
 /// What TCP made of an ICMP error about one of its segments.
@@ -439,6 +442,7 @@ impl TcpTable {
                 dst,
                 repr,
                 data: None,
+                gso_size: 0,
             });
         }
         while let Some(h) = self.dirty.pop_front() {
@@ -451,10 +455,16 @@ impl TcpTable {
                 self.refresh_inner(cx, h, false);
                 continue;
             };
+            let gso_size = e.conn.gso_size(&repr, len);
             // Whatever else it has goes after the other connections' turns.
             self.refresh(cx, h);
             let data = Some((h, offset, len));
-            return Some(Segment { dst, repr, data });
+            return Some(Segment {
+                dst,
+                repr,
+                data,
+                gso_size,
+            });
         }
         None
     }
