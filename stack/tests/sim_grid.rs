@@ -266,6 +266,10 @@ fn parse_tcp(frame: &[u8]) -> Option<Tcp> {
     })
 }
 
+/// Retransmissions of a segment before the connection is given up
+/// (tapir's default, Linux's tcp_retries2).
+const MAX_RETRANSMITS: u32 = 15;
+
 /// The handshake's tries in the grid (`syn_retries` + 1 = `synack_retries` + 1).
 const SYN_TRIES: u32 = 11;
 
@@ -356,9 +360,13 @@ fn reordered_past_dupthresh(offered: &[u16], delivered: impl Iterator<Item = u16
 /// What one run measured.
 #[derive(Default, Clone)]
 struct Outcome {
-    /// The link lost every handshake attempt: all 11 SYNs or SYN-ACKs in
-    /// a row, and connect failed as it should. Counted
-    /// apart, not as a delivery.
+    /// The link was down for the connection: it lost all 11 SYNs or
+    /// SYN-ACKs in a row and connect failed, or it lost more than 15
+    /// timeouts' worth in a row (data or their ACKs) and the sender gave
+    /// up, as it should (Linux's tcp_syn_retries, tcp_retries2). Possible
+    /// only on the Gilbert-Elliott cells, whose chain steps per frame and
+    /// so stays bad for a sender that sends one frame per timeout.
+    /// Counted apart ("down"), not as a delivery.
     link_down: bool,
     elapsed: Duration,
     bound: Duration,
@@ -649,7 +657,18 @@ fn run(cell: &Cell, peer: Peer, dir: Dir, seed: u64, max_extra: usize) -> Result
             sim.link_stats(link)
         )
     };
-    if (result.is_err() || late) && !connected && lost_run_data.max(lost_run_ack) >= SYN_TRIES {
+    // The sender gave up after its retries (RFC 9293 3.8.3's R2, Linux's
+    // tcp_retries2): the link lost that many timeouts' worth in a row.
+    let gave_up = connected
+        && match (dir, &server_end) {
+            (Dir::ClientSends, _) | (_, ServerEnd::Smoltcp(_)) => sim.iface(client).tcp_stats(c),
+            (Dir::ServerSends, ServerEnd::Tapir(s)) => sim.iface(server).tcp_stats(*s),
+            (_, ServerEnd::Listening(_)) => None,
+        }
+        .is_none_or(|s| s.state.is_none_or(|st| st == TcpState::Closed));
+    let link_down = (!connected && lost_run_data.max(lost_run_ack) >= SYN_TRIES)
+        || (gave_up && lost_run_data + lost_run_ack > MAX_RETRANSMITS);
+    if (result.is_err() || late) && link_down {
         return Ok(Outcome {
             link_down: true,
             elapsed,
