@@ -4,16 +4,29 @@
 //! smoltcp. Every run must
 //!
 //! - deliver the stream byte-exact;
-//! - finish within a bound of virtual time derived from the cell (no hang:
-//!   a run past it fails with its cell and seed);
-//! - retransmit no more than [`K_RETX`] segments per segment the link
-//!   damaged, plus [`C_RETX`] (see [`K_RETX`] for why).
+//! - finish within a bound of virtual time derived from the cell and from
+//!   what the link did (no hang: a run past it fails with its cell and
+//!   seed; see [`time_bound`]);
+//! - retransmit no more than [`K_RETX`] segments per event, plus
+//!   [`C_RETX`], where an event is a frame the link lost, tail-dropped or
+//!   corrupted (either direction) or a data frame it delivered behind at
+//!   least DupThresh later ones (see [`K_RETX`] for why).
+//!
+//! A run whose link was down for the connection (every handshake attempt
+//! lost, or more timeouts' worth in a row than the sender retries) is
+//! counted apart as "down"; only Gilbert-Elliott cells can do that.
 //!
 //! Failures are collected, the per-cell summary is printed (run with
-//! `--nocapture` to see it when all pass), and then the test fails naming
+//! `--nocapture` to see it when all pass): runs, failures, link-down runs,
+//! mean virtual seconds, the largest share of the time bound used,
+//! retransmissions, damaged frames towards the receiver and towards the
+//! sender, data frames reordered past DupThresh, and the worst run's
+//! retransmissions against what it was allowed. Then the test fails naming
 //! every failing cell and seed. One run replays alone with
 //! `TAPIR_GRID_CELL=<cell name> TAPIR_SIM_SEED=<seed>` (either may be given
-//! alone).
+//! alone); `TAPIR_GRID_PCAP=FILE` then writes its frames as a pcap.
+//! `grid_large_transfers` (ignored) runs the grid with transfers of up to
+//! 4 MiB.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -50,9 +63,12 @@ const SMOLTCP_SEEDS: u64 = 6;
 /// whose SACK blocks were lost or discarded (RFC 2018 8), at most one
 /// more for each that the slow start after the timeout overlaps. Hence 2.
 const K_RETX: u64 = 2;
-/// Retransmissions allowed on top: the SYN's (RFC 6298 5.7, lost SYN or
-/// SYN-ACK are counted among the events too) and a spare for one
-/// timeout's worth of go-back-N at the tail.
+/// Retransmissions allowed on top: the SYN's (RFC 6298 5.7; the lost SYN
+/// or SYN-ACK is counted among the events too), a spare for one timeout's
+/// worth of go-back-N at the tail, and for reordering by fewer than
+/// DupThresh frames that still looks like loss because the receiver's
+/// ACKs, with three SACK blocks beside timestamps (RFC 2018 3), left out
+/// the block that held the late segment.
 const C_RETX: u64 = 8;
 
 /// The byte at `offset` of a stream: position-dependent, so a lost,
