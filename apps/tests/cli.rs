@@ -233,7 +233,8 @@ fn script_command_reports_pass_fail_and_skips() {
     let good = dir.join("good.pkt");
     std::fs::write(
         &good,
-        "0 < S 0:0(0) win 65535 <mss 1460>\n+0 > R. 0:0(0) ack 1 win 0\n+0 `sysctl -q net.ipv4.tcp_sack=1`\n",
+        // A shell line that is not a sysctl (a qdisc here) is skipped.
+        "0 < S 0:0(0) win 65535 <mss 1460>\n+0 > R. 0:0(0) ack 1 win 0\n+0 `tc qdisc replace dev tun0 root pfifo limit 0`\n",
     )
     .unwrap();
     let bad = dir.join("bad.pkt");
