@@ -171,6 +171,11 @@ pub struct TcpConnStats {
     pub bytes_in_flight: usize,
     /// Fast recoveries entered (Linux TCPSackRecovery + TCPRenoRecovery).
     pub fast_recoveries: u64,
+    /// Segments RACK marked lost (RFC 8985 6.2).
+    pub rack_lost: u64,
+    /// Tail loss probes sent, and losses they repaired (RFC 8985 7).
+    pub tlp_probes: u64,
+    pub tlp_recoveries: u64,
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,
@@ -187,7 +192,8 @@ pub struct TcpConnStats {
     pub sacked_bytes: usize,
     /// Bytes marked lost and not yet retransmitted.
     pub lost_bytes: usize,
-    /// The sender's loss-recovery state: "open" or "recovery".
+    /// The sender's loss-recovery state: "open", "recovery" (fast
+    /// recovery), or "loss" (retransmitting after a timeout).
     pub recovery: &'static str,
     /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
     /// was reached.

@@ -625,7 +625,11 @@ impl TcpTable {
             error,
             timed_out,
             dropped,
+            events,
         } = out;
+        cx.stats.tcp_rack_lost += events.rack_lost;
+        cx.stats.tcp_tlp_probes += events.tlp_probes;
+        cx.stats.tcp_tlp_recoveries += events.tlp_recoveries;
         match dropped {
             None => {}
             Some(Discard::Paws) => cx.stats.tcp_paws_rejected += 1,

@@ -25,6 +25,7 @@
 //!   what SACK-based recovery's NextSeg picks, data within the usable
 //!   window after Nagle/SWS/cork, the FIN, a persist probe, a keepalive,
 //!   an ACK);
+//! - `rack_tlp`: the connection's side of RACK-TLP (RFC 8985);
 //! - `user`: the user calls and socket options.
 //!
 //! Loss recovery's state (the SACK scoreboard, the recovery episode) is
@@ -37,6 +38,7 @@ mod ack_policy;
 mod acked;
 mod input;
 mod output;
+mod rack_tlp;
 mod recv;
 mod send;
 #[cfg(test)]
@@ -48,7 +50,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
-use super::recovery::{Recovery, Scoreboard};
+use super::recovery::{Rack, Recovery, Scoreboard, Tlp};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -113,6 +115,8 @@ impl Owed {
     const PROBE: Owed = Owed(4);
     /// A keepalive (RFC 1122 4.2.3.6).
     const KEEPALIVE: Owed = Owed(8);
+    /// A tail loss probe (RFC 8985 7.3).
+    const TLP: Owed = Owed(16);
 
     pub(super) fn contains(self, o: Owed) -> bool {
         self.0 & o.0 != 0
@@ -165,6 +169,17 @@ pub(crate) struct Outcome {
     /// The segment failed one of RFC 9293 3.10.7's checks and was
     /// discarded (perhaps after an ACK or a RST), for the stack's counters.
     pub dropped: Option<Discard>,
+    /// Loss-detection events since the last outcome, for the stack's
+    /// counters.
+    pub events: RecoveryEvents,
+}
+
+/// RACK-TLP events (RFC 8985) the stack counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RecoveryEvents {
+    pub rack_lost: u64,
+    pub tlp_probes: u64,
+    pub tlp_recoveries: u64,
 }
 
 /// Why a connection discarded a segment (each a counter in `Stats`).
@@ -269,6 +284,14 @@ pub(crate) struct Connection {
     recover: Option<SeqNumber>,
     /// What the peer SACKed of our data (RFC 2018, RFC 6675 4).
     sb: Scoreboard,
+    /// RACK's state and the record of each segment in flight (RFC 8985
+    /// 6), while RACK-TLP is on (`rack_on`): boxed on first use, so that
+    /// a half-open or non-SACK connection does not carry it.
+    rack: Option<Box<Rack>>,
+    /// The tail loss probe's episode (RFC 8985 7).
+    tlp: Tlp,
+    /// Events not yet reported in an [`Outcome`].
+    events: RecoveryEvents,
 
     /// Retransmissions of the same data without progress.
     retries: u32,
@@ -397,6 +420,9 @@ impl Connection {
             recovery: None,
             recover: None,
             sb: Scoreboard::default(),
+            rack: None,
+            tlp: Tlp::default(),
+            events: RecoveryEvents::default(),
             retries: 0,
             persist_backoff: 0,
             probes_out: 0,
@@ -549,6 +575,7 @@ impl Connection {
             error: self.error,
             timed_out: self.timed_out,
             dropped: self.discard.take(),
+            events: core::mem::take(&mut self.events),
         }
     }
 
@@ -638,15 +665,20 @@ impl Connection {
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
         s.sacked_bytes = self.sb.sacked_bytes();
-        s.lost_bytes = self
-            .sb
-            .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss());
+        s.lost_bytes = if self.rack_on() {
+            self.rack().log.lost_bytes(&self.sb)
+        } else {
+            self.sb
+                .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss())
+        };
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
-        s.recovery = if self.recovery.is_some() {
-            "recovery"
-        } else {
-            "open"
+        s.recovery = match (self.recovery, self.recover) {
+            (Some(_), _) => "recovery",
+            // RFC 6675 5.1: retransmitting after a timeout, until what
+            // was sent then is acknowledged (Linux TCP_CA_Loss).
+            (None, Some(_)) => "loss",
+            (None, None) => "open",
         };
         s
     }

@@ -22,10 +22,15 @@ pub(crate) enum Timer {
     TimeWait,
     /// An orphaned FIN-WAIT-2's bound (Linux tcp_fin_timeout).
     FinWait2,
+    /// RACK's reorder timer: a segment's reordering window ends (RFC
+    /// 8985 6.2 step 5; Linux ICSK_TIME_REO_TIMEOUT).
+    RackReorder,
+    /// The tail loss probe timeout, PTO (RFC 8985 7.2).
+    Tlp,
 }
 
 impl Timer {
-    const COUNT: usize = 6;
+    const COUNT: usize = 8;
 }
 
 #[derive(Debug, Default, Clone)]
@@ -98,6 +103,12 @@ impl Connection {
         if self.user_deadline().is_some_and(|t| now >= t) {
             return self.time_out(now, false);
         }
+        if self.timers.expired(Timer::RackReorder, now) {
+            self.on_rack_reorder_timer(now);
+        }
+        if self.timers.expired(Timer::Tlp, now) {
+            self.on_tlp_timer(now);
+        }
         if self.timers.expired(Timer::Rto, now) {
             if let Some(t) = self.on_rto_timer(now) {
                 return t;
@@ -146,8 +157,16 @@ impl Connection {
             // holes in order; no new recovery until all that was sent is
             // acknowledged (RFC 6582 3.2 step 1 for NewReno's "recover").
             self.sb.on_rto(self.snd.max);
+            if let Some(r) = self.rack.as_mut() {
+                r.log.on_rto(&self.sb);
+            }
             self.recover = Some(self.snd.max);
         }
+        // RFC 8985 7: no probe in RTO recovery; RACK's marks stand.
+        self.tlp.end_seq = None;
+        self.timers[Timer::Tlp] = None;
+        self.timers[Timer::RackReorder] = None;
+        self.owed.remove(Owed::TLP);
         self.recovery = None;
         self.dup_acks = 0;
         if self.state == TcpState::SynReceived && self.defer_acked && self.retries < self.defer_accept {
@@ -277,6 +296,9 @@ impl Connection {
                 self.snd.nxt = self.snd.una;
                 // What was sent is lost, as after a timeout (RFC 6675 5.1).
                 self.sb.on_rto(self.snd.max);
+                if let Some(r) = self.rack.as_mut() {
+                    r.log.on_rto(&self.sb);
+                }
             }
         }
     }

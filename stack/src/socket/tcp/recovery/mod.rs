@@ -1,16 +1,20 @@
 //! Loss recovery on the sender side: the SACK scoreboard (RFC 2018,
-//! RFC 6675 4) in `scoreboard`, the state of one recovery episode (RFC
-//! 6675's SACK-based recovery or, for a peer without SACK, RFC 6582's
-//! NewReno) here, and Proportional Rate Reduction (RFC 6937) in `prr`.
+//! RFC 6675 4) in `scoreboard`, RACK-TLP loss detection (RFC 8985) and
+//! its per-segment record of what is in flight in `rack`, the state of
+//! one recovery episode (RFC 6675's SACK-based recovery or, for a peer
+//! without SACK, RFC 6582's NewReno) here, and Proportional Rate
+//! Reduction (RFC 6937) in `prr`.
 //!
 //! The connection (`conn/acked.rs`, `conn/output.rs`) drives it: an ACK
 //! updates the scoreboard and may start or end a recovery; the output
 //! path asks NextSeg what to retransmit while the window allows.
 
 pub(crate) mod prr;
+pub(crate) mod rack;
 pub(crate) mod scoreboard;
 
 pub(crate) use prr::Prr;
+pub(crate) use rack::{AckInfo, Rack, Tlp, TlpOutcome};
 pub(crate) use scoreboard::{NextSeg, Scoreboard, DUP_THRESH};
 
 use super::seq::SeqNumber;
