@@ -635,8 +635,7 @@ impl Connection {
     /// may exceed it by a segment); else the highest-sequence segment
     /// sent, again. Then the RTO, not the PTO, is armed.
     fn tlp_probe(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
-        let flight = self.snd.in_flight();
-        if flight == 0 {
+        if self.snd.in_flight() == 0 {
             return None;
         }
         let edge = self.snd.una + self.snd.wnd;
@@ -659,7 +658,7 @@ impl Connection {
             };
             let fin_now = self.fin_fits(&w, len);
             let out = self.data_segment(now, &w, sizes, len, fin_now);
-            self.tlp.on_probe(start, self.snd.max, false, flight);
+            self.tlp.on_probe(start, self.snd.max, false);
             out
         } else {
             let end = self.snd.max;
@@ -669,7 +668,7 @@ impl Connection {
             let seg = sizes.payload_max.min(data_end.distance(self.snd.una));
             let s = last.max(self.snd.una).max(data_end - seg);
             let out = self.retransmit(now, s, end)?;
-            self.tlp.on_probe(s, self.snd.max, true, flight);
+            self.tlp.on_probe(s, self.snd.max, true);
             out
         };
         self.events.tlp_probes += 1;

@@ -180,9 +180,12 @@ impl Connection {
     }
 
     /// RFC 8985 7.4 TLP_process_ack(): whether the probe's episode ended,
-    /// and if it repaired a loss, the congestion response, once (Linux
-    /// tcp_process_tlp_ack: ssthresh and cwnd reduced as for a loss, and
-    /// back in the open state at once). `pure_dup`: a duplicate ACK that
+    /// and if it repaired a loss, the congestion response, once (7.4.2:
+    /// as for a loss detected by fast recovery). As Linux's
+    /// tcp_process_tlp_ack, ssthresh and cwnd come down at once, from the
+    /// window (Linux's ssthresh hooks halve cwnd, or take 0.7 of it),
+    /// not from the FlightSize, which by now is the probe alone, and the
+    /// sender stays in the open state. `pure_dup`: a duplicate ACK that
     /// neither advanced SND.UNA nor SACKed anything new.
     pub(super) fn tlp_on_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, pure_dup: bool) {
         if self.tlp.end_seq.is_none() {
@@ -191,8 +194,8 @@ impl Connection {
         let dsack = dsack_block(seg, ack);
         if self.tlp.on_ack(ack, dsack, pure_dup) == TlpOutcome::Repaired {
             let mss = self.payload_mss();
-            let flight = self.tlp.flight.min(self.cc.window().max(mss));
-            self.cc.on_congestion_event(now, flight, mss);
+            let window = self.cc.window();
+            self.cc.on_congestion_event(now, window, mss);
             self.cc.on_recovery_end(now);
             self.events.tlp_recoveries += 1;
             self.stats.tlp_recoveries += 1;

@@ -560,8 +560,6 @@ pub(crate) struct Tlp {
     pub is_retrans: bool,
     /// The start of the probe, to recognise a D-SACK of it.
     pub probe_start: SeqNumber,
-    /// FlightSize when the probe went, for the congestion response.
-    pub flight: usize,
     /// RFC 8985 7.3 condition 2: an RTT sample since the last probe.
     pub rtt_sampled: bool,
 }
@@ -572,7 +570,6 @@ impl Default for Tlp {
             end_seq: None,
             is_retrans: false,
             probe_start: SeqNumber(0),
-            flight: 0,
             rtt_sampled: true,
         }
     }
@@ -605,11 +602,10 @@ impl Tlp {
     }
 
     /// The probe `[start, snd_nxt)` went, `retrans` if old data.
-    pub fn on_probe(&mut self, start: SeqNumber, snd_nxt: SeqNumber, retrans: bool, flight: usize) {
+    pub fn on_probe(&mut self, start: SeqNumber, snd_nxt: SeqNumber, retrans: bool) {
         self.end_seq = Some(snd_nxt);
         self.is_retrans = retrans;
         self.probe_start = start;
-        self.flight = flight;
         self.rtt_sampled = false;
     }
 
@@ -884,7 +880,7 @@ mod tests {
     #[test]
     fn tlp_episode_ends_per_rfc_8985_7_4() {
         let mut t = Tlp::default();
-        t.on_probe(sq(900), sq(1000), true, 500);
+        t.on_probe(sq(900), sq(1000), true);
         assert_eq!(t.on_ack(sq(950), None, false), TlpOutcome::Pending);
         assert_eq!(
             t.on_ack(sq(1000), None, false),
@@ -893,19 +889,19 @@ mod tests {
         );
         assert_eq!(t.on_ack(sq(1100), None, false), TlpOutcome::Repaired);
         assert_eq!(t.end_seq, None);
-        t.on_probe(sq(900), sq(1000), true, 500);
+        t.on_probe(sq(900), sq(1000), true);
         assert_eq!(
             t.on_ack(sq(1000), Some((sq(900), sq(1000))), false),
             TlpOutcome::NoLoss,
             "D-SACK: both copies arrived"
         );
-        t.on_probe(sq(900), sq(1000), true, 500);
+        t.on_probe(sq(900), sq(1000), true);
         assert_eq!(
             t.on_ack(sq(1000), None, true),
             TlpOutcome::NoLoss,
             "a pure dupack"
         );
-        t.on_probe(sq(900), sq(1000), false, 500);
+        t.on_probe(sq(900), sq(1000), false);
         assert_eq!(t.on_ack(sq(1000), None, false), TlpOutcome::NoLoss, "new data");
         assert_eq!(t.on_ack(sq(1000), None, false), TlpOutcome::Pending, "no episode");
     }
