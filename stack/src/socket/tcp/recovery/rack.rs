@@ -136,9 +136,10 @@ impl SentLog {
         if self.segs.len() >= MAX_RECORDS {
             return;
         }
-        let Some(i) = self.segs.iter().position(|s| s.start < at && at < s.end) else {
+        let i = self.segs.partition_point(|s| s.end <= at);
+        if self.segs.get(i).is_none_or(|s| s.start >= at) {
             return;
-        };
+        }
         let mut upper = self.segs[i];
         upper.start = at;
         self.segs[i].end = at;
@@ -158,10 +159,11 @@ impl SentLog {
         if let Some(top) = top.filter(|&t| start < t) {
             self.split_at(start);
             self.split_at(end.min(top));
-            for i in 0..self.segs.len() {
+            let first = self.segs.partition_point(|s| s.end <= start);
+            for i in first..self.segs.len() {
                 let s = self.segs[i];
-                if s.end <= start || s.start >= end {
-                    continue;
+                if s.start >= end {
+                    break;
                 }
                 self.count(&s, false);
                 let r = &mut self.segs[i];
@@ -227,10 +229,11 @@ impl SentLog {
     /// timeout; whatever the scoreboard does not hold SACKed is lost, and
     /// no retransmission is in flight any more.
     pub fn on_rto(&mut self, sb: &Scoreboard) {
+        let mut cursor = Cursor::new(sb);
         for i in 0..self.segs.len() {
             let s = self.segs[i];
             self.count(&s, false);
-            let sacked = covered(sb, s.start, s.end);
+            let sacked = cursor.covered(s.start, s.end);
             let r = &mut self.segs[i];
             r.delivered = r.delivered && sacked;
             r.lost = !sacked;
@@ -244,11 +247,16 @@ impl SentLog {
     /// once unless lost, once more while its retransmission is in flight.
     pub fn pipe(&self, sb: &Scoreboard) -> usize {
         if self.n_lost == 0 && self.n_rxt == 0 && sb.is_empty() {
-            return self.segs.iter().map(Sent::len).sum();
+            // The records are contiguous: all of them is in flight.
+            return match (self.segs.front(), self.segs.back()) {
+                (Some(f), Some(b)) => b.end.distance(f.start),
+                _ => 0,
+            };
         }
+        let mut cursor = Cursor::new(sb);
         self.segs
             .iter()
-            .map(|s| unsacked(sb, s) * (usize::from(!s.lost) + usize::from(s.rxt_in_flight)))
+            .map(|s| cursor.unsacked(s) * (usize::from(!s.lost) + usize::from(s.rxt_in_flight)))
             .sum()
     }
 
@@ -257,10 +265,11 @@ impl SentLog {
         if self.n_lost == 0 {
             return 0;
         }
+        let mut cursor = Cursor::new(sb);
         self.segs
             .iter()
             .filter(|s| s.lost && !s.rxt_in_flight)
-            .map(|s| unsacked(sb, s))
+            .map(|s| cursor.unsacked(s))
             .sum()
     }
 
@@ -288,20 +297,48 @@ impl SentLog {
     }
 }
 
-/// The scoreboard holds all of `[s, e)` SACKed.
-fn covered(sb: &Scoreboard, s: SeqNumber, e: SeqNumber) -> bool {
-    sb.ranges().iter().any(|&(rs, re)| rs <= s && e <= re)
+/// A walk over the scoreboard's ranges beside ascending records, so that
+/// a pass over the log costs records + ranges, not their product.
+struct Cursor<'a> {
+    ranges: &'a [(SeqNumber, SeqNumber)],
+    next: usize,
 }
 
-/// Octets of `s` the scoreboard does not hold SACKed.
-fn unsacked(sb: &Scoreboard, s: &Sent) -> usize {
-    if s.delivered {
-        return 0;
+impl<'a> Cursor<'a> {
+    fn new(sb: &'a Scoreboard) -> Self {
+        Cursor {
+            ranges: sb.ranges(),
+            next: 0,
+        }
     }
-    if sb.is_empty() {
-        return s.len();
+
+    /// Octets of `[s, e)` not SACKed; `s` must not go down between calls.
+    fn unsacked_range(&mut self, s: SeqNumber, e: SeqNumber) -> usize {
+        while self.ranges.get(self.next).is_some_and(|&(_, re)| re <= s) {
+            self.next += 1;
+        }
+        let mut left = e.distance(s);
+        for &(rs, re) in &self.ranges[self.next..] {
+            if rs >= e {
+                break;
+            }
+            left -= re.min(e).distance(rs.max(s));
+        }
+        left
     }
-    sb.holes(s.start, s.end).map(|(a, b)| b.distance(a)).sum()
+
+    /// The scoreboard holds all of `[s, e)` SACKed.
+    fn covered(&mut self, s: SeqNumber, e: SeqNumber) -> bool {
+        self.unsacked_range(s, e) == 0
+    }
+
+    /// Octets of the record not SACKed.
+    fn unsacked(&mut self, s: &Sent) -> usize {
+        if s.delivered {
+            return 0;
+        }
+        self.unsacked_range(s.start, s.end)
+    }
 }
 
 /// What an ACK tells RACK besides the scoreboard.
@@ -384,13 +421,14 @@ impl Rack {
     pub fn on_ack(&mut self, ack: &AckInfo, sb: &Scoreboard) -> bool {
         let mut advanced = false;
         let highest = sb.highest_sacked();
+        let mut cursor = Cursor::new(sb);
         for i in 0..self.log.segs.len() {
             let s = self.log.segs[i];
             let cumulative = s.end <= ack.una;
             if !cumulative && highest.is_none_or(|h| s.start >= h) {
                 break;
             }
-            if s.delivered || !(cumulative || covered(sb, s.start, s.end)) {
+            if s.delivered || !(cumulative || cursor.covered(s.start, s.end)) {
                 continue;
             }
             self.log.segs[i].delivered = true;
@@ -479,10 +517,11 @@ impl Rack {
             let sacked = if sb.is_empty() {
                 0
             } else {
+                let mut cursor = Cursor::new(sb);
                 self.log
                     .segs
                     .iter()
-                    .filter(|s| covered(sb, s.start, s.end))
+                    .filter(|s| cursor.covered(s.start, s.end))
                     .take(DUP_THRESH)
                     .count()
             };
