@@ -671,8 +671,6 @@ impl Connection {
             self.tlp.on_probe(s, self.snd.max, true);
             out
         };
-        self.events.tlp_probes += 1;
-        self.stats.tlp_probes += 1;
         self.timers[Timer::Tlp] = None;
         self.timers[Timer::Rto] = Some(now + self.rtt.rto());
         Some(out)

@@ -174,7 +174,11 @@ impl Connection {
             return;
         }
         if self.tlp.end_seq.is_none() && self.tlp.rtt_sampled {
+            // Counted now, so that this timer's outcome reports it; with
+            // data in flight the probe goes at the next output.
             self.owed.insert(Owed::TLP);
+            self.events.tlp_probes += 1;
+            self.stats.tlp_probes += 1;
         }
         self.timers[Timer::Rto] = Some(now + self.rtt.rto());
     }
