@@ -31,6 +31,12 @@ pub struct ScriptArgs {
     /// by the last line stay outside it.
     #[arg(long = "end-check", alias = "end_check")]
     end_check: bool,
+    /// Do not compare the PSH flag of outbound segments. Where Linux puts
+    /// PSH follows its socket-buffer and TSO boundaries, which the RFCs
+    /// leave to the sender; tapir's run of packetdrill's upstream scripts
+    /// (stack/tests/upstream) uses this.
+    #[arg(long = "ignore-psh", alias = "ignore_psh")]
+    ignore_psh: bool,
 }
 
 /// Runs every file; prints pass or fail (with the reason) and the lines
@@ -40,6 +46,7 @@ pub fn run(args: ScriptArgs) -> Result<(), String> {
     let mut config = RunnerConfig {
         strict_unexpected: args.strict,
         end_grace: args.end_check.then_some(RunnerConfig::END_GRACE),
+        check_psh: !args.ignore_psh,
         ..RunnerConfig::default()
     };
     if let Some(us) = args.tolerance_usecs {

@@ -129,6 +129,10 @@ pub struct TcpConfig {
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
+    /// F-RTO (RFC 5682, the SACK-enhanced algorithm of its section 3):
+    /// tell a spurious retransmission timeout by sending new data after
+    /// it, and undo its reduction (Linux tcp_frto = 2, the default).
+    pub frto: bool,
     /// Restart the congestion window after an idle spell longer than the
     /// RTO (RFC 5681 4.1; Linux tcp_slow_start_after_idle, on).
     pub slow_start_after_idle: bool,
@@ -232,6 +236,9 @@ pub struct TcpConfig {
     /// net.ipv4.tcp_recovery (1, RACK, by default). Peers without SACK
     /// always get NewReno (RFC 6582).
     pub rack: bool,
+    /// Tail loss probes (RFC 8985 7), with RACK and a SACK peer: Linux's
+    /// net.ipv4.tcp_early_retrans (3, on, by default).
+    pub tlp: bool,
 }
 
 /// When to send SYN cookies (RFC 4987 3.6), as Linux's tcp_syncookies.
@@ -256,6 +263,7 @@ impl Default for TcpConfig {
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
             hystart: true,
+            frto: true,
             slow_start_after_idle: true,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
@@ -284,6 +292,7 @@ impl Default for TcpConfig {
             sack: true,
             window_scaling: true,
             rack: true,
+            tlp: true,
         }
     }
 }

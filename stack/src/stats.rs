@@ -247,6 +247,20 @@ stats! {
     drop tcp_bad_ack,
     /// Connections that timed out.
     count tcp_timeouts,
+    /// D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv +
+    /// TCPDSACKOfoRecv).
+    count tcp_dsack_recv,
+    /// Congestion reductions undone because every retransmission of the
+    /// episode was D-SACKed (RFC 3708; Linux TCPDSACKUndo and the
+    /// D-SACK part of TCPFullUndo / TCPLossUndo).
+    count tcp_dsack_undo,
+    /// Reductions undone because an ACK echoed a timestamp older than the
+    /// retransmission (RFC 3522 Eifel; Linux TCPPartialUndo and the
+    /// timestamp part of TCPFullUndo / TCPLossUndo).
+    count tcp_ts_undo,
+    /// Retransmission timeouts F-RTO found spurious (RFC 5682; Linux
+    /// TCPSpuriousRTOs).
+    count tcp_frto_spurious,
 
     /// Sends refused because the transmit queue was full.
     count tx_queue_full,

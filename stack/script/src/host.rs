@@ -249,10 +249,35 @@ pub enum SockOpt {
     /// [`CONGESTION_ALGORITHMS`] (scripts give the name; one not in the
     /// list is -1, which a host refuses with ENOENT, as Linux).
     Congestion,
+    /// IP_TOS (SOL_IP)
+    IpTos,
+    /// IP_MTU_DISCOVER (SOL_IP): IP_PMTUDISC_DONT, _WANT, _DO, _PROBE.
+    IpMtuDiscover,
 }
 
 /// The TCP_CONGESTION names scripts may use (Linux's).
 pub const CONGESTION_ALGORITHMS: &[&str] = &["reno", "cubic"];
+
+/// What a host did with a `sysctl` a script's shell line sets (the runner
+/// reads `sysctl`, `echo V > /proc/sys/...` and packetdrill's
+/// `set_sysctls.py` out of shell lines; it never runs a shell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sysctl {
+    /// The host now behaves as the setting asks.
+    Applied,
+    /// Accepted without changing anything, and why: the host already
+    /// behaves so, the knob concerns a mechanism the host does not have
+    /// (TSO, a qdisc), or the host cannot do what it asks (the runner
+    /// reports that as a warning; the script's packets then show it).
+    NoEffect(String),
+    /// The host does not know the name: the shell line counts as skipped.
+    Unknown,
+}
+
+/// Linux's TCP_INFO fields a host can report to a script's `%{ }%`
+/// snippets, by their `tcpi_` names without the prefix, in Linux's units
+/// (segments for windows and counts, microseconds for times).
+pub type TcpInfo = Vec<(&'static str, i64)>;
 
 /// The queue sizes `ioctl()` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +375,17 @@ pub trait ScriptHost {
     fn queue_size(&mut self, _now: Instant, _h: Self::Handle, _q: QueueIoctl) -> Result<i64, Errno> {
         Err(Errno::ENOTTY)
     }
+    /// Sets a sysctl (`name` dotted, as `net.ipv4.tcp_sack`; `value` as
+    /// written). Called before the script's first socket exists when the
+    /// script sets it up front, as packetdrill's do.
+    fn sysctl(&mut self, _now: Instant, _name: &str, _value: &str) -> Sysctl {
+        Sysctl::Unknown
+    }
+    /// getsockopt(TCP_INFO), for `%{ }%` snippets; `ENOPROTOOPT` (the
+    /// default) makes the runner skip snippets, as it did before.
+    fn tcp_info(&mut self, _now: Instant, _h: Self::Handle) -> Result<TcpInfo, Errno> {
+        Err(Errno::ENOPROTOOPT)
+    }
 }
 
 /// Lets a script run against a borrowed stack, so a test can inspect the
@@ -416,5 +452,11 @@ impl<T: ScriptHost + ?Sized> ScriptHost for &mut T {
     }
     fn queue_size(&mut self, now: Instant, h: Self::Handle, q: QueueIoctl) -> Result<i64, Errno> {
         (**self).queue_size(now, h, q)
+    }
+    fn sysctl(&mut self, now: Instant, name: &str, value: &str) -> Sysctl {
+        (**self).sysctl(now, name, value)
+    }
+    fn tcp_info(&mut self, now: Instant, h: Self::Handle) -> Result<TcpInfo, Errno> {
+        (**self).tcp_info(now, h)
     }
 }

@@ -20,8 +20,13 @@
 //! packetdrill's.
 //!
 //! Shell commands (`` `...` ``) and Python snippets (`%{ }%`) are never
-//! run; they are listed in [`Outcome::skipped`]. Constructs the runner
-//! cannot execute parse, and fail the script when reached.
+//! run as such: the sysctls a shell line sets go to
+//! [`ScriptHost::sysctl`] (`runner/shell.rs`), and a snippet's asserts are
+//! evaluated against [`ScriptHost::tcp_info`] (`runner/python.rs`); what
+//! the runner cannot do that way is listed in [`Outcome::skipped`].
+//! Constructs the runner cannot execute parse, and fail the script when
+//! reached. `tests/upstream.rs` runs packetdrill's own Linux scripts
+//! (`stack/tests/upstream/packetdrill/`) against their `EXPECTED`.
 //!
 //! [`TapirHost`] is tapir's `Interface` as a host. The scripts tapir is
 //! tested with live in `stack/tests/scripts/`; `tests/scripts.rs` here runs
@@ -43,7 +48,7 @@ use std::path::Path;
 
 pub use frame::{TcpFlags, TcpOption};
 mod tapir_host;
-pub use host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
+pub use host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, Sysctl, TcpInfo};
 pub use parser::{
     parse, Direction, Ecn, Event, EventKind, Expr, IpInfo, PacketSpec, ParseError, Script, ScriptOption,
     Skipped, SyscallSpec, TimeSpec, SUPPORTED_SYSCALLS,
@@ -86,6 +91,10 @@ pub fn run_file_with<H: ScriptHost>(
     config: RunnerConfig,
 ) -> Outcome {
     let path = path.as_ref();
+    let mut config = config;
+    if config.script_dir.is_none() {
+        config.script_dir = path.parent().map(Path::to_path_buf);
+    }
     let mut outcome = match std::fs::read_to_string(path) {
         Ok(text) => run_str_with(&text, host(), config),
         Err(e) => Outcome {

@@ -1,13 +1,15 @@
 //! tapir's [`Interface`] as the stack under test of a segment script.
 
-use super::host::{Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, CONGESTION_ALGORITHMS};
+use super::host::{
+    Errno, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, Sysctl, TcpInfo, CONGESTION_ALGORITHMS,
+};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::HashSet;
 use tapir_stack::{
     Config, Interface, SocketError, SocketHandle, TcpAcceptError, TcpBindError, TcpConnectError,
     TcpListenError, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
 };
-use tapir_stack::{CongestionAlgorithm, TcpOption, TcpState};
+use tapir_stack::{CongestionAlgorithm, SynCookies, TcpOption, TcpState};
 use tapir_stack::{Duration, Instant};
 
 /// An [`Interface`] at 10.77.0.2 (the runner's default) driven by a script.
@@ -20,6 +22,11 @@ pub struct TapirHost {
     /// Shut down for reading: once the queue is empty, reads return end of
     /// file instead of blocking (Linux RCV_SHUTDOWN).
     read_shut: HashSet<SocketHandle>,
+    /// The configuration `iface` was made with; sysctls set before the
+    /// first socket change it and remake the interface.
+    config: Config,
+    /// A socket was made: sysctls can no longer remake the interface.
+    sockets_made: bool,
 }
 
 impl TapirHost {
@@ -29,9 +36,11 @@ impl TapirHost {
     }
 
     pub fn with_config(config: Config) -> Self {
-        let iface = Interface::new(config).expect("valid test configuration");
+        let iface = Interface::new(config.clone()).expect("valid test configuration");
         TapirHost {
             iface,
+            config,
+            sockets_made: false,
             connect_reported: HashSet::new(),
             connecting: HashSet::new(),
             read_shut: HashSet::new(),
@@ -42,6 +51,119 @@ impl TapirHost {
     /// consuming it as `tcp_take_error` would: on a closed connection an
     /// empty send fails with the pending error, or with `NotConnected`
     /// when there is none, and changes nothing.
+    /// Applies a Linux sysctl to the TCP configuration, if tapir has the
+    /// knob; `None` if it does not know the name.
+    fn apply_sysctl(&mut self, name: &str, value: &str) -> Option<Sysctl> {
+        let tcp = &mut self.config.tcp;
+        let num = value.trim().parse::<i64>().ok();
+        let flag = |want: bool, what: &str| -> Sysctl {
+            if num == Some(i64::from(want)) {
+                Sysctl::NoEffect(format!(
+                    "tapir {} {what}",
+                    if want { "always has" } else { "has no" }
+                ))
+            } else {
+                Sysctl::NoEffect(format!(
+                    "tapir cannot change this: it {} {what}",
+                    if want { "always has" } else { "has no" }
+                ))
+            }
+        };
+        let no_mechanism = |what: &str| Sysctl::NoEffect(format!("tapir has no {what}"));
+        let short = name.strip_prefix("net.ipv4.").unwrap_or(name);
+        Some(match (short, num) {
+            ("tcp_timestamps", Some(v)) => {
+                tcp.timestamps = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_sack", Some(v)) => {
+                tcp.sack = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_window_scaling", Some(v)) => {
+                tcp.window_scaling = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_syn_retries", Some(v)) if v > 0 => {
+                tcp.syn_retries = v as u32;
+                Sysctl::Applied
+            }
+            ("tcp_synack_retries", Some(v)) if v > 0 => {
+                tcp.synack_retries = v as u32;
+                Sysctl::Applied
+            }
+            ("tcp_slow_start_after_idle", Some(v)) => {
+                tcp.slow_start_after_idle = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_syncookies", Some(v @ 0..=2)) => {
+                tcp.syn_cookies = match v {
+                    0 => SynCookies::Never,
+                    1 => SynCookies::WhenFull,
+                    _ => SynCookies::Always,
+                };
+                Sysctl::Applied
+            }
+            ("tcp_congestion_control", _) => match CongestionAlgorithm::from_name(value.trim()) {
+                Some(a) => {
+                    tcp.congestion_control = a;
+                    Sysctl::Applied
+                }
+                None => Sysctl::NoEffect(format!("tapir has no congestion control '{value}'")),
+            },
+            // Linux's HyStart modes (1 ACK train, 2 delay, 3 both); tapir's
+            // HyStart++ (RFC 9406) is delay-based.
+            ("tcp_cubic.hystart_detect", Some(v)) => {
+                tcp.hystart = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_cubic.hystart", Some(v)) => {
+                tcp.hystart = v != 0;
+                Sysctl::Applied
+            }
+            ("tcp_rmem" | "tcp_wmem", _) => {
+                let v: Vec<usize> = value.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                let [_, def, max] = v[..] else { return None };
+                if short == "tcp_rmem" {
+                    tcp.recv_buffer = def;
+                    tcp.recv_buffer_max = max;
+                } else {
+                    tcp.send_buffer = def;
+                    tcp.send_buffer_max = max;
+                }
+                Sysctl::Applied
+            }
+            ("tcp_dsack", _) => flag(true, "D-SACK generation"),
+            ("tcp_fack", _) => flag(false, "FACK"),
+            ("tcp_ecn", _) => flag(false, "ECN"),
+            ("tcp_reordering", Some(3)) => {
+                Sysctl::NoEffect("tapir's duplicate-ACK threshold is 3 (RFC 5681 3.2)".into())
+            }
+            ("tcp_reordering", _) => {
+                Sysctl::NoEffect("tapir cannot change its duplicate-ACK threshold of 3 (RFC 5681 3.2)".into())
+            }
+            ("tcp_frto", _) => no_mechanism("F-RTO (RFC 5682)"),
+            // Linux: 3 and 4 probe the tail (TLP), below that no probe.
+            ("tcp_early_retrans", Some(v)) => {
+                tcp.tlp = v >= 3;
+                Sysctl::Applied
+            }
+            // Linux: bit 0 is RACK (1 by default); its other bits tune it.
+            ("tcp_recovery", Some(v)) => {
+                tcp.rack = v & 1 != 0;
+                Sysctl::Applied
+            }
+            ("tcp_tso_win_divisor" | "tcp_min_tso_segs", _) => {
+                no_mechanism("TSO: it sends MSS-sized segments")
+            }
+            ("tcp_pacing_ss_ratio" | "tcp_pacing_ca_ratio", _) => no_mechanism("pacing"),
+            ("tcp_notsent_lowat", _) => Sysctl::NoEffect("only TCP_NOTSENT_LOWAT sets it, per socket".into()),
+            ("tcp_fastopen" | "tcp_fastopen_key", _) => no_mechanism("TCP Fast Open"),
+            ("net.mptcp.enabled", _) | ("mptcp.enabled", _) => no_mechanism("MPTCP"),
+            _ => return None,
+        })
+    }
+
     fn closed_with_error(&mut self, h: SocketHandle) -> bool {
         matches!(self.iface.tcp_send(h, &[]), Err(TcpSendError::Failed(_)))
     }
@@ -201,6 +323,7 @@ impl ScriptHost for TapirHost {
     }
 
     fn socket(&mut self, _now: Instant) -> Result<SocketHandle, Errno> {
+        self.sockets_made = true;
         self.iface.tcp_socket().map_err(errno)
     }
 
@@ -409,5 +532,67 @@ impl ScriptHost for TapirHost {
                     Some(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)
                 ),
         }
+    }
+
+    /// Linux sysctls, applied to the configuration while no socket exists
+    /// (packetdrill's scripts set them first). tapir's TCP never reads a
+    /// changed configuration in the middle of a connection.
+    fn sysctl(&mut self, _now: Instant, name: &str, value: &str) -> Sysctl {
+        let before = self.config.clone();
+        let Some(result) = self.apply_sysctl(name, value) else {
+            return Sysctl::Unknown;
+        };
+        if result == Sysctl::Applied {
+            if self.sockets_made {
+                self.config = before;
+                return Sysctl::NoEffect(
+                    "set after the first socket: tapir applies sysctls only before".into(),
+                );
+            }
+            match Interface::new(self.config.clone()) {
+                Ok(iface) => self.iface = iface,
+                Err(_) => {
+                    self.config = before;
+                    return Sysctl::NoEffect(format!("the value '{value}' makes an invalid configuration"));
+                }
+            }
+        }
+        result
+    }
+
+    /// TCP_INFO from the connection's counters, in Linux's units: windows
+    /// and counts in segments of the current MSS, times in microseconds.
+    /// tapir keeps no count of segments marked lost (Linux lost_out counts
+    /// retransmitted ones too), retransmitted-and-unacknowledged segments
+    /// (retrans_out), reordering degree or minimum RTT, so `tcpi_lost`,
+    /// `tcpi_retrans`, `tcpi_reordering`, `tcpi_reord_seen` and
+    /// `tcpi_min_rtt` are not reported; a snippet that reads them fails.
+    fn tcp_info(&mut self, _now: Instant, h: SocketHandle) -> Result<TcpInfo, Errno> {
+        let s = self.iface.tcp_stats(h).ok_or(Errno::EBADF)?;
+        let mss = s.mss.max(1);
+        let segs = |bytes: usize| bytes.div_ceil(mss) as i64;
+        let us = |d: Duration| d.as_micros() as i64;
+        Ok(vec![
+            ("snd_mss", mss as i64),
+            // Linux counts cwnd in whole segments.
+            ("snd_cwnd", (s.cwnd / mss) as i64),
+            (
+                "snd_ssthresh",
+                if s.ssthresh >= 0x7fff_ffff {
+                    0x7fff_ffff // TCP_INFINITE_SSTHRESH
+                } else {
+                    (s.ssthresh / mss) as i64
+                },
+            ),
+            // TCP_CA_Open / TCP_CA_Recovery: tapir has no Disorder, CWR or
+            // Loss state to report.
+            ("ca_state", if s.recovery == "recovery" { 3 } else { 0 }),
+            ("unacked", segs(s.snd_nxt.wrapping_sub(s.snd_una) as usize)),
+            ("sacked", segs(s.sacked_bytes)),
+            ("total_retrans", s.retransmits as i64),
+            ("rtt", s.srtt.map_or(0, us)),
+            ("rttvar", us(s.rttvar)),
+            ("rto", us(s.rto)),
+        ])
     }
 }

@@ -27,14 +27,6 @@ pub struct SocketHandle {
     generation: u32,
 }
 
-impl SocketHandle {
-    /// Orders before every handle (a bound for range queries).
-    pub(crate) const MIN: SocketHandle = SocketHandle {
-        index: 0,
-        generation: 0,
-    };
-}
-
 impl fmt::Display for SocketHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.index, self.generation)

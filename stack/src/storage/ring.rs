@@ -33,16 +33,19 @@
 //! costs little, and one that carries much grows to its bound, as Linux's
 //! receive-buffer autotuning grows `sk_rcvbuf` towards `tcp_rmem[2]`. Any
 //! byte the window offers can always be written: growth is only bounded by
-//! the capacity. When the ring empties and no out-of-order bytes wait in its
-//! free space, the storage is given back, so an idle connection holds no
-//! buffer memory at all. Growing copies the bytes that matter (the queued
-//! ones and any written past them) to the front of the new storage.
+//! the capacity. Emptying the ring keeps the storage, so a busy connection
+//! whose buffer drains at every burst does not allocate and regrow it each
+//! time; its owner gives it back with [`release_if_unused`] once the ring
+//! has stayed empty a while (TCP's reclaim timer), so an idle connection
+//! holds no buffer memory at all. Growing copies the bytes that matter (the
+//! queued ones and any written past them) to the front of the new storage.
 //!
 //! No operation panics: counts and offsets beyond what is queued or free are
 //! clamped, and a zero-capacity ring accepts nothing.
 //!
 //! [`clear`]: RingBuffer::clear
 //! [`resize`]: RingBuffer::resize
+//! [`release_if_unused`]: RingBuffer::release_if_unused
 
 use std::fmt;
 
@@ -181,12 +184,21 @@ impl RingBuffer {
         self.read_at = 0;
     }
 
-    /// Give the storage back once nothing in it matters any more.
-    fn release_if_unused(&mut self) {
-        if self.len == 0 && self.dirty == 0 && !self.storage.is_empty() {
+    /// Give the storage back if nothing in it matters any more: nothing is
+    /// queued and no bytes wait past the queue. Returns whether it did.
+    pub fn release_if_unused(&mut self) -> bool {
+        let unused = self.len == 0 && self.dirty == 0 && !self.storage.is_empty();
+        if unused {
             self.storage = Vec::new();
             self.read_at = 0;
         }
+        unused
+    }
+
+    /// Whether the ring holds storage it could give back
+    /// ([`release_if_unused`](Self::release_if_unused) would free it).
+    pub fn holds_unused_storage(&self) -> bool {
+        self.len == 0 && self.dirty == 0 && !self.storage.is_empty()
     }
 
     /// Copy `data` (at most the storage's size) into the storage starting at
@@ -304,7 +316,6 @@ impl RingBuffer {
         let n = count.min(self.len);
         self.read_at = self.index(n);
         self.len -= n;
-        self.release_if_unused();
         n
     }
 
@@ -538,7 +549,9 @@ mod tests {
         assert_eq!(&out[100..5100], &[2; 5000][..]);
         assert_eq!(&out[5100..45_100], &[3; 40_000][..]);
         assert!(out[45_100..].iter().all(|&b| b == 4));
-        assert_eq!(r.allocated(), 0, "a drained ring gives its storage back");
+        assert_eq!(r.allocated(), cap, "a drained ring keeps its storage");
+        assert!(r.release_if_unused());
+        assert_eq!(r.allocated(), 0, "until it is given back");
     }
 
     #[test]
@@ -561,26 +574,37 @@ mod tests {
         assert_eq!(r.enqueue_unallocated(29), 29);
         let got = drain(&mut r);
         assert_eq!(got.last(), Some(&b'Z'));
+        assert!(r.release_if_unused());
         assert_eq!(r.allocated(), 0);
     }
 
     #[test]
-    fn drained_ring_is_released_but_not_with_out_of_order_data() {
+    fn drained_ring_is_released_on_request_but_not_with_out_of_order_data() {
         let mut r = RingBuffer::with_min_alloc(64, 8);
         r.write_unallocated(4, b"xy");
         assert_eq!(r.allocated(), 8);
         r.dequeue_allocated(10);
+        assert!(!r.holds_unused_storage());
+        assert!(!r.release_if_unused());
         assert_eq!(r.allocated(), 8, "nothing queued, but bytes are waiting");
         r.clear();
         assert_eq!(r.allocated(), 0);
         // Filling in place counts as written until committed.
         let n = r.get_unallocated(3).len();
         assert_eq!(n, 3);
-        r.dequeue_allocated(0);
+        assert!(!r.release_if_unused());
         assert_eq!(r.allocated(), 8);
         r.enqueue_unallocated(3);
         r.dequeue_allocated(3);
+        assert_eq!(
+            r.allocated(),
+            8,
+            "drained, the storage is kept for the next burst"
+        );
+        assert!(r.holds_unused_storage());
+        assert!(r.release_if_unused());
         assert_eq!(r.allocated(), 0);
+        assert!(!r.holds_unused_storage());
         assert_eq!(r.get_unallocated(0).len(), 0);
         assert_eq!(r.allocated(), 0, "asking for nothing allocates nothing");
     }
@@ -596,6 +620,7 @@ mod tests {
         r.resize(16).unwrap();
         assert_eq!((r.allocated(), r.capacity(), r.len()), (16, 16, 10));
         assert_eq!(drain(&mut r), vec![7; 10]);
+        assert!(r.release_if_unused());
         assert_eq!(r.allocated(), 0);
     }
 
@@ -611,6 +636,7 @@ mod tests {
         FillUnallocated(usize, u8),
         Clear,
         Resize(usize),
+        Release,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -626,6 +652,7 @@ mod tests {
             2 => (0usize..40, any::<u8>()).prop_map(|(n, b)| Op::FillUnallocated(n, b)),
             1 => Just(Op::Clear),
             1 => (0usize..48).prop_map(Op::Resize),
+            1 => Just(Op::Release),
         ]
     }
 
@@ -674,6 +701,7 @@ mod tests {
             // given back: the storage never exceeds twice that.
             let mut peak = 0usize;
             for op in ops {
+                let released = matches!(op, Op::Release);
                 let window = m.free.len();
                 let queued = m.queued.len();
                 peak = peak.max(match &op {
@@ -746,6 +774,10 @@ mod tests {
                         m.queued.clear();
                         m.free = vec![None; cap].into();
                     }
+                    Op::Release => {
+                        let held = r.holds_unused_storage();
+                        prop_assert_eq!(r.release_if_unused(), held);
+                    }
                     Op::Resize(new_cap) => {
                         let res = r.resize(new_cap);
                         prop_assert_eq!(res.is_ok(), new_cap >= m.queued.len());
@@ -761,7 +793,8 @@ mod tests {
                 prop_assert!(r.allocated() >= r.len() + r.dirty);
                 prop_assert!(r.allocated() <= (2 * peak).max(min_alloc).min(r.capacity()).max(peak));
                 let unused = m.queued.is_empty() && m.free.iter().all(Option::is_none);
-                if unused && r.dirty == 0 {
+                if released && r.is_empty() && r.dirty == 0 {
+                    prop_assert!(unused, "given back while the model holds bytes");
                     prop_assert_eq!(r.allocated(), 0, "unused storage is given back");
                 }
                 if r.allocated() == 0 {

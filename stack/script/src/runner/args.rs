@@ -171,6 +171,8 @@ pub(super) fn sockopt_for(level: i64, name: i64) -> Option<SockOpt> {
         (6, 18) => SockOpt::UserTimeout,
         (6, 25) => SockOpt::NotSentLowat,
         (6, 13) => SockOpt::Congestion,
+        (0, 1) => SockOpt::IpTos,
+        (0, 10) => SockOpt::IpMtuDiscover,
         _ => return None,
     })
 }

@@ -33,6 +33,12 @@ pub struct RunnerConfig {
     pub check_tcp_checksum: bool,
     /// Check that outbound payload is the zeros the runner writes.
     pub check_payload: bool,
+    /// Compare the PSH flag of outbound segments. Off for packetdrill's
+    /// upstream Linux scripts (`tests/upstream.rs`): which segment of a
+    /// write carries PSH follows Linux's socket-buffer and TSO boundaries
+    /// (tcp_mark_push, forced_push, tso_fragment keeping PSH on the tail),
+    /// which RFC 9293 3.9.1 and RFC 1122 4.2.2.2 leave to the sender.
+    pub check_psh: bool,
     /// Let one `>` line with N bytes match consecutive segments that add up
     /// to N (TSO/GSO; packetdrill does unless `--strict_segments`).
     pub aggregate_segments: bool,
@@ -52,6 +58,9 @@ pub struct RunnerConfig {
     /// Drop outbound packets of connections other than the one under test
     /// (packetdrill's behaviour) instead of failing on them.
     pub ignore_other_flows: bool,
+    /// The script's directory, where a shell line's `defaults.sh` is read
+    /// from (`run_file` sets it); `None` reads no file.
+    pub script_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RunnerConfig {
@@ -69,11 +78,13 @@ impl Default for RunnerConfig {
             check_ts_ecr: true,
             check_tcp_checksum: true,
             check_payload: true,
+            check_psh: true,
             aggregate_segments: true,
             max_block: Duration::from_secs(10),
             end_grace: None,
             strict_unexpected: true,
             ignore_other_flows: false,
+            script_dir: None,
         }
     }
 }
@@ -100,6 +111,19 @@ impl RunnerConfig {
     pub fn suite() -> Self {
         RunnerConfig {
             end_grace: Some(Self::END_GRACE),
+            ..RunnerConfig::default()
+        }
+    }
+
+    /// packetdrill's own semantics, for its upstream scripts
+    /// (`tests/upstream.rs`): an outbound packet no line expects fails the
+    /// next `>` line rather than at once, packets of other connections are
+    /// ignored, and there is no end check. The runner's extra checks of
+    /// outbound TS ecr, TCP checksums and payload stay on.
+    pub fn packetdrill() -> Self {
+        RunnerConfig {
+            strict_unexpected: false,
+            ignore_other_flows: true,
             ..RunnerConfig::default()
         }
     }

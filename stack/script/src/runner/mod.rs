@@ -53,7 +53,7 @@ use super::frame::{
     decode_frame, encode_arp, encode_tcp_frame, options_script, ArpPacket, Frame, Ipv4Meta, TcpFlags,
     TcpOption, TcpSegment,
 };
-use super::host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt};
+use super::host::{Errno, Fd, QueueIoctl, Readiness, ScriptHost, Shutdown, SockOpt, Sysctl};
 use super::parser::{Direction, Event, EventKind, Expr, PacketSpec, Script, Skipped, SyscallSpec, TimeSpec};
 use super::symbols::{self, eval};
 use tapir_stack::Instant;
@@ -68,6 +68,8 @@ mod inbound;
 mod ops;
 mod outbound;
 mod outcome;
+mod python;
+mod shell;
 mod state;
 mod syscall;
 mod verify;
@@ -111,6 +113,8 @@ struct Runner<H: ScriptHost> {
     warnings: Vec<(usize, String)>,
     trace: Vec<String>,
     buf: Vec<u8>,
+    /// Names `%{ }%` snippets assigned, for the later ones.
+    py: python::Env,
 }
 
 fn secs(us: Us) -> String {
@@ -160,6 +164,7 @@ impl<H: ScriptHost> Runner<H> {
             warnings: Vec::new(),
             trace: Vec::new(),
             buf: vec![0; 65536],
+            py: python::Env::new(),
         }
     }
 
@@ -281,8 +286,7 @@ impl<H: ScriptHost> Runner<H> {
 
     fn event(&mut self, script: &Script, idx: usize, ev: &Event) -> Result<(), Failure> {
         if ev.time == TimeSpec::Untimed {
-            self.record_skipped(ev);
-            return Ok(());
+            return self.skipped_kind(ev);
         }
         let inbound = is_inbound(ev);
         let base = match self.last_event_time {
@@ -323,7 +327,7 @@ impl<H: ScriptHost> Runner<H> {
                 match kind {
                     EventKind::Packet(p) => self.inbound(ev, p)?,
                     EventKind::Syscall(s) => self.syscall(ev, s, base)?,
-                    EventKind::Skipped(_) => self.record_skipped(ev),
+                    EventKind::Skipped(_) => self.skipped_kind(ev)?,
                     EventKind::Unsupported(reason) => {
                         return Err(fail(
                             ev.line,
@@ -336,6 +340,60 @@ impl<H: ScriptHost> Runner<H> {
         self.last_event_time = Some(window.map_or(self.now, |w| w.0));
         self.last_inbound = inbound;
         Ok(())
+    }
+
+    /// A shell line or a `%{ }%` snippet: run what the runner can of it
+    /// (`shell.rs`, `python.rs`), report the rest as skipped.
+    fn skipped_kind(&mut self, ev: &Event) -> Result<(), Failure> {
+        match &ev.kind {
+            EventKind::Skipped(Skipped::Shell(cmd)) => {
+                self.shell(ev, cmd);
+                Ok(())
+            }
+            EventKind::Skipped(Skipped::Code(src)) => self.code(ev, src),
+            _ => {
+                self.record_skipped(ev);
+                Ok(())
+            }
+        }
+    }
+
+    /// A `%{ }%` snippet, against the socket under test's TCP_INFO now
+    /// (packetdrill reads TCP_INFO at the snippet's time too). Skipped if
+    /// the host reports no TCP_INFO.
+    fn code(&mut self, ev: &Event, src: &str) -> Result<(), Failure> {
+        let now = self.now_instant();
+        let handle = self
+            .sut
+            .and_then(|si| self.fds.values().find(|e| e.sock == si).map(|e| e.handle));
+        let info = match handle.map(|h| self.host.tcp_info(now, h)) {
+            Some(Ok(info)) => info,
+            Some(Err(Errno::ENOPROTOOPT)) => {
+                self.record_skipped(ev);
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(fail(ev.line, format!("getsockopt(TCP_INFO) failed: {e}"))),
+            None => Vec::new(),
+        };
+        match self.py.run(src, &info) {
+            Ok(()) => {
+                let shown: Vec<String> = info.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.trace.push(format!(
+                    "{} line {}: python snippet held (tcpi: {})",
+                    secs(self.now),
+                    ev.line,
+                    shown.join(" ")
+                ));
+                Ok(())
+            }
+            Err(m) => {
+                let shown: Vec<String> = info.iter().map(|(k, v)| format!("tcpi_{k}={v}")).collect();
+                Err(fail(
+                    ev.line,
+                    format!("python snippet: {m} (TCP_INFO: {})", shown.join(" ")),
+                ))
+            }
+        }
     }
 
     fn record_skipped(&mut self, ev: &Event) {

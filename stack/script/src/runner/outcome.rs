@@ -22,7 +22,8 @@ pub struct Outcome {
     /// [`Outcome::assert_passed`].
     pub passed: bool,
     pub failure: Option<Failure>,
-    /// Shell commands and `%{ }%` snippets, never run: (line, text).
+    /// Shell commands and `%{ }%` snippets the runner could not carry
+    /// out (an unknown command or sysctl, no TCP_INFO): (line, text).
     pub skipped: Vec<(usize, String)>,
     /// Things the runner ignored or noticed: unsupported script options,
     /// IPv6 flow labels, non-TCP frames, unmatched packets at the end.

@@ -23,6 +23,7 @@
 pub(crate) mod api;
 pub(crate) mod cc;
 pub(crate) mod conn;
+mod deadlines;
 mod error;
 pub(crate) mod listener;
 pub(crate) mod recovery;
@@ -171,11 +172,6 @@ pub struct TcpConnStats {
     pub bytes_in_flight: usize,
     /// Fast recoveries entered (Linux TCPSackRecovery + TCPRenoRecovery).
     pub fast_recoveries: u64,
-    /// Segments RACK marked lost (RFC 8985 6.2).
-    pub rack_lost: u64,
-    /// Tail loss probes sent, and losses they repaired (RFC 8985 7).
-    pub tlp_probes: u64,
-    pub tlp_recoveries: u64,
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,
@@ -198,6 +194,18 @@ pub struct TcpConnStats {
     /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
     /// was reached.
     pub ooo_budget_drops: u64,
+    /// D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv and
+    /// TCPDSACKOfoRecv).
+    pub dsack_recv: u64,
+    /// Reductions undone because every retransmission was D-SACKed (RFC
+    /// 3708; Linux TCPDSACKUndo, and TCPFullUndo/TCPLossUndo for this
+    /// reason).
+    pub dsack_undo: u64,
+    /// Reductions undone by the timestamp echo (RFC 3522 Eifel; Linux
+    /// TCPPartialUndo, TCPFullUndo, TCPLossUndo for this reason).
+    pub ts_undo: u64,
+    /// Timeouts F-RTO found spurious (RFC 5682; Linux TCPSpuriousRTOs).
+    pub frto_spurious: u64,
 }
 
 impl fmt::Display for TcpConnStats {

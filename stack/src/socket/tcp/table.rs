@@ -5,7 +5,7 @@
 //!
 //! Connections are found by a hash of (local port, remote address); a
 //! listener by its port. A connection's timers are one deadline in a
-//! `BTreeSet`, so the next deadline of all of TCP is its first element.
+//! min-heap (`deadlines`), so the next deadline of all of TCP is its top.
 //! Connections with something to send wait in a FIFO of handles (each at
 //! most once), which [`TcpTable::produce`] serves round-robin, one segment
 //! at a time.
@@ -15,6 +15,7 @@
 //! segment with every input, and emits the [`Segment`]s it returns.
 
 use super::conn::{Challenge, Connection, Discard, Endpoints, Outcome, Transition};
+use super::deadlines::Deadlines;
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
@@ -25,10 +26,10 @@ use crate::iface::util::TokenBucket;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
 use core::net::{Ipv4Addr, SocketAddrV4};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// RSTs and ACKs for segments that reach no connection, waiting for the
@@ -175,7 +176,7 @@ pub(crate) struct TcpTable {
     /// Ports taken by bound but not yet listening or connected sockets.
     pub(super) bound: HashMap<u16, SocketHandle>,
     pub(super) time_wait: TimeWaitTable,
-    timers: BTreeSet<(Instant, SocketHandle)>,
+    timers: Deadlines,
     dirty: VecDeque<SocketHandle>,
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
     pub(super) secret: u64,
@@ -195,7 +196,7 @@ impl TcpTable {
             listeners: HashMap::new(),
             bound: HashMap::new(),
             time_wait: TimeWaitTable::default(),
-            timers: BTreeSet::new(),
+            timers: Deadlines::default(),
             dirty: VecDeque::new(),
             rst_out: VecDeque::new(),
             secret,
@@ -209,7 +210,7 @@ impl TcpTable {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.first().map(|(t, _)| *t);
+        let t = self.timers.next();
         [t, self.time_wait.next_expiry()].into_iter().flatten().min()
     }
 
@@ -301,9 +302,19 @@ impl TcpTable {
         // left; the connection drops (and counts) a segment beyond it.
         let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
         e.conn.set_ooo_room(ooo_room);
+        let spurious_before = e.conn.spurious_counts();
+        let rack_before = e.conn.rack_counts();
         let mut out = e.conn.process(now, repr, data);
+        let rack_after = e.conn.rack_counts();
         self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
+        let [d, du, tu, fs] = e.conn.spurious_counts();
         cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
+        let [d0, du0, tu0, fs0] = spurious_before;
+        cx.stats.tcp_dsack_recv += d - d0;
+        cx.stats.tcp_dsack_undo += du - du0;
+        cx.stats.tcp_ts_undo += tu - tu0;
+        cx.stats.tcp_frto_spurious += fs - fs0;
+        add_rack_counts(cx, rack_before, rack_after);
         let Some(e) = cx.entry(h) else { return };
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
@@ -400,19 +411,23 @@ impl TcpTable {
         // re-arms a timer at or before `now` waits for the next call, so a
         // timer bug shows as a connection that fires on every poll, never
         // as a stack that spins here.
-        let first_later = (now + Duration::from_micros(1), SocketHandle::MIN);
-        let later = self.timers.split_off(&first_later);
-        let due = core::mem::replace(&mut self.timers, later);
-        for (t, h) in due {
+        let due = self.timers.take_due(now);
+        for &(t, h) in &due {
             let Some(e) = cx.entry(h) else { continue };
             if e.deadline != Some(t) {
                 continue; // moved meanwhile; the new entry is in `timers`
             }
             e.deadline = None;
+            self.timers.cleared(Some(t));
             let _span = tracing::debug_span!("conn", %h).entered();
+            let rack_before = e.conn.rack_counts();
             let out = e.conn.on_timer(now);
+            let rack_after = e.conn.rack_counts();
+            add_rack_counts(cx, rack_before, rack_after);
             self.after(cx, h, out);
         }
+        self.timers.return_due(due);
+        self.skip_stale_deadlines(cx);
         self.time_wait.expire(now);
     }
 
@@ -526,9 +541,8 @@ impl TcpTable {
             self.conns.remove(&key);
         }
         self.ooo_bytes = self.ooo_bytes.saturating_sub(e.conn.ooo_bytes());
-        if let Some(d) = e.deadline {
-            self.timers.remove(&(d, h));
-        }
+        self.timers.cleared(e.deadline);
+        self.skip_stale_deadlines(cx);
         if let Some(l) = e.parent.and_then(|p| cx.listener(p)) {
             l.forget(h);
         }
@@ -573,6 +587,7 @@ impl TcpTable {
     fn refresh_inner(&mut self, cx: &mut Cx, h: SocketHandle, may_mark_dirty: bool) {
         let now = cx.now;
         let Some(e) = cx.entry(h) else { return };
+        e.conn.arm_reclaim(now);
         if let Some(t) = e.trace.as_mut() {
             t.record(TraceSample::from_stats(now, &e.conn.stats()));
         }
@@ -585,16 +600,17 @@ impl TcpTable {
             e.dirty = true;
         }
         if old != new {
-            if let Some(d) = old {
-                self.timers.remove(&(d, h));
-            }
-            if let Some(d) = new {
-                self.timers.insert((d, h));
-            }
+            self.timers.moved(h, old, new);
+            self.skip_stale_deadlines(cx);
         }
         if wants {
             self.dirty.push_back(h);
         }
+    }
+
+    fn skip_stale_deadlines(&mut self, cx: &mut Cx) {
+        self.timers
+            .skip_stale(|t, h| cx.entry(h).is_some_and(|e| e.deadline == Some(t)));
     }
 
     pub(super) fn queue_rst(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
@@ -625,11 +641,7 @@ impl TcpTable {
             error,
             timed_out,
             dropped,
-            events,
         } = out;
-        cx.stats.tcp_rack_lost += events.rack_lost;
-        cx.stats.tcp_tlp_probes += events.tlp_probes;
-        cx.stats.tcp_tlp_recoveries += events.tlp_recoveries;
         match dropped {
             None => {}
             Some(Discard::Paws) => cx.stats.tcp_paws_rejected += 1,
@@ -722,4 +734,11 @@ pub(crate) fn rst_repr(src_port: u16, dst_port: u16, seq: SeqNumber, ack: Option
         urgent: 0,
         options: TcpOptions::default(),
     }
+}
+
+/// RACK-TLP's counters (RFC 8985): a connection's change over one event.
+fn add_rack_counts(cx: &mut Cx, before: [u64; 3], after: [u64; 3]) {
+    cx.stats.tcp_rack_lost += after[0] - before[0];
+    cx.stats.tcp_tlp_probes += after[1] - before[1];
+    cx.stats.tcp_tlp_recoveries += after[2] - before[2];
 }

@@ -77,9 +77,12 @@ pub(crate) struct Cubic {
     /// The first congestion-avoidance stage after a timeout starts with
     /// K = 0 and W_max = cwnd (RFC 9438 4.8).
     after_rto: bool,
-    /// A timeout's reduction is done; further timeouts before new data is
-    /// acknowledged keep ssthresh (as Linux's tcp_enter_loss), where the
-    /// collapsed cwnd would otherwise drive it to 2 segments.
+    /// A reduction is in force for this window: a timeout's, until new
+    /// data is acknowledged, or a congestion event's, until its recovery
+    /// ends. A timeout meanwhile keeps ssthresh and the state to undo (as
+    /// Linux's tcp_enter_loss, "if it has not yet been made inside this
+    /// window"), where the collapsed cwnd would otherwise drive ssthresh
+    /// to 2 segments, or a timeout in recovery reduce twice.
     in_loss: bool,
     /// Growth owed in congestion avoidance, in bytes, below one segment.
     credit: f64,
@@ -261,11 +264,13 @@ impl CongestionControl for Cubic {
     fn on_congestion_event(&mut self, _now: Instant, _in_flight: usize, mss: usize) {
         self.initial = false;
         self.reduce(mss);
+        self.in_loss = true;
         // RFC 9438 4.6: cwnd = ssthresh (at least 2 segments).
         self.cwnd = self.ssthresh;
     }
 
     fn on_recovery_end(&mut self, _now: Instant) {
+        self.in_loss = false;
         // The congestion-avoidance stage starts with the next ACK.
         self.cwnd = self.ssthresh;
         self.epoch = None;
@@ -291,6 +296,7 @@ impl CongestionControl for Cubic {
         // RFC 9438 4.9: back to the state before the reduction, the curve
         // included (t keeps counting from its old epoch).
         if let Some(p) = self.prior.take() {
+            self.slow_start.on_undo();
             self.cwnd = self.cwnd.max(p.cwnd);
             self.ssthresh = p.ssthresh;
             self.w_max = p.w_max;

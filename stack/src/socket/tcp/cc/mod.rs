@@ -167,6 +167,12 @@ impl SlowStart {
         self.after_rto = true;
     }
 
+    /// The timeout proved spurious (F-RTO, Eifel): the ACKs that follow
+    /// are for data the path delivered, so byte counting is back to L = 2.
+    pub fn on_undo(&mut self) {
+        self.after_rto = false;
+    }
+
     /// An ACK while cwnd < ssthresh: grow cwnd, or end slow start by
     /// setting ssthresh to cwnd.
     fn on_ack(&mut self, cwnd: &mut usize, ssthresh: &mut usize, ack: &AckEvent) {
@@ -229,7 +235,6 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The last congestion event or timeout was spurious (D-SACK, RFC
     /// 2883 and 3708; F-RTO, RFC 5682; RACK): undo its reduction (RFC 9438
     /// 4.9; Linux tcp_undo_cwnd_reduction). Once per reduction.
-    #[allow(dead_code)] // Loss recovery's undo calls it once it detects.
     fn on_spurious_reduction(&mut self, now: Instant);
     /// Take over mid-connection from another controller (TCP_CONGESTION
     /// set once data has flowed): keep its window and threshold, as Linux's
@@ -443,6 +448,10 @@ mod tests {
         c.on_rto(Instant::from_secs(1), 40 * MSS, MSS);
         c.on_spurious_reduction(Instant::from_secs(1));
         assert_eq!((c.window(), c.ssthresh()), (40 * MSS, usize::MAX));
+        // The slow start that follows counts L = 2 again (RFC 3465 2.3's
+        // L = 1 is for ACKs after a real timeout).
+        c.on_ack(&AckEvent::test(Instant::from_secs(1), 5 * MSS, MSS));
+        assert_eq!(c.window(), 42 * MSS);
 
         // Reno, as Linux's tcp_undo_cwnd_reduction.
         let mut r = Reno::new(40 * MSS, SlowStart::new(false));
@@ -454,6 +463,31 @@ mod tests {
         r.on_congestion_event(Instant::ZERO, 40 * MSS, MSS);
         r.on_spurious_reduction(Instant::ZERO);
         assert_eq!(r.window(), 40 * MSS);
+    }
+
+    /// A timeout that interrupts a fast recovery does not reduce again
+    /// (Linux tcp_enter_loss: "if it has not yet been made inside this
+    /// window"), and undoing it restores the state before the recovery.
+    #[test]
+    fn timeout_in_recovery_keeps_its_reduction() {
+        let mut c = Cubic::new(100 * MSS, SlowStart::new(false));
+        c.on_congestion_event(Instant::ZERO, 100 * MSS, MSS);
+        c.on_rto(Instant::from_secs(1), 70 * MSS, MSS);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 70 * MSS));
+        c.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((c.window(), c.ssthresh()), (100 * MSS, usize::MAX));
+        // After the recovery, a timeout is a new reduction.
+        c.on_congestion_event(Instant::from_secs(2), 100 * MSS, MSS);
+        c.on_recovery_end(Instant::from_secs(2));
+        c.on_rto(Instant::from_secs(3), 70 * MSS, MSS);
+        assert_eq!(c.ssthresh(), 49 * MSS);
+
+        let mut r = Reno::new(40 * MSS, SlowStart::new(false));
+        r.on_congestion_event(Instant::ZERO, 40 * MSS, MSS);
+        r.on_rto(Instant::from_secs(1), 20 * MSS, MSS);
+        assert_eq!((r.window(), r.ssthresh()), (MSS, 20 * MSS));
+        r.on_spurious_reduction(Instant::from_secs(1));
+        assert_eq!((r.window(), r.ssthresh()), (40 * MSS, usize::MAX));
     }
 
     #[test]

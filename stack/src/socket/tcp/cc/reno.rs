@@ -17,8 +17,9 @@ pub(crate) struct Reno {
     validation: CwndValidation,
     /// cwnd and ssthresh before the last reduction, to undo it.
     prior: Option<(usize, usize)>,
-    /// A timeout's reduction is done; later ones before new data is
-    /// acknowledged are part of it.
+    /// A reduction is in force for this window (a timeout's until new data
+    /// is acknowledged, a congestion event's until its recovery ends): a
+    /// timeout meanwhile is part of it (Linux tcp_enter_loss).
     in_loss: bool,
 }
 
@@ -79,6 +80,7 @@ impl CongestionControl for Reno {
     fn on_congestion_event(&mut self, _now: Instant, in_flight: usize, mss: usize) {
         self.initial = false;
         self.prior = Some((self.cwnd, self.ssthresh));
+        self.in_loss = true;
         // RFC 5681 equation 4; cwnd = ssthresh as step 6 leaves it (step
         // 3's + 3*SMSS is the recovery's inflation).
         self.ssthresh = (in_flight / 2).max(2 * mss);
@@ -86,6 +88,7 @@ impl CongestionControl for Reno {
     }
 
     fn on_recovery_end(&mut self, _now: Instant) {
+        self.in_loss = false;
         self.cwnd = self.ssthresh;
         self.acked_in_ca = 0;
     }
@@ -95,9 +98,9 @@ impl CongestionControl for Reno {
         if !self.in_loss {
             self.prior = Some((self.cwnd, self.ssthresh));
             self.in_loss = true;
+            self.ssthresh = (in_flight / 2).max(2 * mss);
         }
         self.initial = false;
-        self.ssthresh = (in_flight / 2).max(2 * mss);
         // RFC 5681 3.1: LW = 1 full-sized segment.
         self.cwnd = mss;
         self.acked_in_ca = 0;
@@ -106,6 +109,7 @@ impl CongestionControl for Reno {
     fn on_spurious_reduction(&mut self, _now: Instant) {
         // Linux tcp_undo_cwnd_reduction: the window back, at least.
         if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.slow_start.on_undo();
             self.cwnd = self.cwnd.max(cwnd);
             self.ssthresh = ssthresh;
             self.in_loss = false;

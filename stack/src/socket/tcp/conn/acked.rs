@@ -57,6 +57,7 @@ impl Connection {
         let window = usize::from(seg.window) << self.snd.wscale;
         let prior_una = self.snd.una;
         let mss = self.payload_mss();
+        let spurious = self.spurious_before_ack(seg, ack);
         if ack >= self.snd.una {
             // The peer is there: a probe was answered, whatever the window
             // (RFC 1122 4.2.2.17; Linux tcp_ack clears icsk_probes_out).
@@ -114,8 +115,9 @@ impl Connection {
         // RFC 2018, RFC 6675 Update(): the SACK blocks, if negotiated, of
         // any ACK that is not old.
         let newly_sacked = if self.opt.sack_ok && !seg.options.sack_blocks.is_empty() && ack >= prior_una {
-            self.sb
-                .update(self.snd.una, self.snd.max, seg.options.sack_blocks.iter())
+            // A D-SACK block (RFC 2883) reports a duplicate, not data held.
+            let blocks = seg.options.sack_blocks.iter().skip(spurious.skip_blocks);
+            self.sb.update(self.snd.una, self.snd.max, blocks)
         } else {
             0
         };
@@ -258,6 +260,7 @@ impl Connection {
         if ack >= prior_una && newer {
             self.update_window(window, seq, ack);
         }
+        self.spurious_after_ack(now, seg, &spurious, newly_sacked);
         self.expand_send_buffer();
     }
 
@@ -317,12 +320,15 @@ impl Connection {
         });
         self.recover = Some(self.snd.max);
         self.stats.fast_recoveries += 1;
+        self.undo.start(self.snd.una);
         self.sb.on_recovery_start();
         self.owed.insert(Owed::FAST_RETRANSMIT);
         self.rtt_probe = None;
         // Recovery ends a probe's episode (Linux tcp_init_cwnd_reduction)
         // and allows no probe (RFC 8985 7.2).
-        self.tlp.end_seq = None;
+        if let Some(r) = self.rack.as_mut() {
+            r.tlp.end_seq = None;
+        }
         self.timers[Timer::Tlp] = None;
     }
 

@@ -41,6 +41,7 @@ mod output;
 mod rack_tlp;
 mod recv;
 mod send;
+mod spurious;
 #[cfg(test)]
 mod step_tests;
 #[cfg(test)]
@@ -50,7 +51,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
-use super::recovery::{Rack, Recovery, Scoreboard, Tlp};
+use super::recovery::{Frto, Rack, Recovery, Scoreboard, Undo};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -169,17 +170,6 @@ pub(crate) struct Outcome {
     /// The segment failed one of RFC 9293 3.10.7's checks and was
     /// discarded (perhaps after an ACK or a RST), for the stack's counters.
     pub dropped: Option<Discard>,
-    /// Loss-detection events since the last outcome, for the stack's
-    /// counters.
-    pub events: RecoveryEvents,
-}
-
-/// RACK-TLP events (RFC 8985) the stack counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RecoveryEvents {
-    pub rack_lost: u64,
-    pub tlp_probes: u64,
-    pub tlp_recoveries: u64,
 }
 
 /// Why a connection discarded a segment (each a counter in `Stats`).
@@ -284,14 +274,15 @@ pub(crate) struct Connection {
     recover: Option<SeqNumber>,
     /// What the peer SACKed of our data (RFC 2018, RFC 6675 4).
     sb: Scoreboard,
-    /// RACK's state and the record of each segment in flight (RFC 8985
-    /// 6), while RACK-TLP is on (`rack_on`): boxed on first use, so that
-    /// a half-open or non-SACK connection does not carry it.
+    /// RACK-TLP's state (RFC 8985): the record of each segment in
+    /// flight, RACK's, the probe's episode, their counters. Boxed on
+    /// first use, so that a half-open or non-SACK connection does not
+    /// carry it.
     rack: Option<Box<Rack>>,
-    /// The tail loss probe's episode (RFC 8985 7).
-    tlp: Tlp,
-    /// Events not yet reported in an [`Outcome`].
-    events: RecoveryEvents,
+    /// The last reduction, to undo if it proves spurious (RFC 3708,
+    /// RFC 3522), and F-RTO after a timeout (RFC 5682).
+    undo: Undo,
+    frto: Frto,
 
     /// Retransmissions of the same data without progress.
     retries: u32,
@@ -421,8 +412,8 @@ impl Connection {
             recover: None,
             sb: Scoreboard::default(),
             rack: None,
-            tlp: Tlp::default(),
-            events: RecoveryEvents::default(),
+            undo: Undo::default(),
+            frto: Frto::default(),
             retries: 0,
             persist_backoff: 0,
             probes_out: 0,
@@ -533,6 +524,12 @@ impl Connection {
             }),
             _ => None,
         };
+        // RFC 6928: the initial window is ten segments of the MSS the
+        // handshake settles on. Set it as soon as that MSS is known, so
+        // that the window reported before the first send (TCP_INFO) is the
+        // one used; poll_data sets it again while it is still initial.
+        self.cc
+            .set_initial_window(self.cfg.initial_window as usize * self.payload_mss());
     }
 
     pub(super) fn set_state(&mut self, new: TcpState) {
@@ -575,7 +572,6 @@ impl Connection {
             error: self.error,
             timed_out: self.timed_out,
             dropped: self.discard.take(),
-            events: core::mem::take(&mut self.events),
         }
     }
 

@@ -436,6 +436,8 @@ impl Connection {
         let flags = if fin { TcpFlags::FIN.0 } else { 0 } | if push { TcpFlags::PSH.0 } else { 0 };
         let repr = self.base_repr(now, seq, flags);
         self.stats.retransmits += 1;
+        let tsval = repr.options.timestamps.map(|t| t.0);
+        self.undo.on_retransmit(seq, end, len, tsval);
         self.on_sent_in_recovery(end.distance(seq));
         self.rack_on_send(seq, end, now);
         // Karn (RFC 6298 3): a timed segment sent again gives no sample.
@@ -584,6 +586,9 @@ impl Connection {
         let repr = self.base_repr(now, seq, flags);
         if w.is_retransmit {
             self.stats.retransmits += 1;
+            let end = seq + len + usize::from(fin_now);
+            let tsval = repr.options.timestamps.map(|t| t.0);
+            self.undo.on_retransmit(seq, end, len, tsval);
         } else if self.rtt_probe.is_none() && self.opt.ts.is_none() && len > 0 {
             self.rtt_probe = Some((seq, now));
         }
@@ -658,7 +663,10 @@ impl Connection {
             };
             let fin_now = self.fin_fits(&w, len);
             let out = self.data_segment(now, &w, sizes, len, fin_now);
-            self.tlp.on_probe(start, self.snd.max, false);
+            let max = self.snd.max;
+            if let Some(r) = self.rack.as_mut() {
+                r.tlp.on_probe(start, max, false);
+            }
             out
         } else {
             let end = self.snd.max;
@@ -668,7 +676,10 @@ impl Connection {
             let seg = sizes.payload_max.min(data_end.distance(self.snd.una));
             let s = last.max(self.snd.una).max(data_end - seg);
             let out = self.retransmit(now, s, end)?;
-            self.tlp.on_probe(s, self.snd.max, true);
+            let max = self.snd.max;
+            if let Some(r) = self.rack.as_mut() {
+                r.tlp.on_probe(s, max, true);
+            }
             out
         };
         self.timers[Timer::Tlp] = None;

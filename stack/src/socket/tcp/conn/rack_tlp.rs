@@ -5,6 +5,7 @@
 //! `recovery/rack.rs`; the probe is sent by `output.rs`.
 
 use super::*;
+use crate::socket::tcp::recovery::dsack;
 use crate::socket::tcp::recovery::{AckInfo, Rack, Tlp, TlpOutcome};
 
 /// What a connection without RACK's box reads: nothing sent, nothing
@@ -12,6 +13,13 @@ use crate::socket::tcp::recovery::{AckInfo, Rack, Tlp, TlpOutcome};
 static NO_RACK: Rack = Rack::new();
 
 impl Connection {
+    /// RACK-TLP's counters for the stack (`tcp_rack_lost`,
+    /// `tcp_tlp_probes`, `tcp_tlp_recoveries`).
+    pub fn rack_counts(&self) -> [u64; 3] {
+        let r = self.rack();
+        [r.marked, r.probes, r.repaired]
+    }
+
     /// RACK's state, empty until the first use.
     pub(super) fn rack(&self) -> &Rack {
         self.rack.as_deref().unwrap_or(&NO_RACK)
@@ -20,8 +28,9 @@ impl Connection {
     /// RFC 8985 6.2 step 1: an RTT measurement (RFC 6298, RFC 7323).
     pub(super) fn rack_rtt_sample(&mut self, rtt: Duration) {
         if self.rack_on() {
-            self.rack.get_or_insert_with(Box::default).on_rtt_sample(rtt);
-            self.tlp.rtt_sampled = true;
+            let rack = self.rack.get_or_insert_with(Box::default);
+            rack.on_rtt_sample(rtt);
+            rack.tlp.rtt_sampled = true;
         }
     }
 
@@ -62,13 +71,9 @@ impl Connection {
             una: self.snd.una,
             tsecr,
         };
-        let rack = self.rack.get_or_insert_with(Box::default);
-        rack.on_ack(&ack, &self.sb);
-        // RFC 8985 6.2 step 4: a D-SACK says a retransmission was
-        // spurious, perhaps for want of a wider reordering window.
-        if dsack_block(seg, SeqNumber(seg.ack)).is_some() {
-            rack.on_dsack(self.snd.una, self.snd.max);
-        }
+        // Step 4, a D-SACK widening the window, is `on_dsack`'s
+        // (spurious.rs).
+        self.rack.get_or_insert_with(Box::default).on_ack(&ack, &self.sb);
     }
 
     /// RFC 8985 6.2 step 5, RACK_detect_loss_and_arm_timer(). Returns
@@ -85,9 +90,7 @@ impl Connection {
         let reo_wnd = rack.reo_wnd(in_recovery, &self.sb, self.rtt.srtt());
         let marked = rack.marked;
         let (lost, timeout) = rack.detect_loss(now, reo_wnd);
-        let segs = rack.marked - marked;
-        self.events.rack_lost += segs;
-        self.stats.rack_lost += segs;
+        tracing::trace!(marked = rack.marked - marked, ?timeout, "rack");
         self.timers[Timer::RackReorder] = timeout.map(|t| now + t);
         lost
     }
@@ -127,10 +130,12 @@ impl Connection {
         }
     }
 
-    /// RFC 8985 7.2 conditions: SACK, not in recovery (fast or timeout),
+    /// RFC 8985 7.2 conditions: SACK (and RACK, whose records the probe
+    /// uses; `TcpConfig::tlp`), not in recovery (fast or timeout),
     /// nothing SACKed, data in flight, and a state that sends data.
     fn tlp_allowed(&self) -> bool {
-        self.rack_on()
+        self.cfg.tlp
+            && self.rack_on()
             && self.recovery.is_none()
             && self.recover.is_none()
             && self.sb.is_empty()
@@ -173,12 +178,14 @@ impl Connection {
         if !self.tlp_allowed() {
             return;
         }
-        if self.tlp.end_seq.is_none() && self.tlp.rtt_sampled {
-            // Counted now, so that this timer's outcome reports it; with
-            // data in flight the probe goes at the next output.
+        let Some(rack) = self.rack.as_mut() else {
+            return;
+        };
+        if rack.tlp.end_seq.is_none() && rack.tlp.rtt_sampled {
+            // Counted now, so that the stack counts it with this timer;
+            // with data in flight the probe goes at the next output.
             self.owed.insert(Owed::TLP);
-            self.events.tlp_probes += 1;
-            self.stats.tlp_probes += 1;
+            rack.probes += 1;
         }
         self.timers[Timer::Rto] = Some(now + self.rtt.rto());
     }
@@ -192,31 +199,25 @@ impl Connection {
     /// sender stays in the open state. `pure_dup`: a duplicate ACK that
     /// neither advanced SND.UNA nor SACKed anything new.
     pub(super) fn tlp_on_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber, pure_dup: bool) {
-        if self.tlp.end_seq.is_none() {
+        let Some(tlp) = self
+            .rack
+            .as_mut()
+            .map(|r| &mut r.tlp)
+            .filter(|t| t.end_seq.is_some())
+        else {
             return;
-        }
-        let dsack = dsack_block(seg, ack);
-        if self.tlp.on_ack(ack, dsack, pure_dup) == TlpOutcome::Repaired {
+        };
+        let blocks = seg.options.sack_blocks.as_slice();
+        let dsack = dsack::check(blocks, ack, self.snd.max, self.snd.max_wnd).map(|d| (d.start, d.end));
+        let dsack_ok = dsack;
+        if tlp.on_ack(ack, dsack_ok, pure_dup) == TlpOutcome::Repaired {
             let mss = self.payload_mss();
             let window = self.cc.window();
             self.cc.on_congestion_event(now, window, mss);
             self.cc.on_recovery_end(now);
-            self.events.tlp_recoveries += 1;
-            self.stats.tlp_recoveries += 1;
+            if let Some(r) = self.rack.as_mut() {
+                r.repaired += 1;
+            }
         }
     }
-}
-
-/// RFC 2883 4: the first SACK block is a D-SACK if it lies below the
-/// cumulative ACK or within the second block.
-fn dsack_block(seg: &TcpRepr, ack: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
-    let mut blocks = seg.options.sack_blocks.iter();
-    let (s, e) = blocks.next().map(|(s, e)| (SeqNumber(s), SeqNumber(e)))?;
-    if e.diff(s) <= 0 {
-        return None;
-    }
-    let inside = blocks
-        .next()
-        .is_some_and(|(s2, e2)| SeqNumber(s2) <= s && e <= SeqNumber(e2));
-    (e <= ack || inside).then_some((s, e))
 }

@@ -27,11 +27,21 @@ pub(crate) enum Timer {
     RackReorder,
     /// The tail loss probe timeout, PTO (RFC 8985 7.2).
     Tlp,
+    /// Give back the storage of buffers that stayed empty (see
+    /// [`RECLAIM_AFTER`]).
+    Reclaim,
 }
 
 impl Timer {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 }
+
+/// How long a drained send or receive buffer keeps its storage before it
+/// is given back. A connection streaming in bursts drains its buffers
+/// between bursts; keeping the storage that long means the next burst
+/// neither allocates nor regrows it (the hot path allocates nothing), while
+/// an idle connection still holds no buffer memory a second later.
+pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TimerTable {
@@ -125,10 +135,32 @@ impl Connection {
             // leave interactive mode (Linux tcp_delack_timer_handler).
             self.ack.pingpong = false;
         }
+        if self.timers.expired(Timer::Reclaim, now) {
+            // Still in use: the next drain re-arms the timer.
+            self.snd.buf.release_if_unused();
+            self.rcv.buf.release_if_unused();
+            if let Some(r) = self.rack.as_mut() {
+                r.log.release_if_unused();
+            }
+        }
         if self.timers.expired(Timer::Keepalive, now) {
             return self.on_keepalive_timer(now);
         }
         Transition::None
+    }
+
+    /// Called after every change to the connection: if a buffer has drained
+    /// but holds storage, give it back in [`RECLAIM_AFTER`] unless it fills
+    /// again by then.
+    pub(crate) fn arm_reclaim(&mut self, now: Instant) {
+        if self.timers[Timer::Reclaim].is_none()
+            && self.state != TcpState::Closed
+            && (self.snd.buf.holds_unused_storage()
+                || self.rcv.buf.holds_unused_storage()
+                || self.rack().log.holds_unused_storage())
+        {
+            self.timers[Timer::Reclaim] = Some(now + RECLAIM_AFTER);
+        }
     }
 
     /// RFC 6298 5.4-5.7: the retransmission timer fired. `Some` ends the
@@ -152,6 +184,7 @@ impl Connection {
         // go back to one segment of window.
         if self.state.is_synchronized() {
             let mss = self.payload_mss();
+            self.spurious_on_rto();
             self.cc.on_rto(now, self.snd.in_flight(), mss);
             // RFC 6675 5.1: every un-SACKed octet is lost and goes again,
             // holes in order; no new recovery until all that was sent is
@@ -163,7 +196,9 @@ impl Connection {
             self.recover = Some(self.snd.max);
         }
         // RFC 8985 7: no probe in RTO recovery; RACK's marks stand.
-        self.tlp.end_seq = None;
+        if let Some(r) = self.rack.as_mut() {
+            r.tlp.end_seq = None;
+        }
         self.timers[Timer::Tlp] = None;
         self.timers[Timer::RackReorder] = None;
         self.owed.remove(Owed::TLP);
@@ -299,6 +334,7 @@ impl Connection {
                 if let Some(r) = self.rack.as_mut() {
                     r.log.on_rto(&self.sb);
                 }
+                self.spurious_on_mtu_resend();
             }
         }
     }

@@ -26,10 +26,6 @@ use crate::time::{Duration, Instant};
 /// never make one spurious.
 pub(crate) const MAX_RECORDS: usize = 16 * 1024;
 
-/// Capacity a drained log may keep; more is released (an idle
-/// connection holds nothing).
-const KEEP_CAPACITY: usize = 64;
-
 /// RFC 8985 6.2 step 4: recoveries a grown reordering window persists.
 const REO_WND_PERSIST: u32 = 16;
 
@@ -220,7 +216,18 @@ impl SentLog {
                 break;
             }
         }
-        if self.segs.is_empty() && self.segs.capacity() > KEEP_CAPACITY {
+    }
+
+    /// The log is empty but keeps storage: [`Self::release_if_unused`]
+    /// gives it back once the connection's reclaim timer finds it still
+    /// so (a flight that drains between bursts keeps it, and the hot path
+    /// allocates nothing).
+    pub fn holds_unused_storage(&self) -> bool {
+        self.segs.is_empty() && self.segs.capacity() > 0
+    }
+
+    pub fn release_if_unused(&mut self) {
+        if self.holds_unused_storage() {
             self.segs = VecDeque::new();
         }
     }
@@ -271,6 +278,15 @@ impl SentLog {
             .filter(|s| s.lost && !s.rxt_in_flight)
             .map(|s| cursor.unsacked(s))
             .sum()
+    }
+
+    /// A reduction was undone (RFC 3708, RFC 4015): nothing is lost after
+    /// all (Linux tcp_undo_cwnd_reduction unmarks TCPCB_LOST).
+    pub fn clear_lost(&mut self) {
+        for s in self.segs.iter_mut() {
+            s.lost = false;
+        }
+        self.n_lost = 0;
     }
 
     /// Whether a segment is marked lost and waits for its retransmission.
@@ -374,6 +390,11 @@ pub(crate) struct Rack {
     dsack_round: Option<SeqNumber>,
     /// Segments marked lost so far, for the counters.
     pub marked: u64,
+    /// The tail loss probe's episode (RFC 8985 7), probes sent and the
+    /// losses they repaired.
+    pub tlp: Tlp,
+    pub probes: u64,
+    pub repaired: u64,
 }
 
 impl Default for Rack {
@@ -397,6 +418,9 @@ impl Rack {
             reo_wnd_persist: 0,
             dsack_round: None,
             marked: 0,
+            tlp: Tlp::new(),
+            probes: 0,
+            repaired: 0,
         }
     }
 
@@ -605,6 +629,12 @@ pub(crate) struct Tlp {
 
 impl Default for Tlp {
     fn default() -> Self {
+        Tlp::new()
+    }
+}
+
+impl Tlp {
+    pub const fn new() -> Self {
         Tlp {
             end_seq: None,
             is_retrans: false,
@@ -879,7 +909,9 @@ mod tests {
         assert_eq!(log.len(), MAX_RECORDS);
         log.on_cumulative_ack(base + MAX_RECORDS + 100);
         assert!(log.is_empty());
-        assert_eq!(log.capacity(), 0, "drained: memory released");
+        assert!(log.holds_unused_storage(), "kept until the reclaim timer");
+        log.release_if_unused();
+        assert_eq!(log.capacity(), 0, "released");
     }
 
     #[test]

@@ -177,6 +177,15 @@ impl Scoreboard {
         self.rescue_rxt = None;
     }
 
+    /// The timeout or recovery proved spurious (Linux
+    /// tcp_undo_cwnd_reduction with unmark_loss): nothing is lost and
+    /// nothing needs retransmitting any more; SACKs stay.
+    pub fn clear_lost(&mut self) {
+        self.lost_to = None;
+        self.high_rxt = None;
+        self.rescue_rxt = None;
+    }
+
     /// A new loss recovery begins (RFC 6675 5 step 4).
     pub fn on_recovery_start(&mut self) {
         self.high_rxt = None;
