@@ -586,7 +586,15 @@ impl ScriptHost for TapirHost {
             ),
             // TCP_CA_Open / TCP_CA_Recovery: tapir has no Disorder, CWR or
             // Loss state to report.
-            ("ca_state", if s.recovery == "recovery" { 3 } else { 0 }),
+            (
+                "ca_state",
+                // Linux's TCP_CA_Recovery 3, TCP_CA_Loss 4, else Open 0.
+                match s.recovery {
+                    "recovery" => 3,
+                    "loss" => 4,
+                    _ => 0,
+                },
+            ),
             ("unacked", segs(s.snd_nxt.wrapping_sub(s.snd_una) as usize)),
             ("sacked", segs(s.sacked_bytes)),
             ("total_retrans", s.retransmits as i64),
