@@ -27,6 +27,10 @@ pub struct DemoArgs {
     /// [default: fresh from the operating system's random source].
     #[arg(long)]
     seed: Option<u64>,
+    /// Open the TAP without checksum offload and TSO/GSO (IFF_VNET_HDR,
+    /// TUNSETOFFLOAD), which are used by default when the kernel has them.
+    #[arg(long)]
+    no_offload: bool,
 }
 
 const UDP_CLIENT: &str = r#"
@@ -97,7 +101,13 @@ pub fn run(args: DemoArgs) -> Result<(), String> {
     println!("tapir demo: the Linux kernel talks to tapir, a userspace TCP/IP stack, over a TAP device.\n");
     let ns = NetNs::create("demo").map_err(|e| format!("creating a network namespace: {e}"))?;
     let tap = ns
-        .run_in(|| TapDevice::open(&TapOptions::new(TAP_NAME).kernel_ipv4(KERNEL_IP, 24)))
+        .run_in(|| {
+            TapDevice::open(
+                &TapOptions::new(TAP_NAME)
+                    .kernel_ipv4(KERNEL_IP, 24)
+                    .offload(!args.no_offload),
+            )
+        })
         .and_then(|r| r)
         .map_err(|e| format!("creating the TAP device: {e}"))?;
     let kernel_mac = Some(EthernetAddress(tap.kernel_mac()));

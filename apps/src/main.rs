@@ -82,6 +82,11 @@ struct UpArgs {
     /// Directory the HTTP server serves files from.
     #[arg(long, value_name = "DIR", requires = "http")]
     http_root: Option<std::path::PathBuf>,
+    /// Record every TCP connection's timeline (cwnd, ssthresh, flight,
+    /// SACKed and lost bytes, SRTT, RTO, sequence numbers, recovery state)
+    /// into DIR, one CSV file per connection (`tapir plot` draws one).
+    #[arg(long, value_name = "DIR")]
+    trace: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +116,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn up(args: UpArgs) -> Result<(), String> {
+fn up(mut args: UpArgs) -> Result<(), String> {
     // Block the signals before any thread starts, so every thread inherits
     // the mask and only our sigwait below receives them.
     let mut signals = SigSet::empty();
@@ -130,8 +135,15 @@ fn up(args: UpArgs) -> Result<(), String> {
             .map_err(|e| format!("resetting {sig:?}: {e}"))?;
     }
 
+    if args.trace.is_some() {
+        args.net.trace_connections = Some(tapir_stack::DEFAULT_TRACE_CAPACITY / 16);
+    }
     let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
+    let tracer = match &args.trace {
+        Some(dir) => Some(Tracer::start(&stack, dir).map_err(|e| format!("--trace {}: {e}", dir.display()))?),
+        None => None,
+    };
     let mode = match (args.workers, args.threads) {
         (Some(n), _) => services::ExecMode::Workers(n.into()),
         (None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
@@ -190,6 +202,16 @@ fn up(args: UpArgs) -> Result<(), String> {
         }
     }
     drop(exec);
+    if let Some(t) = tracer {
+        match t.stop() {
+            Ok(d) => eprintln!(
+                "traces: {} connections in {}",
+                d.files,
+                args.trace.unwrap_or_default().display()
+            ),
+            Err(e) => eprintln!("traces: {e}"),
+        }
+    }
     eprint!("{}", running.impair_report().unwrap_or_default());
     let error = running.driver.error();
     let iface = running.driver.shutdown();
@@ -197,5 +219,49 @@ fn up(args: UpArgs) -> Result<(), String> {
     match error {
         Some(e) => Err(e.to_string()),
         None => Ok(()),
+    }
+}
+
+/// `tapir up --trace DIR`: a thread that drains every connection's timeline
+/// from the stack every 50 ms (well within a trace's bound at any rate the
+/// stack reaches) into one CSV file per connection.
+struct Tracer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::io::Result<tapir_apps::trace::TraceDir>>,
+}
+
+impl Tracer {
+    fn start(stack: &tapir_harness::StackHandle, dir: &std::path::Path) -> std::io::Result<Tracer> {
+        use std::sync::atomic::Ordering;
+        let mut out = tapir_apps::trace::TraceDir::create(dir)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, stack) = (stop.clone(), stack.clone());
+        let thread = std::thread::Builder::new().name("trace".into()).spawn(move || {
+            let mut batch = Vec::new();
+            loop {
+                let last = flag.load(Ordering::Relaxed);
+                if stack.try_with(|i| i.tcp_drain_traces(&mut batch)).is_err() {
+                    break; // the driver stopped
+                }
+                out.write(&batch)?;
+                batch.clear();
+                if last {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            out.finish()?;
+            Ok(out)
+        })?;
+        Ok(Tracer { stop, thread })
+    }
+
+    /// One last drain, then close every file.
+    fn stop(self) -> Result<tapir_apps::trace::TraceDir, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.thread.join() {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the trace thread panicked".into()),
+        }
     }
 }

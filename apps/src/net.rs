@@ -10,7 +10,7 @@ use tapir_harness::{
 };
 use tapir_stack::impair::LinkStats;
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
-use tapir_stack::{Config, CongestionAlgorithm, Interface};
+use tapir_stack::{Config, CongestionAlgorithm, Interface, Offload};
 
 /// The device and address flags every command that runs a stack takes.
 #[derive(Args, Debug, Clone)]
@@ -42,6 +42,12 @@ pub struct NetArgs {
     /// IP MTU [default: the device's].
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u16>,
+    /// Open the device without checksum offload and TSO/GSO (a TAP's
+    /// IFF_VNET_HDR and TUNSETOFFLOAD, an AF_PACKET socket's
+    /// PACKET_VNET_HDR), which are used by default when the kernel has them
+    /// (and always off with --impair, which works on wire-sized frames).
+    #[arg(long)]
+    pub no_offload: bool,
     /// Record every frame in and out to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -64,6 +70,10 @@ pub struct NetArgs {
     pub cc: CongestionAlgorithm,
     #[command(flatten)]
     pub impair: crate::impair::ImpairFlags,
+    /// Trace every new TCP connection, with this many samples each
+    /// (`TcpConfig::trace_connections`; set by `tapir up --trace`).
+    #[arg(skip)]
+    pub trace_connections: Option<usize>,
 }
 
 impl NetArgs {
@@ -74,8 +84,14 @@ impl NetArgs {
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
         config.max_sockets = self.max_sockets.max(1);
         config.tcp.congestion_control = self.cc;
+        config.tcp.trace_connections = self.trace_connections;
         seed_config(&mut config, self.seed)?;
         Ok(config)
+    }
+
+    /// Whether to ask the device for offloads.
+    pub fn offload(&self) -> bool {
+        !self.no_offload && self.impair.directions().is_none()
     }
 
     /// A stable, locally administered MAC derived from the address, so
@@ -138,12 +154,13 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
             if let Some(h) = args.host_addr {
                 opts = opts.kernel_ipv4(h.addr, h.prefix_len);
             }
+            opts = opts.offload(args.offload());
             let tap = TapDevice::open(&opts)?;
             let mtu = tap.mtu().unwrap_or(1500);
             (Box::new(tap), mtu)
         }
         (None, Some(ifname)) => {
-            let dev = PacketDevice::open(ifname)?;
+            let dev = PacketDevice::open_with(ifname, args.offload())?;
             let mtu = dev.mtu().unwrap_or(1500);
             (Box::new(dev), mtu)
         }
@@ -163,6 +180,10 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
     let iface =
         Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let device_name = device.name().to_string();
+    let offload = device.offload();
+    if offload != Offload::default() {
+        tracing::info!(device = %device_name, tso_max = offload.tso_max, "offloads on: checksums, TSO/GSO");
+    }
     let opts = DriverOptions {
         pcap: args.pcap.clone(),
         ..Default::default()

@@ -6,8 +6,12 @@
 //! the connection had them (32-bit, absolute). An infinite ssthresh and an
 //! RTT not yet measured are empty fields.
 
-use std::io::{self, BufRead, Write};
-use tapir_stack::{Instant, TraceSample};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tapir_stack::{ConnTrace, Instant, SocketHandle, TraceSample};
 
 pub const CSV_HEADER: &str = "time_s,state,snd_una,snd_nxt,rcv_nxt,snd_wnd,cwnd,ssthresh,bytes_in_flight,\
 sacked_bytes,lost_bytes,srtt_ms,rto_ms,retransmits,recovery";
@@ -142,6 +146,67 @@ pub fn read_csv(input: impl BufRead) -> io::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// `tapir up --trace DIR`: one CSV file per connection in `DIR`, named
+/// `<n>-<local>-<remote>.csv` (`n` counts the connections of the run, so a
+/// reused 4-tuple gets a new file), fed from
+/// [`Interface::tcp_drain_traces`](tapir_stack::Interface::tcp_drain_traces)
+/// batches. A file is flushed and closed when its connection's timeline
+/// ends.
+pub struct TraceDir {
+    dir: PathBuf,
+    open: HashMap<SocketHandle, CsvWriter<BufWriter<File>>>,
+    next: u64,
+    /// Files written so far, and samples lost because a trace was full.
+    pub files: u64,
+    pub dropped: u64,
+}
+
+impl TraceDir {
+    pub fn create(dir: &Path) -> io::Result<TraceDir> {
+        std::fs::create_dir_all(dir)?;
+        Ok(TraceDir {
+            dir: dir.to_path_buf(),
+            open: HashMap::new(),
+            next: 0,
+            files: 0,
+            dropped: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &[ConnTrace]) -> io::Result<()> {
+        for t in batch {
+            self.dropped += t.dropped;
+            let w = match self.open.entry(t.handle) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    self.next += 1;
+                    self.files += 1;
+                    let name = format!("{}-{}-{}.csv", self.next, t.local, t.remote);
+                    let file = File::create(self.dir.join(name))?;
+                    v.insert(CsvWriter::new(BufWriter::new(file))?)
+                }
+            };
+            for s in &t.samples {
+                w.write(s)?;
+            }
+            if t.finished {
+                if let Some(w) = self.open.remove(&t.handle) {
+                    w.into_inner().flush()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush every file still open (the stack is stopping).
+    pub fn finish(&mut self) -> io::Result<()> {
+        for (_, w) in self.open.drain() {
+            w.into_inner().flush()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +252,55 @@ mod tests {
         assert_eq!(rows[1].srtt_ms, Some(1.25));
         assert_eq!(rows[1].recovery, "recovery");
         assert_eq!(rows[1].state, "ESTABLISHED");
+    }
+
+    #[test]
+    fn trace_dir_writes_one_file_per_connection_and_closes_finished_ones() {
+        let dir = std::env::temp_dir().join(format!("tapir-trace-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut iface = tapir_stack::Interface::new(tapir_stack::testing::config()).unwrap();
+        let any = |p| std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p);
+        let (h1, h2) = (iface.udp_bind(any(1)).unwrap(), iface.udp_bind(any(2)).unwrap());
+        let sample = |ms, una| TraceSample {
+            time: Instant::from_millis(ms),
+            state: TcpState::Established,
+            snd_una: una,
+            snd_nxt: una,
+            rcv_nxt: 0,
+            snd_wnd: 0,
+            cwnd: 0,
+            ssthresh: usize::MAX,
+            bytes_in_flight: 0,
+            sacked_bytes: 0,
+            lost_bytes: 0,
+            srtt: None,
+            rto: Duration::from_millis(200),
+            retransmits: 0,
+            recovery: "open",
+        };
+        let trace = |h, local: u16, samples: Vec<TraceSample>, finished| ConnTrace {
+            handle: h,
+            local: "10.77.0.2:80".parse().unwrap(),
+            remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 77, 0, 1), local),
+            samples,
+            dropped: 1,
+            finished,
+        };
+        let mut d = TraceDir::create(&dir).unwrap();
+        d.write(&[
+            trace(h1, 5000, vec![sample(0, 1), sample(1, 2)], false),
+            trace(h2, 5001, vec![sample(0, 9)], true),
+        ])
+        .unwrap();
+        d.write(&[trace(h1, 5000, vec![sample(2, 3)], true)]).unwrap();
+        d.finish().unwrap();
+        assert_eq!((d.files, d.dropped), (2, 3));
+        let read =
+            |name: &str| read_csv(std::io::BufReader::new(File::open(dir.join(name)).unwrap())).unwrap();
+        let first = read("1-10.77.0.2:80-10.77.0.1:5000.csv");
+        assert_eq!(first.iter().map(|r| r.snd_una).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(read("2-10.77.0.2:80-10.77.0.1:5001.csv").len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

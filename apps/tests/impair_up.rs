@@ -1,6 +1,7 @@
 //! `tapir up --impair`: the kernel's curl fetches a few megabytes from
 //! tapir's HTTP server through an emulated lossy link between tapir and its
-//! TAP, byte-exact.
+//! TAP, byte-exact; with `--trace DIR`, the connection's timeline lands in
+//! DIR and shows the retransmissions.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -13,6 +14,8 @@ use tapir_harness::{require_kernel, NetNs};
 fn curl_fetches_3_mb_exactly_through_tapir_up_impair() {
     require_kernel!("curl");
     let ns = NetNs::create("impup").unwrap();
+    let dir = std::env::temp_dir().join(format!("tapir-impup-trace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let mut up = ns
         .command(env!("CARGO_BIN_EXE_tapir"))
         .args([
@@ -29,6 +32,8 @@ fn curl_fetches_3_mb_exactly_through_tapir_up_impair() {
             "delay=2ms,loss=3%,reorder=2%,dup=1%,seed=9",
             "--impair-in",
             "delay=2ms,loss=3%,seed=10",
+            "--trace",
+            dir.to_str().unwrap(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,4 +83,24 @@ fn curl_fetches_3_mb_exactly_through_tapir_up_impair() {
             .unwrap_or_else(|| panic!("no loss count in {line}"));
         assert!(lost > 10, "{line}");
     }
+    // The timeline: one connection (curl's), its whole response sent
+    // and acknowledged, retransmissions on the way.
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].to_str().unwrap().contains("10.77.0.2:8080-10.77.0.1:"),
+        "{files:?}"
+    );
+    let rows = tapir_apps::trace::read_csv(BufReader::new(std::fs::File::open(&files[0]).unwrap())).unwrap();
+    let (first, last) = (rows.first().unwrap(), rows.last().unwrap());
+    let acked = last.snd_una.wrapping_sub(first.snd_una) as usize;
+    assert!(acked > len, "{acked} bytes acknowledged in the timeline");
+    assert!(
+        last.retransmits > 0,
+        "3 % loss and no retransmission in the timeline"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

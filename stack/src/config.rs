@@ -37,6 +37,10 @@ pub struct Config {
     pub tx_queue_bytes: usize,
     /// At most this many sockets at once.
     pub max_sockets: usize,
+    /// The device completes TCP and UDP checksums we leave partial
+    /// (checksum offload). Set from the device by
+    /// [`Interface::set_offload`](crate::Interface::set_offload).
+    pub tx_checksum_offload: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +130,11 @@ pub struct TcpConfig {
     /// The congestion control algorithm of new connections (Linux
     /// tcp_congestion_control); TCP_CONGESTION changes it per socket.
     pub congestion_control: CongestionAlgorithm,
+    /// Record a timeline of every new connection, each in a trace of this
+    /// many samples, drained with `Interface::tcp_drain_traces` (`tapir
+    /// up --trace DIR`). `None` (the default): only connections asked for
+    /// with `Interface::tcp_trace` are traced.
+    pub trace_connections: Option<usize>,
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
@@ -158,6 +167,12 @@ pub struct TcpConfig {
     pub orphan_retries: u32,
     /// Delayed ACK timeout (RFC 9293 3.8.6.3: under 0.5 s; Linux 40 ms minimum).
     pub delayed_ack: Duration,
+    /// The largest TCP segment, as an IP datagram, the device cuts into
+    /// MSS-sized ones for us (TSO); 0: off, every segment fits the MSS.
+    /// Set from the device by
+    /// [`Interface::set_offload`](crate::Interface::set_offload); at most
+    /// 65535. Connections read it when they are made.
+    pub tso_max: usize,
     /// Linux's quick-ACK mode: after a connection's first data, and after
     /// the peer was silent for longer than an RTO, up to this many segments
     /// are acknowledged at once instead of delayed, so a sender in slow
@@ -262,6 +277,7 @@ impl Default for TcpConfig {
             send_buffer_max: 4 << 20,
             initial_window: 10,
             congestion_control: CongestionAlgorithm::default(),
+            trace_connections: None,
             hystart: true,
             frto: true,
             slow_start_after_idle: true,
@@ -273,6 +289,7 @@ impl Default for TcpConfig {
             max_retransmits: 15,
             orphan_retries: 8,
             delayed_ack: Duration::from_millis(40),
+            tso_max: 0,
             quickack_max: 16,
             time_wait: Duration::from_secs(60),
             max_time_wait: 262_144,
@@ -360,6 +377,7 @@ impl Config {
             tx_queue_packets: 1024,
             tx_queue_bytes: 4 << 20,
             max_sockets: 4096,
+            tx_checksum_offload: false,
         }
     }
 
@@ -385,6 +403,9 @@ impl Config {
         let (lo, hi) = self.udp.ephemeral_ports;
         if lo == 0 || lo > hi {
             return Err(ConfigError::EphemeralPorts(lo, hi));
+        }
+        if self.tcp.tso_max > 65535 {
+            return Err(ConfigError::Mtu(self.tcp.tso_max));
         }
         if self.arp.max_requests == 0 || self.tx_queue_packets == 0 || self.max_sockets == 0 {
             return Err(ConfigError::ZeroLimit);

@@ -18,6 +18,7 @@
 pub mod config;
 mod iface;
 pub mod impair;
+pub mod offload;
 mod socket;
 pub mod stats;
 pub mod storage;
@@ -31,10 +32,11 @@ pub use config::{
     ArpConfig, Config, ConfigError, IcmpConfig, ReassemblyConfig, SynCookies, TcpConfig, UdpConfig,
 };
 pub use iface::{Event, Interface, NeighborInfo};
+pub use offload::{GsoType, Offload, RxChecksum, RxMeta, Transmit, TxChecksum};
 pub use socket::tcp::{
-    CongestionAlgorithm, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError, TcpListenError,
-    TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError, TcpState,
-    TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
+    CongestionAlgorithm, ConnTrace, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError,
+    TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
+    TcpState, TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};

@@ -42,6 +42,23 @@ stats! {
     /// Bytes of those frames.
     count tx_bytes,
 
+    /// Received TCP super-segments (GRO/GSO: one frame carrying several
+    /// segments' data), each taken as one segment.
+    count rx_gso_frames,
+    /// Received frames whose TCP/UDP checksum the device left partial
+    /// (a local sender's checksum offload), taken without verifying.
+    count rx_csum_partial,
+    /// Received frames whose TCP/UDP checksum the device had verified.
+    count rx_csum_verified,
+    /// Dropped: a super-segment of a kind we do not take (not TCP/IPv4).
+    drop rx_gso_unsupported,
+    /// TCP super-segments sent for the device to cut (TSO).
+    count tx_gso_frames,
+    /// The MSS-sized segments those become on the wire.
+    count tx_gso_segments,
+    /// Frames sent with the transport checksum left to the device.
+    count tx_csum_partial,
+
     /// Dropped: shorter than an Ethernet header.
     drop eth_truncated,
     /// Dropped: destination MAC neither ours nor broadcast.
@@ -182,6 +199,9 @@ stats! {
     /// `TcpConfig::rst_per_sec` (the segment itself is counted where it
     /// was dropped, `tcp_no_socket` or the listener's counters).
     count tcp_rst_rate_limited,
+    /// Timelines of ended connections dropped before they were drained
+    /// (`TcpConfig::trace_connections`).
+    count tcp_traces_dropped,
     /// Dropped: a SYN to a listener whose SYN or accept queue was full.
     drop tcp_listen_overflow,
     /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).

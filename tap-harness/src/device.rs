@@ -29,8 +29,17 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use tapir_stack::offload::complete_checksum;
+use tapir_stack::{GsoType, Offload, RxChecksum, RxMeta, Transmit, TxChecksum};
 
 /// A frame-level network device, as the driver uses it.
+///
+/// A device may also offload work ([`Device::offload`]): it then hands
+/// over frames with [`RxMeta`] (checksums verified or left partial, GRO
+/// super-segments) through [`Device::recv_meta`], and takes frames with a
+/// [`Transmit`] (checksums to complete, TSO super-segments to cut) through
+/// [`Device::send_meta`]. The defaults describe a device that does
+/// nothing of the kind, so plain devices implement `recv` and `send` only.
 ///
 /// Implementations must be non-blocking: `recv` returns
 /// [`io::ErrorKind::WouldBlock`] when no frame is waiting, and `send` returns
@@ -56,6 +65,38 @@ pub trait Device {
 
     /// A name for logs and errors (the interface name for kernel devices).
     fn name(&self) -> &str;
+
+    /// What the device does for the stack: the driver gives it to
+    /// [`Interface::set_offload`](tapir_stack::Interface::set_offload).
+    fn offload(&self) -> Offload {
+        Offload::default()
+    }
+
+    /// [`Self::recv`] with what the device knows of the frame.
+    fn recv_meta(&mut self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        self.recv(buf).map(|n| (n, RxMeta::default()))
+    }
+
+    /// [`Self::send`] of a frame that may leave work to the device. The
+    /// default, for a device that offloads nothing, completes a partial
+    /// checksum in software (in place, marking `tx` complete, so a frame
+    /// refused for now is not summed twice when it is retried) and refuses
+    /// a super-segment (the stack sends none unless [`Self::offload`]
+    /// allows it).
+    fn send_meta(&mut self, frame: &mut [u8], tx: &mut Transmit) -> io::Result<()> {
+        if tx.gso_size != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} cannot segment a {}-byte super-segment",
+                    self.name(),
+                    frame.len()
+                ),
+            ));
+        }
+        complete_in_place(frame, tx);
+        self.send(frame)
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -73,6 +114,15 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn offload(&self) -> Offload {
+        (**self).offload()
+    }
+    fn recv_meta(&mut self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        (**self).recv_meta(buf)
+    }
+    fn send_meta(&mut self, frame: &mut [u8], tx: &mut Transmit) -> io::Result<()> {
+        (**self).send_meta(frame, tx)
     }
 }
 
@@ -93,6 +143,11 @@ pub struct TapOptions {
     pub kernel_ipv4: Option<(Ipv4Addr, u8)>,
     /// Bring the link up.
     pub up: bool,
+    /// Open with `IFF_VNET_HDR` and ask for checksum offload and TSO
+    /// (`TUNSETOFFLOAD`): the kernel then hands over and takes TCP
+    /// super-segments of up to 64 KiB. If the kernel refuses, the TAP is
+    /// opened without (see [`TapDevice::offload`](Device::offload)).
+    pub offload: bool,
 }
 
 impl TapOptions {
@@ -103,7 +158,13 @@ impl TapOptions {
             mtu: None,
             kernel_ipv4: None,
             up: true,
+            offload: false,
         }
+    }
+
+    pub fn offload(mut self, offload: bool) -> Self {
+        self.offload = offload;
+        self
     }
 
     pub fn mtu(mut self, mtu: u16) -> Self {
@@ -138,15 +199,101 @@ pub struct TapDevice {
     // TAP's.
     kernel_mac: [u8; 6],
     if_index: u32,
+    /// Every frame carries a virtio-net header (`IFF_VNET_HDR`) and the
+    /// kernel offloads checksums and segmentation to us and from us.
+    vnet_hdr: bool,
+}
+
+/// The virtio-net header of a TAP opened with `IFF_VNET_HDR`
+/// (include/uapi/linux/virtio_net.h), in the host's byte order (the TAP's
+/// default, legacy virtio, without TUNSETVNETLE).
+const VNET_HDR_LEN: usize = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// What we ask the kernel to offload to us (TUNSETOFFLOAD): it may hand us
+/// frames with partial checksums and TCP super-segments (with ECN bits
+/// too), and take them from us. Not UDP segmentation (USO): the stack
+/// takes no UDP super-datagrams.
+const TUN_OFFLOADS: libc::c_uint =
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+
+nix::ioctl_write_int!(tunsetoffload, b'T', 208);
+
+/// The largest super-segment we write, as an IP datagram.
+const TAP_TSO_MAX: usize = 65535;
+
+/// Complete a partial checksum in software, and say so in `tx`.
+fn complete_in_place(frame: &mut [u8], tx: &mut Transmit) {
+    if let TxChecksum::Partial { start, offset } = tx.checksum {
+        complete_checksum(frame, start.into(), offset.into());
+        tx.checksum = TxChecksum::Full;
+    }
+}
+
+fn decode_vnet_hdr(h: &[u8; VNET_HDR_LEN]) -> RxMeta {
+    let u16_at = |i: usize| u16::from_ne_bytes([h[i], h[i + 1]]);
+    let (flags, gso_type) = (h[0], h[1]);
+    let checksum = if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+        RxChecksum::Partial {
+            start: u16_at(6),
+            offset: u16_at(8),
+        }
+    } else if flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
+        RxChecksum::Verified
+    } else {
+        RxChecksum::None
+    };
+    let gso = match gso_type & !VIRTIO_NET_HDR_GSO_ECN {
+        VIRTIO_NET_HDR_GSO_NONE => GsoType::None,
+        VIRTIO_NET_HDR_GSO_TCPV4 => GsoType::TcpV4,
+        other => GsoType::Other(other),
+    };
+    RxMeta {
+        checksum,
+        gso,
+        gso_size: u16_at(4),
+    }
+}
+
+fn encode_vnet_hdr(tx: &Transmit) -> [u8; VNET_HDR_LEN] {
+    let mut h = [0u8; VNET_HDR_LEN];
+    if let TxChecksum::Partial { start, offset } = tx.checksum {
+        h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h[6..8].copy_from_slice(&start.to_ne_bytes());
+        h[8..10].copy_from_slice(&offset.to_ne_bytes());
+    }
+    if tx.gso_size != 0 {
+        h[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+        h[2..4].copy_from_slice(&tx.header_len.to_ne_bytes());
+        h[4..6].copy_from_slice(&tx.gso_size.to_ne_bytes());
+    }
+    h
 }
 
 impl TapDevice {
     /// Create (or attach to) the TAP described by `opts`, configure it and
     /// make it non-blocking.
     pub fn open(opts: &TapOptions) -> io::Result<TapDevice> {
+        if opts.offload {
+            match Self::open_with(opts, true) {
+                Ok(dev) => return Ok(dev),
+                Err(e) => {
+                    tracing::warn!(tap = %opts.name, error = %e, "TAP offloads refused; opening without");
+                }
+            }
+        }
+        Self::open_with(opts, false)
+    }
+
+    fn open_with(opts: &TapOptions, offload: bool) -> io::Result<TapDevice> {
         let mut builder = tun_rs::DeviceBuilder::new()
             .name(opts.name.clone())
             .layer(tun_rs::Layer::L2)
+            .offload(offload)
             .enable(opts.up);
         if let Some(mtu) = opts.mtu {
             builder = builder.mtu(mtu);
@@ -158,17 +305,25 @@ impl TapDevice {
             .build_sync()
             .map_err(|e| annotate(e, &format!("opening TAP {}", opts.name)))?;
         dev.set_nonblocking(true)?;
+        if offload {
+            // tun-rs asks for UDP segmentation too where the kernel has it;
+            // ask for what the stack takes only.
+            // SAFETY: TUNSETOFFLOAD on our own TAP descriptor, with flags.
+            unsafe { tunsetoffload(dev.as_raw_fd(), TUN_OFFLOADS as _) }
+                .map_err(|e| annotate(e.into(), "TUNSETOFFLOAD"))?;
+        }
         let name = dev.name().unwrap_or_else(|_| opts.name.clone());
         let mtu = usize::from(dev.mtu()?);
         let kernel_mac = dev.mac_address()?;
         let if_index = dev.if_index()?;
-        tracing::debug!(tap = %name, mtu, if_index, "TAP open");
+        tracing::debug!(tap = %name, mtu, if_index, offload, "TAP open");
         Ok(TapDevice {
             dev,
             name,
             mtu,
             kernel_mac,
             if_index,
+            vnet_hdr: offload,
         })
     }
 
@@ -183,17 +338,60 @@ impl TapDevice {
     pub fn if_index(&self) -> u32 {
         self.if_index
     }
+
+    /// One frame behind its virtio-net header, in one write.
+    fn write_vnet(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs describe live buffers of their length; writev
+        // only reads them.
+        let n = unsafe { libc::writev(self.dev.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize != VNET_HDR_LEN + frame.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!(
+                    "TAP {} took {n} of {} bytes",
+                    self.name,
+                    VNET_HDR_LEN + frame.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Device for TapDevice {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // A TAP read returns one whole frame; a buffer that is too small
-        // gets it truncated. Our buffers are sized for the device's MTU plus
-        // headroom, so a truncated read means a misconfigured MTU.
-        self.dev.recv(buf)
+        if !self.vnet_hdr {
+            // A TAP read returns one whole frame; a buffer that is too small
+            // gets it truncated. Our buffers are sized for the device's MTU
+            // plus headroom, so a truncated read means a misconfigured MTU.
+            return self.dev.recv(buf);
+        }
+        // A caller that takes no metadata gets complete checksums (and a
+        // super-segment as one large frame).
+        let (n, meta) = self.recv_meta(buf)?;
+        if let RxChecksum::Partial { start, offset } = meta.checksum {
+            complete_checksum(&mut buf[..n], start.into(), offset.into());
+        }
+        Ok(n)
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.vnet_hdr {
+            return self.write_vnet(&[0; VNET_HDR_LEN], frame);
+        }
         let n = self.dev.send(frame)?;
         if n != frame.len() {
             return Err(io::Error::new(
@@ -202,6 +400,61 @@ impl Device for TapDevice {
             ));
         }
         Ok(())
+    }
+
+    fn offload(&self) -> Offload {
+        if self.vnet_hdr {
+            Offload {
+                tso_max: TAP_TSO_MAX,
+                tx_checksum: true,
+            }
+        } else {
+            Offload::default()
+        }
+    }
+
+    fn recv_meta(&mut self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        if !self.vnet_hdr {
+            return self.dev.recv(buf).map(|n| (n, RxMeta::default()));
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: both iovecs describe live, writable buffers of their length.
+        let n = unsafe { libc::readv(self.dev.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n < VNET_HDR_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TAP {}: a {n}-byte read has no virtio-net header", self.name),
+            ));
+        }
+        Ok((n - VNET_HDR_LEN, decode_vnet_hdr(&hdr)))
+    }
+
+    fn send_meta(&mut self, frame: &mut [u8], tx: &mut Transmit) -> io::Result<()> {
+        if !self.vnet_hdr {
+            complete_in_place(frame, tx);
+            if tx.gso_size != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("TAP {} was opened without offloads", self.name),
+                ));
+            }
+            return self.send(frame);
+        }
+        self.write_vnet(&encode_vnet_hdr(tx), frame)
     }
 
     fn as_raw_fd(&self) -> Option<RawFd> {
@@ -238,11 +491,24 @@ pub struct PacketDevice {
     name: String,
     if_index: i32,
     mtu: usize,
+    /// Every frame carries a virtio-net header (`PACKET_VNET_HDR`).
+    vnet_hdr: bool,
 }
+
+/// `SOL_PACKET` option: a virtio-net header before every frame, both ways.
+const PACKET_VNET_HDR: libc::c_int = 15;
 
 impl PacketDevice {
     /// Bind to the interface `ifname` in the calling thread's namespace.
     pub fn open(ifname: &str) -> io::Result<PacketDevice> {
+        Self::open_with(ifname, false)
+    }
+
+    /// [`Self::open`], with offloads if `offload` and the kernel has
+    /// `PACKET_VNET_HDR`: frames then come and go with a virtio-net header,
+    /// so super-segments (GSO from the interface's peer, TSO from us)
+    /// cross whole and partial checksums are flagged rather than wrong.
+    pub fn open_with(ifname: &str, offload: bool) -> io::Result<PacketDevice> {
         let cname = CString::new(ifname)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
         // SAFETY: if_nametoindex reads a NUL-terminated string.
@@ -277,6 +543,14 @@ impl PacketDevice {
         if let Err(e) = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one) {
             tracing::debug!(error = %e, "PACKET_IGNORE_OUTGOING unavailable; filtering by packet type");
         }
+        let vnet_hdr = offload
+            && match setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &one) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(interface = ifname, error = %e, "PACKET_VNET_HDR refused; no offloads");
+                    false
+                }
+            };
 
         // SAFETY: sockaddr_ll is plain old data; zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -306,12 +580,13 @@ impl PacketDevice {
             .map_err(|e| annotate(e, &format!("promiscuous mode on {ifname}")))?;
 
         let mtu = interface_mtu(&fd, &cname).unwrap_or(1500);
-        tracing::debug!(interface = ifname, if_index, mtu, "AF_PACKET open");
+        tracing::debug!(interface = ifname, if_index, mtu, vnet_hdr, "AF_PACKET open");
         Ok(PacketDevice {
             fd,
             name: ifname.to_owned(),
             if_index,
             mtu,
+            vnet_hdr,
         })
     }
 
@@ -340,30 +615,39 @@ impl PacketDevice {
     }
 }
 
-impl Device for PacketDevice {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl PacketDevice {
+    /// One frame and its virtio-net header (zero without `PACKET_VNET_HDR`).
+    fn recv_vnet(&mut self, buf: &mut [u8]) -> io::Result<(usize, [u8; VNET_HDR_LEN])> {
+        let mut hdr = [0u8; VNET_HDR_LEN];
         loop {
-            // SAFETY: sockaddr_ll is plain old data.
+            // SAFETY: sockaddr_ll and msghdr are plain old data.
             let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-            let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            let mut iov = [
+                libc::iovec {
+                    iov_base: hdr.as_mut_ptr().cast(),
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                },
+            ];
+            let (iov_at, hdr_len) = if self.vnet_hdr { (0, VNET_HDR_LEN) } else { (1, 0) };
+            // SAFETY: as above.
+            let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+            msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            msg.msg_iov = iov[iov_at..].as_mut_ptr();
+            msg.msg_iovlen = iov.len() - iov_at;
             // MSG_TRUNC makes the kernel return the frame's real length, so
             // a frame larger than `buf` is detected and dropped, not
             // handed to the stack cut short.
-            // SAFETY: buf and from are valid for the lengths given.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut from_len,
-                )
-            };
+            // SAFETY: msg points to live buffers of the lengths given.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-            let n = n as usize;
+            let n = (n as usize).saturating_sub(hdr_len);
             if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
@@ -371,24 +655,81 @@ impl Device for PacketDevice {
                 tracing::warn!(interface = %self.name, len = n, buf = buf.len(), "dropping oversized frame");
                 continue;
             }
-            return Ok(n);
+            return Ok((n, hdr));
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        // The socket is bound, so a plain send(2) goes out of that interface.
-        // SAFETY: frame is valid for its length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    /// One frame behind its virtio-net header, if the socket has them.
+    fn send_vnet(&mut self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let iov = if self.vnet_hdr { &iov[..] } else { &iov[1..] };
+        // The socket is bound, so a plain write goes out of that interface.
+        // SAFETY: the iovecs describe live buffers of their length.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n as usize != frame.len() {
+        let want: usize = iov.iter().map(|v| v.iov_len).sum();
+        if n as usize != want {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
-                format!("{} took {n} of {} bytes", self.name, frame.len()),
+                format!("{} took {n} of {want} bytes", self.name),
             ));
         }
         Ok(())
+    }
+}
+
+impl Device for PacketDevice {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (n, hdr) = self.recv_vnet(buf)?;
+        // A caller that takes no metadata gets complete checksums.
+        if let RxChecksum::Partial { start, offset } = decode_vnet_hdr(&hdr).checksum {
+            complete_checksum(&mut buf[..n], start.into(), offset.into());
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.send_vnet(&[0; VNET_HDR_LEN], frame)
+    }
+
+    fn offload(&self) -> Offload {
+        if self.vnet_hdr {
+            Offload {
+                tso_max: TAP_TSO_MAX,
+                tx_checksum: true,
+            }
+        } else {
+            Offload::default()
+        }
+    }
+
+    fn recv_meta(&mut self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        let (n, hdr) = self.recv_vnet(buf)?;
+        Ok((n, decode_vnet_hdr(&hdr)))
+    }
+
+    fn send_meta(&mut self, frame: &mut [u8], tx: &mut Transmit) -> io::Result<()> {
+        if !self.vnet_hdr {
+            complete_in_place(frame, tx);
+            if tx.gso_size != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} was opened without offloads", self.name),
+                ));
+            }
+        }
+        self.send_vnet(&encode_vnet_hdr(tx), frame)
     }
 
     fn as_raw_fd(&self) -> Option<RawFd> {
@@ -634,6 +975,89 @@ mod tests {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         poll(&mut fds, PollTimeout::ZERO).expect("poll") == 1
+    }
+
+    #[test]
+    fn virtio_net_headers_read_back_as_written() {
+        let tx = Transmit {
+            len: 9000,
+            gso_size: 1448,
+            header_len: 66,
+            checksum: TxChecksum::Partial {
+                start: 34,
+                offset: 16,
+            },
+        };
+        let mut h = encode_vnet_hdr(&tx);
+        let meta = decode_vnet_hdr(&h);
+        assert_eq!(
+            meta.checksum,
+            RxChecksum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        assert_eq!((meta.gso, meta.gso_size), (GsoType::TcpV4, 1448));
+        // The ECN bit does not change the kind; other kinds are named.
+        h[1] = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+        assert_eq!(decode_vnet_hdr(&h).gso, GsoType::TcpV4);
+        h[1] = 5;
+        assert_eq!(decode_vnet_hdr(&h).gso, GsoType::Other(5));
+        assert_eq!(
+            decode_vnet_hdr(&[VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]).checksum,
+            RxChecksum::Verified
+        );
+        assert_eq!(encode_vnet_hdr(&Transmit::default()), [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn plain_devices_complete_partial_checksums_once() {
+        let (mut a, mut b) = MemoryDevice::pair().unwrap();
+        // A UDP datagram 10.77.0.2:5000 -> 10.77.0.1:6000, "ping", with
+        // the pseudo-header sum in its checksum field.
+        let (src, dst) = ([10u8, 77, 0, 2], [10u8, 77, 0, 1]);
+        let mut frame = vec![0u8; 14 + 20 + 8 + 4];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[42..].copy_from_slice(b"ping");
+        let udp = &mut frame[34..];
+        udp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&6000u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&12u16.to_be_bytes());
+        let pseudo: u32 = [&src[..], &dst[..], &[0, 17], &12u16.to_be_bytes()]
+            .concat()
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = ((pseudo & 0xffff) + (pseudo >> 16)) as u16;
+        udp[6..8].copy_from_slice(&folded.to_be_bytes());
+        let mut tx = Transmit {
+            len: frame.len(),
+            checksum: TxChecksum::Partial { start: 34, offset: 6 },
+            ..Transmit::default()
+        };
+        a.send_meta(&mut frame, &mut tx).unwrap();
+        // Marked complete, so a retry does not sum it again.
+        assert_eq!(tx.checksum, TxChecksum::Full);
+        let mut buf = [0u8; 64];
+        let n = b.recv(&mut buf).unwrap();
+        // The receiver's check: the datagram plus pseudo-header sums to 0xffff.
+        let mut sum = pseudo;
+        for w in buf[34..n].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+        // A super-segment needs a device that cuts it.
+        let mut tx = Transmit {
+            len: frame.len(),
+            gso_size: 1000,
+            ..Transmit::default()
+        };
+        let err = a.send_meta(&mut frame, &mut tx).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(a.offload(), Offload::default());
     }
 
     #[test]

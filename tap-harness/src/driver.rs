@@ -75,6 +75,12 @@
 //! it can answer the burst with one acknowledgement (RFC 5681 4.2 allows
 //! delaying ACKs; ACK frequency dominates throughput over a TAP).
 //!
+//! Offloads: the stack learns what the device does for it
+//! ([`Device::offload`]) when the driver starts; frames go in with the
+//! device's metadata (`recv_meta` -> `handle_frame_meta`) and out with the
+//! stack's (`poll_transmit_meta` -> `send_meta`), so a TAP with
+//! `IFF_VNET_HDR` carries 64 KiB TCP super-segments both ways.
+//!
 //! A frame the device cannot take now (`WouldBlock`, `ENOBUFS`) is kept and
 //! retried, in order, before anything else is transmitted: when the
 //! device accepts writes again (POLLOUT) or, for `ENOBUFS`, which poll
@@ -94,7 +100,7 @@ use std::time::{Duration, Instant as StdInstant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use tapir_stack::{Event, Instant, Interface, SocketHandle, Stats};
+use tapir_stack::{Event, Instant, Interface, SocketHandle, Stats, Transmit};
 
 use crate::device::Device;
 use crate::pcap::PcapWriter;
@@ -743,12 +749,15 @@ pub struct Driver;
 
 impl Driver {
     /// Start a thread that runs `iface` over `device` until the handle is
-    /// shut down or dropped, or the device fails.
+    /// shut down or dropped, or the device fails. The stack is told what
+    /// the device offloads ([`Device::offload`], given to
+    /// [`Interface::set_offload`]), replacing what it was told before.
     pub fn spawn(
-        iface: Interface,
+        mut iface: Interface,
         device: Box<dyn Device + Send>,
         opts: DriverOptions,
     ) -> io::Result<DriverHandle> {
+        iface.set_offload(device.offload());
         let pcap = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
         let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         let tx_len = iface.max_frame_len();
@@ -808,10 +817,10 @@ impl Driver {
     }
 }
 
-/// A frame the device refused for now, kept in `tx_buf[..len]`.
+/// A frame the device refused for now, kept in `tx_buf[..tx.len]`.
 #[derive(Clone, Copy)]
 struct Held {
-    len: usize,
+    tx: Transmit,
     /// `ENOBUFS`: poll cannot say when to retry, so pause instead.
     nobufs: bool,
 }
@@ -929,11 +938,11 @@ impl Loop {
         };
 
         for _ in 0..self.opts.rx_batch {
-            match self.device.recv(&mut self.rx_buf) {
-                Ok(n) => {
+            match self.device.recv_meta(&mut self.rx_buf) {
+                Ok((n, meta)) => {
                     let frame = &self.rx_buf[..n];
                     record(&mut self.pcap, frame);
-                    iface.handle_frame(now, frame);
+                    iface.handle_frame_meta(now, frame, meta);
                     c.rx_frames += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -957,7 +966,7 @@ impl Loop {
         self.more_tx = false;
         let mut sent = 0;
         if let Some(held) = self.held.take() {
-            self.held = send(&mut *self.device, &self.tx_buf[..held.len], c)?;
+            self.held = send(&mut *self.device, &mut self.tx_buf, held.tx, c)?;
             sent += 1;
         }
         while self.held.is_none() {
@@ -965,12 +974,11 @@ impl Loop {
                 self.more_tx = true;
                 break;
             }
-            let Some(n) = iface.poll_transmit(now, &mut self.tx_buf) else {
+            let Some(tx) = iface.poll_transmit_meta(now, &mut self.tx_buf) else {
                 break;
             };
-            let frame = &self.tx_buf[..n];
-            record(&mut self.pcap, frame);
-            self.held = send(&mut *self.device, frame, c)?;
+            record(&mut self.pcap, &self.tx_buf[..tx.len]);
+            self.held = send(&mut *self.device, &mut self.tx_buf, tx, c)?;
             sent += 1;
         }
 
@@ -998,11 +1006,17 @@ fn link_down(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EIO | libc::ENETDOWN))
 }
 
-/// Send one frame. `Ok(Some(held))` when the device refused it for now;
-/// the frame stays in the caller's buffer.
-fn send(device: &mut (dyn Device + Send), frame: &[u8], c: &mut DriverStats) -> io::Result<Option<Held>> {
+/// Send the frame `tx` describes in `buf`. `Ok(Some(held))` when the
+/// device refused it for now; the frame stays in the caller's buffer.
+fn send(
+    device: &mut (dyn Device + Send),
+    buf: &mut [u8],
+    mut tx: Transmit,
+    c: &mut DriverStats,
+) -> io::Result<Option<Held>> {
+    let frame = &mut buf[..tx.len];
     loop {
-        let nobufs = match device.send(frame) {
+        let nobufs = match device.send_meta(frame, &mut tx) {
             Ok(()) => {
                 c.tx_frames += 1;
                 return Ok(None);
@@ -1023,10 +1037,7 @@ fn send(device: &mut (dyn Device + Send), frame: &[u8], c: &mut DriverStats) -> 
             }
         };
         c.tx_deferred += 1;
-        return Ok(Some(Held {
-            len: frame.len(),
-            nobufs,
-        }));
+        return Ok(Some(Held { tx, nobufs }));
     }
 }
 

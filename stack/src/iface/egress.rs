@@ -23,31 +23,64 @@ pub(crate) struct OutDatagram {
     pub payload: Vec<u8>,
     /// Bytes of `payload` already sent in earlier fragments.
     pub sent: usize,
+    /// Where the transport checksum is in `payload`, if it was left to
+    /// the device (checksum offload): the datagram is then never
+    /// fragmented.
+    pub csum_offset: Option<u16>,
+    /// Non-zero: a TCP super-segment the device cuts into segments of this
+    /// much payload (TSO); sent whole, whatever the MTU.
+    pub gso_size: u16,
+    /// The TCP header's length, for a super-segment.
+    pub transport_header_len: usize,
 }
 
 /// Reuses payload buffers so steady-state sending does not allocate.
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
 }
 
 /// Buffers kept for reuse; beyond this they are freed.
 const POOL_LEN: usize = 64;
-/// Buffers that grew beyond this (a rare 64 KiB datagram) are not kept.
-const POOL_BUF_MAX: usize = 2048;
+/// Buffers that grew beyond this (a 64 KiB datagram) are kept apart.
+pub(crate) const POOL_BUF_MAX: usize = 2048;
+/// Large buffers (TSO super-segments) kept for reuse: the transmit path
+/// holds one super-segment at a time.
+const POOL_LARGE_LEN: usize = 4;
+/// Larger buffers than this are never kept.
+const POOL_LARGE_MAX: usize = 65536 + 64;
 
 impl BufferPool {
     pub fn new() -> Self {
-        BufferPool { free: Vec::new() }
+        BufferPool {
+            free: Vec::new(),
+            large: Vec::new(),
+        }
     }
 
     pub fn take(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_default()
     }
 
+    /// A buffer for a datagram of `len` bytes.
+    pub fn take_for(&mut self, len: usize) -> Vec<u8> {
+        if len > POOL_BUF_MAX {
+            self.large.pop().unwrap_or_default()
+        } else {
+            self.take()
+        }
+    }
+
     pub fn give(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < POOL_LEN && buf.capacity() <= POOL_BUF_MAX {
+        let cap = buf.capacity();
+        if cap <= POOL_BUF_MAX {
+            if self.free.len() < POOL_LEN {
+                buf.clear();
+                self.free.push(buf);
+            }
+        } else if cap <= POOL_LARGE_MAX && self.large.len() < POOL_LARGE_LEN {
             buf.clear();
-            self.free.push(buf);
+            self.large.push(buf);
         }
     }
 }
@@ -94,7 +127,11 @@ impl ReadyQueue {
 /// next fragment. RFC 791 3.2: every fragment but the last carries a
 /// multiple of 8 bytes, and all carry the original's identification.
 pub(crate) fn next_fragment(d: &OutDatagram, src: Ipv4Addr, ttl: u8, mtu: usize) -> Fragment {
-    let room = mtu - ipv4::HEADER_LEN;
+    let room = if d.gso_size != 0 {
+        d.payload.len()
+    } else {
+        mtu - ipv4::HEADER_LEN
+    };
     let remaining = d.payload.len() - d.sent;
     let (len, more) = if d.sent == 0 && remaining <= room {
         (remaining, false)
@@ -138,6 +175,9 @@ mod tests {
             dont_fragment: false,
             payload: vec![0; len],
             sent: 0,
+            csum_offset: None,
+            gso_size: 0,
+            transport_header_len: 0,
         }
     }
 

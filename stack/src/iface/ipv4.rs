@@ -74,6 +74,8 @@ impl Interface {
             Ok(None) => {}
             Ok(Some(whole)) => {
                 self.stats.frag_reassembled += 1;
+                // What the device said was of the last fragment only.
+                self.rx_csum_trusted = false;
                 let full = Ipv4Repr {
                     more_fragments: false,
                     frag_offset: 0,
@@ -190,6 +192,25 @@ impl Interface {
         protocol: Protocol,
         payload: Vec<u8>,
     ) {
+        self.enqueue_offloaded(dst, next_hop, protocol, payload, None, 0, 0);
+    }
+
+    /// Queue a datagram whose transport checksum at `csum_offset` is left
+    /// to the device, or a TCP super-segment for it to cut into segments of
+    /// `gso_size` payload behind a `transport_header_len` header. The
+    /// caller makes sure such a datagram needs no fragmenting: a partial
+    /// checksum cannot be completed across fragments.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn enqueue_offloaded(
+        &mut self,
+        dst: Ipv4Addr,
+        next_hop: Ipv4Addr,
+        protocol: Protocol,
+        payload: Vec<u8>,
+        csum_offset: Option<u16>,
+        gso_size: u16,
+        transport_header_len: usize,
+    ) {
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(1);
         self.tx_packets += 1;
@@ -202,6 +223,9 @@ impl Interface {
             dont_fragment: protocol == Protocol::Tcp,
             payload,
             sent: 0,
+            csum_offset,
+            gso_size,
+            transport_header_len,
         });
     }
 

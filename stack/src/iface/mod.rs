@@ -10,6 +10,8 @@ mod egress;
 mod icmp;
 mod ipv4;
 mod neighbor;
+#[cfg(test)]
+mod offload_tests;
 pub(crate) mod reassembly;
 pub(crate) mod tcp;
 #[cfg(test)]
@@ -20,6 +22,7 @@ mod udp;
 pub(crate) mod util;
 
 use crate::config::Config;
+use crate::offload::{self, GsoType, Offload, RxChecksum, RxMeta, Transmit};
 use crate::socket::{
     Socket, SocketError, SocketHandle, SocketSet, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE,
 };
@@ -111,6 +114,9 @@ pub struct Interface {
     rng: SplitMix64,
     /// The latest time seen, for reports only.
     last_now: Instant,
+    /// The device vouched for the transport checksum of the frame being
+    /// handled (or left it partial): TCP and UDP take it unverified.
+    rx_csum_trusted: bool,
 }
 
 impl Interface {
@@ -140,6 +146,7 @@ impl Interface {
             next_ident,
             rng,
             last_now: Instant::ZERO,
+            rx_csum_trusted: false,
             config,
         })
     }
@@ -162,9 +169,31 @@ impl Interface {
         self.config.ipv4.addr
     }
 
-    /// The largest frame `poll_transmit` writes: the MTU plus the Ethernet header.
+    /// The largest frame `poll_transmit` writes: the MTU (or the largest
+    /// TSO super-segment, if larger) plus the Ethernet header.
     pub fn max_frame_len(&self) -> usize {
-        self.config.mtu + ethernet::HEADER_LEN
+        self.config.mtu.max(self.config.tcp.tso_max) + ethernet::HEADER_LEN
+    }
+
+    /// Tell the stack what the device does for it (checksum offload, TSO).
+    /// Call it before opening connections (each reads the TSO limit when
+    /// it is made); the driver does, from the device's capabilities. TSO
+    /// needs checksum offload: without it, it stays off.
+    pub fn set_offload(&mut self, offload: Offload) {
+        self.config.tx_checksum_offload = offload.tx_checksum;
+        self.config.tcp.tso_max = if offload.tx_checksum && offload.tso_max > self.config.mtu {
+            offload.tso_max.min(65535)
+        } else {
+            0
+        };
+    }
+
+    /// What the stack leaves to the device (see [`Self::set_offload`]).
+    pub fn offload(&self) -> Offload {
+        Offload {
+            tso_max: self.config.tcp.tso_max,
+            tx_checksum: self.config.tx_checksum_offload,
+        }
     }
 
     /// The link address we have for `ip`, if resolved.
@@ -202,6 +231,41 @@ impl Interface {
     /// Process one Ethernet frame from the device. Never panics: a frame we
     /// cannot use increments one drop counter in [`Stats`].
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.rx_csum_trusted = false;
+        self.frame_input(now, frame);
+    }
+
+    /// [`Self::handle_frame`] for a frame the device says more about: a
+    /// transport checksum it verified or left partial is trusted, not
+    /// verified; a TCP/IPv4 super-segment (GRO, GSO) is taken as one
+    /// large segment, the IPv4 total length covering all of it.
+    pub fn handle_frame_meta(&mut self, now: Instant, frame: &[u8], meta: RxMeta) {
+        match meta.gso {
+            GsoType::None => {}
+            GsoType::TcpV4 => self.stats.rx_gso_frames += 1,
+            GsoType::Other(_) => {
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += frame.len() as u64;
+                self.stats.rx_gso_unsupported += 1;
+                return;
+            }
+        }
+        self.rx_csum_trusted = match meta.checksum {
+            RxChecksum::None => false,
+            RxChecksum::Verified => {
+                self.stats.rx_csum_verified += 1;
+                true
+            }
+            RxChecksum::Partial { .. } => {
+                self.stats.rx_csum_partial += 1;
+                true
+            }
+        };
+        self.frame_input(now, frame);
+        self.rx_csum_trusted = false;
+    }
+
+    fn frame_input(&mut self, now: Instant, frame: &[u8]) {
         self.last_now = now;
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += frame.len() as u64;
@@ -275,6 +339,13 @@ impl Interface {
     /// [`max_frame_len`](Self::max_frame_len) bytes; a shorter buffer gets
     /// `None` (counted in `tx_buf_too_small`) and the frame stays queued.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit_meta(now, buf).map(|t| t.len)
+    }
+
+    /// [`Self::poll_transmit`] with what the device must do for the frame:
+    /// complete its checksum, cut a TSO super-segment. Only frames of a
+    /// stack told it may ([`Self::set_offload`]) need either.
+    pub fn poll_transmit_meta(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.last_now = now;
         self.route_outgoing(now);
         // TCP produces segments on demand, one at a time, while the
@@ -295,7 +366,10 @@ impl Interface {
             ethernet::emit_header(buf, out.dst_mac, self.config.mac, EtherType::Arp);
             out.repr.emit(&mut buf[ethernet::HEADER_LEN..]);
             self.arp_out.pop_front();
-            return Some(self.count_tx(len));
+            return Some(Transmit {
+                len: self.count_tx(len),
+                ..Transmit::default()
+            });
         }
         let (mac, d) = self.ready.front()?;
         let mac = *mac;
@@ -312,6 +386,20 @@ impl Interface {
         if frag.repr.is_fragment() {
             self.stats.ipv4_frags_tx += 1;
         }
+        let mut tx = Transmit::default();
+        // A partial checksum is left only on a datagram sent whole (see
+        // `enqueue_offloaded`).
+        if let (Some(offset), false) = (d.csum_offset, frag.repr.is_fragment()) {
+            tx.checksum = offload::partial_at(wire::ipv4::HEADER_LEN, offset);
+            self.stats.tx_csum_partial += 1;
+        }
+        if d.gso_size != 0 {
+            tx.gso_size = d.gso_size;
+            tx.header_len = (ethernet::HEADER_LEN + wire::ipv4::HEADER_LEN + d.transport_header_len) as u16;
+            self.stats.tx_gso_frames += 1;
+            let data = frag.len.saturating_sub(d.transport_header_len);
+            self.stats.tx_gso_segments += data.div_ceil(usize::from(d.gso_size)) as u64;
+        }
         if frag.last {
             let (_, d) = self.ready.pop().expect("front exists");
             self.stats.ipv4_tx += 1;
@@ -319,7 +407,8 @@ impl Interface {
         } else if let Some((_, d)) = self.ready.front_mut() {
             d.sent += frag.len;
         }
-        Some(self.count_tx(len))
+        tx.len = self.count_tx(len);
+        Some(tx)
     }
 
     fn count_tx(&mut self, len: usize) -> usize {

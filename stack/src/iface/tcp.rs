@@ -263,6 +263,14 @@ impl Interface {
         t.drain_trace(&mut cx, h, out)
     }
 
+    /// With `TcpConfig::trace_connections`: every connection's timeline
+    /// since the last call, and the last part of each that ended (once).
+    /// Also the connections traced with [`tcp_trace`](Self::tcp_trace).
+    pub fn tcp_drain_traces(&mut self, out: &mut Vec<crate::ConnTrace>) {
+        let (t, mut cx) = self.tcp_cx();
+        t.drain_traces(&mut cx, out)
+    }
+
     /// Every connection's stats (the `ss -ti` of tapir).
     pub fn tcp_connections(&self) -> impl Iterator<Item = (SocketAddrV4, SocketAddrV4, TcpConnStats)> + '_ {
         self.tcp
@@ -307,7 +315,7 @@ impl Interface {
     // ----- input, timers, output -----
 
     pub(super) fn tcp_input(&mut self, now: Instant, ip: &Ipv4Repr, payload: &[u8], broadcast: bool) {
-        let (repr, data) = match TcpRepr::parse(payload, ip.src, ip.dst, true) {
+        let (repr, data) = match TcpRepr::parse(payload, ip.src, ip.dst, !self.rx_csum_trusted) {
             Ok(r) => r,
             Err(TcpParseError::BadChecksum) => {
                 self.stats.tcp_bad_checksum += 1;
@@ -358,7 +366,13 @@ impl Interface {
     /// there was none.
     pub(super) fn tcp_produce(&mut self, now: Instant) -> bool {
         let (t, mut cx) = self.tcp_cx();
-        let Some(Segment { dst, repr, data }) = t.produce(&mut cx, now) else {
+        let Some(Segment {
+            dst,
+            repr,
+            data,
+            gso_size,
+        }) = t.produce(&mut cx, now)
+        else {
             return false;
         };
         let Some(next_hop) = self.route(dst) else {
@@ -367,7 +381,7 @@ impl Interface {
         };
         let header = repr.header_len();
         let len = data.map(|(_, _, l)| l).unwrap_or(0);
-        let mut buf = self.pool.take();
+        let mut buf = self.pool.take_for(header + len);
         buf.resize(header + len, 0);
         if let Some((h, offset, len)) = data {
             if let Some(c) = conn_ref(&self.sockets, h) {
@@ -375,9 +389,16 @@ impl Interface {
                 debug_assert_eq!(copied, len, "segment data must be in the send buffer");
             }
         }
-        repr.emit(&mut buf, self.config.ipv4.addr, dst, len);
         self.stats.tcp_tx += 1;
-        self.enqueue(dst, next_hop, Protocol::Tcp, buf);
+        // A super-segment always leaves its checksums to the device, which
+        // computes one per segment it cuts.
+        if self.config.tx_checksum_offload || gso_size != 0 {
+            repr.emit_partial(&mut buf, self.config.ipv4.addr, dst, len);
+            self.enqueue_offloaded(dst, next_hop, Protocol::Tcp, buf, Some(16), gso_size, header);
+        } else {
+            repr.emit(&mut buf, self.config.ipv4.addr, dst, len);
+            self.enqueue(dst, next_hop, Protocol::Tcp, buf);
+        }
         true
     }
 }

@@ -95,8 +95,15 @@ impl Interface {
             src_port: local_port,
             dst_port: to.port(),
         };
-        repr.emit_in_place(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
-        self.enqueue(*to.ip(), next_hop, Protocol::Udp, payload);
+        // Checksum offload only for a datagram sent whole: fragments would
+        // each need the device to sum what the others carry.
+        if self.config.tx_checksum_offload && len + ipv4::HEADER_LEN <= self.config.mtu {
+            repr.emit_partial(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
+            self.enqueue_offloaded(*to.ip(), next_hop, Protocol::Udp, payload, Some(6), 0, 0);
+        } else {
+            repr.emit_in_place(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
+            self.enqueue(*to.ip(), next_hop, Protocol::Udp, payload);
+        }
         self.stats.udp_tx += 1;
         Ok(())
     }
@@ -143,7 +150,7 @@ impl Interface {
         payload: &[u8],
         broadcast: bool,
     ) {
-        let (repr, data) = match UdpRepr::parse(payload, ip.src, ip.dst) {
+        let (repr, data) = match UdpRepr::parse_with(payload, ip.src, ip.dst, !self.rx_csum_trusted) {
             Ok(r) => r,
             Err(e) => {
                 let counter = match e {

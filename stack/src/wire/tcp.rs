@@ -561,6 +561,25 @@ impl TcpRepr {
     /// Options are written as given, whatever the flags: the socket puts MSS,
     /// window scale and SACK-permitted only on SYNs.
     pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
+        self.emit_with(buf, src, dst, payload_len, true)
+    }
+
+    /// As [`Self::emit`], but the checksum field gets only the
+    /// pseudo-header sum, for a device that completes it (checksum
+    /// offload; Linux's CHECKSUM_PARTIAL, `~tcp_v4_check(len, saddr,
+    /// daddr, 0)`). The payload is not read.
+    pub fn emit_partial(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
+        self.emit_with(buf, src, dst, payload_len, false)
+    }
+
+    fn emit_with(
+        &self,
+        buf: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload_len: usize,
+        full: bool,
+    ) -> usize {
         let mut options = [0u8; MAX_OPTIONS_LEN];
         let options_len = self.options.write(&mut options);
         let header_len = Self::MIN_HEADER_LEN + options_len;
@@ -582,12 +601,15 @@ impl TcpRepr {
         header[16..18].copy_from_slice(&[0, 0]);
         header[18..20].copy_from_slice(&self.urgent.to_be_bytes());
         header[Self::MIN_HEADER_LEN..].copy_from_slice(&options[..options_len]);
+        let pseudo = super::pseudo_header_sum(src, dst, PROTOCOL, total);
         // Unlike UDP, a computed zero is sent as zero (RFC 9293 3.1 has no
-        // "no checksum" value).
-        let checksum = super::finish16(super::sum16(
-            super::pseudo_header_sum(src, dst, PROTOCOL, total),
-            segment,
-        ));
+        // "no checksum" value). A partial checksum is the folded,
+        // uncomplemented pseudo-header sum the device adds the rest to.
+        let checksum = if full {
+            super::finish16(super::sum16(pseudo, segment))
+        } else {
+            !super::finish16(pseudo)
+        };
         segment[16..18].copy_from_slice(&checksum.to_be_bytes());
         total
     }

@@ -24,13 +24,25 @@ impl UdpRepr {
     /// Parse and verify a datagram carried from `src` to `dst`. Returns the
     /// payload as the UDP length field delimits it.
     pub fn parse(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<(UdpRepr, &[u8]), UdpError> {
+        Self::parse_with(data, src, dst, true)
+    }
+
+    /// As [`Self::parse`], verifying the checksum only if `verify_checksum`
+    /// (a device that vouched for it, or left it for us to trust: checksum
+    /// offload).
+    pub fn parse_with(
+        data: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        verify_checksum: bool,
+    ) -> Result<(UdpRepr, &[u8]), UdpError> {
         let header = etherparse::UdpHeaderSlice::from_slice(data).map_err(|_| UdpError::Truncated)?;
         let len = usize::from(header.length());
         if len < HEADER_LEN || len > data.len() {
             return Err(UdpError::BadLength);
         }
         // RFC 768: an all-zero checksum means the sender computed none.
-        if header.checksum() != 0 {
+        if verify_checksum && header.checksum() != 0 {
             let sum = super::sum16(super::pseudo_header_sum(src, dst, PROTOCOL, len), &data[..len]);
             if super::finish16(sum) != 0 {
                 return Err(UdpError::BadChecksum);
@@ -46,16 +58,37 @@ impl UdpRepr {
     /// Write the header for a payload already in `buf[8..8 + payload_len]`,
     /// with the checksum, which we always compute.
     pub fn emit_in_place(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
+        self.emit_with(buf, src, dst, payload_len, true)
+    }
+
+    /// As [`Self::emit_in_place`], with only the pseudo-header sum in the
+    /// checksum field, for a device that completes it (checksum offload).
+    pub fn emit_partial(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
+        self.emit_with(buf, src, dst, payload_len, false)
+    }
+
+    fn emit_with(
+        &self,
+        buf: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload_len: usize,
+        full: bool,
+    ) -> usize {
         let len = HEADER_LEN + payload_len;
         let dgram = &mut buf[..len];
         dgram[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         dgram[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
         dgram[4..6].copy_from_slice(&(len as u16).to_be_bytes());
         dgram[6..8].copy_from_slice(&[0, 0]);
-        let mut checksum = super::finish16(super::sum16(
-            super::pseudo_header_sum(src, dst, PROTOCOL, len),
-            dgram,
-        ));
+        let pseudo = super::pseudo_header_sum(src, dst, PROTOCOL, len);
+        if !full {
+            // The folded, uncomplemented pseudo-header sum the device adds
+            // the rest to (Linux udp4_hwcsum).
+            dgram[6..8].copy_from_slice(&(!super::finish16(pseudo)).to_be_bytes());
+            return len;
+        }
+        let mut checksum = super::finish16(super::sum16(pseudo, dgram));
         // RFC 768: a computed zero is sent as all ones.
         if checksum == 0 {
             checksum = 0xffff;

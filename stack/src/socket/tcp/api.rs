@@ -6,7 +6,7 @@ use super::conn::{self, Connection};
 use super::error::*;
 use super::listener::Listener;
 use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
-use super::trace::{Trace, TraceSample};
+use super::trace::{ConnTrace, Trace, TraceSample};
 use super::{TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
@@ -293,6 +293,28 @@ impl TcpTable {
             t
         });
         Ok(())
+    }
+
+    /// Every traced connection's samples since the last drain, then the
+    /// timelines of those that ended.
+    pub fn drain_traces(&mut self, cx: &mut Cx, out: &mut Vec<ConnTrace>) {
+        for h in self.conns.values().copied() {
+            let Some(e) = cx.entry(h) else { continue };
+            let Some(t) = e.trace.as_mut() else { continue };
+            let mut samples = Vec::new();
+            let dropped = t.drain(&mut samples);
+            if !samples.is_empty() || dropped > 0 {
+                out.push(ConnTrace {
+                    handle: h,
+                    local: e.conn.local,
+                    remote: e.conn.remote,
+                    samples,
+                    dropped,
+                    finished: false,
+                });
+            }
+        }
+        out.extend(self.finished_traces.drain(..));
     }
 
     pub fn drain_trace(&mut self, cx: &mut Cx, h: SocketHandle, out: &mut Vec<TraceSample>) -> u64 {

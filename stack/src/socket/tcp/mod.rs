@@ -39,7 +39,7 @@ pub use error::{
     TcpSendError, TcpShutdownError, TcpSocketError,
 };
 pub(crate) use table::TcpSocket;
-pub use trace::{TraceSample, DEFAULT_TRACE_CAPACITY};
+pub use trace::{ConnTrace, TraceSample, DEFAULT_TRACE_CAPACITY};
 
 use crate::time::Duration;
 use core::fmt;

@@ -19,7 +19,7 @@ use super::deadlines::Deadlines;
 use super::listener::Listener;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
-use super::trace::{Trace, TraceSample};
+use super::trace::{ConnTrace, Trace, TraceSample, FINISHED_TRACES};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
 use crate::iface::util::TokenBucket;
@@ -120,6 +120,9 @@ pub(crate) struct Segment {
     pub dst: Ipv4Addr,
     pub repr: TcpRepr,
     pub data: Option<(SocketHandle, usize, usize)>,
+    /// Non-zero: a super-segment for the device to cut into segments of
+    /// this much payload (TSO).
+    pub gso_size: u16,
 }
 
 /// What TCP made of an ICMP error about one of its segments.
@@ -187,6 +190,8 @@ pub(crate) struct TcpTable {
     /// Out-of-order bytes held by all connections together, against
     /// `TcpConfig::max_ooo_bytes_total`.
     ooo_bytes: usize,
+    /// Timelines of traced connections that ended, until drained.
+    pub(super) finished_traces: VecDeque<ConnTrace>,
 }
 
 impl TcpTable {
@@ -206,6 +211,7 @@ impl TcpTable {
             },
             rst_limiter: None,
             ooo_bytes: 0,
+            finished_traces: VecDeque::new(),
         }
     }
 
@@ -442,6 +448,7 @@ impl TcpTable {
                 dst,
                 repr,
                 data: None,
+                gso_size: 0,
             });
         }
         while let Some(h) = self.dirty.pop_front() {
@@ -454,10 +461,16 @@ impl TcpTable {
                 self.refresh_inner(cx, h, false);
                 continue;
             };
+            let gso_size = e.conn.gso_size(&repr, len);
             // Whatever else it has goes after the other connections' turns.
             self.refresh(cx, h);
             let data = Some((h, offset, len));
-            return Some(Segment { dst, repr, data });
+            return Some(Segment {
+                dst,
+                repr,
+                data,
+                gso_size,
+            });
         }
         None
     }
@@ -515,6 +528,11 @@ impl TcpTable {
     ) {
         let key = (conn.local.port(), conn.remote);
         self.conns.insert(key, h);
+        let trace = cx.config.tcp.trace_connections.map(|c| {
+            let mut t = Box::new(Trace::new(c));
+            t.record(TraceSample::from_stats(cx.now, &conn.stats()));
+            t
+        });
         if let Some(s) = cx.socket_mut(h) {
             s.kind = TcpKind::Conn(ConnEntry {
                 conn: Box::new(conn),
@@ -522,7 +540,7 @@ impl TcpTable {
                 app_closed: false,
                 deadline: None,
                 dirty: false,
-                trace: None,
+                trace,
             });
         }
     }
@@ -545,6 +563,25 @@ impl TcpTable {
         self.skip_stale_deadlines(cx);
         if let Some(l) = e.parent.and_then(|p| cx.listener(p)) {
             l.forget(h);
+        }
+        if let (Some(mut t), true) = (e.trace, cx.config.tcp.trace_connections.is_some()) {
+            // The end of an automatically traced timeline waits to be
+            // drained; one traced on request ends with its socket.
+            t.record(TraceSample::from_stats(cx.now, &e.conn.stats()));
+            let mut samples = Vec::new();
+            let dropped = t.drain(&mut samples);
+            if self.finished_traces.len() == FINISHED_TRACES {
+                self.finished_traces.pop_front();
+                cx.stats.tcp_traces_dropped += 1;
+            }
+            self.finished_traces.push_back(ConnTrace {
+                handle: h,
+                local: e.conn.local,
+                remote: e.conn.remote,
+                samples,
+                dropped,
+                finished: true,
+            });
         }
         tracing::debug!(%h, local = %e.conn.local, remote = %e.conn.remote, stats = %e.conn.stats(), "tcp connection freed");
     }

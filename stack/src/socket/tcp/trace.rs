@@ -11,8 +11,29 @@
 //! memory.
 
 use super::{TcpConnStats, TcpState};
+use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
+use core::net::SocketAddrV4;
 use std::collections::VecDeque;
+
+/// Traces of connections that ended and have not been drained yet, at most
+/// (with `TcpConfig::trace_connections`); beyond it the oldest are dropped
+/// and counted in `tcp_traces_dropped`.
+pub(crate) const FINISHED_TRACES: usize = 1024;
+
+/// What [`Interface::tcp_drain_traces`](crate::Interface::tcp_drain_traces)
+/// hands over for one traced connection: the samples since the last drain.
+#[derive(Debug, Clone)]
+pub struct ConnTrace {
+    pub handle: SocketHandle,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub samples: Vec<TraceSample>,
+    /// Samples lost because the trace was full since the last drain.
+    pub dropped: u64,
+    /// The connection is gone: this is the end of its timeline.
+    pub finished: bool,
+}
 
 /// The most samples a trace holds unless told otherwise (about 100 MB at
 /// ~100 bytes a sample: a few seconds of a gigabit transfer's ACKs).

@@ -605,6 +605,20 @@ impl Connection {
         ts + sack
     }
 
+    /// The payload of each segment the device cuts a super-segment of
+    /// `len` bytes into (TSO): what the MSS leaves beside this header's
+    /// options, so each is a full-sized segment on the wire. 0 when the
+    /// segment is not a super-segment.
+    pub fn gso_size(&self, repr: &TcpRepr, len: usize) -> u16 {
+        let options = repr.header_len().saturating_sub(TcpRepr::MIN_HEADER_LEN);
+        let per = self.mss().saturating_sub(options).clamp(1, usize::from(u16::MAX));
+        if len > per {
+            per as u16
+        } else {
+            0
+        }
+    }
+
     /// Unsent data: queued beyond snd_nxt.
     pub(super) fn unsent(&self) -> usize {
         let sent = self.data_sent_offset();

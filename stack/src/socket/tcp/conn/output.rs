@@ -15,6 +15,9 @@ struct Sizes {
     mss: usize,
     /// What a segment may carry now, SACK blocks taken off.
     payload_max: usize,
+    /// What one segment of new data may carry when the device cuts it
+    /// (TSO): a multiple of `payload_max`; `payload_max` without TSO.
+    burst_max: usize,
 }
 
 /// Where the send windows stand for this output decision.
@@ -305,13 +308,24 @@ impl Connection {
         // Linux counts cwnd in segments of mss_cache). Counting in the MSS
         // with the options in made one SMSS of cwnd after a timeout a full
         // segment and a 12-byte runt.
+        let payload_max = self
+            .mss()
+            .saturating_sub(self.option_overhead(sack_blocks))
+            .max(1);
         Sizes {
             mss: self.payload_mss(),
-            payload_max: self
-                .mss()
-                .saturating_sub(self.option_overhead(sack_blocks))
-                .max(1),
+            payload_max,
+            burst_max: self.burst_max(payload_max, sack_blocks),
         }
+    }
+
+    /// TSO: the most new data one segment may carry when the device cuts
+    /// it into `payload_max` pieces: whole pieces, within the device's
+    /// limit for the datagram (IP and TCP headers in).
+    fn burst_max(&self, payload_max: usize, sack_blocks: usize) -> usize {
+        let headers = 40 + self.option_overhead(sack_blocks);
+        let room = self.cfg.tso_max.saturating_sub(headers);
+        (room / payload_max).max(1) * payload_max
     }
 
     /// RFC 5681 4.1 (Linux tcp_cwnd_restart, slow_start_after_idle): data
@@ -513,8 +527,11 @@ impl Connection {
     /// segment, and passes sender SWS avoidance, Nagle and TCP_CORK.
     fn sendable_len(&self, w: &Usable, sizes: Sizes) -> usize {
         let len = w.unsent.min(sizes.payload_max).min(w.usable);
-        if len == 0 || w.is_retransmit || len >= sizes.payload_max {
+        if len == 0 || w.is_retransmit {
             return len;
+        }
+        if len >= sizes.payload_max {
+            return self.super_segment_len(w, sizes);
         }
         // RFC 9293 3.8.6.2.1 sender SWS avoidance and RFC 896 Nagle: a
         // partial segment goes only if it is all we have and Nagle
@@ -539,6 +556,29 @@ impl Connection {
             len
         } else {
             0
+        }
+    }
+
+    /// TSO: a segment of new data carries as many full segments as the
+    /// windows let go (up to the device's limit), and the queue's short
+    /// tail only if it would go on its own behind them: sender SWS
+    /// avoidance and Nagle (RFC 9293 3.8.6.2.1) judge it as if each piece
+    /// were sent separately. Retransmissions never come here: they stay
+    /// one MSS.
+    fn super_segment_len(&self, w: &Usable, sizes: Sizes) -> usize {
+        let len = w.unsent.min(w.usable).min(sizes.burst_max);
+        let full = len / sizes.payload_max * sizes.payload_max;
+        if len == full {
+            return len;
+        }
+        // Full segments are in flight when the tail would go, so Nagle
+        // (Minshall's) holds it only behind an unacknowledged small one.
+        let nagle_ok = (self.nodelay || self.snd.sml <= self.snd.una) && (!self.cork || self.snd.fin_queued);
+        let big_enough = len - full >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
+        if (len == w.unsent && nagle_ok) || big_enough {
+            len
+        } else {
+            full
         }
     }
 
@@ -609,9 +649,12 @@ impl Connection {
             self.last_data_sent = Some(now);
         }
         self.snd.nxt += len;
-        if len < sizes.payload_max {
+        // A super-segment (TSO) ending in a short piece sent one.
+        if len < sizes.payload_max || !len.is_multiple_of(sizes.payload_max) {
             self.snd.sml = self.snd.nxt;
         }
+        // The segments a super-segment becomes on the wire.
+        self.stats.segs_out += len.div_ceil(sizes.payload_max).saturating_sub(1) as u64;
         if fin_now {
             self.snd.fin_seq = Some(self.snd.nxt);
             self.snd.nxt += 1;
