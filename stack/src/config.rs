@@ -244,6 +244,16 @@ pub struct TcpConfig {
     pub timestamps: bool,
     pub sack: bool,
     pub window_scaling: bool,
+    /// RACK-TLP (RFC 8985) decides loss with a SACK-capable peer: a
+    /// segment is lost once one sent after it was delivered and a
+    /// reordering window passed, and a tail loss probe answers a silent
+    /// tail. Off: RFC 6675's DupThresh rule and the RTO alone. Linux's
+    /// net.ipv4.tcp_recovery (1, RACK, by default). Peers without SACK
+    /// always get NewReno (RFC 6582).
+    pub rack: bool,
+    /// Tail loss probes (RFC 8985 7), with RACK and a SACK peer: Linux's
+    /// net.ipv4.tcp_early_retrans (3, on, by default).
+    pub tlp: bool,
 }
 
 /// When to send SYN cookies (RFC 4987 3.6), as Linux's tcp_syncookies.
@@ -298,6 +308,8 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             window_scaling: true,
+            rack: true,
+            tlp: true,
         }
     }
 }

@@ -217,6 +217,14 @@ stats! {
     /// Dropped: an ACK to a listener that had sent cookies lately, whose
     /// cookie did not check (answered with RST; Linux SyncookiesFailed).
     drop tcp_syncookies_failed,
+    /// Segments RACK marked lost (RFC 8985 6.2; Linux TCPLostRetransmit
+    /// counts a part of them).
+    count tcp_rack_lost,
+    /// Tail loss probes sent (RFC 8985 7.3; Linux TCPLossProbes).
+    count tcp_tlp_probes,
+    /// Losses a tail loss probe repaired, each with a congestion
+    /// response (RFC 8985 7.4; Linux TCPLossProbeRecovery).
+    count tcp_tlp_recoveries,
     /// Challenge ACKs sent (RFC 5961).
     count tcp_challenge_acks,
     /// Challenge ACKs suppressed by the connection's limit or the interface's budget.

@@ -43,8 +43,17 @@ fn transfer(
     spike: bool,
 ) -> Result<([u64; 4], TcpConnStats, Duration), String> {
     let mut sim = Sim::new(seed);
-    let a = sim.add_host_with(2, |c| c.tcp.timestamps = timestamps);
-    let b = sim.add_host_with(3, |c| c.tcp.timestamps = timestamps);
+    // With the spike, no tail loss probe (RFC 8985 7): its segment of new
+    // data, sent at 2 * SRTT, draws an ACK that overtakes the held ones,
+    // and the timeout this test is about never happens.
+    let a = sim.add_host_with(2, |c| {
+        c.tcp.timestamps = timestamps;
+        c.tcp.tlp = !spike;
+    });
+    let b = sim.add_host_with(3, |c| {
+        c.tcp.timestamps = timestamps;
+        c.tcp.tlp = !spike;
+    });
     let link = sim.connect(a, b, imp.clone());
     let start = sim.now();
     let l = sim

@@ -726,3 +726,56 @@ fn both_sides_recover_after_healing_duplicating_corrupting_link() {
         "connections left after close"
     );
 }
+
+/// RACK-TLP (RFC 8985) is the default: on a lossy link its loss marks
+/// show in the stack's counters and the transfer stays byte-exact; with
+/// `TcpConfig::rack` off it marks nothing and probes nothing. (A bulk
+/// transfer rarely ends a flight silently: the probes have their
+/// scripts, tlp_*.pkt.)
+#[test]
+fn rack_tlp_counters_follow_the_knob() {
+    let run = |rack: bool| {
+        let mut sim = Sim::new(7);
+        let a = sim.add_host_with(2, |c| c.tcp.rack = rack);
+        let b = sim.add_host_with(3, |c| c.tcp.rack = rack);
+        sim.connect(a, b, impaired());
+        let l = sim
+            .iface(b)
+            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 4)
+            .unwrap();
+        let now = sim.now();
+        let c = sim
+            .iface(a)
+            .tcp_connect(now, SocketAddrV4::new(host_ip(3), PORT))
+            .unwrap();
+        let mut server = None;
+        let mut up = Stream::new(1 << 20, 0x33);
+        let mut err = None;
+        sim.run_until(
+            |sim| {
+                if server.is_none() {
+                    server = sim.iface(b).tcp_accept(l).ok();
+                }
+                up.push(sim.iface(a), c);
+                if let Some(s) = server {
+                    if let Err(e) = up.pull(sim.iface(b), s) {
+                        err = Some(e);
+                        return true;
+                    }
+                }
+                up.done()
+            },
+            5_000_000,
+        )
+        .unwrap();
+        assert_eq!(err, None);
+        sim.iface(a).stats().clone()
+    };
+    let on = run(true);
+    assert!(on.tcp_rack_lost > 0, "{on}");
+    let off = run(false);
+    assert_eq!(
+        (off.tcp_rack_lost, off.tcp_tlp_probes, off.tcp_tlp_recoveries),
+        (0, 0, 0)
+    );
+}

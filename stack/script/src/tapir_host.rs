@@ -143,8 +143,16 @@ impl TapirHost {
                 Sysctl::NoEffect("tapir cannot change its duplicate-ACK threshold of 3 (RFC 5681 3.2)".into())
             }
             ("tcp_frto", _) => no_mechanism("F-RTO (RFC 5682)"),
-            ("tcp_early_retrans", _) => no_mechanism("tail loss probes (RFC 8985 7)"),
-            ("tcp_recovery", _) => no_mechanism("RACK loss detection (RFC 8985)"),
+            // Linux: 3 and 4 probe the tail (TLP), below that no probe.
+            ("tcp_early_retrans", Some(v)) => {
+                tcp.tlp = v >= 3;
+                Sysctl::Applied
+            }
+            // Linux: bit 0 is RACK (1 by default); its other bits tune it.
+            ("tcp_recovery", Some(v)) => {
+                tcp.rack = v & 1 != 0;
+                Sysctl::Applied
+            }
             ("tcp_tso_win_divisor" | "tcp_min_tso_segs", _) => {
                 no_mechanism("TSO: it sends MSS-sized segments")
             }
@@ -578,7 +586,15 @@ impl ScriptHost for TapirHost {
             ),
             // TCP_CA_Open / TCP_CA_Recovery: tapir has no Disorder, CWR or
             // Loss state to report.
-            ("ca_state", if s.recovery == "recovery" { 3 } else { 0 }),
+            (
+                "ca_state",
+                // Linux's TCP_CA_Recovery 3, TCP_CA_Loss 4, else Open 0.
+                match s.recovery {
+                    "recovery" => 3,
+                    "loss" => 4,
+                    _ => 0,
+                },
+            ),
             ("unacked", segs(s.snd_nxt.wrapping_sub(s.snd_una) as usize)),
             ("sacked", segs(s.sacked_bytes)),
             ("total_retrans", s.retransmits as i64),

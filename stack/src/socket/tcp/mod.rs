@@ -188,7 +188,8 @@ pub struct TcpConnStats {
     pub sacked_bytes: usize,
     /// Bytes marked lost and not yet retransmitted.
     pub lost_bytes: usize,
-    /// The sender's loss-recovery state: "open" or "recovery".
+    /// The sender's loss-recovery state: "open", "recovery" (fast
+    /// recovery), or "loss" (retransmitting after a timeout).
     pub recovery: &'static str,
     /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
     /// was reached.

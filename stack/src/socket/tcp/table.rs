@@ -309,7 +309,9 @@ impl TcpTable {
         let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
         e.conn.set_ooo_room(ooo_room);
         let spurious_before = e.conn.spurious_counts();
+        let rack_before = e.conn.rack_counts();
         let mut out = e.conn.process(now, repr, data);
+        let rack_after = e.conn.rack_counts();
         self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
         let [d, du, tu, fs] = e.conn.spurious_counts();
         cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
@@ -318,6 +320,7 @@ impl TcpTable {
         cx.stats.tcp_dsack_undo += du - du0;
         cx.stats.tcp_ts_undo += tu - tu0;
         cx.stats.tcp_frto_spurious += fs - fs0;
+        add_rack_counts(cx, rack_before, rack_after);
         let Some(e) = cx.entry(h) else { return };
         if closing && e.app_closed && e.conn.recv_queued() > 0 {
             // RFC 1122 4.2.2.13 / RFC 2525 2.17: new data after close() can
@@ -423,7 +426,10 @@ impl TcpTable {
             e.deadline = None;
             self.timers.cleared(Some(t));
             let _span = tracing::debug_span!("conn", %h).entered();
+            let rack_before = e.conn.rack_counts();
             let out = e.conn.on_timer(now);
+            let rack_after = e.conn.rack_counts();
+            add_rack_counts(cx, rack_before, rack_after);
             self.after(cx, h, out);
         }
         self.timers.return_due(due);
@@ -765,4 +771,11 @@ pub(crate) fn rst_repr(src_port: u16, dst_port: u16, seq: SeqNumber, ack: Option
         urgent: 0,
         options: TcpOptions::default(),
     }
+}
+
+/// RACK-TLP's counters (RFC 8985): a connection's change over one event.
+fn add_rack_counts(cx: &mut Cx, before: [u64; 3], after: [u64; 3]) {
+    cx.stats.tcp_rack_lost += after[0] - before[0];
+    cx.stats.tcp_tlp_probes += after[1] - before[1];
+    cx.stats.tcp_tlp_recoveries += after[2] - before[2];
 }

@@ -15,6 +15,7 @@ impl Connection {
         // probe). Either way the SYN's probe is done with.
         if let Some(rtt) = self.rtt_sample(now, seg, self.snd.una) {
             self.rtt.sample(rtt, self.snd.una, self.snd.max);
+            self.rack_rtt_sample(rtt);
         }
         self.rtt_probe = None;
         self.retries = 0;
@@ -95,6 +96,9 @@ impl Connection {
             self.sb.on_cumulative_ack(ack);
             if self.recover.is_some_and(|r| ack >= r) {
                 self.recover = None;
+                if let Some(r) = self.rack.as_mut() {
+                    r.on_recovery_exit();
+                }
             }
             rtt = self.rtt_sample(now, seg, ack);
             if let Some(rtt) = rtt {
@@ -117,6 +121,8 @@ impl Connection {
         } else {
             0
         };
+        self.rack_on_ack(now, seg, rtt);
+        let rack = self.rack_on();
         if ack > prior_una {
             match self.recovery {
                 // RFC 6675 5 (A), RFC 6582 3.2 step 6: a full ACK.
@@ -173,6 +179,8 @@ impl Connection {
             self.dup_acks += 1;
             self.stats.dup_acks_in += 1;
             match self.recovery.as_mut() {
+                // With RACK, its loss marks start recovery (below).
+                None if rack => {}
                 None => {
                     // RFC 6675 5 steps 1-2: DupThresh duplicates, or the
                     // first unacknowledged octet lost by the SACKs above
@@ -199,6 +207,10 @@ impl Connection {
                 Some(_) => {}
             }
         }
+        // RFC 8985 6.2 step 5: RACK marks what this ACK shows lost, which
+        // may start recovery.
+        let rack_lost = self.rack_detect_loss(now);
+        self.rack_enter_recovery(now);
         if self.recovery.is_some_and(|r| !r.sack) {
             // RFC 6937 for NewReno: a partial ACK marks the next segment
             // lost, so no SSRB extra segment for it (as Linux).
@@ -213,6 +225,7 @@ impl Connection {
             // change in SACKed bytes.
             let delivered = (acked + self.sb.sacked_bytes()).saturating_sub(sacked_before);
             let newly_lost = match (lost_before, self.sb.lost_boundary(mss)) {
+                _ if rack => rack_lost > 0,
                 (None, Some(_)) => true,
                 (Some(b), Some(a)) => a > b,
                 _ => false,
@@ -233,6 +246,14 @@ impl Connection {
         // taken. acceptable_seq() then put the stale right edge, below the
         // peer's RCV.NXT, on every ACK we sent; the peer dropped them all as
         // unacceptable and neither side's SND.UNA moved again.
+        // RFC 8985 7.4, then 7.2: the probe's episode, and the PTO.
+        let pure_dup = ack == prior_una && newly_sacked == 0 && payload_len == 0 && window == self.snd.wnd;
+        self.tlp_on_ack(now, seg, ack, pure_dup);
+        if ack > prior_una {
+            self.schedule_tlp(now);
+        } else {
+            self.check_tlp();
+        }
         let newer = ack > prior_una
             || self.snd.wl1 < seq
             || (self.snd.wl1 == seq && (window > self.snd.wnd || window == 0));
@@ -280,10 +301,12 @@ impl Connection {
     /// (RFC 6582), counting each duplicate ACK as a segment delivered.
     /// Either way PRR (RFC 6937) says how much goes per ACK, where RFC
     /// 5681 3.2 inflated the window by a segment per duplicate.
-    fn enter_recovery(&mut self, now: Instant, flight: usize, mss: usize) {
+    pub(super) fn enter_recovery(&mut self, now: Instant, flight: usize, mss: usize) {
         let prior_cwnd = self.cc.window();
         self.cc.on_congestion_event(now, flight, mss);
-        let sack = self.opt.sack_ok && !self.sb.is_empty();
+        // With RACK, SACK-based recovery whatever the scoreboard holds:
+        // the records say what is lost and in flight.
+        let sack = self.opt.sack_ok && (!self.sb.is_empty() || self.rack_on());
         self.recovery = Some(Recovery {
             point: self.snd.max,
             sack,
@@ -301,6 +324,12 @@ impl Connection {
         self.sb.on_recovery_start();
         self.owed.insert(Owed::FAST_RETRANSMIT);
         self.rtt_probe = None;
+        // Recovery ends a probe's episode (Linux tcp_init_cwnd_reduction)
+        // and allows no probe (RFC 8985 7.2).
+        if let Some(r) = self.rack.as_mut() {
+            r.tlp.end_seq = None;
+        }
+        self.timers[Timer::Tlp] = None;
     }
 
     /// RFC 6582 3.2 step 5: a partial ACK. Retransmit the first
@@ -363,6 +392,9 @@ impl Connection {
         }
         if !self.opt.sack_ok {
             return self.snd.nxt.distance(self.snd.una);
+        }
+        if self.rack_on() {
+            return self.rack().log.pipe(&self.sb);
         }
         self.sb.pipe(self.snd.una, self.snd.max, self.rxt_to(), mss)
     }

@@ -25,6 +25,7 @@
 //!   what SACK-based recovery's NextSeg picks, data within the usable
 //!   window after Nagle/SWS/cork, the FIN, a persist probe, a keepalive,
 //!   an ACK);
+//! - `rack_tlp`: the connection's side of RACK-TLP (RFC 8985);
 //! - `user`: the user calls and socket options.
 //!
 //! Loss recovery's state (the SACK scoreboard, the recovery episode) is
@@ -37,6 +38,7 @@ mod ack_policy;
 mod acked;
 mod input;
 mod output;
+mod rack_tlp;
 mod recv;
 mod send;
 mod spurious;
@@ -49,7 +51,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
-use super::recovery::{Frto, Recovery, Scoreboard, Undo};
+use super::recovery::{Frto, Rack, Recovery, Scoreboard, Undo};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use super::{TcpConnStats, TcpOption, TcpState};
@@ -114,6 +116,8 @@ impl Owed {
     const PROBE: Owed = Owed(4);
     /// A keepalive (RFC 1122 4.2.3.6).
     const KEEPALIVE: Owed = Owed(8);
+    /// A tail loss probe (RFC 8985 7.3).
+    const TLP: Owed = Owed(16);
 
     pub(super) fn contains(self, o: Owed) -> bool {
         self.0 & o.0 != 0
@@ -270,6 +274,11 @@ pub(crate) struct Connection {
     recover: Option<SeqNumber>,
     /// What the peer SACKed of our data (RFC 2018, RFC 6675 4).
     sb: Scoreboard,
+    /// RACK-TLP's state (RFC 8985): the record of each segment in
+    /// flight, RACK's, the probe's episode, their counters. Boxed on
+    /// first use, so that a half-open or non-SACK connection does not
+    /// carry it.
+    rack: Option<Box<Rack>>,
     /// The last reduction, to undo if it proves spurious (RFC 3708,
     /// RFC 3522), and F-RTO after a timeout (RFC 5682).
     undo: Undo,
@@ -402,6 +411,7 @@ impl Connection {
             recovery: None,
             recover: None,
             sb: Scoreboard::default(),
+            rack: None,
             undo: Undo::default(),
             frto: Frto::default(),
             retries: 0,
@@ -665,15 +675,20 @@ impl Connection {
         s.ssthresh = self.cc.ssthresh();
         s.bytes_in_flight = self.snd.in_flight();
         s.sacked_bytes = self.sb.sacked_bytes();
-        s.lost_bytes = self
-            .sb
-            .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss());
+        s.lost_bytes = if self.rack_on() {
+            self.rack().log.lost_bytes(&self.sb)
+        } else {
+            self.sb
+                .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss())
+        };
         s.ooo_bytes = self.rcv.ooo.total_bytes();
         s.congestion_control = self.cc.name();
-        s.recovery = if self.recovery.is_some() {
-            "recovery"
-        } else {
-            "open"
+        s.recovery = match (self.recovery, self.recover) {
+            (Some(_), _) => "recovery",
+            // RFC 6675 5.1: retransmitting after a timeout, until what
+            // was sent then is acknowledged (Linux TCP_CA_Loss).
+            (None, Some(_)) => "loss",
+            (None, None) => "open",
         };
         s
     }

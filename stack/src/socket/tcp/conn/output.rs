@@ -261,6 +261,11 @@ impl Connection {
                 return Some(out);
             }
         }
+        if self.owed.take(Owed::TLP) {
+            if let Some(out) = self.tlp_probe(now, sizes) {
+                return Some(out);
+            }
+        }
         self.restart_after_idle(now, sizes.mss);
         if let Some(out) = self.sack_recovery_segment(now, sizes) {
             return Some(out);
@@ -342,6 +347,17 @@ impl Connection {
     /// resend the first unacknowledged segment now (not what the peer
     /// SACKed of it).
     fn fast_retransmit(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
+        if self.rack_on() {
+            // RFC 8985: the first segment RACK marked lost.
+            if let Some((s, e)) = self.rack().log.next_lost(&self.sb, sizes.payload_max) {
+                let (s, e) = self.with_fin(s, e, false);
+                let out = self.retransmit(now, s, e)?;
+                if self.sb.high_rxt().is_none() {
+                    self.sb.on_first_retransmit(e);
+                }
+                return Some(out);
+            }
+        }
         let una = self.snd.una;
         let mut end = una + sizes.payload_max.min(self.snd.in_flight());
         if let Some((_, hole_end)) = self.sb.holes(una, self.snd.max).next() {
@@ -373,6 +389,16 @@ impl Connection {
             let len = self.sendable_len(&w, sizes);
             len > 0 || self.fin_fits(&w, len)
         };
+        if self.rack_on() {
+            // NextSeg rule 1 with RACK's IsLost (RFC 8985 6.2), then new
+            // data (rule 2); as Linux, no rule 3 or rescue: RACK marks
+            // what they would guess at once a later segment is delivered.
+            let (s, e) = self.rack().log.next_lost(&self.sb, sizes.payload_max)?;
+            let (s, e) = self.with_fin(s, e, false);
+            let out = self.retransmit(now, s, e)?;
+            self.sb.on_retransmit(e);
+            return Some(out);
+        }
         let (una, max) = (self.snd.una, self.snd.max);
         match self
             .sb
@@ -427,6 +453,7 @@ impl Connection {
         let tsval = repr.options.timestamps.map(|t| t.0);
         self.undo.on_retransmit(seq, end, len, tsval);
         self.on_sent_in_recovery(end.distance(seq));
+        self.rack_on_send(seq, end, now);
         // Karn (RFC 6298 3): a timed segment sent again gives no sample.
         if self.rtt_probe.is_some_and(|(p, _)| seq <= p && p < end) {
             self.rtt_probe = None;
@@ -633,8 +660,13 @@ impl Connection {
             self.snd.nxt += 1;
         }
         self.snd.max = self.snd.max.max(self.snd.nxt);
+        self.rack_on_send(seq, self.snd.nxt, now);
         if self.timers[Timer::Rto].is_none() {
             self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        }
+        if !w.is_retransmit {
+            // RFC 8985 7.2: new data went out.
+            self.schedule_tlp(now);
         }
         if self.unacked_since.is_none() {
             self.unacked_since = Some(now);
@@ -644,6 +676,58 @@ impl Connection {
         self.probes_out = 0;
         self.probes_since = None;
         (repr, w.offset, len)
+    }
+
+    /// RFC 8985 7.3 TLP_send_probe(): a segment of new data if there is
+    /// some and the peer's window takes it, whatever cwnd says (the probe
+    /// may exceed it by a segment); else the highest-sequence segment
+    /// sent, again. Then the RTO, not the PTO, is armed.
+    fn tlp_probe(&mut self, now: Instant, sizes: Sizes) -> Option<OutSegment> {
+        if self.snd.in_flight() == 0 {
+            return None;
+        }
+        let edge = self.snd.una + self.snd.wnd;
+        let room = if edge > self.snd.nxt {
+            edge.distance(self.snd.nxt)
+        } else {
+            0
+        };
+        let unsent = self.unsent();
+        let start = self.snd.nxt;
+        let out = if self.snd.nxt == self.snd.max && unsent > 0 && room > 0 {
+            let len = unsent.min(sizes.payload_max).min(room);
+            let w = Usable {
+                offset: self.data_sent_offset(),
+                unsent,
+                is_retransmit: false,
+                limited: 0,
+                end: self.snd.nxt + room,
+                usable: len,
+            };
+            let fin_now = self.fin_fits(&w, len);
+            let out = self.data_segment(now, &w, sizes, len, fin_now);
+            let max = self.snd.max;
+            if let Some(r) = self.rack.as_mut() {
+                r.tlp.on_probe(start, max, false);
+            }
+            out
+        } else {
+            let end = self.snd.max;
+            let fin_sent = self.snd.fin_seq.is_some_and(|f| f + 1 == end);
+            let data_end = if fin_sent { end - 1 } else { end };
+            let last = self.rack().log.last_start().unwrap_or(self.snd.una);
+            let seg = sizes.payload_max.min(data_end.distance(self.snd.una));
+            let s = last.max(self.snd.una).max(data_end - seg);
+            let out = self.retransmit(now, s, end)?;
+            let max = self.snd.max;
+            if let Some(r) = self.rack.as_mut() {
+                r.tlp.on_probe(s, max, true);
+            }
+            out
+        };
+        self.timers[Timer::Tlp] = None;
+        self.timers[Timer::Rto] = Some(now + self.rtt.rto());
+        Some(out)
     }
 
     /// Data waiting, nothing in flight, and nothing could go: the window

@@ -123,11 +123,14 @@ impl Connection {
 
     /// A D-SACK for `d` (RFC 2883) arrived on an ACK that found SND.UNA at
     /// `prior_una`: count it and hold it against the episode's
-    /// retransmissions (RFC 3708). RACK (RFC 8985 7.2) widens its
-    /// reordering window on each D-SACK: it hooks in here.
+    /// retransmissions (RFC 3708). RACK widens its reordering window
+    /// (RFC 8985 6.2 step 4).
     pub(super) fn on_dsack(&mut self, d: Dsack, prior_una: SeqNumber) {
         self.stats.dsack_recv += 1;
         self.undo.on_dsack(d, prior_una);
+        if let Some(r) = self.rack.as_mut() {
+            r.on_dsack(self.snd.una, self.snd.max);
+        }
     }
 
     /// F-RTO's step for this ACK (RFC 5682 3.1). Returns whether the
@@ -178,6 +181,9 @@ impl Connection {
         tracing::debug!(remote = %self.remote, ?reason, "spurious retransmission: reduction undone");
         self.cc.on_spurious_reduction(now);
         self.sb.clear_lost();
+        if let Some(r) = self.rack.as_mut() {
+            r.log.clear_lost();
+        }
         if self.snd.nxt < self.snd.max {
             self.snd.nxt = self.snd.max;
         }
@@ -364,8 +370,10 @@ mod tests {
     #[test]
     fn frto_off_goes_back() {
         for frto in [true, false] {
+            // No tail loss probe (RFC 8985 7): the first deadline is the RTO.
             let cfg = TcpConfig {
                 frto,
+                tlp: false,
                 ..TcpConfig::default()
             };
             let mut c = sending(cfg, 20_000);

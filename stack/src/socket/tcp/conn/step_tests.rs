@@ -322,3 +322,83 @@ fn sack_recovery_shows_in_stats() {
     assert_eq!((s.sacked_bytes, s.lost_bytes), (0, 0));
     assert_eq!(s.cwnd, s.ssthresh, "cwnd = ssthresh after recovery");
 }
+
+/// A SACK connection with 4000 bytes in flight in four 1000-byte
+/// segments, sent at 10 ms; the handshake measured a 10 ms RTT.
+fn sack_sender(cfg: &TcpConfig) -> Connection {
+    let ep = Endpoints {
+        local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 8080),
+        remote: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000),
+        iss: SeqNumber(ISS),
+        ts_offset: 0,
+        mtu: 1500,
+    };
+    let mut syn = seg(SYN, IRS, 0, WIN);
+    syn.options.sack_permitted = true;
+    syn.options.mss = Some(1000);
+    let mut c = Connection::accept_syn(at(0), cfg, ep, &syn);
+    c.poll_segment(at(0)).expect("SYN-ACK");
+    c.process(at(10), &seg(ACK, IRS + 1, ISS + 1, WIN), &[]);
+    assert_eq!(c.send(&[1; 4000]), 4000);
+    while next(&mut c, at(10)).is_some() {}
+    c
+}
+
+/// RACK (RFC 8985 6.2) marks the first segment lost when the reorder
+/// timer fires, a reordering window after the one SACK above it: it is
+/// counted, recovery starts, and it goes again. With `TcpConfig::rack`
+/// off, one duplicate ACK is not DupThresh: nothing until the RTO.
+#[test]
+fn rack_reorder_timer_marks_lost_and_knob_turns_it_off() {
+    let base = ISS + 1;
+    let mut dup = seg(ACK, IRS + 1, base, WIN);
+    dup.options.sack_blocks.push((base + 1000, base + 2000));
+
+    let mut c = sack_sender(&TcpConfig::default());
+    c.process(at(20), &dup, &[]);
+    // RACK.rtt 10 ms, reo_wnd min_RTT / 4 = 2.5 ms: due at 10 + 10 + 2.5.
+    let due = Instant::from_micros(22_500);
+    assert_eq!(c.schedule().deadline, Some(due));
+    assert!(next(&mut c, at(20)).is_none(), "within the reordering window");
+    c.on_timer(due);
+    assert_eq!(c.rack_counts(), [1, 0, 0], "one segment marked lost");
+    let s = c.stats();
+    assert_eq!((s.recovery, s.lost_bytes), ("recovery", 1000));
+    let (rtx, len) = next(&mut c, due).expect("the retransmission");
+    assert_eq!((rtx.seq, len), (base, 1000));
+    assert_eq!(c.stats().lost_bytes, 0);
+
+    let cfg = TcpConfig {
+        rack: false,
+        ..TcpConfig::default()
+    };
+    let mut c = sack_sender(&cfg);
+    c.process(at(20), &dup, &[]);
+    let rto = c.schedule().deadline.expect("the RTO");
+    assert!(rto > at(200), "no reorder timer, no probe: the RTO ({rto:?})");
+    c.on_timer(due);
+    assert!(next(&mut c, due).is_none());
+    assert_eq!(c.stats().recovery, "open");
+}
+
+/// TLP (RFC 8985 7): with nothing ACKed, the PTO (2 * SRTT = 20 ms)
+/// comes before the RTO; the probe resends the last segment, is counted,
+/// and the RTO is armed afresh. When that expires too, the sender is in
+/// RTO recovery ("loss") and probes no more.
+#[test]
+fn tlp_probe_then_rto_shows_in_stats() {
+    let mut c = sack_sender(&TcpConfig::default());
+    let pto = at(30);
+    assert_eq!(c.schedule().deadline, Some(pto));
+    c.on_timer(pto);
+    assert_eq!(c.rack_counts(), [0, 1, 0], "one probe");
+    let (probe, len) = next(&mut c, pto).expect("the probe");
+    assert_eq!((probe.seq, len), (ISS + 1 + 3000, 1000));
+    let rto = c.schedule().deadline.expect("the RTO");
+    assert_eq!(rto, pto + c.stats().rto);
+    c.on_timer(rto);
+    let (rtx, _) = next(&mut c, rto).expect("the RTO's retransmission");
+    assert_eq!(rtx.seq, ISS + 1);
+    assert_eq!(c.stats().recovery, "loss");
+    assert_eq!(c.rack_counts(), [0, 1, 0]);
+}

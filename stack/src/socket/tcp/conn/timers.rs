@@ -22,13 +22,18 @@ pub(crate) enum Timer {
     TimeWait,
     /// An orphaned FIN-WAIT-2's bound (Linux tcp_fin_timeout).
     FinWait2,
+    /// RACK's reorder timer: a segment's reordering window ends (RFC
+    /// 8985 6.2 step 5; Linux ICSK_TIME_REO_TIMEOUT).
+    RackReorder,
+    /// The tail loss probe timeout, PTO (RFC 8985 7.2).
+    Tlp,
     /// Give back the storage of buffers that stayed empty (see
     /// [`RECLAIM_AFTER`]).
     Reclaim,
 }
 
 impl Timer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 9;
 }
 
 /// How long a drained send or receive buffer keeps its storage before it
@@ -108,6 +113,12 @@ impl Connection {
         if self.user_deadline().is_some_and(|t| now >= t) {
             return self.time_out(now, false);
         }
+        if self.timers.expired(Timer::RackReorder, now) {
+            self.on_rack_reorder_timer(now);
+        }
+        if self.timers.expired(Timer::Tlp, now) {
+            self.on_tlp_timer(now);
+        }
         if self.timers.expired(Timer::Rto, now) {
             if let Some(t) = self.on_rto_timer(now) {
                 return t;
@@ -128,6 +139,9 @@ impl Connection {
             // Still in use: the next drain re-arms the timer.
             self.snd.buf.release_if_unused();
             self.rcv.buf.release_if_unused();
+            if let Some(r) = self.rack.as_mut() {
+                r.log.release_if_unused();
+            }
         }
         if self.timers.expired(Timer::Keepalive, now) {
             return self.on_keepalive_timer(now);
@@ -141,7 +155,9 @@ impl Connection {
     pub(crate) fn arm_reclaim(&mut self, now: Instant) {
         if self.timers[Timer::Reclaim].is_none()
             && self.state != TcpState::Closed
-            && (self.snd.buf.holds_unused_storage() || self.rcv.buf.holds_unused_storage())
+            && (self.snd.buf.holds_unused_storage()
+                || self.rcv.buf.holds_unused_storage()
+                || self.rack().log.holds_unused_storage())
         {
             self.timers[Timer::Reclaim] = Some(now + RECLAIM_AFTER);
         }
@@ -174,8 +190,18 @@ impl Connection {
             // holes in order; no new recovery until all that was sent is
             // acknowledged (RFC 6582 3.2 step 1 for NewReno's "recover").
             self.sb.on_rto(self.snd.max);
+            if let Some(r) = self.rack.as_mut() {
+                r.log.on_rto(&self.sb);
+            }
             self.recover = Some(self.snd.max);
         }
+        // RFC 8985 7: no probe in RTO recovery; RACK's marks stand.
+        if let Some(r) = self.rack.as_mut() {
+            r.tlp.end_seq = None;
+        }
+        self.timers[Timer::Tlp] = None;
+        self.timers[Timer::RackReorder] = None;
+        self.owed.remove(Owed::TLP);
         self.recovery = None;
         self.dup_acks = 0;
         if self.state == TcpState::SynReceived && self.defer_acked && self.retries < self.defer_accept {
@@ -305,6 +331,9 @@ impl Connection {
                 self.snd.nxt = self.snd.una;
                 // What was sent is lost, as after a timeout (RFC 6675 5.1).
                 self.sb.on_rto(self.snd.max);
+                if let Some(r) = self.rack.as_mut() {
+                    r.log.on_rto(&self.sb);
+                }
                 self.spurious_on_mtu_resend();
             }
         }
