@@ -227,7 +227,16 @@ async fn backpressure_stays_within_the_buffers() {
         "wrote {written} bytes; buffers are {sndbuf} + {rcvbuf}"
     );
     assert!(written >= sndbuf, "the send buffer filled: {written}");
-    assert!(a.with(|i| i.tcp_send_queue(client.handle())) <= sndbuf);
+    // Within the socket's send buffer as autotuning has sized it (2 x cwnd,
+    // at most send_buffer_max), never beyond.
+    let cur = a.with(
+        |i| match i.tcp_get_option(client.handle(), tapir_stack::TcpOption::SendBuffer(0)) {
+            Some(tapir_stack::TcpOption::SendBuffer(n)) => n,
+            other => panic!("{other:?}"),
+        },
+    );
+    assert!(cur <= a.with(|i| i.config().tcp.send_buffer_max));
+    assert!(a.with(|i| i.tcp_send_queue(client.handle())) <= cur);
     assert_eq!(
         client.try_write(&chunk).unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock
