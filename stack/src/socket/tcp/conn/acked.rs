@@ -391,6 +391,12 @@ impl Connection {
                 .saturating_sub(r.dup_delivered + lost);
         }
         if !self.opt.sack_ok {
+            if let Frto::NewDataSent { high, rtx_end } = self.frto {
+                // F-RTO step 2.b sent new data past what the timeout
+                // counts lost (Linux tcp_enter_loss marks it all): in the
+                // network are the retransmission and the new data.
+                return rtx_end.distance(self.snd.una) + self.snd.nxt.distance(high.max(self.snd.una));
+            }
             return self.snd.nxt.distance(self.snd.una);
         }
         if self.rack_on() {

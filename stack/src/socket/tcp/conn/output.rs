@@ -470,9 +470,21 @@ impl Connection {
     }
 
     /// RFC 6675 5.1: retransmitting after a timeout (SND.NXT rewound),
-    /// skip what the peer SACKed.
+    /// skip what the peer SACKed. Without SACK, skip what went out after
+    /// the timeout (F-RTO's new data, RFC 5682 2.1 step 2.b): the timeout
+    /// did not find it outstanding, and the duplicate ACKs that ended
+    /// F-RTO say it arrived (Linux retransmits only what tcp_enter_loss
+    /// marked lost).
     fn skip_sacked(&mut self) {
-        if self.snd.nxt >= self.snd.max || self.sb.is_empty() {
+        if self.snd.nxt >= self.snd.max {
+            return;
+        }
+        if let Some(high) = self.loss_high().filter(|&h| self.snd.nxt >= h) {
+            self.snd.nxt = self.snd.max;
+            tracing::trace!(%high, "go-back-N skips data sent after the timeout");
+            return;
+        }
+        if self.sb.is_empty() {
             return;
         }
         for &(s, e) in self.sb.ranges() {
@@ -480,6 +492,16 @@ impl Connection {
                 self.snd.nxt = e.min(self.snd.max);
             }
         }
+    }
+
+    /// Without SACK, after a timeout that F-RTO answered with new data:
+    /// where what the timeout found outstanding ends ("recover"), if new
+    /// data went out beyond it.
+    fn loss_high(&self) -> Option<SeqNumber> {
+        if self.opt.sack_ok || !self.in_loss() {
+            return None;
+        }
+        self.recover.filter(|&r| self.snd.max > r)
     }
 
     /// The window left to send into: the peer's window and cwnd, with
@@ -508,9 +530,13 @@ impl Connection {
         };
         if is_retransmit {
             // RFC 6675 5.1: a retransmission after a timeout stops short
-            // of what the peer SACKed.
+            // of what the peer SACKed, or without SACK of what was sent
+            // after the timeout.
             if let Some(&(s, _)) = self.sb.ranges().iter().find(|&&(s, _)| s > self.snd.nxt) {
                 usable = usable.min(s.distance(self.snd.nxt));
+            }
+            if let Some(high) = self.loss_high() {
+                usable = usable.min(high.distance(self.snd.nxt));
             }
         }
         Usable {

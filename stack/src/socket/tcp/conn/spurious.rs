@@ -60,7 +60,7 @@ impl Connection {
 
     /// After a timeout, before everything it found outstanding is
     /// acknowledged: no fast recovery, and "recover" set.
-    fn in_loss(&self) -> bool {
+    pub(super) fn in_loss(&self) -> bool {
         self.recovery.is_none() && self.recover.is_some()
     }
 
@@ -209,9 +209,9 @@ impl Connection {
     /// unless it interrupts a fast recovery or repeats without progress:
     /// the reduction in force is then the one to undo, as the controller
     /// keeps it (Linux tcp_enter_loss: "if it has not yet been made inside
-    /// this window"). F-RTO runs with SACK, unless the timeout interrupts
-    /// a fast recovery or a timeout's recovery that made progress (RFC
-    /// 5682 3.2; Linux tcp_enter_loss).
+    /// this window"). F-RTO runs unless the timeout interrupts a fast
+    /// recovery or a timeout's recovery that made progress (RFC 5682 3.2;
+    /// Linux tcp_enter_loss), with or without SACK.
     pub(super) fn spurious_on_rto(&mut self) {
         // `retries` already counts this timeout.
         let recurring = self.retries > 1;
@@ -220,7 +220,7 @@ impl Connection {
             self.undo.start(self.snd.una);
         }
         let fresh = self.recovery.is_none() && self.recover.is_none();
-        let eligible = self.cfg.frto && self.opt.sack_ok && (fresh || recurring);
+        let eligible = self.cfg.frto && (fresh || recurring);
         self.frto.on_rto(eligible, self.snd.max);
     }
 

@@ -8,10 +8,16 @@
 //! says the loss was real, and conventional recovery (go-back-N in slow
 //! start, skipping SACKed data, RFC 6675 5.1) goes on.
 //!
-//! The connection drives it only with SACK (RFC 5682 3: the SACK-enhanced
-//! version needs SACK blocks to tell new data's ACKs from duplicates) and
-//! only when the timeout does not interrupt a fast recovery, unless it
-//! repeats on the same SND.UNA (RFC 5682 3.2; Linux tcp_enter_loss).
+//! Without SACK the same steps are the basic algorithm of RFC 5682 2.1,
+//! a duplicate ACK standing for a SACK of new data, as Linux runs one
+//! tcp_process_loss for both (num_dupack beside FLAG_DATA_SACKED). The
+//! one difference: RFC 5682 2.1 step 2.a gives up on a duplicate ACK as
+//! the first ACK after the timeout, where the SACK-enhanced version and
+//! Linux wait for one that advances SND.UNA; we wait too.
+//!
+//! The connection drives it only when the timeout does not interrupt a
+//! fast recovery, unless it repeats on the same SND.UNA (RFC 5682 3.2;
+//! Linux tcp_enter_loss).
 
 use crate::socket::tcp::seq::SeqNumber;
 
