@@ -532,7 +532,18 @@ impl Connection {
             // RFC 6675 5.1: a retransmission after a timeout stops short
             // of what the peer SACKed, or without SACK of what was sent
             // after the timeout.
-            if let Some(&(s, _)) = self.sb.ranges().iter().find(|&&(s, _)| s > self.snd.nxt) {
+            // With RACK's records, only a range that holds a whole
+            // segment counts, as Linux's segment-granular SACK tagging
+            // (a segment with its last byte SACKed goes again whole).
+            let whole =
+                |&&(s, e): &&(SeqNumber, SeqNumber)| !self.rack_on() || self.rack().log.any_sacked_in(s, e);
+            if let Some(&(s, _)) = self
+                .sb
+                .ranges()
+                .iter()
+                .filter(whole)
+                .find(|&&(s, _)| s > self.snd.nxt)
+            {
                 usable = usable.min(s.distance(self.snd.nxt));
             }
             if let Some(high) = self.loss_high() {

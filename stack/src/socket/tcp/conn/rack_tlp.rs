@@ -132,13 +132,15 @@ impl Connection {
 
     /// RFC 8985 7.2 conditions: SACK (and RACK, whose records the probe
     /// uses; `TcpConfig::tlp`), not in recovery (fast or timeout),
-    /// nothing SACKed, data in flight, and a state that sends data.
+    /// no segment SACKed, data in flight, and a state that sends data.
+    /// "No SACKed sequences" is taken by segment, as Linux's TCP_CA_Open
+    /// (a SACK of less than a segment leaves Linux's sacked_out at 0).
     fn tlp_allowed(&self) -> bool {
         self.cfg.tlp
             && self.rack_on()
             && self.recovery.is_none()
             && self.recover.is_none()
-            && self.sb.is_empty()
+            && !self.rack().log.any_sacked(&self.sb)
             && self.snd.in_flight() > 0
             && matches!(
                 self.state,

@@ -111,6 +111,20 @@ impl SentLog {
         self.segs.iter()
     }
 
+    /// Some record lies wholly within a SACKed range. A SACK of part of
+    /// a segment (the last byte of it, say) marks nothing, as in Linux,
+    /// whose sacked_out counts whole segments (tcp_match_skb_to_sack
+    /// splits only at MSS multiples).
+    pub fn any_sacked(&self, sb: &Scoreboard) -> bool {
+        sb.ranges().iter().any(|&(s, e)| self.any_sacked_in(s, e))
+    }
+
+    /// Some record lies wholly within the SACKed range `[s, e)`.
+    pub fn any_sacked_in(&self, s: SeqNumber, e: SeqNumber) -> bool {
+        let i = self.segs.partition_point(|r| r.start < s);
+        self.segs.get(i).is_some_and(|r| r.end <= e)
+    }
+
     /// The start of the last record (the highest segment sent).
     pub fn last_start(&self) -> Option<SeqNumber> {
         self.segs.back().map(|s| s.start)
