@@ -113,8 +113,11 @@ impl Connection {
             self.persist_backoff = 0;
         }
         // RFC 2018, RFC 6675 Update(): the SACK blocks, if negotiated, of
-        // any ACK that is not old.
-        let newly_sacked = if self.opt.sack_ok && !seg.options.sack_blocks.is_empty() && ack >= prior_una {
+        // any acceptable ACK, an old one (reordered, below SND.UNA)
+        // included: what it SACKs above SND.UNA is as true as when it was
+        // sent (Linux tcp_ack tags the SACKs of an old ACK and runs
+        // recovery on them).
+        let newly_sacked = if self.opt.sack_ok && !seg.options.sack_blocks.is_empty() {
             // A D-SACK block (RFC 2883) reports a duplicate, not data held.
             let blocks = seg.options.sack_blocks.iter().skip(spurious.skip_blocks);
             self.sb.update(self.snd.una, self.snd.max, blocks)
