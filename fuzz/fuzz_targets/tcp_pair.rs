@@ -226,6 +226,12 @@ fuzz_target!(|input: Input| {
     let a = sim.add_host_with(2, adjust);
     let b = sim.add_host_with(3, adjust);
     let link = sim.connect(a, b, Impairments::clean().delay(ms(1)));
+    // To read a failure: TAPIR_FUZZ_PCAP=file.pcap makes a replay write
+    // the frames the link delivered.
+    let pcap = std::env::var_os("TAPIR_FUZZ_PCAP");
+    if pcap.is_some() {
+        sim.capture(link);
+    }
     let listener = sim
         .iface(b)
         .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 4)
@@ -341,27 +347,28 @@ fuzz_target!(|input: Input| {
             .map(|s| s.to_string())
             .unwrap_or_default()
     };
-    let arp_failed = |sim: &mut Sim, e: &End| {
-        e.handle
-            .and_then(|h| sim.iface(e.node).tcp_take_error(h))
-            .is_some_and(|err| {
-                matches!(
-                    err,
-                    SocketError::Unreachable {
-                        code: UnreachableCode::Host,
-                        ..
-                    }
-                )
+    let error = |sim: &mut Sim, e: &End| e.handle.and_then(|h| sim.iface(e.node).tcp_take_error(h));
+    let (client_err, server_err) = (error(&mut sim, &p.client), error(&mut sim, &p.server));
+    let arp_failed = |err: &Option<SocketError>| {
+        matches!(
+            err,
+            Some(SocketError::Unreachable {
+                code: UnreachableCode::Host,
+                ..
             })
+        )
     };
-    if arp_failed(&mut sim, &p.client) || arp_failed(&mut sim, &p.server) {
+    if arp_failed(&client_err) || arp_failed(&server_err) {
         return;
+    }
+    if let Some(path) = &pcap {
+        let _ = std::fs::write(path, sim.pcap(link));
     }
     if result.is_err() || !p.done() {
         let (c, s) = (state(&mut sim, &p.client), state(&mut sim, &p.server));
         panic!(
             "transfer did not complete {:?} after healing ({result:?}): client sent {} received {} shut {} eof {}; \
-             server accepted {} sent {} received {} shut {} eof {}\n  client: {c}\n  server: {s}",
+             server accepted {} sent {} received {} shut {} eof {}\n  client: {c} error {client_err:?}\n  server: {s} error {server_err:?}",
             sim.now() - healed,
             p.client.sent,
             p.client.received,

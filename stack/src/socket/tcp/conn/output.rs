@@ -236,10 +236,17 @@ impl Connection {
     /// sees our ACKs; if its application is blocked sending, it never reads
     /// and never opens the window again. As Linux (tcp_acceptable_seq),
     /// use the right edge of the window, SND.UNA + SND.WND, instead.
+    ///
+    /// Except, as Linux again, while SND.NXT is less than one unit of the
+    /// peer's window scale beyond the edge: the scaled window rounds
+    /// down, so the edge may retract by that much (RFC 7323 2.4) after
+    /// the peer took data up to SND.NXT; the edge would be below its
+    /// RCV.NXT, and each side's ACKs unacceptable to the other.
     pub(super) fn acceptable_seq(&self) -> SeqNumber {
         let edge = self.snd.una + self.snd.wnd;
+        let rounding = self.snd.max.distance(edge) < 1usize << self.snd.wscale;
         // Before our SYN is acknowledged the window says nothing of it.
-        if self.syn_unacked() || self.snd.max <= edge {
+        if self.syn_unacked() || self.snd.max <= edge || rounding {
             self.snd.max
         } else {
             edge
