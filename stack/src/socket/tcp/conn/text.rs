@@ -207,7 +207,15 @@ impl Connection {
                 self.rcv_space_at = Some(now);
                 let copied = (self.app_read - self.app_read_at_edge) as usize;
                 self.app_read_at_edge = self.app_read;
-                (copied > cap / 2).then(|| copied.saturating_mul(2).max(cap.saturating_mul(2)))
+                // Linux's slack of 16 segments (tcp_rcv_space_adjust):
+                // a reader that takes a whole flight only after it has
+                // arrived leaves the last ACK of the flight offering the
+                // buffer less that flight, so a sender held back by the
+                // window delivers just under half the buffer per round
+                // trip, and without the slack the buffer never grows.
+                let slack = 16 * self.ack.rcv_mss;
+                (copied + slack > cap / 2)
+                    .then(|| (copied.saturating_mul(2) + slack).max(cap.saturating_mul(2)))
             }
             None => {
                 // Within a segment of the edge: a sender sends whole
