@@ -123,9 +123,10 @@ pub(crate) struct AckEvent {
     /// (RFC 9406 4.2 counts rounds by them).
     pub una: SeqNumber,
     pub snd_max: SeqNumber,
-    /// Whether the sender was using its window when the ACK came (RFC
-    /// 7661; Linux tcp_is_cwnd_limited): an application-limited sender
-    /// must not grow the window.
+    /// Whether the sender used its window in the current window of data
+    /// (RFC 7661; Linux tcp_is_cwnd_limited: cwnd held sending back, or
+    /// in slow start cwnd is below twice the largest flight): an
+    /// application-limited sender must not grow the window.
     pub cwnd_limited: bool,
     /// Bytes in flight before this ACK, and the RTO (cwnd validation).
     pub in_flight: usize,

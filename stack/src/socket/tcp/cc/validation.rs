@@ -3,8 +3,10 @@
 //! Linux, two rules: a sender that was idle for more than an RTO restarts
 //! from the restart window (tcp_cwnd_restart), and one that was
 //! application-limited for an RTO gives back half of what it did not use
-//! (tcp_cwnd_application_limited). RFC 7661's pipeACK and non-validated
-//! phase are not implemented.
+//! (tcp_cwnd_application_limited). Whether an ACK may grow cwnd at all
+//! is the connection's `CwndUsage` (conn/acked.rs), Linux's
+//! tcp_is_cwnd_limited. RFC 7661's pipeACK and non-validated phase as
+//! such are not implemented.
 
 use super::AckEvent;
 use crate::time::{Duration, Instant};

@@ -68,12 +68,7 @@ impl Connection {
         // sender would otherwise inflate cwnd without bound on a clean
         // path, and burst when it finally has data.
         let in_flight = self.snd.in_flight();
-        let in_use = if self.opt.sack_ok {
-            self.pipe(mss)
-        } else {
-            in_flight
-        };
-        let cwnd_limited = in_use * 2 >= self.cc.window();
+        let cwnd_limited = self.usage.validates(self.cc.window(), self.cc.ssthresh());
         // For PRR (RFC 6937 DeliveredData) and its SSRB rule.
         let sacked_before = self.sb.sacked_bytes();
         let lost_before = self.sb.lost_boundary(mss);
@@ -415,5 +410,40 @@ impl Connection {
             (h, true) => Some(h.map_or(self.snd.nxt, |h| h.max(self.snd.nxt))),
             (h, false) => h,
         }
+    }
+}
+
+/// How much of cwnd the sender used over the current window of data
+/// (until SND.UNA passes `end`), as Linux's tcp_cwnd_validate keeps it:
+/// whether cwnd ever held sending back, and the most in flight. RFC 7661
+/// measures the data acknowledged over an RTT (pipeACK); the window's
+/// largest flight is the same measure taken at the sender, and unlike the
+/// flight left when an ACK arrives it does not shrink as the window
+/// drains (an application that wrote ten segments at once used ten).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CwndUsage {
+    limited: bool,
+    max_flight: usize,
+    end: Option<SeqNumber>,
+}
+
+impl CwndUsage {
+    /// Data went out; `flight` is in the network now, and `limited` says
+    /// cwnd allows no more.
+    pub(super) fn on_send(&mut self, una: SeqNumber, snd_max: SeqNumber, flight: usize, limited: bool) {
+        let window_over = self.end.is_none_or(|e| una >= e);
+        if window_over || limited || (!self.limited && flight > self.max_flight) {
+            self.limited = limited;
+            self.max_flight = flight;
+            self.end = Some(snd_max);
+        }
+    }
+
+    /// Whether an ACK may grow cwnd: cwnd held sending back in this
+    /// window, or in slow start cwnd is below twice the largest flight
+    /// (RFC 7661 4.3 validates cwnd while pipeACK >= cwnd / 2; Linux
+    /// tcp_is_cwnd_limited, strictly below).
+    pub(super) fn validates(&self, cwnd: usize, ssthresh: usize) -> bool {
+        self.limited || (cwnd < ssthresh && cwnd < 2 * self.max_flight)
     }
 }

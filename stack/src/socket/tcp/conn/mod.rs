@@ -60,6 +60,7 @@ use crate::socket::SocketError;
 use crate::time::{Duration, Instant};
 use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use ack_policy::AckPolicy;
+use acked::CwndUsage;
 use core::net::SocketAddrV4;
 use recv::RecvSpace;
 use send::SendSpace;
@@ -304,6 +305,8 @@ pub(crate) struct Connection {
     /// When data last went out, for the restart after idle (RFC 5681
     /// 4.1; Linux lsndtime).
     last_data_sent: Option<Instant>,
+    /// How much of cwnd the current window of data used (RFC 7661).
+    usage: CwndUsage,
     /// TCP_LINGER2: this connection's FIN-WAIT-2 bound, if set.
     linger2: Option<Duration>,
     /// TCP_DEFER_ACCEPT, in SYN-ACK timeouts (Linux rskq_defer_accept).
@@ -430,6 +433,7 @@ impl Connection {
             user_timeout: None,
             unacked_since: None,
             last_data_sent: None,
+            usage: CwndUsage::default(),
             linger2: None,
             defer_accept: 0,
             defer_acked: false,

@@ -705,6 +705,15 @@ impl Connection {
         }
         self.snd.max = self.snd.max.max(self.snd.nxt);
         self.rack_on_send(seq, self.snd.nxt, now);
+        // RFC 7661: how much of cwnd this window used (Linux
+        // tcp_cwnd_validate after tcp_write_xmit).
+        let flight = if self.opt.sack_ok {
+            self.pipe(sizes.mss)
+        } else {
+            self.snd.in_flight()
+        };
+        let limited = flight + sizes.mss > self.send_window();
+        self.usage.on_send(self.snd.una, self.snd.max, flight, limited);
         if self.timers[Timer::Rto].is_none() {
             self.timers[Timer::Rto] = Some(now + self.rtt.rto());
         }
