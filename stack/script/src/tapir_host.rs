@@ -142,7 +142,12 @@ impl TapirHost {
             ("tcp_reordering", _) => {
                 Sysctl::NoEffect("tapir cannot change its duplicate-ACK threshold of 3 (RFC 5681 3.2)".into())
             }
-            ("tcp_frto", _) => no_mechanism("F-RTO (RFC 5682)"),
+            // Linux: any non-zero value turns F-RTO on (the SACK-enhanced
+            // algorithm with SACK, the basic one without, RFC 5682).
+            ("tcp_frto", Some(v)) => {
+                tcp.frto = v != 0;
+                Sysctl::Applied
+            }
             // Linux: 3 and 4 probe the tail (TLP), below that no probe.
             ("tcp_early_retrans", Some(v)) => {
                 tcp.tlp = v >= 3;
