@@ -772,6 +772,64 @@ fn syn_flood_keeps_small_records_and_no_connections() {
     assert_eq!(i.socket_count(), sockets);
 }
 
+/// Port unreachable from the peer, quoting a segment from our port 80 to
+/// its `port` with sequence number `seq`.
+fn port_unreachable_about(port: u16, seq: u32) -> Vec<u8> {
+    let mut q = vec![0u8; 28];
+    let ip = Ipv4Repr {
+        src: TAPIR_IP,
+        dst: PEER_IP,
+        protocol: Protocol::Tcp,
+        ttl: 64,
+        ident: 1,
+        dont_fragment: true,
+        more_fragments: false,
+        frag_offset: 0,
+        payload_len: 8,
+    };
+    ip.emit(&mut q);
+    q[20..22].copy_from_slice(&80u16.to_be_bytes());
+    q[22..24].copy_from_slice(&port.to_be_bytes());
+    q[24..28].copy_from_slice(&seq.to_be_bytes());
+    let mut msg = vec![0u8; 8 + 28];
+    icmpv4::emit(&mut msg, icmpv4::TYPE_DEST_UNREACHABLE, 3, [0; 4], &q);
+    ipv4_from_peer(Protocol::Icmp, &msg)
+}
+
+#[test]
+fn icmp_error_about_a_synack_leaves_the_half_open_connection() {
+    use crate::wire::TcpFlags;
+    // RFC 5927 4.1: an ICMP error must quote a sequence number in flight;
+    // a half-open connection has sent only its SYN-ACK (SEQ = ISS). As
+    // Linux's tcp_req_err, a matching error is taken and not kept (nobody
+    // to report it to; accept() returns no network errors), and the
+    // handshake completes afterwards.
+    let mut i = iface();
+    introduce_peer(&mut i, at(0));
+    let l = i
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    i.handle_frame(at(1), &tcp_from_peer(40000, 80, 1000, 0, TcpFlags::SYN));
+    let out = drain(&mut i, at(1));
+    let (_, seg) = sent_ipv4(&out[0]);
+    let (synack, _) = crate::wire::TcpRepr::parse(&seg, TAPIR_IP, PEER_IP, true).unwrap();
+    let iss = synack.seq;
+    i.handle_frame(at(2), &port_unreachable_about(40000, iss.wrapping_add(7)));
+    assert_eq!(i.stats().icmp_errors_out_of_window, 1);
+    i.handle_frame(at(3), &port_unreachable_about(40000, iss));
+    assert_eq!(i.stats().icmp_errors_delivered, 1);
+    i.handle_frame(at(4), &port_unreachable_about(40001, iss));
+    assert_eq!(i.stats().icmp_errors_unmatched, 1);
+    assert_eq!(i.tcp_half_open_count(), 1);
+    i.handle_frame(
+        at(5),
+        &tcp_from_peer(40000, 80, 1001, iss.wrapping_add(1), TcpFlags::ACK),
+    );
+    let s = i.tcp_accept(l).unwrap();
+    assert_eq!(i.tcp_take_error(s), None);
+    assert_eq!(i.tcp_half_open_count(), 0);
+}
+
 #[test]
 fn forged_syn_cookie_acks_are_counted_failed_and_reset() {
     use crate::wire::TcpFlags;

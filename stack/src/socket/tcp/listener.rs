@@ -1,7 +1,10 @@
 //! LISTEN (RFC 9293 3.10.7.2): a listener's SYN queue (connections in
-//! SYN-RECEIVED) and accept queue (established, not yet accepted), both
+//! SYN-RECEIVED, each a half-open record in the table's `requests` until
+//! the ACK that completes its handshake makes the connection, as Linux's
+//! request socks) and accept queue (established, not yet accepted), both
 //! bounded by the backlog, and SYN cookies (RFC 4987 3.6) for when the
-//! SYN queue is full.
+//! SYN queue is full. A stored record and a cookie's ACK go the same way:
+//! unfolded into the connection they stand for, which takes the segment.
 //!
 //! A SYN cookie is an ISN that lets the listener rebuild the handshake
 //! from the ACK that completes it, so a SYN costs no state: a flood of

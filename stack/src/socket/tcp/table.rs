@@ -3,8 +3,10 @@
 //! RFC 6528 initial sequence numbers and RFC 6056 ephemeral ports, timers
 //! and the output queue.
 //!
-//! Connections are found by a hash of (local port, remote address); a
-//! listener by its port. A connection's timers are one deadline in a
+//! Connections are found by a hash of (local port, remote address), then
+//! half-open ones (`requests`: SYN-RECEIVED as small records, with their
+//! own timer heap), then TIME-WAIT entries, then a listener by its port.
+//! A connection's timers are one deadline in a
 //! min-heap (`deadlines`), so the next deadline of all of TCP is its top.
 //! Connections with something to send wait in a FIFO of handles (each at
 //! most once), which [`TcpTable::produce`] serves round-robin, one segment
