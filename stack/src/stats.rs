@@ -204,7 +204,7 @@ stats! {
     count tcp_traces_dropped,
     /// Dropped: a SYN to a listener whose SYN or accept queue was full.
     drop tcp_listen_overflow,
-    /// Dropped: the handshake's final ACK while the accept queue was full (the SYN-ACK is retransmitted later).
+    /// Dropped: the handshake's final ACK while the accept queue was full, or no socket was free for the connection (the SYN-ACK is retransmitted later).
     drop tcp_accept_queue_full,
     /// Dropped: a segment to a listener that was neither SYN nor RST (answered with RST when it carries an ACK).
     drop tcp_listen_bad_segment,

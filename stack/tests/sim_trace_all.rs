@@ -99,6 +99,11 @@ fn every_connection_is_traced_to_its_end() {
             last.state
         );
     }
+    // The receiver's timeline covers its handshake although it was only
+    // a half-open record then: it starts at the SYN, in SYN-RECEIVED.
+    let (samples, _) = tb.0.values().next().unwrap();
+    assert_eq!(samples[0].state, TcpState::SynReceived);
+    assert_eq!(samples[1].state, TcpState::Established);
     let (samples, _) = ta.0.values().next().unwrap();
     assert_eq!(samples[0].state, TcpState::SynSent);
     // SYN, the data and the FIN, all acknowledged.

@@ -271,17 +271,30 @@ impl Interface {
         t.drain_traces(&mut cx, out)
     }
 
-    /// Every connection's stats (the `ss -ti` of tapir).
+    /// Every connection's stats (the `ss -ti` of tapir), half-open ones
+    /// (SYN-RECEIVED) included.
     pub fn tcp_connections(&self) -> impl Iterator<Item = (SocketAddrV4, SocketAddrV4, TcpConnStats)> + '_ {
-        self.tcp
+        let full = self
+            .tcp
             .conn_handles()
             .filter_map(|h| conn_ref(&self.sockets, h))
-            .map(|c| (c.local, c.remote, c.stats()))
+            .map(|c| (c.local, c.remote, c.stats()));
+        let half = self
+            .tcp
+            .half_open_conns(&self.config, &self.sockets)
+            .map(|c| (c.local, c.remote, c.stats()));
+        full.chain(half)
     }
 
-    /// Connections with a full control block (not TIME-WAIT entries).
+    /// Connections, half-open ones included (not TIME-WAIT entries).
     pub fn tcp_connection_count(&self) -> usize {
         self.tcp.connections()
+    }
+
+    /// Half-open connections (SYN-RECEIVED): each a small record, not a
+    /// control block, until the handshake completes.
+    pub fn tcp_half_open_count(&self) -> usize {
+        self.tcp.half_open()
     }
 
     /// Out-of-order bytes all connections hold together (bounded by

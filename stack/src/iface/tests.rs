@@ -712,6 +712,125 @@ fn tcp_from_peer(src_port: u16, port: u16, seq: u32, ack: u32, flags: crate::wir
 }
 
 #[test]
+fn syn_flood_keeps_small_records_and_no_connections() {
+    use crate::wire::TcpFlags;
+    // N forged SYNs (distinct ports, never ACKed) to a listener whose SYN
+    // queue holds them all, without cookies: each is answered with a
+    // SYN-ACK and kept as a half-open record; none takes a socket or a
+    // control block. The SYN-ACK timer resends each `synack_retries`
+    // times, backing off, and then drops it (RFC 9293 3.10.7.4 leaves
+    // the retries to the implementation; Linux tcp_synack_retries).
+    const N: u16 = 300;
+    let mut cfg = config();
+    cfg.tcp.syn_cookies = crate::config::SynCookies::Never;
+    let retries = cfg.tcp.synack_retries as usize;
+    let mut i = Interface::new(cfg).unwrap();
+    introduce_peer(&mut i, at(0));
+    i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 512)
+        .unwrap();
+    let sockets = i.socket_count();
+    for k in 0..N {
+        let syn = tcp_from_peer(10_000 + k, 80, u32::from(k) * 1000, 0, TcpFlags::SYN);
+        i.handle_frame(at(1), &syn);
+    }
+    // All answered at once: the SYN-ACKs do not wait on a short queue.
+    assert_eq!(drain(&mut i, at(1)).len(), usize::from(N));
+    assert_eq!(i.tcp_half_open_count(), usize::from(N));
+    assert_eq!(i.tcp_connection_count(), usize::from(N), "half-open ones count");
+    assert_eq!(i.socket_count(), sockets, "no socket per SYN");
+    assert_eq!(i.tcp_connections().count(), usize::from(N));
+    assert!(i
+        .tcp_connections()
+        .all(|(_, _, s)| s.state == Some(crate::socket::tcp::TcpState::SynReceived)));
+    // The timers: each record's SYN-ACK goes `retries` more times, at
+    // 1, 2, 4, 8 and 16 s after the one before, and then it is dropped.
+    let mut resent = 0;
+    let mut times = Vec::new();
+    while let Some(t) = i.poll_timeout() {
+        assert!(t < Instant::from_secs(200), "still timing at {t}");
+        i.handle_timeout(t);
+        // SYN-ACKs only (the neighbor cache refreshes the peer's entry).
+        let n = drain(&mut i, t)
+            .iter()
+            .filter(|f| matches!(decode(f), Sent::Ipv4 { .. }))
+            .count();
+        if n > 0 {
+            times.push((t, n));
+        }
+        resent += n;
+    }
+    assert_eq!(resent, usize::from(N) * retries);
+    let expect: Vec<_> = [1u64, 3, 7, 15, 31]
+        .iter()
+        .take(retries)
+        .map(|s| (at(1 + s * 1000), usize::from(N)))
+        .collect();
+    assert_eq!(times, expect);
+    assert_eq!(i.tcp_half_open_count(), 0);
+    assert_eq!(i.tcp_connection_count(), 0);
+    assert_eq!(i.stats().tcp_timeouts, u64::from(N));
+    assert_eq!(i.socket_count(), sockets);
+}
+
+/// Port unreachable from the peer, quoting a segment from our port 80 to
+/// its `port` with sequence number `seq`.
+fn port_unreachable_about(port: u16, seq: u32) -> Vec<u8> {
+    let mut q = vec![0u8; 28];
+    let ip = Ipv4Repr {
+        src: TAPIR_IP,
+        dst: PEER_IP,
+        protocol: Protocol::Tcp,
+        ttl: 64,
+        ident: 1,
+        dont_fragment: true,
+        more_fragments: false,
+        frag_offset: 0,
+        payload_len: 8,
+    };
+    ip.emit(&mut q);
+    q[20..22].copy_from_slice(&80u16.to_be_bytes());
+    q[22..24].copy_from_slice(&port.to_be_bytes());
+    q[24..28].copy_from_slice(&seq.to_be_bytes());
+    let mut msg = vec![0u8; 8 + 28];
+    icmpv4::emit(&mut msg, icmpv4::TYPE_DEST_UNREACHABLE, 3, [0; 4], &q);
+    ipv4_from_peer(Protocol::Icmp, &msg)
+}
+
+#[test]
+fn icmp_error_about_a_synack_leaves_the_half_open_connection() {
+    use crate::wire::TcpFlags;
+    // RFC 5927 4.1: an ICMP error must quote a sequence number in flight;
+    // a half-open connection has sent only its SYN-ACK (SEQ = ISS). As
+    // Linux's tcp_req_err, a matching error is taken and not kept (nobody
+    // to report it to; accept() returns no network errors), and the
+    // handshake completes afterwards.
+    let mut i = iface();
+    introduce_peer(&mut i, at(0));
+    let l = i
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    i.handle_frame(at(1), &tcp_from_peer(40000, 80, 1000, 0, TcpFlags::SYN));
+    let out = drain(&mut i, at(1));
+    let (_, seg) = sent_ipv4(&out[0]);
+    let (synack, _) = crate::wire::TcpRepr::parse(&seg, TAPIR_IP, PEER_IP, true).unwrap();
+    let iss = synack.seq;
+    i.handle_frame(at(2), &port_unreachable_about(40000, iss.wrapping_add(7)));
+    assert_eq!(i.stats().icmp_errors_out_of_window, 1);
+    i.handle_frame(at(3), &port_unreachable_about(40000, iss));
+    assert_eq!(i.stats().icmp_errors_delivered, 1);
+    i.handle_frame(at(4), &port_unreachable_about(40001, iss));
+    assert_eq!(i.stats().icmp_errors_unmatched, 1);
+    assert_eq!(i.tcp_half_open_count(), 1);
+    i.handle_frame(
+        at(5),
+        &tcp_from_peer(40000, 80, 1001, iss.wrapping_add(1), TcpFlags::ACK),
+    );
+    let s = i.tcp_accept(l).unwrap();
+    assert_eq!(i.tcp_take_error(s), None);
+    assert_eq!(i.tcp_half_open_count(), 0);
+}
+
+#[test]
 fn forged_syn_cookie_acks_are_counted_failed_and_reset() {
     use crate::wire::TcpFlags;
     let ack = TcpFlags::ACK;

@@ -113,7 +113,7 @@ impl TcpTable {
                 .ok_or(TcpConnectError::NoFreePort)?,
         };
         let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
-        let ep = self.endpoints(cx, now, local, remote);
+        let ep = self.endpoints(cx.config, now, local, remote);
         let mut conn = Connection::connect(now, &cx.config.tcp, ep);
         for o in options {
             conn.set_option(now, o);
@@ -227,7 +227,6 @@ impl TcpTable {
             }
             TcpKind::Listener(l) => {
                 let port = l.port;
-                let embryonic: Vec<SocketHandle> = l.syn_queue.drain(..).collect();
                 let established: Vec<SocketHandle> = l.accept_queue.drain(..).collect();
                 self.listeners.remove(&port);
                 cx.sockets.remove(h);
@@ -237,9 +236,7 @@ impl TcpTable {
                 // and draws a RST (RFC 9293 3.10.7.1). RFC 9293 has no
                 // listener separate from its SYN-RECEIVED children, so it
                 // does not choose.
-                for c in embryonic {
-                    self.free(cx, c);
-                }
+                self.requests.remove_listener(h);
                 for c in established {
                     self.abort(cx, c);
                 }

@@ -1,7 +1,10 @@
 //! LISTEN (RFC 9293 3.10.7.2): a listener's SYN queue (connections in
-//! SYN-RECEIVED) and accept queue (established, not yet accepted), both
+//! SYN-RECEIVED, each a half-open record in the table's `requests` until
+//! the ACK that completes its handshake makes the connection, as Linux's
+//! request socks) and accept queue (established, not yet accepted), both
 //! bounded by the backlog, and SYN cookies (RFC 4987 3.6) for when the
-//! SYN queue is full.
+//! SYN queue is full. A stored record and a cookie's ACK go the same way:
+//! unfolded into the connection they stand for, which takes the segment.
 //!
 //! A SYN cookie is an ISN that lets the listener rebuild the handshake
 //! from the ACK that completes it, so a SYN costs no state: a flood of
@@ -24,14 +27,16 @@
 //! set); the peer echoes them in TSecr. Without timestamps there is no
 //! room for them, so the SYN-ACK offers neither (Linux tcp_clear_options).
 
-use super::conn::Connection;
+use super::conn::{Connection, HalfOpen, Transition};
+use super::requests::Request;
 use super::seq::SeqNumber;
-use super::table::{Cx, TcpTable};
+use super::table::{count_discard, Cx, TcpKind, TcpTable};
+use super::trace::TraceSample;
 use super::TcpOption;
-use crate::config::SynCookies;
-use crate::socket::SocketHandle;
+use crate::config::{Config, SynCookies};
+use crate::socket::{SocketHandle, SocketSet};
 use crate::time::{Duration, Instant};
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::TcpRepr;
 use core::net::SocketAddrV4;
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -141,9 +146,9 @@ pub(crate) fn cookie_ts_options(tsecr: u32) -> Option<(Option<u8>, bool)> {
 
 pub(crate) struct Listener {
     pub port: u16,
+    /// Bounds the SYN queue (its half-open connections, kept as records
+    /// in the table's `requests`) and the accept queue, each.
     pub backlog: usize,
-    /// Embryonic connections (SYN-RECEIVED).
-    pub syn_queue: Vec<SocketHandle>,
     /// Established, waiting for `accept`.
     pub accept_queue: VecDeque<SocketHandle>,
     /// Given to every connection it accepts.
@@ -159,7 +164,6 @@ impl Listener {
         Listener {
             port,
             backlog,
-            syn_queue: Vec::new(),
             accept_queue: VecDeque::new(),
             options,
             last_cookie: None,
@@ -172,11 +176,6 @@ impl Listener {
         self.accept_queue.len() >= self.backlog
     }
 
-    /// No room for one more SYN-RECEIVED entry.
-    fn syn_queue_full(&self) -> bool {
-        self.syn_queue.len() >= self.backlog
-    }
-
     /// It sent a cookie recently enough for an ACK to carry one back.
     fn cookies_recent(&self, now: Instant) -> bool {
         self.last_cookie
@@ -185,13 +184,11 @@ impl Listener {
 
     /// A connection of ours completed its handshake.
     pub fn established(&mut self, h: SocketHandle) {
-        self.syn_queue.retain(|c| *c != h);
         self.accept_queue.push_back(h);
     }
 
     /// A connection of ours is gone.
     pub fn forget(&mut self, h: SocketHandle) {
-        self.syn_queue.retain(|c| *c != h);
         self.accept_queue.retain(|c| *c != h);
     }
 }
@@ -238,17 +235,19 @@ impl TcpTable {
             return;
         }
         let mode = cx.config.tcp.syn_cookies;
+        let half_open = self.requests.of(l);
         let Some(li) = cx.listener(l) else { return };
+        let syn_queue_full = half_open >= li.backlog;
         // Linux tcp_conn_request: a full accept queue drops the SYN, cookie
         // or not; a full SYN queue calls for a cookie, except for a SYN
         // reopening TIME-WAIT, whose ISN is already chosen.
         let want_cookie = reopen_isn.is_none()
             && match mode {
                 SynCookies::Never => false,
-                SynCookies::WhenFull => li.syn_queue_full(),
+                SynCookies::WhenFull => syn_queue_full,
                 SynCookies::Always => true,
             };
-        if li.accept_queue_full() || (li.syn_queue_full() && !want_cookie) {
+        if li.accept_queue_full() || (syn_queue_full && !want_cookie) {
             // Dropped: the peer retransmits its SYN.
             cx.stats.tcp_listen_overflow += 1;
             return;
@@ -258,51 +257,195 @@ impl TcpTable {
             self.send_cookie(cx, now, l, remote, repr);
             return;
         }
-        let (port, options) = (li.port, li.options.clone());
-        let Ok(h) = self.socket(cx) else {
-            cx.stats.tcp_listen_overflow += 1;
+        // SYN-RECEIVED: the connection answers with its SYN-ACK and is
+        // folded into a half-open record until a segment needs it. Data
+        // on the SYN is not taken (no Fast Open, as Linux without
+        // TCP_FASTOPEN): the SYN-ACK acknowledges only the SYN, and the
+        // peer sends the data again.
+        let iss = match reopen_isn {
+            Some(isn) => isn,
+            None => {
+                let local = SocketAddrV4::new(cx.config.ipv4.addr, repr.dst_port);
+                self.endpoints(cx.config, now, local, remote).iss
+            }
+        };
+        let Some(conn) = self.listener_connection(cx.config, cx.sockets, now, l, remote, repr, iss) else {
             return;
         };
-        let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
-        let mut ep = self.endpoints(cx, now, local, remote);
-        if let Some(isn) = reopen_isn {
-            ep.iss = isn;
-        }
-        let mut conn = Connection::accept_syn(now, &cx.config.tcp, ep, repr);
-        for o in options {
-            conn.set_option(now, o);
-        }
-        self.install(cx, h, conn, Some(l));
-        if let Some(li) = cx.listener(l) {
-            li.syn_queue.push(h);
-        }
-        tracing::debug!(%h, %remote, "tcp SYN received");
-        self.refresh(cx, h);
+        tracing::debug!(%remote, "tcp SYN received");
+        self.keep_half_open(cx, now, l, conn);
     }
 
     /// The connection the listener `l` would make of `syn`: what its
-    /// SYN-ACK says, and what its ACK builds on. A cookie's SYN-ACK and
-    /// the connection its ACK makes come from here both, so they agree
-    /// (window, window scale, MSS) as if the connection had been kept.
-    fn cookie_connection(
+    /// SYN-ACK says, and what its ACK builds on. A SYN's half-open
+    /// record, a cookie's SYN-ACK and the connections their ACKs make all
+    /// come from here, so they agree (window, window scale, MSS) as if
+    /// the connection had been kept whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn listener_connection(
         &self,
-        cx: &mut Cx,
+        config: &Config,
+        sockets: &SocketSet,
         now: Instant,
         l: SocketHandle,
         remote: SocketAddrV4,
         syn: &TcpRepr,
         iss: SeqNumber,
     ) -> Option<Connection> {
-        let li = cx.listener(l)?;
-        let (port, options) = (li.port, li.options.clone());
-        let local = SocketAddrV4::new(cx.config.ipv4.addr, port);
-        let mut ep = self.endpoints(cx, now, local, remote);
+        let li = match &sockets.get(l)?.as_tcp()?.kind {
+            TcpKind::Listener(li) => li,
+            _ => return None,
+        };
+        let local = SocketAddrV4::new(config.ipv4.addr, li.port);
+        let mut ep = self.endpoints(config, now, local, remote);
         ep.iss = iss;
-        let mut conn = Connection::accept_syn(now, &cx.config.tcp, ep, syn);
-        for o in options {
+        let mut conn = Connection::accept_syn(now, &config.tcp, ep, syn);
+        for o in li.options.iter().copied() {
             conn.set_option(now, o);
         }
         Some(conn)
+    }
+
+    /// The SYN-RECEIVED connection the half-open record `half` of
+    /// listener `l` folds.
+    pub(super) fn resume(
+        &self,
+        config: &Config,
+        sockets: &SocketSet,
+        l: SocketHandle,
+        remote: SocketAddrV4,
+        half: &HalfOpen,
+    ) -> Option<Connection> {
+        let li = match &sockets.get(l)?.as_tcp()?.kind {
+            TcpKind::Listener(li) => li,
+            _ => return None,
+        };
+        let syn = half.syn(remote.port(), li.port);
+        let mut conn = self.listener_connection(config, sockets, half.born, l, remote, &syn, half.iss)?;
+        conn.resume_half_open(half);
+        Some(conn)
+    }
+
+    /// Send what the SYN-RECEIVED connection `conn` of listener `l` owes
+    /// (its SYN-ACK, an ACK) and fold it into its record, if the SYN
+    /// queue has room.
+    pub(super) fn keep_half_open(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        l: SocketHandle,
+        mut conn: Connection,
+    ) {
+        let dst = *conn.remote.ip();
+        // At most a SYN-ACK and an ACK; bounded all the same.
+        for _ in 0..4 {
+            let Some((seg, _, _)) = conn.poll_segment(now) else {
+                break;
+            };
+            self.queue_synack(cx, dst, seg);
+        }
+        let Some(half) = conn.half_open() else { return };
+        let key = (conn.local.port(), conn.remote);
+        let Some(backlog) = cx.listener(l).map(|li| li.backlog) else {
+            return;
+        };
+        if self.requests.of(l) >= backlog && !self.requests.contains(&key) {
+            cx.stats.tcp_listen_overflow += 1;
+            return;
+        }
+        self.requests.insert(key, Request { listener: l, half });
+    }
+
+    /// A segment for a half-open connection of listener `l`, a stored
+    /// one or a cookie's (RFC 9293 3.10.7.4 in SYN-RECEIVED, Linux
+    /// tcp_check_req): the connection is unfolded and takes the segment
+    /// like any other. If that completes the handshake, it is installed
+    /// (and its handshake's timeline starts at the SYN); else it is folded
+    /// back, or gone (a RST, the SYN-ACK retries ran out).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handshake_input(
+        &mut self,
+        cx: &mut Cx,
+        now: Instant,
+        l: SocketHandle,
+        remote: SocketAddrV4,
+        half: &HalfOpen,
+        repr: &TcpRepr,
+        data: &[u8],
+    ) {
+        let _span = tracing::debug_span!("half-open", %remote).entered();
+        let Some(mut conn) = self.resume(cx.config, cx.sockets, l, remote, half) else {
+            return;
+        };
+        let final_ack = repr.flags.ack() && !repr.flags.rst() && !repr.flags.syn();
+        let mut h = None;
+        if final_ack {
+            // Linux keeps the handshake's final ACK waiting (drops it)
+            // while the accept queue is full, and while there is no room
+            // for the connection; the SYN-ACK timer tries again later.
+            if cx.listener(l).is_some_and(|li| li.accept_queue_full()) {
+                cx.stats.tcp_accept_queue_full += 1;
+                self.keep_half_open(cx, now, l, conn);
+                return;
+            }
+            let Ok(s) = self.socket(cx) else {
+                cx.stats.tcp_accept_queue_full += 1;
+                self.keep_half_open(cx, now, l, conn);
+                return;
+            };
+            h = Some(s);
+        }
+        let first = cx
+            .config
+            .tcp
+            .trace_connections
+            .map(|_| TraceSample::from_stats(half.born, &conn.stats()));
+        conn.set_ooo_room(cx.config.tcp.max_ooo_bytes_total.saturating_sub(self.ooo_bytes()));
+        let mut out = conn.process(now, repr, data);
+        cx.stats.tcp_ooo_budget_full += conn.ooo_budget_drops();
+        if self.challenge_allowed(cx, now, out.challenge.take()) {
+            conn.grant_challenge();
+        }
+        match (out.transition, h) {
+            (Transition::Established, Some(h)) => {
+                tracing::debug!(%h, %remote, "tcp handshake completed");
+                self.add_ooo_bytes(conn.ooo_bytes());
+                self.install_traced(cx, h, conn, Some(l), first);
+                self.after(cx, h, out);
+            }
+            (transition, h) => {
+                if let Some(h) = h {
+                    cx.sockets.remove(h);
+                }
+                count_discard(cx, out.dropped);
+                if let Some(rst) = out.rst.take() {
+                    self.queue_rst(cx, *remote.ip(), rst);
+                }
+                if transition == Transition::None {
+                    self.keep_half_open(cx, now, l, conn);
+                }
+                // Else BackToListen: a RST took the request away (RFC
+                // 9293 3.10.7.4, second check), quietly.
+            }
+        }
+    }
+
+    /// The SYN-ACK timer of the half-open connection `req` fired (RFC
+    /// 6298 5.4-5.6 and its backoff; Linux tcp_rtx_synack, and
+    /// inet_csk_reqsk_queue_drop after `synack_retries`).
+    pub(super) fn request_timeout(&mut self, cx: &mut Cx, now: Instant, remote: SocketAddrV4, req: &Request) {
+        let Some(mut conn) = self.resume(cx.config, cx.sockets, req.listener, remote, &req.half) else {
+            return;
+        };
+        let out = conn.on_timer(now);
+        if out.transition == Transition::Closed {
+            if out.timed_out {
+                cx.stats.tcp_timeouts += 1;
+            }
+            tracing::debug!(%remote, "tcp half-open connection timed out");
+            return;
+        }
+        self.keep_half_open(cx, now, req.listener, conn);
     }
 
     /// RFC 4987 3.6: answer `syn` with a SYN-ACK whose ISN (and TSval)
@@ -332,7 +475,8 @@ impl TcpTable {
             remote,
         };
         let iss = key.encode(SeqNumber(syn.seq), cookie_counter(now), index);
-        let Some(mut conn) = self.cookie_connection(cx, now, l, remote, &syn, iss) else {
+        let Some(mut conn) = self.listener_connection(cx.config, cx.sockets, now, l, remote, &syn, iss)
+        else {
             return;
         };
         let Some((mut synack, _, _)) = conn.poll_segment(now) else {
@@ -387,34 +531,29 @@ impl TcpTable {
             cx.stats.tcp_accept_queue_full += 1;
             return CookieVerdict::Taken;
         }
-        let Ok(h) = self.socket(cx) else {
-            cx.stats.tcp_accept_queue_full += 1;
-            return CookieVerdict::Taken;
-        };
-        // The SYN as the cookie remembers it.
-        let mut syn = TcpRepr {
-            src_port: repr.src_port,
-            dst_port: repr.dst_port,
-            seq: irs.0,
-            flags: TcpFlags::SYN,
+        // The handshake as the cookie remembers it.
+        let half = HalfOpen {
+            iss,
+            irs,
             window: repr.window,
-            ..TcpRepr::default()
+            mss: COOKIE_MSS[index],
+            wscale,
+            sack,
+            ts_recent: timestamps.map(|(tsval, _)| tsval),
+            born: now,
+            // The time the SYN-ACK went is unknown: no RTT sample (Linux
+            // takes none for a cookie either).
+            timed: false,
+            retries: 0,
+            rto_at: None,
+            defer_acked: false,
+            last_invalid_ack: None,
+            segs_in: 0,
+            segs_out: 0,
+            retransmits: 0,
         };
-        syn.options.mss = Some(COOKIE_MSS[index]);
-        syn.options.window_scale = wscale;
-        syn.options.sack_permitted = sack;
-        syn.options.timestamps = timestamps;
-        let Some(mut conn) = self.cookie_connection(cx, now, l, remote, &syn, iss) else {
-            return CookieVerdict::Taken;
-        };
-        conn.cookie_syn_ack_sent(now);
-        self.install(cx, h, conn, Some(l));
-        if let Some(li) = cx.listener(l) {
-            // Until the ACK moves it on (TCP_DEFER_ACCEPT may hold it).
-            li.syn_queue.push(h);
-        }
-        tracing::debug!(%h, %remote, "tcp SYN cookie accepted");
-        self.conn_input(cx, now, h, repr, data);
+        tracing::debug!(%remote, "tcp SYN cookie accepted");
+        self.handshake_input(cx, now, l, remote, &half, repr, data);
         CookieVerdict::Taken
     }
 }

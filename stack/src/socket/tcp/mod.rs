@@ -27,6 +27,7 @@ mod deadlines;
 mod error;
 pub(crate) mod listener;
 pub(crate) mod recovery;
+mod requests;
 pub(crate) mod rtt;
 pub(crate) mod seq;
 pub(crate) mod table;

@@ -3,8 +3,10 @@
 //! RFC 6528 initial sequence numbers and RFC 6056 ephemeral ports, timers
 //! and the output queue.
 //!
-//! Connections are found by a hash of (local port, remote address); a
-//! listener by its port. A connection's timers are one deadline in a
+//! Connections are found by a hash of (local port, remote address), then
+//! half-open ones (`requests`: SYN-RECEIVED as small records, with their
+//! own timer heap), then TIME-WAIT entries, then a listener by its port.
+//! A connection's timers are one deadline in a
 //! min-heap (`deadlines`), so the next deadline of all of TCP is its top.
 //! Connections with something to send wait in a FIFO of handles (each at
 //! most once), which [`TcpTable::produce`] serves round-robin, one segment
@@ -17,6 +19,7 @@
 use super::conn::{Challenge, Connection, Discard, Endpoints, Outcome, Transition};
 use super::deadlines::Deadlines;
 use super::listener::Listener;
+use super::requests::Requests;
 use super::seq::SeqNumber;
 use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
 use super::trace::{ConnTrace, Trace, TraceSample, FINISHED_TRACES};
@@ -179,6 +182,8 @@ pub(crate) struct TcpTable {
     /// Ports taken by bound but not yet listening or connected sockets.
     pub(super) bound: HashMap<u16, SocketHandle>,
     pub(super) time_wait: TimeWaitTable,
+    /// Half-open connections (SYN-RECEIVED), as small records.
+    pub(super) requests: Requests,
     timers: Deadlines,
     dirty: VecDeque<SocketHandle>,
     rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
@@ -201,6 +206,7 @@ impl TcpTable {
             listeners: HashMap::new(),
             bound: HashMap::new(),
             time_wait: TimeWaitTable::default(),
+            requests: Requests::default(),
             timers: Deadlines::default(),
             dirty: VecDeque::new(),
             rst_out: VecDeque::new(),
@@ -217,12 +223,20 @@ impl TcpTable {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.next();
-        [t, self.time_wait.next_expiry()].into_iter().flatten().min()
+        [t, self.time_wait.next_expiry(), self.requests.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Connections with a full control block (not TIME-WAIT entries).
+    /// Connections, half-open ones included (not TIME-WAIT entries).
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.requests.len()
+    }
+
+    /// Half-open connections (SYN-RECEIVED, held as small records).
+    pub fn half_open(&self) -> usize {
+        self.requests.len()
     }
 
     pub fn ooo_bytes(&self) -> usize {
@@ -237,6 +251,17 @@ impl TcpTable {
         self.conns.values().copied()
     }
 
+    /// The half-open connections, unfolded one at a time, for queries.
+    pub fn half_open_conns<'a>(
+        &'a self,
+        config: &'a Config,
+        sockets: &'a SocketSet,
+    ) -> impl Iterator<Item = Connection> + 'a {
+        self.requests
+            .iter()
+            .filter_map(move |(key, r)| self.resume(config, sockets, r.listener, key.1, &r.half))
+    }
+
     // ----- input -----
 
     /// RFC 9293 3.10.7: find who a segment from `src` is for, and hand it
@@ -246,6 +271,10 @@ impl TcpTable {
         let key = (repr.dst_port, remote);
         if let Some(&h) = self.conns.get(&key) {
             self.conn_input(cx, now, h, repr, data);
+            return;
+        }
+        if let Some(req) = self.requests.remove(&key) {
+            self.handshake_input(cx, now, req.listener, remote, &req.half, repr, data);
             return;
         }
         let mut reopen_isn = None;
@@ -331,17 +360,33 @@ impl TcpTable {
             self.free(cx, h);
             return;
         }
-        match out.challenge.take() {
-            Some(Challenge::Send) if self.challenge.allow(now, cx) => {
-                cx.stats.tcp_challenge_acks += 1;
-                if let Some(e) = cx.entry(h) {
-                    e.conn.grant_challenge();
-                }
+        if self.challenge_allowed(cx, now, out.challenge.take()) {
+            if let Some(e) = cx.entry(h) {
+                e.conn.grant_challenge();
             }
-            Some(_) => cx.stats.tcp_challenge_rate_limited += 1,
-            None => {}
         }
         self.after(cx, h, out);
+    }
+
+    /// Whether the challenge ACK a connection asked for may go, within
+    /// the interface's budget (RFC 5961 7), counted either way.
+    pub(super) fn challenge_allowed(&mut self, cx: &mut Cx, now: Instant, c: Option<Challenge>) -> bool {
+        match c {
+            Some(Challenge::Send) if self.challenge.allow(now, cx) => {
+                cx.stats.tcp_challenge_acks += 1;
+                true
+            }
+            Some(_) => {
+                cx.stats.tcp_challenge_rate_limited += 1;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A connection joining the table holds this many out-of-order bytes.
+    pub(super) fn add_ooo_bytes(&mut self, n: usize) {
+        self.ooo_bytes += n;
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless
@@ -383,7 +428,15 @@ impl TcpTable {
         err: SocketError,
     ) -> IcmpMatch {
         let Some(&h) = self.conns.get(&(local_port, remote)) else {
-            return IcmpMatch::NoConnection;
+            return match self.requests.get(&(local_port, remote)) {
+                // A half-open connection sent only its SYN-ACK (RFC 5927
+                // 4.1). As Linux (tcp_req_err), the error is not kept:
+                // there is nobody to report it to, and POSIX wants no
+                // network error from accept(); the SYN-ACK timer goes on.
+                Some(r) if quoted_seq.is_none_or(|s| s == r.half.iss) => IcmpMatch::Delivered,
+                Some(_) => IcmpMatch::OutOfWindow,
+                None => IcmpMatch::NoConnection,
+            };
         };
         let min_path_mtu = cx.config.icmp.min_path_mtu;
         let Some(e) = cx.entry(h) else {
@@ -435,6 +488,13 @@ impl TcpTable {
         self.timers.return_due(due);
         self.skip_stale_deadlines(cx);
         self.time_wait.expire(now);
+        if self.requests.next().is_some_and(|t| t <= now) {
+            let mut due = Vec::new();
+            self.requests.take_due(now, &mut due);
+            for (key, req) in &due {
+                self.request_timeout(cx, now, key.1, req);
+            }
+        }
     }
 
     /// The next TCP segment to send (a queued RST or ACK, or a
@@ -483,7 +543,7 @@ impl TcpTable {
     /// the connection's timestamp offset (RFC 7323 5.4).
     pub(super) fn endpoints(
         &self,
-        cx: &Cx,
+        config: &Config,
         now: Instant,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -499,7 +559,7 @@ impl TcpTable {
             remote,
             iss: SeqNumber(m.wrapping_add(f(0))),
             ts_offset: f(1),
-            mtu: cx.config.mtu,
+            mtu: config.mtu,
         }
     }
 
@@ -526,10 +586,27 @@ impl TcpTable {
         conn: Connection,
         parent: Option<SocketHandle>,
     ) {
+        self.install_traced(cx, h, conn, parent, None);
+    }
+
+    /// Install `conn`; with `TcpConfig::trace_connections`, its timeline
+    /// starts with `first` (a half-open connection's, at its SYN), then
+    /// with what it is now.
+    pub(super) fn install_traced(
+        &mut self,
+        cx: &mut Cx,
+        h: SocketHandle,
+        conn: Connection,
+        parent: Option<SocketHandle>,
+        first: Option<TraceSample>,
+    ) {
         let key = (conn.local.port(), conn.remote);
         self.conns.insert(key, h);
         let trace = cx.config.tcp.trace_connections.map(|c| {
             let mut t = Box::new(Trace::new(c));
+            if let Some(s) = first {
+                t.record(s);
+            }
             t.record(TraceSample::from_stats(cx.now, &conn.stats()));
             t
         });
@@ -650,6 +727,17 @@ impl TcpTable {
             .skip_stale(|t, h| cx.entry(h).is_some_and(|e| e.deadline == Some(t)));
     }
 
+    /// A half-open connection's SYN-ACK (or ACK): it waits with the RSTs,
+    /// but the queue takes one for every half-open connection beyond its
+    /// own bound, so that a burst of SYNs is answered in full.
+    pub(super) fn queue_synack(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
+        if self.rst_out.len() < RST_QUEUE_LEN + self.requests.len() + 1 {
+            self.rst_out.push_back((dst, repr));
+        } else {
+            cx.stats.tx_queue_full += 1;
+        }
+    }
+
     pub(super) fn queue_rst(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
         if self.rst_out.len() < RST_QUEUE_LEN {
             self.rst_out.push_back((dst, repr));
@@ -679,15 +767,7 @@ impl TcpTable {
             timed_out,
             dropped,
         } = out;
-        match dropped {
-            None => {}
-            Some(Discard::Paws) => cx.stats.tcp_paws_rejected += 1,
-            Some(Discard::OutOfWindow) => cx.stats.tcp_out_of_window += 1,
-            Some(Discard::RstNotExact) => cx.stats.tcp_rst_not_exact += 1,
-            Some(Discard::Syn) => cx.stats.tcp_syn_in_window += 1,
-            Some(Discard::NoAck) => cx.stats.tcp_no_ack_flag += 1,
-            Some(Discard::BadAck) => cx.stats.tcp_bad_ack += 1,
-        }
+        count_discard(cx, dropped);
         if let Some(rst) = rst {
             self.queue_rst(cx, dst, rst);
         }
@@ -770,6 +850,19 @@ pub(crate) fn rst_repr(src_port: u16, dst_port: u16, seq: SeqNumber, ack: Option
         window: 0,
         urgent: 0,
         options: TcpOptions::default(),
+    }
+}
+
+/// Count why a connection discarded a segment.
+pub(super) fn count_discard(cx: &mut Cx, dropped: Option<Discard>) {
+    match dropped {
+        None => {}
+        Some(Discard::Paws) => cx.stats.tcp_paws_rejected += 1,
+        Some(Discard::OutOfWindow) => cx.stats.tcp_out_of_window += 1,
+        Some(Discard::RstNotExact) => cx.stats.tcp_rst_not_exact += 1,
+        Some(Discard::Syn) => cx.stats.tcp_syn_in_window += 1,
+        Some(Discard::NoAck) => cx.stats.tcp_no_ack_flag += 1,
+        Some(Discard::BadAck) => cx.stats.tcp_bad_ack += 1,
     }
 }
 

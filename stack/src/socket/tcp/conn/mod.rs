@@ -36,6 +36,7 @@
 
 mod ack_policy;
 mod acked;
+mod half_open;
 mod input;
 mod output;
 mod rack_tlp;
@@ -62,6 +63,7 @@ use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use ack_policy::AckPolicy;
 use acked::CwndUsage;
 use core::net::SocketAddrV4;
+pub(crate) use half_open::HalfOpen;
 use recv::RecvSpace;
 use send::SendSpace;
 use timers::{Timer, TimerTable};
@@ -487,17 +489,6 @@ impl Connection {
         c.update_window(usize::from(syn.window), SeqNumber(syn.seq), c.snd.iss);
         c.set_state(TcpState::SynReceived);
         c
-    }
-
-    /// A connection rebuilt from a SYN cookie (RFC 4987 3.6): its SYN-ACK
-    /// went out when the SYN came, from no state, so it is marked sent
-    /// here, untimed: the time it went is unknown (Linux takes no SYN-ACK
-    /// RTT sample for a cookie either).
-    pub fn cookie_syn_ack_sent(&mut self, now: Instant) {
-        if self.poll_segment(now).is_some() {
-            self.stats.segs_out -= 1;
-        }
-        self.rtt_probe = None;
     }
 
     /// Adopt what the peer's SYN says about MSS, scaling, SACK, timestamps.
