@@ -208,6 +208,10 @@ stats! {
     drop tcp_accept_queue_full,
     /// Dropped: a segment to a listener that was neither SYN nor RST (answered with RST when it carries an ACK).
     drop tcp_listen_bad_segment,
+    /// Half-open connections given up because an ICMP error (net or host
+    /// unreachable, time exceeded, parameter problem) quoted their SYN-ACK
+    /// (Linux tcp_req_err, counted in its ListenDrops).
+    count tcp_half_open_icmp_aborts,
     /// SYN cookies sent: SYN-ACKs for a listener whose SYN queue was full
     /// (RFC 4987 3.6; Linux SyncookiesSent).
     count tcp_syncookies_sent,

@@ -775,6 +775,10 @@ fn syn_flood_keeps_small_records_and_no_connections() {
 /// Port unreachable from the peer, quoting a segment from our port 80 to
 /// its `port` with sequence number `seq`.
 fn port_unreachable_about(port: u16, seq: u32) -> Vec<u8> {
+    unreachable_about(3, port, seq)
+}
+
+fn unreachable_about(code: u8, port: u16, seq: u32) -> Vec<u8> {
     let mut q = vec![0u8; 28];
     let ip = Ipv4Repr {
         src: TAPIR_IP,
@@ -792,8 +796,30 @@ fn port_unreachable_about(port: u16, seq: u32) -> Vec<u8> {
     q[22..24].copy_from_slice(&port.to_be_bytes());
     q[24..28].copy_from_slice(&seq.to_be_bytes());
     let mut msg = vec![0u8; 8 + 28];
-    icmpv4::emit(&mut msg, icmpv4::TYPE_DEST_UNREACHABLE, 3, [0; 4], &q);
+    icmpv4::emit(&mut msg, icmpv4::TYPE_DEST_UNREACHABLE, code, [0; 4], &q);
     ipv4_from_peer(Protocol::Icmp, &msg)
+}
+
+#[test]
+fn host_unreachable_about_a_synack_drops_the_half_open_connection() {
+    use crate::wire::TcpFlags;
+    // Linux tcp_v4_err for TCP_NEW_SYN_RECV: net or host unreachable (and
+    // time exceeded, parameter problem) quoting the SYN-ACK drop the
+    // request; the SYN-ACK is not resent, and the peer's late ACK is a
+    // stray for the listener.
+    let mut i = iface();
+    introduce_peer(&mut i, at(0));
+    i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    i.handle_frame(at(1), &tcp_from_peer(40000, 80, 1000, 0, TcpFlags::SYN));
+    let out = drain(&mut i, at(1));
+    let (_, seg) = sent_ipv4(&out[0]);
+    let (synack, _) = crate::wire::TcpRepr::parse(&seg, TAPIR_IP, PEER_IP, true).unwrap();
+    i.handle_frame(at(2), &unreachable_about(1, 40000, synack.seq));
+    assert_eq!(i.stats().icmp_errors_delivered, 1);
+    assert_eq!(i.stats().tcp_half_open_icmp_aborts, 1);
+    assert_eq!(i.tcp_half_open_count(), 0);
+    assert!(drain(&mut i, at(5_000)).is_empty(), "the SYN-ACK was resent");
 }
 
 #[test]

@@ -30,7 +30,7 @@ use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{TcpFlags, TcpOptions, TcpRepr, UnreachableCode};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -432,8 +432,27 @@ impl TcpTable {
                 // A half-open connection sent only its SYN-ACK (RFC 5927
                 // 4.1). As Linux (tcp_req_err), the error is not kept:
                 // there is nobody to report it to, and POSIX wants no
-                // network error from accept(); the SYN-ACK timer goes on.
-                Some(r) if quoted_seq.is_none_or(|s| s == r.half.iss) => IcmpMatch::Delivered,
+                // network error from accept(). Net or host unreachable,
+                // time exceeded and parameter problem drop the half-open
+                // connection (the peer's SYN came from where the SYN-ACK
+                // cannot go: Linux tcp_v4_err's abort for
+                // TCP_NEW_SYN_RECV); other errors leave the SYN-ACK timer
+                // to go on.
+                Some(r) if quoted_seq.is_none_or(|s| s == r.half.iss) => {
+                    let abort = matches!(
+                        err,
+                        SocketError::Unreachable {
+                            code: UnreachableCode::Net | UnreachableCode::Host,
+                            ..
+                        } | SocketError::TimeExceeded { .. }
+                            | SocketError::ParameterProblem { .. }
+                    );
+                    if abort {
+                        self.requests.remove(&(local_port, remote));
+                        cx.stats.tcp_half_open_icmp_aborts += 1;
+                    }
+                    IcmpMatch::Delivered
+                }
                 Some(_) => IcmpMatch::OutOfWindow,
                 None => IcmpMatch::NoConnection,
             };
