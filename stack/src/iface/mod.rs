@@ -349,13 +349,14 @@ impl Interface {
         self.last_now = now;
         self.route_outgoing(now);
         // TCP produces segments on demand, one at a time, while the
-        // transmit queue has nothing ready and room to spare.
-        while self.arp_out.is_empty()
-            && self.ready.front().is_none()
-            && self.tx_has_room(self.config.mtu)
-            && self.tcp_produce(now)
-        {
-            self.route_outgoing(now);
+        // transmit queue has nothing ready and room to spare; one whose
+        // next hop is known is written into `buf` at once.
+        while self.arp_out.is_empty() && self.ready.front().is_none() && self.tx_has_room(self.config.mtu) {
+            match self.tcp_transmit(now, buf) {
+                tcp::TcpOut::Written(tx) => return Some(tx),
+                tcp::TcpOut::Queued => self.route_outgoing(now),
+                tcp::TcpOut::Nothing => break,
+            }
         }
         if let Some(out) = self.arp_out.front() {
             let len = ethernet::HEADER_LEN + wire::arp::PACKET_LEN;
@@ -393,13 +394,8 @@ impl Interface {
             tx.checksum = offload::partial_at(wire::ipv4::HEADER_LEN, offset);
             self.stats.tx_csum_partial += 1;
         }
-        if d.gso_size != 0 {
-            tx.gso_size = d.gso_size;
-            tx.header_len = (ethernet::HEADER_LEN + wire::ipv4::HEADER_LEN + d.transport_header_len) as u16;
-            self.stats.tx_gso_frames += 1;
-            let data = frag.len.saturating_sub(d.transport_header_len);
-            self.stats.tx_gso_segments += data.div_ceil(usize::from(d.gso_size)) as u64;
-        }
+        let (gso_size, header_len) = (d.gso_size, d.transport_header_len);
+        self.set_gso(&mut tx, gso_size, header_len, frag.len);
         if frag.last {
             let (_, d) = self.ready.pop().expect("front exists");
             self.stats.ipv4_tx += 1;
@@ -409,6 +405,26 @@ impl Interface {
         }
         tx.len = self.count_tx(len);
         Some(tx)
+    }
+
+    /// A TCP super-segment's metadata for the device (none if `gso_size`
+    /// is zero): `transport_header_len` of TCP header and `ip_payload_len`
+    /// of IP payload in all.
+    fn set_gso(
+        &mut self,
+        tx: &mut Transmit,
+        gso_size: u16,
+        transport_header_len: usize,
+        ip_payload_len: usize,
+    ) {
+        if gso_size == 0 {
+            return;
+        }
+        tx.gso_size = gso_size;
+        tx.header_len = (ethernet::HEADER_LEN + wire::ipv4::HEADER_LEN + transport_header_len) as u16;
+        self.stats.tx_gso_frames += 1;
+        let data = ip_payload_len.saturating_sub(transport_header_len);
+        self.stats.tx_gso_segments += data.div_ceil(usize::from(gso_size)) as u64;
     }
 
     fn count_tx(&mut self, len: usize) -> usize {

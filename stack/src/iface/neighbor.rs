@@ -118,6 +118,41 @@ impl NeighborCache {
         }
     }
 
+    /// The link address for `ip` if it is known (reachable, or stale and
+    /// being re-confirmed), for a frame to be written now; `None` if it is
+    /// still resolving or unknown, and nothing changes then (the caller
+    /// goes through [`Self::resolve`], which holds the datagram). A stale
+    /// entry starts its unicast poll here, as in `resolve`.
+    pub fn resolved(
+        &mut self,
+        now: Instant,
+        ip: Ipv4Addr,
+        arp_out: &mut VecDeque<ArpOut>,
+        stats: &mut Stats,
+    ) -> Option<EthernetAddress> {
+        let reachable_time = self.config.reachable_time;
+        let retry = self.config.retry_interval;
+        let entry = self.entries.get_mut(&ip)?;
+        match entry.state {
+            State::Reachable { mac, confirmed } => {
+                if now >= confirmed + reachable_time {
+                    // Stale: keep using it, but ask the neighbor to confirm.
+                    entry.state = State::Probe {
+                        mac,
+                        probes: 1,
+                        next_retry: now + retry,
+                    };
+                    entry.updated = now;
+                    let out = self.request(ip, mac);
+                    Self::push_arp(arp_out, out, stats);
+                }
+                Some(mac)
+            }
+            State::Probe { mac, .. } => Some(mac),
+            State::Incomplete { .. } => None,
+        }
+    }
+
     /// Find the link address for `ip`, starting resolution if needed.
     pub fn resolve(
         &mut self,
@@ -127,30 +162,14 @@ impl NeighborCache {
         arp_out: &mut VecDeque<ArpOut>,
         stats: &mut Stats,
     ) -> Resolution {
-        let reachable_time = self.config.reachable_time;
+        if let Some(mac) = self.resolved(now, ip, arp_out, stats) {
+            return Resolution::Ready(mac, dgram);
+        }
         let retry = self.config.retry_interval;
         match self.entries.get_mut(&ip) {
+            // Answered by `resolved` above.
             Some(Entry {
-                state: State::Reachable { mac, confirmed },
-                updated,
-            }) => {
-                let mac = *mac;
-                if now >= *confirmed + reachable_time {
-                    // Stale: keep using it, but ask the neighbor to confirm.
-                    let entry_state = State::Probe {
-                        mac,
-                        probes: 1,
-                        next_retry: now + retry,
-                    };
-                    *updated = now;
-                    self.entries.get_mut(&ip).expect("just matched").state = entry_state;
-                    let out = self.request(ip, mac);
-                    Self::push_arp(arp_out, out, stats);
-                }
-                Resolution::Ready(mac, dgram)
-            }
-            Some(Entry {
-                state: State::Probe { mac, .. },
+                state: State::Reachable { mac, .. } | State::Probe { mac, .. },
                 ..
             }) => Resolution::Ready(*mac, dgram),
             Some(Entry {
