@@ -22,6 +22,7 @@ mod udp;
 pub(crate) mod util;
 
 use crate::config::Config;
+use crate::hash::KeyedMap;
 use crate::offload::{self, GsoType, Offload, RxChecksum, RxMeta, Transmit};
 use crate::socket::{
     Socket, SocketError, SocketHandle, SocketSet, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE,
@@ -33,7 +34,7 @@ use core::net::Ipv4Addr;
 use egress::{BufferPool, OutDatagram, ReadyQueue};
 use neighbor::{ArpOut, NeighborCache};
 use reassembly::Reassembler;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use util::{SplitMix64, TokenBucket};
 
 pub use neighbor::NeighborInfo;
@@ -96,7 +97,7 @@ pub struct Interface {
     neighbors: NeighborCache,
     reassembler: Reassembler,
     sockets: SocketSet,
-    udp_ports: HashMap<u16, SocketHandle>,
+    udp_ports: KeyedMap<u16, SocketHandle>,
     /// Datagrams queued by the application, not yet given to the neighbor
     /// cache (that needs `now`, which only the poll and handle calls carry).
     outgoing: VecDeque<OutDatagram>,
@@ -128,12 +129,13 @@ impl Interface {
             0 => rng.next(),
             s => s,
         };
+        let hasher = crate::hash::keyed(config.seed);
         Ok(Interface {
             stats: Stats::default(),
-            neighbors: NeighborCache::new(config.arp.clone(), config.mac, config.ipv4.addr),
+            neighbors: NeighborCache::new(config.arp.clone(), config.mac, config.ipv4.addr, hasher.clone()),
             reassembler: Reassembler::new(&config.reassembly),
             sockets: SocketSet::new(config.max_sockets),
-            udp_ports: HashMap::new(),
+            udp_ports: KeyedMap::with_hasher(hasher.clone()),
             outgoing: VecDeque::new(),
             arp_out: VecDeque::new(),
             ready: ReadyQueue::new(),
@@ -142,7 +144,7 @@ impl Interface {
             tx_bytes: 0,
             blocked: Vec::new(),
             icmp_limiter: TokenBucket::new(config.icmp.errors_per_sec, config.icmp.errors_burst),
-            tcp: crate::socket::tcp::table::TcpTable::new(secret),
+            tcp: crate::socket::tcp::table::TcpTable::new(secret, hasher),
             next_ident,
             rng,
             last_now: Instant::ZERO,

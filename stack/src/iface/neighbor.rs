@@ -15,11 +15,12 @@
 
 use super::egress::OutDatagram;
 use crate::config::ArpConfig;
+use crate::hash::{Keyed, KeyedMap};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{ArpOperation, ArpRepr, EthernetAddress};
 use core::net::Ipv4Addr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// An ARP packet waiting for the device.
 #[derive(Debug, Clone, Copy)]
@@ -81,17 +82,17 @@ pub(crate) struct NeighborCache {
     config: ArpConfig,
     our_mac: EthernetAddress,
     our_ip: Ipv4Addr,
-    entries: HashMap<Ipv4Addr, Entry>,
+    entries: KeyedMap<Ipv4Addr, Entry>,
     pending_total: usize,
 }
 
 impl NeighborCache {
-    pub fn new(config: ArpConfig, our_mac: EthernetAddress, our_ip: Ipv4Addr) -> Self {
+    pub fn new(config: ArpConfig, our_mac: EthernetAddress, our_ip: Ipv4Addr, hasher: Keyed) -> Self {
         NeighborCache {
             config,
             our_mac,
             our_ip,
-            entries: HashMap::new(),
+            entries: KeyedMap::with_hasher(hasher),
             pending_total: 0,
         }
     }
