@@ -59,6 +59,24 @@ pub(crate) fn sum16(initial: u32, data: &[u8]) -> u32 {
     acc as u32
 }
 
+/// The sum of big-endian 16-bit header fields, given as numbers, in
+/// [`sum16`]'s native-endian domain (RFC 1071 2(B): the folded sum only
+/// swaps with the byte order). For a header just written: summing it from
+/// the values avoids reading back what narrower stores wrote, which the
+/// processor cannot forward and stalls on (it showed in perf).
+pub(crate) fn sum_be_words(words: &[u16]) -> u32 {
+    words
+        .iter()
+        .map(|&w| u32::from(u16::from_ne_bytes(w.to_be_bytes())))
+        .sum()
+}
+
+/// Add two [`sum16`] partial sums (end-around carry).
+pub(crate) fn add_sums(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    s + u32::from(carry)
+}
+
 /// Finish an RFC 1071 sum: fold and invert. The sum is accumulated over
 /// native-endian words (RFC 1071 2(B): byte order does not matter until the
 /// end), so the result is converted back to the numeric value of the
