@@ -16,6 +16,7 @@
 //! state. Read [`Interface`] first.
 
 pub mod config;
+mod hash;
 mod iface;
 pub mod impair;
 pub mod offload;

@@ -38,6 +38,9 @@ pub(crate) struct OutDatagram {
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
     large: Vec<Vec<u8>>,
+    /// Buffers handed out, for tests of what goes through the queue.
+    #[cfg(test)]
+    pub taken: u64,
 }
 
 /// Buffers kept for reuse; beyond this they are freed.
@@ -55,16 +58,26 @@ impl BufferPool {
         BufferPool {
             free: Vec::new(),
             large: Vec::new(),
+            #[cfg(test)]
+            taken: 0,
         }
     }
 
     pub fn take(&mut self) -> Vec<u8> {
+        #[cfg(test)]
+        {
+            self.taken += 1;
+        }
         self.free.pop().unwrap_or_default()
     }
 
     /// A buffer for a datagram of `len` bytes.
     pub fn take_for(&mut self, len: usize) -> Vec<u8> {
         if len > POOL_BUF_MAX {
+            #[cfg(test)]
+            {
+                self.taken += 1;
+            }
             self.large.pop().unwrap_or_default()
         } else {
             self.take()

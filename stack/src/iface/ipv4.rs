@@ -211,8 +211,7 @@ impl Interface {
         gso_size: u16,
         transport_header_len: usize,
     ) {
-        let ident = self.next_ident;
-        self.next_ident = self.next_ident.wrapping_add(1);
+        let ident = self.take_ident();
         self.tx_packets += 1;
         self.tx_bytes += payload.len();
         self.outgoing.push_back(OutDatagram {
@@ -227,6 +226,15 @@ impl Interface {
             gso_size,
             transport_header_len,
         });
+    }
+
+    /// The identification of the next datagram sent (RFC 791 3.2; RFC
+    /// 6864 4.1 lets an atomic datagram carry any value, and we use the
+    /// one counter for all).
+    pub(super) fn take_ident(&mut self) -> u16 {
+        let ident = self.next_ident;
+        self.next_ident = self.next_ident.wrapping_add(1);
+        ident
     }
 
     /// Give queued datagrams to the neighbor cache, which says whether the

@@ -22,6 +22,7 @@ mod udp;
 pub(crate) mod util;
 
 use crate::config::Config;
+use crate::hash::KeyedMap;
 use crate::offload::{self, GsoType, Offload, RxChecksum, RxMeta, Transmit};
 use crate::socket::{
     Socket, SocketError, SocketHandle, SocketSet, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE,
@@ -33,7 +34,7 @@ use core::net::Ipv4Addr;
 use egress::{BufferPool, OutDatagram, ReadyQueue};
 use neighbor::{ArpOut, NeighborCache};
 use reassembly::Reassembler;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use util::{SplitMix64, TokenBucket};
 
 pub use neighbor::NeighborInfo;
@@ -96,7 +97,7 @@ pub struct Interface {
     neighbors: NeighborCache,
     reassembler: Reassembler,
     sockets: SocketSet,
-    udp_ports: HashMap<u16, SocketHandle>,
+    udp_ports: KeyedMap<u16, SocketHandle>,
     /// Datagrams queued by the application, not yet given to the neighbor
     /// cache (that needs `now`, which only the poll and handle calls carry).
     outgoing: VecDeque<OutDatagram>,
@@ -128,12 +129,13 @@ impl Interface {
             0 => rng.next(),
             s => s,
         };
+        let hasher = crate::hash::keyed(config.seed);
         Ok(Interface {
             stats: Stats::default(),
-            neighbors: NeighborCache::new(config.arp.clone(), config.mac, config.ipv4.addr),
+            neighbors: NeighborCache::new(config.arp.clone(), config.mac, config.ipv4.addr, hasher.clone()),
             reassembler: Reassembler::new(&config.reassembly),
             sockets: SocketSet::new(config.max_sockets),
-            udp_ports: HashMap::new(),
+            udp_ports: KeyedMap::with_hasher(hasher.clone()),
             outgoing: VecDeque::new(),
             arp_out: VecDeque::new(),
             ready: ReadyQueue::new(),
@@ -142,7 +144,7 @@ impl Interface {
             tx_bytes: 0,
             blocked: Vec::new(),
             icmp_limiter: TokenBucket::new(config.icmp.errors_per_sec, config.icmp.errors_burst),
-            tcp: crate::socket::tcp::table::TcpTable::new(secret),
+            tcp: crate::socket::tcp::table::TcpTable::new(secret, hasher),
             next_ident,
             rng,
             last_now: Instant::ZERO,
@@ -349,13 +351,14 @@ impl Interface {
         self.last_now = now;
         self.route_outgoing(now);
         // TCP produces segments on demand, one at a time, while the
-        // transmit queue has nothing ready and room to spare.
-        while self.arp_out.is_empty()
-            && self.ready.front().is_none()
-            && self.tx_has_room(self.config.mtu)
-            && self.tcp_produce(now)
-        {
-            self.route_outgoing(now);
+        // transmit queue has nothing ready and room to spare; one whose
+        // next hop is known is written into `buf` at once.
+        while self.arp_out.is_empty() && self.ready.front().is_none() && self.tx_has_room(self.config.mtu) {
+            match self.tcp_transmit(now, buf) {
+                tcp::TcpOut::Written(tx) => return Some(tx),
+                tcp::TcpOut::Queued => self.route_outgoing(now),
+                tcp::TcpOut::Nothing => break,
+            }
         }
         if let Some(out) = self.arp_out.front() {
             let len = ethernet::HEADER_LEN + wire::arp::PACKET_LEN;
@@ -393,13 +396,8 @@ impl Interface {
             tx.checksum = offload::partial_at(wire::ipv4::HEADER_LEN, offset);
             self.stats.tx_csum_partial += 1;
         }
-        if d.gso_size != 0 {
-            tx.gso_size = d.gso_size;
-            tx.header_len = (ethernet::HEADER_LEN + wire::ipv4::HEADER_LEN + d.transport_header_len) as u16;
-            self.stats.tx_gso_frames += 1;
-            let data = frag.len.saturating_sub(d.transport_header_len);
-            self.stats.tx_gso_segments += data.div_ceil(usize::from(d.gso_size)) as u64;
-        }
+        let (gso_size, header_len) = (d.gso_size, d.transport_header_len);
+        self.set_gso(&mut tx, gso_size, header_len, frag.len);
         if frag.last {
             let (_, d) = self.ready.pop().expect("front exists");
             self.stats.ipv4_tx += 1;
@@ -409,6 +407,26 @@ impl Interface {
         }
         tx.len = self.count_tx(len);
         Some(tx)
+    }
+
+    /// A TCP super-segment's metadata for the device (none if `gso_size`
+    /// is zero): `transport_header_len` of TCP header and `ip_payload_len`
+    /// of IP payload in all.
+    fn set_gso(
+        &mut self,
+        tx: &mut Transmit,
+        gso_size: u16,
+        transport_header_len: usize,
+        ip_payload_len: usize,
+    ) {
+        if gso_size == 0 {
+            return;
+        }
+        tx.gso_size = gso_size;
+        tx.header_len = (ethernet::HEADER_LEN + wire::ipv4::HEADER_LEN + transport_header_len) as u16;
+        self.stats.tx_gso_frames += 1;
+        let data = ip_payload_len.saturating_sub(transport_header_len);
+        self.stats.tx_gso_segments += data.div_ceil(usize::from(gso_size)) as u64;
     }
 
     fn count_tx(&mut self, len: usize) -> usize {

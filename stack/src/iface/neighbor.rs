@@ -15,11 +15,12 @@
 
 use super::egress::OutDatagram;
 use crate::config::ArpConfig;
+use crate::hash::{Keyed, KeyedMap};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{ArpOperation, ArpRepr, EthernetAddress};
 use core::net::Ipv4Addr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// An ARP packet waiting for the device.
 #[derive(Debug, Clone, Copy)]
@@ -81,17 +82,17 @@ pub(crate) struct NeighborCache {
     config: ArpConfig,
     our_mac: EthernetAddress,
     our_ip: Ipv4Addr,
-    entries: HashMap<Ipv4Addr, Entry>,
+    entries: KeyedMap<Ipv4Addr, Entry>,
     pending_total: usize,
 }
 
 impl NeighborCache {
-    pub fn new(config: ArpConfig, our_mac: EthernetAddress, our_ip: Ipv4Addr) -> Self {
+    pub fn new(config: ArpConfig, our_mac: EthernetAddress, our_ip: Ipv4Addr, hasher: Keyed) -> Self {
         NeighborCache {
             config,
             our_mac,
             our_ip,
-            entries: HashMap::new(),
+            entries: KeyedMap::with_hasher(hasher),
             pending_total: 0,
         }
     }
@@ -118,6 +119,41 @@ impl NeighborCache {
         }
     }
 
+    /// The link address for `ip` if it is known (reachable, or stale and
+    /// being re-confirmed), for a frame to be written now; `None` if it is
+    /// still resolving or unknown, and nothing changes then (the caller
+    /// goes through [`Self::resolve`], which holds the datagram). A stale
+    /// entry starts its unicast poll here, as in `resolve`.
+    pub fn resolved(
+        &mut self,
+        now: Instant,
+        ip: Ipv4Addr,
+        arp_out: &mut VecDeque<ArpOut>,
+        stats: &mut Stats,
+    ) -> Option<EthernetAddress> {
+        let reachable_time = self.config.reachable_time;
+        let retry = self.config.retry_interval;
+        let entry = self.entries.get_mut(&ip)?;
+        match entry.state {
+            State::Reachable { mac, confirmed } => {
+                if now >= confirmed + reachable_time {
+                    // Stale: keep using it, but ask the neighbor to confirm.
+                    entry.state = State::Probe {
+                        mac,
+                        probes: 1,
+                        next_retry: now + retry,
+                    };
+                    entry.updated = now;
+                    let out = self.request(ip, mac);
+                    Self::push_arp(arp_out, out, stats);
+                }
+                Some(mac)
+            }
+            State::Probe { mac, .. } => Some(mac),
+            State::Incomplete { .. } => None,
+        }
+    }
+
     /// Find the link address for `ip`, starting resolution if needed.
     pub fn resolve(
         &mut self,
@@ -127,30 +163,14 @@ impl NeighborCache {
         arp_out: &mut VecDeque<ArpOut>,
         stats: &mut Stats,
     ) -> Resolution {
-        let reachable_time = self.config.reachable_time;
+        if let Some(mac) = self.resolved(now, ip, arp_out, stats) {
+            return Resolution::Ready(mac, dgram);
+        }
         let retry = self.config.retry_interval;
         match self.entries.get_mut(&ip) {
+            // Answered by `resolved` above.
             Some(Entry {
-                state: State::Reachable { mac, confirmed },
-                updated,
-            }) => {
-                let mac = *mac;
-                if now >= *confirmed + reachable_time {
-                    // Stale: keep using it, but ask the neighbor to confirm.
-                    let entry_state = State::Probe {
-                        mac,
-                        probes: 1,
-                        next_retry: now + retry,
-                    };
-                    *updated = now;
-                    self.entries.get_mut(&ip).expect("just matched").state = entry_state;
-                    let out = self.request(ip, mac);
-                    Self::push_arp(arp_out, out, stats);
-                }
-                Resolution::Ready(mac, dgram)
-            }
-            Some(Entry {
-                state: State::Probe { mac, .. },
+                state: State::Reachable { mac, .. } | State::Probe { mac, .. },
                 ..
             }) => Resolution::Ready(*mac, dgram),
             Some(Entry {

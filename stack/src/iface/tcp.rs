@@ -7,6 +7,7 @@
 
 use super::icmp::IcmpVerdict;
 use super::{Interface, SplitMix64};
+use crate::offload::{self, Transmit};
 use crate::socket::tcp::seq::SeqNumber;
 use crate::socket::tcp::table::{conn_ref, Cx, IcmpMatch, Random, Segment, TcpTable};
 use crate::socket::tcp::{api, TcpConnStats, TcpOption, TcpState};
@@ -16,7 +17,7 @@ use crate::socket::tcp::{
 };
 use crate::socket::{SocketError, SocketHandle};
 use crate::time::Instant;
-use crate::wire::{tcp::TcpParseError, Ipv4Repr, Protocol, TcpRepr};
+use crate::wire::{ethernet, ipv4, tcp::TcpParseError, EtherType, Ipv4Repr, Protocol, TcpRepr};
 use core::net::SocketAddrV4;
 
 impl Random for SplitMix64 {
@@ -375,9 +376,12 @@ impl Interface {
         t.handle_timeout(&mut cx, now);
     }
 
-    /// Put the next TCP segment on the transmit queue. Returns false if
-    /// there was none.
-    pub(super) fn tcp_produce(&mut self, now: Instant) -> bool {
+    /// Write the next TCP segment into `buf`, straight from the send
+    /// ring: headers and payload, the one copy out. A segment that cannot
+    /// go now (its next hop still resolving or broadcast, `buf` too short,
+    /// larger than the MTU) is built in a pooled buffer and queued instead,
+    /// as every other datagram is.
+    pub(super) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpOut {
         let (t, mut cx) = self.tcp_cx();
         let Some(Segment {
             dst,
@@ -386,32 +390,89 @@ impl Interface {
             gso_size,
         }) = t.produce(&mut cx, now)
         else {
-            return false;
+            return TcpOut::Nothing;
         };
         let Some(next_hop) = self.route(dst) else {
             self.stats.ipv4_no_route += 1;
-            return true;
+            return TcpOut::Queued;
         };
+        self.stats.tcp_tx += 1;
         let header = repr.header_len();
         let len = data.map(|(_, _, l)| l).unwrap_or(0);
-        let mut buf = self.pool.take_for(header + len);
-        buf.resize(header + len, 0);
+        // A super-segment always leaves its checksums to the device, which
+        // computes one per segment it cuts.
+        let partial = self.config.tx_checksum_offload || gso_size != 0;
+        let ip_len = ipv4::HEADER_LEN + header + len;
+        let frame_len = ethernet::HEADER_LEN + ip_len;
+        let fits = (gso_size != 0 || ip_len <= self.config.mtu) && buf.len() >= frame_len;
+        let mac = match fits && !self.is_broadcast(next_hop) {
+            true => self
+                .neighbors
+                .resolved(now, next_hop, &mut self.arp_out, &mut self.stats),
+            false => None,
+        };
+        let Some(mac) = mac else {
+            let mut payload = self.pool.take_for(header + len);
+            payload.resize(header + len, 0);
+            self.copy_segment_data(data, &mut payload[header..]);
+            if partial {
+                repr.emit_partial(&mut payload, self.config.ipv4.addr, dst, len);
+                self.enqueue_offloaded(dst, next_hop, Protocol::Tcp, payload, Some(16), gso_size, header);
+            } else {
+                repr.emit(&mut payload, self.config.ipv4.addr, dst, len);
+                self.enqueue(dst, next_hop, Protocol::Tcp, payload);
+            }
+            return TcpOut::Queued;
+        };
+        let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let segment = &mut buf[at..frame_len];
+        self.copy_segment_data(data, &mut segment[header..]);
+        if partial {
+            repr.emit_partial(segment, self.config.ipv4.addr, dst, len);
+        } else {
+            repr.emit(segment, self.config.ipv4.addr, dst, len);
+        }
+        ethernet::emit_header(buf, mac, self.config.mac, EtherType::Ipv4);
+        let ip = Ipv4Repr {
+            src: self.config.ipv4.addr,
+            dst,
+            protocol: Protocol::Tcp,
+            ttl: self.config.ttl,
+            ident: self.take_ident(),
+            // RFC 1191: TCP discovers the path MTU.
+            dont_fragment: true,
+            more_fragments: false,
+            frag_offset: 0,
+            payload_len: header + len,
+        };
+        ip.emit(&mut buf[ethernet::HEADER_LEN..]);
+        self.stats.ipv4_tx += 1;
+        let mut tx = Transmit::default();
+        if partial {
+            tx.checksum = offload::partial_at(ipv4::HEADER_LEN, 16);
+            self.stats.tx_csum_partial += 1;
+        }
+        self.set_gso(&mut tx, gso_size, header, header + len);
+        tx.len = self.count_tx(frame_len);
+        TcpOut::Written(tx)
+    }
+
+    fn copy_segment_data(&self, data: Option<(SocketHandle, usize, usize)>, out: &mut [u8]) {
         if let Some((h, offset, len)) = data {
             if let Some(c) = conn_ref(&self.sockets, h) {
-                let copied = c.copy_data(offset, &mut buf[header..header + len]);
+                let copied = c.copy_data(offset, &mut out[..len]);
                 debug_assert_eq!(copied, len, "segment data must be in the send buffer");
             }
         }
-        self.stats.tcp_tx += 1;
-        // A super-segment always leaves its checksums to the device, which
-        // computes one per segment it cuts.
-        if self.config.tx_checksum_offload || gso_size != 0 {
-            repr.emit_partial(&mut buf, self.config.ipv4.addr, dst, len);
-            self.enqueue_offloaded(dst, next_hop, Protocol::Tcp, buf, Some(16), gso_size, header);
-        } else {
-            repr.emit(&mut buf, self.config.ipv4.addr, dst, len);
-            self.enqueue(dst, next_hop, Protocol::Tcp, buf);
-        }
-        true
     }
+}
+
+/// What [`Interface::tcp_transmit`] did.
+pub(super) enum TcpOut {
+    /// No connection had a segment to send.
+    Nothing,
+    /// A segment was written into the caller's buffer.
+    Written(Transmit),
+    /// A segment was queued (or dropped for want of a route): look again.
+    Queued,
 }

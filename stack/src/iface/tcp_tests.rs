@@ -644,3 +644,45 @@ fn challenge_ack_budget_is_randomised_each_second() {
         "the same budget every second is observable: {budgets:?}"
     );
 }
+
+/// Issue 13, "one copy out": once the next hop is resolved, a segment goes
+/// from the send ring straight into the caller's frame, with no pooled
+/// buffer in between; only the SYN, which waited for ARP, was queued.
+#[test]
+fn segments_to_a_resolved_neighbor_skip_the_transmit_queue() {
+    let mut p = Pair::new();
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_connect(p.now, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    assert_eq!(p.a.pool.taken, 1, "the SYN waited for ARP in a pooled buffer");
+    let (a_taken, b_taken) = (p.a.pool.taken, p.b.pool.taken);
+    let (a_frames, a_segments) = (p.a.stats().tx_frames, p.a.stats().tcp_tx);
+
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut buf = vec![0u8; 65536];
+    p.run_until(Duration::from_secs(30), |p| {
+        if sent < data.len() {
+            sent += p.a.tcp_send(c, &data[sent..]).unwrap_or(0);
+        }
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == data.len()
+    });
+    assert!(got == data, "the data arrives intact");
+    assert_eq!(p.a.pool.taken, a_taken, "a's data segments were not queued");
+    assert_eq!(p.b.pool.taken, b_taken, "b's ACKs were not queued");
+    let segments = p.a.stats().tcp_tx - a_segments;
+    assert!(segments >= 300_000 / 1460, "{segments} segments");
+    assert_eq!(
+        p.a.stats().tx_frames - a_frames,
+        segments,
+        "one frame per segment"
+    );
+    assert_eq!(p.a.tx_queue_len(), 0);
+}

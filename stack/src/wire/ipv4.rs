@@ -82,7 +82,18 @@ impl Ipv4Repr {
         buf[10..12].copy_from_slice(&[0, 0]);
         buf[12..16].copy_from_slice(&self.src.octets());
         buf[16..20].copy_from_slice(&self.dst.octets());
-        let checksum = super::finish16(super::sum16(0, buf));
+        let (src, dst) = (u32::from(self.src), u32::from(self.dst));
+        let checksum = super::finish16(super::sum_be_words(&[
+            0x4500,
+            total,
+            self.ident,
+            flags_frag,
+            u16::from_be_bytes([self.ttl, self.protocol.into()]),
+            (src >> 16) as u16,
+            src as u16,
+            (dst >> 16) as u16,
+            dst as u16,
+        ]));
         buf[10..12].copy_from_slice(&checksum.to_be_bytes());
     }
 }

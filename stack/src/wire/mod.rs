@@ -43,6 +43,26 @@ use core::net::Ipv4Addr;
 /// datagram, and fold once at the end. It is the checksum, not the parsing,
 /// that dominates the per-byte cost of a receive path.
 pub(crate) fn sum16(initial: u32, data: &[u8]) -> u32 {
+    // The same loop compiled for AVX2 sums four words per instruction, not
+    // two (SSE2 is all the x86-64 baseline promises): about 2.5x faster on
+    // a full-sized segment, where the checksum was a fifth of a bulk
+    // transfer's time. Short data is not worth the detection.
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+    if data.len() >= 128 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2, as just checked.
+        return unsafe { sum16_avx2(initial, data) };
+    }
+    sum16_words(initial, data)
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+#[target_feature(enable = "avx2")]
+fn sum16_avx2(initial: u32, data: &[u8]) -> u32 {
+    sum16_words(initial, data)
+}
+
+#[inline(always)]
+fn sum16_words(initial: u32, data: &[u8]) -> u32 {
     let mut acc = u64::from(initial);
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -57,6 +77,24 @@ pub(crate) fn sum16(initial: u32, data: &[u8]) -> u32 {
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc as u32
+}
+
+/// The sum of big-endian 16-bit header fields, given as numbers, in
+/// [`sum16`]'s native-endian domain (RFC 1071 2(B): the folded sum only
+/// swaps with the byte order). For a header just written: summing it from
+/// the values avoids reading back what narrower stores wrote, which the
+/// processor cannot forward and stalls on (it showed in perf).
+pub(crate) fn sum_be_words(words: &[u16]) -> u32 {
+    words
+        .iter()
+        .map(|&w| u32::from(u16::from_ne_bytes(w.to_be_bytes())))
+        .sum()
+}
+
+/// Add two [`sum16`] partial sums (end-around carry).
+pub(crate) fn add_sums(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    s + u32::from(carry)
 }
 
 /// Finish an RFC 1071 sum: fold and invert. The sum is accumulated over

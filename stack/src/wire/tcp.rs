@@ -606,7 +606,21 @@ impl TcpRepr {
         // "no checksum" value). A partial checksum is the folded,
         // uncomplemented pseudo-header sum the device adds the rest to.
         let checksum = if full {
-            super::finish16(super::sum16(pseudo, segment))
+            // The fixed header from its values (see `sum_be_words`), the
+            // options and payload from the buffer.
+            let fixed = super::sum_be_words(&[
+                self.src_port,
+                self.dst_port,
+                (self.seq >> 16) as u16,
+                self.seq as u16,
+                (self.ack >> 16) as u16,
+                self.ack as u16,
+                u16::from_be_bytes([header[12], self.flags.0]),
+                self.window,
+                self.urgent,
+            ]);
+            let initial = super::add_sums(pseudo, fixed);
+            super::finish16(super::sum16(initial, &segment[Self::MIN_HEADER_LEN..]))
         } else {
             !super::finish16(pseudo)
         };

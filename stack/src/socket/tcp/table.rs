@@ -25,6 +25,7 @@ use super::time_wait::{TimeWaitTable, TimeWaitVerdict};
 use super::trace::{ConnTrace, Trace, TraceSample, FINISHED_TRACES};
 use super::{TcpOption, TcpState};
 use crate::config::Config;
+use crate::hash::{Keyed, KeyedMap};
 use crate::iface::util::TokenBucket;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
@@ -177,7 +178,7 @@ impl ChallengeBudget {
 }
 
 pub(crate) struct TcpTable {
-    pub(super) conns: HashMap<ConnKey, SocketHandle>,
+    pub(super) conns: KeyedMap<ConnKey, SocketHandle>,
     pub(super) listeners: HashMap<u16, SocketHandle>,
     /// Ports taken by bound but not yet listening or connected sockets.
     pub(super) bound: HashMap<u16, SocketHandle>,
@@ -200,9 +201,9 @@ pub(crate) struct TcpTable {
 }
 
 impl TcpTable {
-    pub fn new(secret: u64) -> Self {
+    pub fn new(secret: u64, hasher: Keyed) -> Self {
         TcpTable {
-            conns: HashMap::new(),
+            conns: KeyedMap::with_hasher(hasher),
             listeners: HashMap::new(),
             bound: HashMap::new(),
             time_wait: TimeWaitTable::default(),
