@@ -36,6 +36,10 @@ struct Usable {
     usable: usize,
 }
 
+/// RFC 1122 4.2.3.4: the sender SWS override timeout is 0.1 to 1.0 s.
+const SWS_OVERRIDE_MIN: Duration = Duration::from_millis(100);
+const SWS_OVERRIDE_MAX: Duration = Duration::from_secs(1);
+
 impl Connection {
     /// The window to advertise now, and whether it moves the right edge by
     /// enough to be worth an update. RFC 9293 3.8.6.2.2 (receiver-side SWS
@@ -808,7 +812,17 @@ impl Connection {
             return Some((repr, 0, 0));
         }
         if self.timers[Timer::Persist].is_none() {
-            self.timers[Timer::Persist] = Some(now + self.persist_interval(now));
+            let mut interval = self.persist_interval(now);
+            if w.usable > 0 {
+                // The window is open, only smaller than sender SWS
+                // avoidance waits for: that is the override timeout of
+                // RFC 1122 4.2.3.4 (0.1 to 1.0 s), not a zero-window
+                // probe's backed-off interval. A peer whose buffer holds
+                // less than a segment is otherwise fed one piece per
+                // backed-off RTO.
+                interval = interval.min(self.rtt.rto().clamp(SWS_OVERRIDE_MIN, SWS_OVERRIDE_MAX));
+            }
+            self.timers[Timer::Persist] = Some(now + interval);
         }
         None
     }
