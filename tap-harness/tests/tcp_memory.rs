@@ -370,13 +370,23 @@ fn write_backpressure() {
     };
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
     let (sndbuf, rcvbuf) = a.with(|i| (i.config().tcp.send_buffer, i.config().tcp.recv_buffer));
+    // The send buffer as autotuning has sized it (2 x cwnd, at most
+    // send_buffer_max): what was written is within it and the reader's
+    // window, never beyond.
+    let cur = a.with(
+        |i| match i.tcp_get_option(client.handle(), tapir_stack::TcpOption::SendBuffer(0)) {
+            Some(tapir_stack::TcpOption::SendBuffer(n)) => n,
+            other => panic!("{other:?}"),
+        },
+    );
+    assert!(cur <= a.with(|i| i.config().tcp.send_buffer_max));
     assert!(
-        written <= sndbuf + rcvbuf + 64 * 1024,
-        "wrote {written} bytes; buffers are {sndbuf} + {rcvbuf}"
+        written <= cur + rcvbuf + 64 * 1024,
+        "wrote {written} bytes; buffers are {cur} (autotuned from {sndbuf}) + {rcvbuf}"
     );
     assert!(written >= sndbuf, "the send buffer filled: {written}");
     let q = a.with(|i| i.tcp_send_queue(client.handle()));
-    assert!(q <= sndbuf, "send queue {q}");
+    assert!(q <= cur, "send queue {q}, send buffer {cur}");
 
     // A blocked writer with no timeout waits until the peer reads.
     client.set_write_timeout(None).unwrap();
