@@ -652,22 +652,27 @@ fn http_on_workers_holds_keep_alive_connections_without_threads() {
     let src = sources[0];
     let result: Result<u64, String> = ns
         .run_in(|| {
+            // The elapsed time goes into any error: the server closes a
+            // connection idle for 15 s, so a first pass slower than that
+            // (a starved machine) reads differently from a lost answer.
+            let start = Instant::now();
+            let at = || format!("{:.1} s in", start.elapsed().as_secs_f64());
             let mut conns = Vec::new();
             for i in 0..500 {
-                let mut c = connect_from(src, 80).map_err(|e| format!("connect {i}: {e}"))?;
+                let mut c = connect_from(src, 80).map_err(|e| format!("{}, connect {i}: {e}", at()))?;
                 c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                keep_alive_request(&mut c).map_err(|e| format!("first request on {i}: {e}"))?;
+                keep_alive_request(&mut c).map_err(|e| format!("{}, first request on {i}: {e}", at()))?;
                 conns.push(c);
             }
             let (_, threads) = rss_and_threads(child.id());
             for (i, c) in conns.iter_mut().enumerate() {
-                keep_alive_request(c).map_err(|e| format!("second request on {i}: {e}"))?;
+                keep_alive_request(c).map_err(|e| format!("{}, second request on {i}: {e}", at()))?;
             }
             Ok(threads)
         })
         .unwrap();
     let stopped = common::stop_up(&mut child);
-    let threads = result.unwrap_or_else(|e| panic!("{e}\ntapir:\n{}", stopped.stderr));
+    let threads = result.unwrap_or_else(|e| panic!("{e}\ntapir:\n{}\n{}", stopped.stderr, stopped.stdout));
     assert!(stopped.status.success(), "{}", stopped.stderr);
     assert!(
         stopped.stderr.contains("http:80: 1000 requests served"),
