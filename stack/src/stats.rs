@@ -243,6 +243,9 @@ stats! {
     /// Out-of-order segments dropped because all connections together held
     /// `TcpConfig::max_ooo_bytes_total` out-of-order bytes.
     drop tcp_ooo_budget_full,
+    /// Out-of-order segments dropped because they would have opened one
+    /// more separate range than `TcpConfig::max_ooo_ranges` allows.
+    drop tcp_ooo_ranges_full,
     /// Connections that closed without TIME-WAIT because
     /// `TcpConfig::max_time_wait` entries were held (Linux
     /// TCPTimeWaitOverflow).

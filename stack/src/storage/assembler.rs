@@ -133,6 +133,7 @@ impl Assembler {
                     r.start -= n;
                     r.end -= n;
                 }
+                self.release_if_empty();
                 n
             }
             _ => 0,
@@ -155,6 +156,16 @@ impl Assembler {
             r.end -= n;
             true
         });
+        self.release_if_empty();
+    }
+
+    /// The last hole filled: give the list's storage back, so that a
+    /// connection keeps none once a reordering episode is over (it may
+    /// have grown to `max_ranges`).
+    fn release_if_empty(&mut self) {
+        if self.ranges.is_empty() {
+            self.ranges = Vec::new();
+        }
     }
 
     /// The ranges as `(start, end)`, ascending.
@@ -189,7 +200,7 @@ impl Assembler {
 
     /// Forget every range.
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        self.ranges = Vec::new();
     }
 }
 

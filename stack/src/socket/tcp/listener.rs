@@ -403,6 +403,7 @@ impl TcpTable {
         conn.set_ooo_room(cx.config.tcp.max_ooo_bytes_total.saturating_sub(self.ooo_bytes()));
         let mut out = conn.process(now, repr, data);
         cx.stats.tcp_ooo_budget_full += conn.ooo_budget_drops();
+        cx.stats.tcp_ooo_ranges_full += conn.ooo_range_drops();
         if self.challenge_allowed(cx, now, out.challenge.take()) {
             conn.grant_challenge();
         }

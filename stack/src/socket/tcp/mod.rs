@@ -178,6 +178,8 @@ pub struct TcpConnStats {
     pub retransmits: u64,
     pub dup_acks_in: u64,
     pub ooo_bytes: usize,
+    /// Separate out-of-order ranges held (holes behind them: one each).
+    pub ooo_ranges: usize,
     pub zero_window_probes: u64,
     pub bytes_acked: u64,
     pub bytes_received: u64,
@@ -195,6 +197,9 @@ pub struct TcpConnStats {
     /// Out-of-order segments dropped because `TcpConfig::max_ooo_bytes_total`
     /// was reached.
     pub ooo_budget_drops: u64,
+    /// Out-of-order segments dropped because they would have opened one
+    /// more separate range than `TcpConfig::max_ooo_ranges`.
+    pub ooo_range_drops: u64,
     /// D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv and
     /// TCPDSACKOfoRecv).
     pub dsack_recv: u64,

@@ -677,6 +677,7 @@ impl Connection {
                 .lost_bytes(self.snd.una, self.snd.max, self.rxt_to(), self.payload_mss())
         };
         s.ooo_bytes = self.rcv.ooo.total_bytes();
+        s.ooo_ranges = self.rcv.ooo.range_count();
         s.congestion_control = self.cc.name();
         s.recovery = match (self.recovery, self.recover) {
             (Some(_), _) => "recovery",

@@ -125,6 +125,7 @@ impl Connection {
                 self.note_dsack(self.rcv.nxt + s, self.rcv.nxt + e);
             }
             if self.rcv.ooo.add(offset, written).is_err() {
+                self.stats.ooo_range_drops += 1;
                 tracing::debug!(remote = %self.remote, "too many out-of-order ranges; segment dropped");
             }
             self.owed.insert(Owed::ACK);

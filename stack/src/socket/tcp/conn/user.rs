@@ -68,6 +68,11 @@ impl Connection {
         self.stats.ooo_budget_drops
     }
 
+    /// Out-of-order segments dropped at `TcpConfig::max_ooo_ranges`.
+    pub fn ooo_range_drops(&self) -> u64 {
+        self.stats.ooo_range_drops
+    }
+
     /// How many more out-of-order bytes the stack lets this connection
     /// hold (set before each segment is processed).
     pub fn set_ooo_room(&mut self, room: usize) {

@@ -19,9 +19,11 @@ use crate::socket::tcp::seq::SeqNumber;
 pub(crate) const DUP_THRESH: usize = 3;
 
 /// SACKed ranges kept at most. A receiver reports at most four blocks per
-/// ACK and repeats the newest; 32 separate holes is beyond any sane path
-/// and bounds what a peer can make us hold.
-pub(crate) const MAX_RANGES: usize = 32;
+/// ACK and repeats the newest, but a fast path that reorders a tenth of
+/// its segments has dozens of holes in one flight (the receiver's
+/// `TcpConfig::max_ooo_ranges` reasoning); 256 holds those and still
+/// bounds what a peer can make us hold (8 bytes a range).
+pub(crate) const MAX_RANGES: usize = 256;
 
 /// What NextSeg (RFC 6675 4) says to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,10 @@ impl Scoreboard {
             self.ranges.retain(|&(_, e)| e > una);
             if let Some(first) = self.ranges.first_mut() {
                 first.0 = first.0.max(una);
+            } else {
+                // Recovered: an idle connection keeps no list (up to 2 KiB
+                // after a reordering episode).
+                self.ranges = Vec::new();
             }
         }
         if self.lost_to.is_some_and(|l| l <= una) {
@@ -422,8 +428,8 @@ mod tests {
     #[test]
     fn ranges_are_bounded() {
         let mut s = Scoreboard::default();
-        let blocks = (0..100u32).map(|i| (2000 + 20 * i, 2010 + 20 * i));
-        s.update(sq(1000), sq(10_000), blocks);
+        let blocks = (0..MAX_RANGES as u32 + 50).map(|i| (2000 + 20 * i, 2010 + 20 * i));
+        s.update(sq(1000), sq(100_000), blocks);
         assert_eq!(s.ranges().len(), MAX_RANGES);
         assert_eq!(s.ranges()[0], (sq(2000), sq(2010)), "the lowest are kept");
     }
