@@ -297,13 +297,15 @@ fn mbytes(n: u64) -> f64 {
 /// The connection's counters as the summary shows them.
 fn conn_summary(s: &TcpConnStats) -> String {
     format!(
-        "retransmits {}; srtt {}; cwnd {} B; mss {}",
+        "retransmits {}; srtt {}; cwnd {} B; mss {}; out-of-order drops {} (ranges) {} (budget)",
         s.retransmits,
         s.srtt
             .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
             .unwrap_or_else(|| "-".into()),
         s.cwnd,
-        s.mss
+        s.mss,
+        s.ooo_range_drops,
+        s.ooo_budget_drops
     )
 }
 

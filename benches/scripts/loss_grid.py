@@ -38,7 +38,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TAPIR = os.path.join(ROOT, "target", "release", "tapir")
+# TAPIR_BIN: another build to compare (default: this tree's release build).
+TAPIR = os.environ.get("TAPIR_BIN") or os.path.join(ROOT, "target", "release", "tapir")
 P = "tapir-grid"
 NS = {n: f"{P}-{n}" for n in ("a", "b", "br", "t")}
 # Kernel pair through the bridge: a (client, 10.77.6.1) -- br -- b (server, 10.77.6.2).
@@ -184,7 +185,11 @@ def kernel_to_tapir(spec, seed, secs):
         tap_up()
         return iperf_client("t", TAP_TAPIR, secs, "cubic")
     finally:
-        stop(tapir)
+        out = stop(tapir)
+        if os.environ.get("TAPIR_GRID_VERBOSE"):
+            for line in out.splitlines():
+                if "retransmits" in line:
+                    print(f"  tapir: {line.strip()}", flush=True)
 
 
 def main():
