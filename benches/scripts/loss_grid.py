@@ -185,11 +185,7 @@ def kernel_to_tapir(spec, seed, secs):
         tap_up()
         return iperf_client("t", TAP_TAPIR, secs, "cubic")
     finally:
-        out = stop(tapir)
-        if os.environ.get("TAPIR_GRID_VERBOSE"):
-            for line in out.splitlines():
-                if "retransmits" in line:
-                    print(f"  tapir: {line.strip()}", flush=True)
+        stop(tapir)
 
 
 def main():
