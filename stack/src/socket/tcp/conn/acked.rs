@@ -120,6 +120,9 @@ impl Connection {
             0
         };
         self.rack_on_ack(now, seg, rtt);
+        // The controller's sample is the newest delivered segment's where
+        // RACK's log has it (Rack::ack_rtt; Linux's ca_rtt_us).
+        let ca_rtt = self.rack.as_ref().and_then(|r| r.ack_rtt()).or(rtt);
         let rack = self.rack_on();
         if ack > prior_una {
             match self.recovery {
@@ -132,7 +135,7 @@ impl Connection {
                     now,
                     acked,
                     mss,
-                    rtt,
+                    rtt: ca_rtt,
                     srtt: self.rtt.srtt(),
                     una: self.snd.una,
                     snd_max: self.snd.max,

@@ -394,6 +394,10 @@ pub(crate) struct Rack {
     rtt: Duration,
     /// RACK.min_RTT.
     min_rtt: Option<Duration>,
+    /// The round trip of the most recently sent original transmission the
+    /// last ACK delivered (Linux's ca_rtt_us), for the congestion
+    /// controller; see [`Rack::ack_rtt`].
+    ack_rtt: Option<Duration>,
     /// RACK.fack: the highest sequence delivered.
     fack: Option<SeqNumber>,
     /// RACK.reordering_seen.
@@ -426,6 +430,7 @@ impl Rack {
             order: 0,
             rtt: Duration::ZERO,
             min_rtt: None,
+            ack_rtt: None,
             fack: None,
             reordering_seen: false,
             reo_wnd_mult: 1,
@@ -448,6 +453,19 @@ impl Rack {
         self.reo_wnd_mult
     }
 
+    /// The round trip of the most recently sent segment the last ACK
+    /// delivered, cumulatively or by SACK, if it was never retransmitted:
+    /// Linux's ca_rtt_us (tcp_clean_rtx_queue's last_ackt, tcp_sacktag's
+    /// last_sackt), which its congestion controllers see. The RFC 7323
+    /// sample is the *oldest* segment's: an ACK that fills a hole echoes
+    /// the timestamp of the segment that filled it (RFC 7323 4.3), held
+    /// back by the reordering, and on a path that reorders a tenth of a
+    /// fast flow most ACKs do that; HyStart++ (RFC 9406) took those for a
+    /// queue building and left slow start at a fraction of the path.
+    pub fn ack_rtt(&self) -> Option<Duration> {
+        self.ack_rtt
+    }
+
     /// RFC 8985 6.2 step 1: an RTT measurement (RFC 6298, RFC 7323).
     pub fn on_rtt_sample(&mut self, rtt: Duration) {
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
@@ -458,6 +476,7 @@ impl Rack {
     /// then trim the log to SND.UNA. Returns whether any was delivered.
     pub fn on_ack(&mut self, ack: &AckInfo, sb: &Scoreboard) -> bool {
         let mut advanced = false;
+        self.ack_rtt = None;
         let highest = sb.highest_sacked();
         let mut cursor = Cursor::new(sb);
         for i in 0..self.log.segs.len() {
@@ -471,6 +490,10 @@ impl Rack {
             }
             self.log.segs[i].delivered = true;
             advanced = true;
+            if !s.ever_rxt {
+                let rtt = ack.now - s.xmit;
+                self.ack_rtt = Some(self.ack_rtt.map_or(rtt, |r| r.min(rtt)));
+            }
             self.advance(ack, &s);
             self.detect_reordering(&s);
         }
@@ -786,6 +809,30 @@ mod tests {
         assert_eq!(r.log.pipe(&sb), 9 * MSS);
         assert_eq!(r.log.lost_bytes(&sb), 0);
         assert_eq!(r.log.next_lost(&sb, MSS), None);
+    }
+
+    #[test]
+    fn ack_rtt_is_the_newest_original_delivered() {
+        let base = sq(1000);
+        let mut r = sent(base);
+        let mut sb = Scoreboard::default();
+        // Segments 2 to 4 (sent at 2..4 ms) SACKed at 24 ms: 20 ms.
+        sack(&mut sb, base, base + 1000, base + 200, base + 500);
+        r.on_ack(&ack(24, base), &sb);
+        assert_eq!(r.ack_rtt(), Some(d(20)));
+        // Segment 0, held back, fills the hole at 40 ms with segment 1:
+        // the oldest is 40 ms old, the newest delivered 39 ms (what a
+        // timestamp echo would give is the former).
+        r.on_ack(&ack(40, base + 200), &sb);
+        assert_eq!(r.ack_rtt(), Some(d(39)));
+        // An ACK delivering nothing new gives no sample.
+        r.on_ack(&ack(41, base + 500), &sb);
+        assert_eq!(r.ack_rtt(), None, "segments 2-4 were delivered already");
+        // A retransmitted segment gives none (Karn): segment 5 resent at
+        // 50 ms, then acknowledged with nothing else.
+        r.log.on_send(base + 500, base + 600, ms(50));
+        r.on_ack(&ack(70, base + 600), &sb);
+        assert_eq!(r.ack_rtt(), None);
     }
 
     #[test]
