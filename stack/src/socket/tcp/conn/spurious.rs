@@ -36,7 +36,11 @@ impl Connection {
     pub(super) fn spurious_before_ack(&self, seg: &TcpRepr, ack: SeqNumber) -> AckSnapshot {
         let prior_una = self.snd.una;
         let blocks = seg.options.sack_blocks.as_slice();
-        let is_dsack = self.opt.sack_ok && ack >= prior_una && dsack::is_dsack(blocks, ack);
+        // An old ACK's (below SND.UNA, reordered) D-SACK counts too, as
+        // Linux's tcp_check_dsack for any ACK with SACK blocks: on a path
+        // that reorders ACKs, an episode's last D-SACK often comes on one,
+        // and without it the reduction is never undone.
+        let is_dsack = self.opt.sack_ok && dsack::is_dsack(blocks, ack);
         let dsack = if is_dsack {
             dsack::check(blocks, ack, self.snd.max, self.snd.max_wnd)
         } else {
