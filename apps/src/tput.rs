@@ -297,7 +297,8 @@ fn mbytes(n: u64) -> f64 {
 /// The connection's counters as the summary shows them.
 fn conn_summary(s: &TcpConnStats) -> String {
     format!(
-        "retransmits {}; srtt {}; cwnd {} B; mss {}; out-of-order drops {} (ranges) {} (budget)",
+        "retransmits {}; srtt {}; cwnd {} B; mss {}; out-of-order drops {} (ranges) {} (budget); \
+         recoveries {}, undone {} (D-SACK {}, timestamps {}, F-RTO {}); D-SACKs received {}",
         s.retransmits,
         s.srtt
             .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
@@ -305,7 +306,13 @@ fn conn_summary(s: &TcpConnStats) -> String {
         s.cwnd,
         s.mss,
         s.ooo_range_drops,
-        s.ooo_budget_drops
+        s.ooo_budget_drops,
+        s.fast_recoveries,
+        s.dsack_undo + s.ts_undo + s.frto_spurious,
+        s.dsack_undo,
+        s.ts_undo,
+        s.frto_spurious,
+        s.dsack_recv
     )
 }
 
