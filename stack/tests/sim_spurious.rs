@@ -180,3 +180,29 @@ fn delay_spike_timeout_is_undone() {
         Ok(())
     });
 }
+
+/// A tenth of the segments held back 11 ms on a 10 ms path, as the loss
+/// grid's reordering cell. The first held-back segments are resent at
+/// once (no reordering seen, DupThresh SACKed: RACK's window is zero),
+/// but the first original that fills its hole proves reordering (its
+/// echoed timestamp is older than the retransmission's), and from then on
+/// RACK waits min_RTT / 4 per D-SACK round: a handful of recoveries, not
+/// one per held-back segment. Without that evidence RACK never saw the
+/// reordering (every held-back segment had been resent before it
+/// arrived) and recovered over and over.
+#[test]
+fn ten_percent_reordering_is_learned_from_the_first_delayed_original() {
+    for seed in [1, 2, 3] {
+        let imp = Impairments::clean()
+            .delay(ms(10))
+            .reorder(0.1)
+            .reorder_delay(ms(11));
+        let (_, stats, _) = transfer(seed, true, imp, false).unwrap();
+        assert!(
+            stats.fast_recoveries <= 10 && stats.retransmits <= 20,
+            "seed {seed}: {} recoveries, {} retransmits",
+            stats.fast_recoveries,
+            stats.retransmits
+        );
+    }
+}

@@ -90,7 +90,14 @@ impl Connection {
         let reo_wnd = rack.reo_wnd(in_recovery, &self.sb, self.rtt.srtt());
         let marked = rack.marked;
         let (lost, timeout) = rack.detect_loss(now, reo_wnd);
-        tracing::trace!(marked = rack.marked - marked, ?timeout, "rack");
+        if rack.marked > marked {
+            tracing::trace!(
+                marked = rack.marked - marked,
+                ?reo_wnd,
+                in_recovery,
+                "rack marked lost"
+            );
+        }
         self.timers[Timer::RackReorder] = timeout.map(|t| now + t);
         lost
     }

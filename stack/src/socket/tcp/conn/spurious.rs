@@ -100,6 +100,13 @@ impl Connection {
         if !self.undo.armed() {
             return;
         }
+        if snap.in_recovery && advanced && self.undo.packet_delayed(tsecr) {
+            // The original filled the hole: reordering, not loss (Linux
+            // tcp_try_undo_partial's tcp_check_sack_reordering).
+            if let Some(r) = self.rack.as_mut() {
+                r.on_reordering_seen();
+            }
+        }
         let reason = if snap.in_recovery {
             // Linux tcp_try_undo_partial (and tcp_try_undo_recovery on
             // the full ACK): the hole was filled by the original; undo

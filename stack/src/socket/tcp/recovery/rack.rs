@@ -466,6 +466,18 @@ impl Rack {
         self.ack_rtt
     }
 
+    /// Reordering proven another way than step 3's: a hole was filled by
+    /// the original transmission of a segment RACK had marked lost and
+    /// resent (its timestamp echo is older than the retransmission, RFC
+    /// 3522), as Linux's tcp_try_undo_partial calls
+    /// tcp_check_sack_reordering. Step 3 never sees it: the segment was
+    /// retransmitted, so its delivery below RACK.fack does not count, and
+    /// with a zero reordering window (none seen, DupThresh SACKed) every
+    /// held-back segment is resent before its original arrives.
+    pub fn on_reordering_seen(&mut self) {
+        self.reordering_seen = true;
+    }
+
     /// RFC 8985 6.2 step 1: an RTT measurement (RFC 6298, RFC 7323).
     pub fn on_rtt_sample(&mut self, rtt: Duration) {
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
