@@ -145,7 +145,8 @@ impl Assembler {
     /// range straddling it is trimmed to start at 0, so a following
     /// [`remove_front`](Self::remove_front) picks it up.
     pub fn advance(&mut self, n: usize) {
-        if n == 0 {
+        // Every in-order segment comes here; most find no ranges.
+        if n == 0 || self.ranges.is_empty() {
             return;
         }
         self.ranges.retain_mut(|r| {

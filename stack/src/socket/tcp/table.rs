@@ -336,8 +336,11 @@ impl TcpTable {
         let closing = matches!(e.conn.state, TcpState::FinWait1 | TcpState::FinWait2);
         // Out-of-order data may only take what the stack-wide budget has
         // left; the connection drops (and counts) a segment beyond it.
-        let (ooo_before, dropped_before) = (e.conn.ooo_bytes(), e.conn.ooo_budget_drops());
-        let range_drops_before = e.conn.ooo_range_drops();
+        let (ooo_before, budget_before, ranges_before) = (
+            e.conn.ooo_bytes(),
+            e.conn.ooo_budget_drops(),
+            e.conn.ooo_range_drops(),
+        );
         e.conn.set_ooo_room(ooo_room);
         let spurious_before = e.conn.spurious_counts();
         let rack_before = e.conn.rack_counts();
@@ -345,8 +348,11 @@ impl TcpTable {
         let rack_after = e.conn.rack_counts();
         self.ooo_bytes = self.ooo_bytes.saturating_sub(ooo_before) + e.conn.ooo_bytes();
         let [d, du, tu, fs] = e.conn.spurious_counts();
-        let range_drops = e.conn.ooo_range_drops() - range_drops_before;
-        cx.stats.tcp_ooo_budget_full += e.conn.ooo_budget_drops() - dropped_before;
+        let (budget_drops, range_drops) = (
+            e.conn.ooo_budget_drops() - budget_before,
+            e.conn.ooo_range_drops() - ranges_before,
+        );
+        cx.stats.tcp_ooo_budget_full += budget_drops;
         cx.stats.tcp_ooo_ranges_full += range_drops;
         let [d0, du0, tu0, fs0] = spurious_before;
         cx.stats.tcp_dsack_recv += d - d0;
