@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use tapir_harness::{
-    Device, Driver, DriverHandle, DriverOptions, ImpairedDevice, PacketDevice, TapDevice, TapOptions,
+    Device, Driver, DriverHandle, DriverOptions, DriverTask, ImpairedDevice, PacketDevice, TapDevice,
+    TapOptions,
 };
 use tapir_stack::impair::LinkStats;
 use tapir_stack::wire::{EthernetAddress, Ipv4Cidr};
@@ -137,6 +138,25 @@ impl Running {
 
 /// Open the device and start the driver thread.
 pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
+    bring_up_with(args, DriverMode::Thread).map(|(running, _)| running)
+}
+
+/// Where the stack's driver runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriverMode {
+    /// A thread of its own; application threads and tasks are woken
+    /// across threads.
+    Thread,
+    /// A task of the application's runtime (`Driver::task`): run it on
+    /// the runtime that runs the sockets, and nothing is handed between
+    /// threads.
+    #[default]
+    Task,
+}
+
+/// Open the device and start the driver: as a thread, or made into a task
+/// for the caller to spawn (returned with `DriverMode::Task`).
+pub fn bring_up_with(args: &NetArgs, mode: DriverMode) -> io::Result<(Running, Option<DriverTask>)> {
     if let Some(host) = args.host_addr {
         if host.addr == args.addr.addr {
             return Err(io::Error::new(
@@ -188,13 +208,22 @@ pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
         pcap: args.pcap.clone(),
         ..Default::default()
     };
-    let driver = Driver::spawn(iface, device, opts)?;
-    Ok(Running {
-        driver,
-        device_name,
-        mac,
-        impair_stats,
-    })
+    let (driver, task) = match mode {
+        DriverMode::Thread => (Driver::spawn(iface, device, opts)?, None),
+        DriverMode::Task => {
+            let (driver, task) = Driver::task(iface, device, opts)?;
+            (driver, Some(task))
+        }
+    };
+    Ok((
+        Running {
+            driver,
+            device_name,
+            mac,
+            impair_stats,
+        },
+        task,
+    ))
 }
 
 #[cfg(test)]

@@ -24,12 +24,13 @@
 //! `Write`, so they run over `std::net` too.
 
 use crate::http::{is_timeout, pattern_fill};
-use crate::net::{bring_up, NetArgs};
+use crate::net::{bring_up_with, DriverMode, NetArgs};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
-use tapir_harness::{TcpListener, TcpStream};
-use tapir_stack::TcpConnStats;
+use tapir_harness::{net, StackHandle, TcpListener, TcpStream};
+use tapir_stack::{SocketHandle, TcpConnStats};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(clap::Args, Debug)]
 pub struct TputArgs {
@@ -90,6 +91,12 @@ pub struct TputArgs {
     /// records each client in turn to the same file name.
     #[arg(long, value_name = "FILE.csv", conflicts_with = "iperf3")]
     pub trace: Option<std::path::PathBuf>,
+    /// Where the stack's driver runs: `task` runs it on the thread of the
+    /// transfer (run to completion: a frame is read, handled, given to the
+    /// transfer and answered by one thread); `thread` gives it a thread of
+    /// its own, with the transfer on blocking sockets, as before.
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = DriverMode::Task)]
+    pub driver: DriverMode,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -169,6 +176,100 @@ impl Ticker<'_> {
     }
 }
 
+/// The bookkeeping of one transfer, shared by the blocking and the async
+/// loops: how much to move next, the count, the digest, the progress.
+struct Pump<'a> {
+    limit: Limit,
+    ticker: Ticker<'a>,
+    hash: Option<Sha256>,
+    buf: Vec<u8>,
+    done: u64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// What a transfer loop does with an I/O error.
+enum OnError {
+    /// A timeout or an interrupted call: go round again (and report).
+    Retry,
+    /// The peer went away (a reset or broken pipe ends a transfer the peer
+    /// stopped, and is not an error).
+    End,
+    Fail,
+}
+
+impl<'a> Pump<'a> {
+    fn new(
+        limit: Limit,
+        chunk: usize,
+        sha256: bool,
+        interval: Option<Duration>,
+        report: &'a mut dyn FnMut(u64, Duration),
+    ) -> Pump<'a> {
+        Pump {
+            limit,
+            ticker: Ticker::new(interval, report),
+            hash: sha256.then(Sha256::new),
+            buf: vec![0u8; chunk.max(1)],
+            done: 0,
+            bar: None,
+        }
+    }
+
+    /// How many bytes the next call moves; `None` once the limit is reached.
+    fn next_len(&self) -> Option<usize> {
+        if self.limit.reached(self.done, self.ticker.start.elapsed()) {
+            return None;
+        }
+        let room = self.buf.len() as u64;
+        Some(self.limit.bytes.map_or(room, |b| (b - self.done).min(room)) as usize)
+    }
+
+    /// The next piece of the deterministic content to send: the content
+    /// is a function of the offset, so a partial write leaves the rest to
+    /// the next round.
+    fn next_to_send(&mut self) -> Option<&[u8]> {
+        let n = self.next_len()?;
+        pattern_fill(self.done, &mut self.buf[..n]);
+        Some(&self.buf[..n])
+    }
+
+    /// `n` bytes of the buffer went through.
+    fn moved(&mut self, n: usize) {
+        if let Some(h) = &mut self.hash {
+            h.update(&self.buf[..n]);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        self.done += n as u64;
+        self.ticker.tick(self.done);
+    }
+
+    fn on_error(&mut self, e: &io::Error, sending: bool) -> OnError {
+        if is_timeout(e) || e.kind() == io::ErrorKind::Interrupted {
+            self.ticker.tick(self.done);
+            return OnError::Retry;
+        }
+        if sending
+            && matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )
+        {
+            return OnError::End;
+        }
+        OnError::Fail
+    }
+
+    fn finish(self) -> Transfer {
+        Transfer {
+            bytes: self.done,
+            elapsed: self.ticker.start.elapsed(),
+            sha256: self.hash.map(|h| hex(&h.finish())),
+        }
+    }
+}
+
 /// Write the deterministic content until `limit` (or the peer goes away:
 /// a reset or broken pipe ends a transfer the peer stopped, and is not an
 /// error). `chunk` bytes per write.
@@ -180,45 +281,23 @@ pub fn send<W: Write>(
     interval: Option<Duration>,
     report: &mut dyn FnMut(u64, Duration),
 ) -> io::Result<Transfer> {
-    let mut ticker = Ticker::new(interval, report);
-    let start = ticker.start;
-    let mut hash = sha256.then(Sha256::new);
-    let mut buf = vec![0u8; chunk.max(1)];
-    let mut sent = 0u64;
-    while !limit.reached(sent, start.elapsed()) {
-        let n = limit
-            .bytes
-            .map_or(buf.len() as u64, |b| (b - sent).min(buf.len() as u64)) as usize;
-        pattern_fill(sent, &mut buf[..n]);
-        // A partial write leaves the rest to the next round: the content
-        // is a function of the offset.
-        match w.write(&buf[..n]) {
+    sync_send(w, Pump::new(limit, chunk, sha256, interval, report))
+}
+
+fn sync_send<W: Write>(w: &mut W, mut p: Pump<'_>) -> io::Result<Transfer> {
+    while let Some(data) = p.next_to_send() {
+        match w.write(data) {
             Ok(0) => break,
-            Ok(k) => {
-                if let Some(h) = &mut hash {
-                    h.update(&buf[..k]);
-                }
-                sent += k as u64;
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                break
-            }
-            Err(e) => return Err(e),
+            Ok(k) => p.moved(k),
+            Err(e) => match p.on_error(&e, true) {
+                OnError::Retry => {}
+                OnError::End => break,
+                OnError::Fail => return Err(e),
+            },
         }
-        ticker.tick(sent);
     }
     w.flush()?;
-    Ok(Transfer {
-        bytes: sent,
-        elapsed: start.elapsed(),
-        sha256: hash.map(|h| hex(&h.finish())),
-    })
+    Ok(p.finish())
 }
 
 /// Read until the peer closes or `limit`. Read timeouts only wake the loop
@@ -231,33 +310,65 @@ pub fn receive<R: Read>(
     interval: Option<Duration>,
     report: &mut dyn FnMut(u64, Duration),
 ) -> io::Result<Transfer> {
-    let mut ticker = Ticker::new(interval, report);
-    let start = ticker.start;
-    let mut hash = sha256.then(Sha256::new);
-    let mut buf = vec![0u8; chunk.max(1)];
-    let mut got = 0u64;
-    while !limit.reached(got, start.elapsed()) {
-        let want = limit
-            .bytes
-            .map_or(buf.len() as u64, |b| (b - got).min(buf.len() as u64)) as usize;
-        match r.read(&mut buf[..want]) {
+    sync_receive(r, Pump::new(limit, chunk, sha256, interval, report))
+}
+
+fn sync_receive<R: Read>(r: &mut R, mut p: Pump<'_>) -> io::Result<Transfer> {
+    while let Some(n) = p.next_len() {
+        match r.read(&mut p.buf[..n]) {
             Ok(0) => break,
-            Ok(n) => {
-                if let Some(h) = &mut hash {
-                    h.update(&buf[..n]);
-                }
-                got += n as u64;
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(k) => p.moved(k),
+            Err(e) => match p.on_error(&e, false) {
+                OnError::Retry => {}
+                OnError::End | OnError::Fail => return Err(e),
+            },
         }
-        ticker.tick(got);
     }
-    Ok(Transfer {
-        bytes: got,
-        elapsed: start.elapsed(),
-        sha256: hash.map(|h| hex(&h.finish())),
-    })
+    Ok(p.finish())
+}
+
+/// [`send`] on an async stream; a write that waits longer than `wake`
+/// returns to the loop (to report and check the time limit), as a blocking
+/// write timeout would.
+async fn send_async<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut p: Pump<'_>,
+    wake: Duration,
+) -> io::Result<Transfer> {
+    while let Some(data) = p.next_to_send() {
+        match tokio::time::timeout(wake, w.write(data)).await {
+            Err(_) => p.ticker.tick(p.done),
+            Ok(Ok(0)) => break,
+            Ok(Ok(k)) => p.moved(k),
+            Ok(Err(e)) => match p.on_error(&e, true) {
+                OnError::Retry => {}
+                OnError::End => break,
+                OnError::Fail => return Err(e),
+            },
+        }
+    }
+    w.flush().await?;
+    Ok(p.finish())
+}
+
+/// [`receive`] on an async stream, as [`send_async`].
+async fn receive_async<R: AsyncRead + Unpin>(
+    r: &mut R,
+    mut p: Pump<'_>,
+    wake: Duration,
+) -> io::Result<Transfer> {
+    while let Some(n) = p.next_len() {
+        match tokio::time::timeout(wake, r.read(&mut p.buf[..n])).await {
+            Err(_) => p.ticker.tick(p.done),
+            Ok(Ok(0)) => break,
+            Ok(Ok(k)) => p.moved(k),
+            Ok(Err(e)) => match p.on_error(&e, false) {
+                OnError::Retry => {}
+                OnError::End | OnError::Fail => return Err(e),
+            },
+        }
+    }
+    Ok(p.finish())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -316,26 +427,43 @@ fn conn_summary(s: &TcpConnStats) -> String {
     )
 }
 
+/// How a connection's transfer runs: with the blocking socket on a
+/// driver thread, or as a task beside the driver task (`--driver task`).
+enum Io<'a> {
+    Blocking(&'a TcpStream),
+    Task(&'a tokio::runtime::Runtime, &'a mut net::TcpStream),
+}
+
 /// One transfer on a connected stream, in the direction asked, with
 /// progress and a summary on stdout.
-fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs) -> Result<(), String> {
+fn run_transfer(
+    stack: &StackHandle,
+    io: Io<'_>,
+    sending: bool,
+    limit: Limit,
+    args: &TputArgs,
+) -> Result<(), String> {
     let interval = Duration::try_from_secs_f64(args.interval)
         .ok()
         .filter(|d| !d.is_zero());
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    // Reads and writes wake at least once an interval, to report and check
+    // the clock.
+    let wake = interval.unwrap_or(Duration::from_secs(1));
+    let (handle, peer, local) = match &io {
+        Io::Blocking(s) => (s.handle(), s.peer_addr(), s.local_addr()),
+        Io::Task(_, s) => (s.handle(), s.peer_addr(), s.local_addr()),
+    };
+    let peer = peer.map(|a| a.to_string()).unwrap_or_default();
+    let local = local.map(|a| a.to_string()).unwrap_or_default();
+    let stats = || stack.try_with(|i| i.tcp_stats(handle)).ok().flatten();
     println!(
         "tput: {} {local} {} {peer}",
         if sending { "sending" } else { "receiving" },
         if sending { "->" } else { "<-" }
     );
-    // Reads wake at least once an interval, to report and check the clock.
-    stream
-        .set_read_timeout(Some(interval.unwrap_or(Duration::from_secs(1))))
-        .map_err(|e| e.to_string())?;
     let mut last = (0u64, Duration::ZERO, 0u64);
     let mut report = |bytes: u64, elapsed: Duration| {
-        let retrans = stream.stats().map(|s| s.retransmits).unwrap_or(0);
+        let retrans = stats().map(|s| s.retransmits).unwrap_or(0);
         let (b0, t0, r0) = last;
         let secs = (elapsed - t0).as_secs_f64().max(1e-9);
         println!(
@@ -349,42 +477,62 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
         last = (bytes, elapsed, retrans);
     };
     let recorder = match &args.trace {
-        Some(path) => Some(TraceRecorder::start(stream, path)?),
+        Some(path) => Some(TraceRecorder::start(stack, handle, path)?),
         None => None,
     };
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(16 << 20);
-    let mut w = stream;
     let bar = crate::progress::bar(if sending { "tput: sent" } else { "tput: received" });
-    let mut counted = crate::progress::Counted {
-        inner: w,
-        bar: bar.clone(),
-    };
-    let result = if sending {
-        send(&mut counted, limit, chunk, args.sha256, interval, &mut report)
-    } else {
-        receive(&mut counted, limit, chunk, args.sha256, interval, &mut report)
+    let mut pump = Pump::new(limit, chunk, args.sha256, interval, &mut report);
+    pump.bar = Some(bar.clone());
+    // After sending: our FIN after the data, then the peer's close says it
+    // has all of it (a process exit now could otherwise cut the tail
+    // short). Bounded: 30 s, or 1 GiB of whatever the peer sends back.
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut waited = 0usize;
+    let result = match io {
+        Io::Blocking(stream) => {
+            stream.set_read_timeout(Some(wake)).map_err(|e| e.to_string())?;
+            let mut s = stream;
+            let r = if sending {
+                sync_send(&mut s, pump)
+            } else {
+                sync_receive(&mut s, pump)
+            };
+            if sending && r.is_ok() {
+                let _ = stream.shutdown(Shutdown::Write);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                while let Ok(n @ 1..) = s.read(&mut scratch) {
+                    waited += n;
+                    if waited > 1 << 30 {
+                        break;
+                    }
+                }
+            }
+            r
+        }
+        Io::Task(rt, stream) => rt.block_on(async {
+            let r = if sending {
+                send_async(stream, pump, wake).await
+            } else {
+                receive_async(stream, pump, wake).await
+            };
+            if sending && r.is_ok() {
+                let _ = stream.shutdown().await;
+                let drain = async {
+                    while let Ok(n @ 1..) = stream.read(&mut scratch).await {
+                        waited += n;
+                        if waited > 1 << 30 {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
+            }
+            r
+        }),
     };
     bar.finish_and_clear();
     let transfer = result.map_err(|e| format!("transfer with {peer}: {e}"))?;
-    let mut stats = stream.stats().ok();
-    if sending {
-        // Our FIN after the data; the peer's close says it has all of it
-        // (a process exit now could otherwise cut the tail short).
-        let _ = stream.shutdown(Shutdown::Write);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut scratch = [0u8; 64 * 1024];
-        let mut waited = 0;
-        while let Ok(n) = (&mut w).read(&mut scratch) {
-            if n == 0 {
-                break;
-            }
-            waited += n;
-            if waited > 1 << 30 {
-                break;
-            }
-        }
-        stats = stream.stats().ok().or(stats);
-    }
     println!(
         "tput: {} {} bytes ({:.2} MB) in {:.3} s = {:.3} Gbit/s; {}",
         if sending { "sent" } else { "received" },
@@ -392,7 +540,7 @@ fn run_transfer(stream: &TcpStream, sending: bool, limit: Limit, args: &TputArgs
         mbytes(transfer.bytes),
         transfer.elapsed.as_secs_f64(),
         transfer.gbits(),
-        stats
+        stats()
             .as_ref()
             .map(conn_summary)
             .unwrap_or_else(|| "no connection stats".into())
@@ -424,15 +572,16 @@ struct TraceRecorder {
 }
 
 impl TraceRecorder {
-    fn start(stream: &TcpStream, path: &std::path::Path) -> Result<TraceRecorder, String> {
+    fn start(stack: &StackHandle, h: SocketHandle, path: &std::path::Path) -> Result<TraceRecorder, String> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut csv =
             crate::trace::CsvWriter::new(std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
-        stream
-            .set_trace(Some(tapir_stack::DEFAULT_TRACE_CAPACITY))
+        stack
+            .try_with(|i| i.tcp_trace(h, Some(tapir_stack::DEFAULT_TRACE_CAPACITY)))
+            .map_err(|e| format!("trace: {e}"))?
             .map_err(|e| format!("trace: {e}"))?;
-        let stream = stream.try_clone().map_err(|e| e.to_string())?;
+        let stack = stack.clone();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -444,7 +593,9 @@ impl TraceRecorder {
                     let last = flag.load(Ordering::SeqCst);
                     samples.clear();
                     // A connection already gone has nothing more to give.
-                    dropped += stream.drain_trace(&mut samples).unwrap_or(0);
+                    dropped += stack
+                        .try_with(|i| i.tcp_drain_trace(h, &mut samples))
+                        .unwrap_or(0);
                     for s in &samples {
                         csv.write(s).map_err(|e| e.to_string())?;
                     }
@@ -453,7 +604,7 @@ impl TraceRecorder {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                let _ = stream.set_trace(None);
+                let _ = stack.try_with(|i| i.tcp_trace(h, None));
                 let rows = csv.rows;
                 csv.into_inner().flush().map_err(|e| e.to_string())?;
                 Ok((rows, dropped))
@@ -472,17 +623,13 @@ impl TraceRecorder {
 }
 
 /// `--iperf3`: one test against an iperf3 server, or serve iperf3 clients.
-fn run_iperf3(stack: &tapir_harness::StackHandle, args: &TputArgs, limit: Limit) -> Result<(), String> {
+fn run_iperf3(
+    rt: &tokio::runtime::Runtime,
+    stack: &StackHandle,
+    args: &TputArgs,
+    limit: Limit,
+) -> Result<(), String> {
     use crate::iperf3;
-    use tapir_harness::net;
-    // The control connection and the streams are tasks: two threads, so a
-    // bidirectional test's senders and receivers run side by side.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tput-iperf3")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
     let chunk = usize::try_from(args.len).unwrap_or(usize::MAX).min(1 << 20);
     if let Some(addr) = args.connect {
         let timeout = Duration::try_from_secs_f64(args.connect_timeout)
@@ -569,51 +716,129 @@ pub fn run(args: TputArgs) -> Result<(), String> {
         bytes: args.bytes,
         time,
     };
-    let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
-    let stack = running.driver.stack();
-    let result: Result<(), String> = (|| {
-        if args.iperf3 {
-            return run_iperf3(&stack, &args, limit);
-        }
-        if let Some(addr) = args.connect {
-            let timeout = Duration::try_from_secs_f64(args.connect_timeout)
-                .map_err(|_| "--connect-timeout must be a positive number of seconds".to_string())?;
-            let stream = TcpStream::connect_timeout(&stack, &SocketAddr::V4(addr), timeout)
-                .map_err(|e| format!("connect to {addr}: {e}"))?;
-            stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
-            run_transfer(&stream, !args.receive, limit, &args)?;
-            drop(stream);
-        } else if let Some(port) = args.listen {
-            let listener =
-                TcpListener::bind(&stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
-            println!("tput: listening on {}:{port}", args.net.addr.addr);
-            loop {
-                let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-                stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
-                let r = run_transfer(&stream, args.send, limit, &args);
-                drop(stream);
-                if args.once {
-                    r?;
-                    break;
-                }
-                if let Err(e) = r {
-                    eprintln!("tput: {e}");
-                }
-            }
-        }
-        Ok(())
-    })();
-    // Let the last close finish before the stack goes.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while stack.with(|i| i.tcp_connection_count()) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    let connect_timeout = Duration::try_from_secs_f64(args.connect_timeout)
+        .map_err(|_| "--connect-timeout must be a positive number of seconds".to_string())?;
+    let (running, task) =
+        bring_up_with(&args.net, args.driver).map_err(|e| format!("bringing the stack up: {e}"))?;
+    // With the driver as a task, everything runs on this thread, the
+    // driver included (only while the runtime runs: inside `block_on`).
+    // With a driver thread, iperf3's control connection and streams are
+    // tasks of two threads, so a bidirectional test's senders and
+    // receivers run side by side.
+    let rt = match task {
+        Some(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tput-iperf3")
+            .enable_all()
+            .build(),
     }
+    .map_err(|e| format!("starting the runtime: {e}"))?;
+    let driver_task = task.map(|t| rt.spawn(t.run()));
+    let stack = running.driver.stack();
+    let result = if args.iperf3 {
+        run_iperf3(&rt, &stack, &args, limit)
+    } else if driver_task.is_some() {
+        serve_or_connect_tasks(&rt, &stack, &args, limit, connect_timeout)
+    } else {
+        serve_or_connect_blocking(&stack, &args, limit, connect_timeout)
+    };
+    // Let the last close finish before the stack goes.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while stack.with(|i| i.tcp_connection_count()) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
     let driver_error = running.driver.error();
     running.driver.shutdown();
+    if let Some(t) = driver_task {
+        // It returns at its next step, completing the capture.
+        let _ = rt.block_on(t);
+    }
     result?;
     match driver_error {
         Some(e) => Err(format!("the stack stopped: {e}")),
         None => Ok(()),
+    }
+}
+
+/// The plain transfer with blocking sockets (`--driver thread`).
+fn serve_or_connect_blocking(
+    stack: &StackHandle,
+    args: &TputArgs,
+    limit: Limit,
+    connect_timeout: Duration,
+) -> Result<(), String> {
+    if let Some(addr) = args.connect {
+        let stream = TcpStream::connect_timeout(stack, &SocketAddr::V4(addr), connect_timeout)
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+        return run_transfer(stack, Io::Blocking(&stream), !args.receive, limit, args);
+    }
+    let Some(port) = args.listen else {
+        return Ok(());
+    };
+    let listener =
+        TcpListener::bind(stack, ("0.0.0.0", port)).map_err(|e| format!("listen on {port}: {e}"))?;
+    println!("tput: listening on {}:{port}", args.net.addr.addr);
+    loop {
+        let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+        let r = run_transfer(stack, Io::Blocking(&stream), args.send, limit, args);
+        drop(stream);
+        if args.once {
+            return r;
+        }
+        if let Err(e) = r {
+            eprintln!("tput: {e}");
+        }
+    }
+}
+
+/// The plain transfer as a task beside the driver task (`--driver task`).
+fn serve_or_connect_tasks(
+    rt: &tokio::runtime::Runtime,
+    stack: &StackHandle,
+    args: &TputArgs,
+    limit: Limit,
+    connect_timeout: Duration,
+) -> Result<(), String> {
+    if let Some(addr) = args.connect {
+        let mut stream = rt
+            // The timer is made inside the runtime (it needs its context).
+            .block_on(async {
+                tokio::time::timeout(
+                    connect_timeout,
+                    net::TcpStream::connect(stack, SocketAddr::V4(addr)),
+                )
+                .await
+            })
+            .map_err(|_| format!("connect to {addr}: timed out"))?
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+        return run_transfer(stack, Io::Task(rt, &mut stream), !args.receive, limit, args);
+    }
+    let Some(port) = args.listen else {
+        return Ok(());
+    };
+    let listener = rt
+        .block_on(net::TcpListener::bind(stack, ("0.0.0.0", port)))
+        .map_err(|e| format!("listen on {port}: {e}"))?;
+    println!("tput: listening on {}:{port}", args.net.addr.addr);
+    loop {
+        let (mut stream, _) = rt
+            .block_on(listener.accept())
+            .map_err(|e| format!("accept: {e}"))?;
+        stream.set_nodelay(args.nodelay).map_err(|e| e.to_string())?;
+        let r = run_transfer(stack, Io::Task(rt, &mut stream), args.send, limit, args);
+        drop(stream);
+        if args.once {
+            return r;
+        }
+        if let Err(e) = r {
+            eprintln!("tput: {e}");
+        }
     }
 }
 

@@ -89,7 +89,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -394,10 +394,19 @@ thread_local! {
     };
 }
 
+/// How application code tells the driver to look at the stack again.
+enum Kick {
+    /// The driver thread polls this with the device.
+    EventFd(EventFd),
+    /// The driver task ([`DriverTask`]) awaits this with the device: a
+    /// task on the same thread is woken without a system call.
+    Task(tokio::sync::Notify),
+}
+
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
-    /// Written by application threads to wake the driver.
-    wake: EventFd,
+    /// Written by application code to wake the driver.
+    kick: Kick,
     stop: AtomicBool,
     /// Source of waiter tokens.
     next_token: AtomicU64,
@@ -412,11 +421,18 @@ impl Shared {
     }
 
     fn wake_driver(&self) {
-        if let Err(e) = self.wake.write(1) {
-            // EAGAIN means the counter is saturated: the driver is woken anyway.
-            if e != Errno::EAGAIN {
-                tracing::warn!(error = %e, "waking the driver failed");
+        match &self.kick {
+            Kick::EventFd(fd) => {
+                if let Err(e) = fd.write(1) {
+                    // EAGAIN means the counter is saturated: the driver is woken anyway.
+                    if e != Errno::EAGAIN {
+                        tracing::warn!(error = %e, "waking the driver failed");
+                    }
+                }
             }
+            // Keeps one permit when the task is not waiting yet, so a kick
+            // between its step and its wait is not lost.
+            Kick::Task(n) => n.notify_one(),
         }
     }
 }
@@ -744,7 +760,8 @@ impl Drop for DriverHandle {
     }
 }
 
-/// Starts driver threads.
+/// Starts drivers: as a thread of their own ([`spawn`](Self::spawn)), or
+/// as a task of the application's runtime ([`task`](Self::task)).
 pub struct Driver;
 
 impl Driver {
@@ -753,67 +770,90 @@ impl Driver {
     /// the device offloads ([`Device::offload`], given to
     /// [`Interface::set_offload`]), replacing what it was told before.
     pub fn spawn(
-        mut iface: Interface,
+        iface: Interface,
         device: Box<dyn Device + Send>,
         opts: DriverOptions,
     ) -> io::Result<DriverHandle> {
-        iface.set_offload(device.offload());
-        let pcap = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
         let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
-        let tx_len = iface.max_frame_len();
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                iface: Some(iface),
-                now: Instant::ZERO,
-                counters: DriverStats::default(),
-                stopped: false,
-                error: None,
-                waiters: Registry::default(),
-            }),
-            wake,
-            stop: AtomicBool::new(false),
-            next_token: AtomicU64::new(0),
-        });
-        let mut lp = Loop {
-            shared: shared.clone(),
-            device,
-            pcap,
-            epoch: StdInstant::now(),
-            rx_buf: vec![0; RX_BUF_LEN],
-            tx_buf: vec![0; tx_len],
-            held: None,
-            more_tx: false,
-            to_wake: Vec::new(),
-            opts: opts.clone(),
-        };
+        let mut lp = Loop::new(iface, device, opts, Kick::EventFd(wake))?;
+        let shared = lp.shared.clone();
         let thread = std::thread::Builder::new()
-            .name(opts.thread_name.clone())
+            .name(lp.opts.thread_name.clone())
             .spawn(move || {
                 let result = lp.run();
-                let mut g = lp.shared.lock();
-                g.stopped = true;
-                if let Err(e) = result {
-                    tracing::error!(device = lp.device.name(), error = %e, "driver stopped");
-                    g.error = Some(DriverError {
-                        kind: e.kind(),
-                        message: e.to_string(),
-                    });
-                }
-                // Everyone waiting learns that the driver is gone.
-                let mut wakers = Vec::new();
-                g.waiters.take_all(&mut wakers);
-                drop(g);
-                wakers.into_iter().for_each(Waker::wake);
-                if let Some(p) = lp.pcap.take() {
-                    if let Err(e) = p.finish() {
-                        tracing::warn!(error = %e, "finishing the pcap failed");
-                    }
-                }
+                lp.finish(result);
             })?;
         Ok(DriverHandle {
             stack: StackHandle { shared },
             thread: Some(thread),
         })
+    }
+
+    /// Run to completion: the driver as a task of the application's tokio
+    /// runtime instead of a thread. Spawn [`DriverTask::run`] on the
+    /// runtime that runs the sockets' tasks; on a current-thread runtime a
+    /// frame is then read, handled, given to the task waiting for it and
+    /// answered by one thread, with no cross-thread wakeup and no lock
+    /// contention (the issue of the blocking driver: each handoff between
+    /// the driver thread and an application thread costs two context
+    /// switches).
+    ///
+    /// The device's descriptor is watched with tokio's [`AsyncFd`] and
+    /// the stack's deadlines with its timer, so the future must be polled
+    /// inside a runtime with I/O and time enabled. The handle works as for
+    /// [`spawn`](Self::spawn): async sockets on any runtime, blocking
+    /// sockets from *other* threads (a blocking call on the driver's own
+    /// thread would wait for a step that thread can no longer run). Dropping
+    /// or shutting down the handle makes the task return; a pcap file is
+    /// complete once the task has returned.
+    ///
+    /// [`AsyncFd`]: tokio::io::unix::AsyncFd
+    pub fn task(
+        iface: Interface,
+        device: Box<dyn Device + Send>,
+        opts: DriverOptions,
+    ) -> io::Result<(DriverHandle, DriverTask)> {
+        let lp = Loop::new(iface, device, opts, Kick::Task(tokio::sync::Notify::new()))?;
+        let handle = DriverHandle {
+            stack: StackHandle {
+                shared: lp.shared.clone(),
+            },
+            thread: None,
+        };
+        Ok((handle, DriverTask { lp }))
+    }
+}
+
+/// A driver made by [`Driver::task`], to be run by the application's
+/// runtime.
+pub struct DriverTask {
+    lp: Loop,
+}
+
+impl DriverTask {
+    /// Drive the stack until the handle is shut down or dropped, or the
+    /// device fails (the error is also what waiting sockets then get).
+    pub async fn run(mut self) -> io::Result<()> {
+        let result = self.lp.run_async().await;
+        let err = result
+            .as_ref()
+            .err()
+            .map(|e| io::Error::new(e.kind(), e.to_string()));
+        self.lp.finish(result);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The device's descriptor, as [`AsyncFd`](tokio::io::unix::AsyncFd)
+/// wants it; the device owns it and outlives the registration.
+struct DeviceFd(RawFd);
+
+impl AsRawFd for DeviceFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 
@@ -836,6 +876,9 @@ struct Loop {
     held: Option<Held>,
     /// The transmit batch limit cut a step short: go again without sleeping.
     more_tx: bool,
+    /// The receive batch limit cut a step short (the device may hold more
+    /// frames): go again without sleeping.
+    more_rx: bool,
     /// The wakers a step takes, woken once the lock is released. Kept to
     /// reuse its allocation.
     to_wake: Vec<Waker>,
@@ -843,6 +886,125 @@ struct Loop {
 }
 
 impl Loop {
+    fn new(
+        mut iface: Interface,
+        device: Box<dyn Device + Send>,
+        opts: DriverOptions,
+        kick: Kick,
+    ) -> io::Result<Loop> {
+        iface.set_offload(device.offload());
+        let pcap = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
+        let tx_len = iface.max_frame_len();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                iface: Some(iface),
+                now: Instant::ZERO,
+                counters: DriverStats::default(),
+                stopped: false,
+                error: None,
+                waiters: Registry::default(),
+            }),
+            kick,
+            stop: AtomicBool::new(false),
+            next_token: AtomicU64::new(0),
+        });
+        Ok(Loop {
+            shared,
+            device,
+            pcap,
+            epoch: StdInstant::now(),
+            rx_buf: vec![0; RX_BUF_LEN],
+            tx_buf: vec![0; tx_len],
+            held: None,
+            more_tx: false,
+            more_rx: false,
+            to_wake: Vec::new(),
+            opts,
+        })
+    }
+
+    /// After the loop: record why it ended, tell every waiter, and complete
+    /// the capture.
+    fn finish(&mut self, result: io::Result<()>) {
+        let mut g = self.shared.lock();
+        g.stopped = true;
+        if let Err(e) = result {
+            tracing::error!(device = self.device.name(), error = %e, "driver stopped");
+            g.error = Some(DriverError {
+                kind: e.kind(),
+                message: e.to_string(),
+            });
+        }
+        // Everyone waiting learns that the driver is gone.
+        let mut wakers = Vec::new();
+        g.waiters.take_all(&mut wakers);
+        drop(g);
+        wakers.into_iter().for_each(Waker::wake);
+        if let Some(p) = self.pcap.take() {
+            if let Err(e) = p.finish() {
+                tracing::warn!(error = %e, "finishing the pcap failed");
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// [`run`](Self::run) as a task: the same steps, with the waits of
+    /// [`sleep`](Self::sleep) made by tokio (the device's readiness, the
+    /// kick, the stack's deadline). tokio's epoll is edge-triggered, so a
+    /// readiness is cleared before the step that reads (or writes) until
+    /// `WouldBlock`; a step cut short by its batch limit goes again after
+    /// yielding to the application's tasks, without waiting.
+    async fn run_async(&mut self) -> io::Result<()> {
+        use tokio::io::unix::AsyncFd;
+        use tokio::io::Interest;
+        tracing::debug!(device = self.device.name(), "driver task running");
+        let fd = match self.device.as_raw_fd() {
+            // SAFETY: the device owns the descriptor and keeps it open and
+            // the same until it is dropped, and it outlives this function,
+            // which owns the registration.
+            // Readable only: registered for writability too, every frame
+            // the kernel frees after a write (the TAP's write space) would
+            // run epoll's callback and wake the runtime.
+            Some(fd) => Some(
+                unsafe { AsyncFd::register_with_interest(DeviceFd(fd), Interest::READABLE) }
+                    .map_err(io::Error::from)?,
+            ),
+            None => None,
+        };
+        let shared = self.shared.clone();
+        let Kick::Task(kick) = &shared.kick else {
+            unreachable!("a driver task is made with a task kick");
+        };
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        self.step()?;
+        while !self.stopping() {
+            if self.more_rx || self.more_tx {
+                tokio::task::yield_now().await;
+            } else {
+                let timeout = self.sleep_for();
+                sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+                let writable = matches!(self.held, Some(Held { nobufs: false, .. }));
+                tokio::select! {
+                    biased;
+                    () = kick.notified() => {}
+                    r = device_readable(fd.as_ref()) => r?,
+                    r = device_writable(fd.as_ref()), if writable => r?,
+                    () = &mut sleep => {}
+                }
+            }
+            if self.stopping() {
+                break;
+            }
+            self.step()?;
+        }
+        tracing::debug!(device = self.device.name(), "driver task stopping");
+        Ok(())
+    }
+
     fn now(&self) -> Instant {
         Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
@@ -863,9 +1025,9 @@ impl Loop {
         Ok(())
     }
 
-    /// How long poll(2) may sleep.
+    /// How long the driver may sleep.
     fn sleep_for(&self) -> Duration {
-        if self.more_tx {
+        if self.more_tx || self.more_rx {
             return Duration::ZERO;
         }
         let mut d = self.opts.max_sleep;
@@ -898,7 +1060,10 @@ impl Loop {
         // SAFETY: the device owns the descriptor and outlives this call.
         let dev_fd = dev_fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
         let mut fds = Vec::with_capacity(2);
-        fds.push(PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN));
+        let Kick::EventFd(kick) = &self.shared.kick else {
+            unreachable!("a driver thread is made with an eventfd kick");
+        };
+        fds.push(PollFd::new(kick.as_fd(), PollFlags::POLLIN));
         if let Some(fd) = dev_fd {
             fds.push(PollFd::new(fd, dev_events));
         }
@@ -921,7 +1086,9 @@ impl Loop {
             }
         }
         // Clear the wake-up; the step below looks at everything anyway.
-        let _ = self.shared.wake.read();
+        if let Kick::EventFd(fd) = &self.shared.kick {
+            let _ = fd.read();
+        }
         Ok(())
     }
 
@@ -937,6 +1104,7 @@ impl Loop {
             return Ok(());
         };
 
+        self.more_rx = true;
         for _ in 0..self.opts.rx_batch {
             match self.device.recv_meta(&mut self.rx_buf) {
                 Ok((n, meta)) => {
@@ -945,7 +1113,10 @@ impl Loop {
                     iface.handle_frame_meta(now, frame, meta);
                     c.rx_frames += 1;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.more_rx = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if link_down(&e) => {
                     tracing::debug!(device = self.device.name(), error = %e, "link down (receive)");
@@ -999,6 +1170,38 @@ impl Loop {
         self.to_wake.drain(..).for_each(Waker::wake);
         Ok(())
     }
+}
+
+/// Wait until the device has a frame to read, and clear that readiness
+/// (the step that follows reads until `WouldBlock`). Without a
+/// descriptor, never: the timer polls instead.
+async fn device_readable(fd: Option<&tokio::io::unix::AsyncFd<DeviceFd>>) -> io::Result<()> {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    fd.readable().await?.clear_ready();
+    Ok(())
+}
+
+/// Wait until the device takes writes again, for a frame it refused. A
+/// registration of its own, on a duplicate of the descriptor, made only
+/// while a frame waits (rare: a TAP has no send buffer limit by default);
+/// epoll reports a descriptor that is already writable when it is added,
+/// so a wakeup between the refused write and this is not lost.
+async fn device_writable(fd: Option<&tokio::io::unix::AsyncFd<DeviceFd>>) -> io::Result<()> {
+    use tokio::io::unix::AsyncFd;
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    // SAFETY: the device's descriptor is open for the whole call (the
+    // device outlives the driver's loop).
+    let dup = nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) })?;
+    // SAFETY: the registration owns the duplicate, which stays open and
+    // the same until it is dropped.
+    let w = unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE) }
+        .map_err(io::Error::from)?;
+    w.writable().await?.clear_ready();
+    Ok(())
 }
 
 /// Errors that mean "the link is down", not "the device is gone".

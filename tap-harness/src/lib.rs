@@ -49,7 +49,7 @@ pub mod tcp;
 pub mod udp;
 
 pub use device::{Device, MemoryDevice, PacketDevice, TapDevice, TapOptions};
-pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, StackHandle, WaitError};
+pub use driver::{Driver, DriverHandle, DriverOptions, DriverStats, DriverTask, StackHandle, WaitError};
 pub use impair::{Bridge, BridgeStats, ImpairedDevice};
 pub use netns::{kernel_tests_allowed, NetNs};
 pub use pcap::PcapWriter;
