@@ -136,9 +136,6 @@ pub(crate) struct AckEvent {
     // whether the interval was application-limited) belongs here for BBR.
 }
 
-/// RFC 3465 2.2: at most L = 2 SMSS of growth per ACK in slow start.
-const ABC_L: usize = 2;
-
 /// Slow start as both controllers do it: RFC 5681 3.1 with RFC 3465 byte
 /// counting, and HyStart++ (RFC 9406) in the initial slow start only
 /// (RFC 9406 4.4: later slow starts end at the ssthresh a loss set).
@@ -178,8 +175,21 @@ impl SlowStart {
     /// setting ssthresh to cwnd.
     fn on_ack(&mut self, cwnd: &mut usize, ssthresh: &mut usize, ack: &AckEvent) {
         let mss = ack.mss.max(1);
-        let l = if self.after_rto { 1 } else { ABC_L };
-        let inc = ack.acked.min(l * mss);
+        // Every byte the ACK newly acknowledges, as Linux's tcp_slow_start
+        // and gVisor's updateSlowStart count it, not RFC 3465 2.2's L = 2
+        // SMSS (an experimental limit; RFC 9406 4.3 has L = 8 without
+        // pacing). Receivers send stretch ACKs: one per read or per GRO
+        // batch (Linux, and tapir, acknowledge unread data when it is
+        // read), so a reader that takes a whole flight at once sends one
+        // ACK for it, and with any fixed L slow start grew by L segments
+        // a round trip instead of doubling. The one limit kept is RFC 3465
+        // 2.3's L = 1 SMSS after a timeout, when an ACK may cover
+        // segments the receiver already had.
+        let inc = if self.after_rto {
+            ack.acked.min(mss)
+        } else {
+            ack.acked
+        };
         let growth = match self.hystart.as_mut() {
             Some(h) if *ssthresh == usize::MAX => h.on_ack(ack),
             _ => hystart::Growth::SlowStart,
@@ -404,14 +414,17 @@ mod tests {
     }
 
     #[test]
-    fn byte_counting_limits_growth_per_ack() {
-        // RFC 3465 2.2: an ACK of five segments grows cwnd by L = 2.
+    fn slow_start_counts_stretch_acks_whole_but_one_segment_after_a_timeout() {
+        // A stretch ACK grows cwnd by all it acknowledges (Linux
+        // tcp_slow_start), not RFC 3465 2.2's L = 2.
         let mut c = Cubic::new(10 * MSS, SlowStart::new(false));
         c.on_ack(&AckEvent::test(Instant::ZERO, 5 * MSS, MSS));
-        assert_eq!(c.window(), 12 * MSS);
+        assert_eq!(c.window(), 15 * MSS);
+        c.on_ack(&AckEvent::test(Instant::ZERO, 12 * MSS, MSS));
+        assert_eq!(c.window(), 27 * MSS);
         // RFC 3465 2.3: after a timeout, L = 1 until slow start ends.
-        c.on_rto(Instant::ZERO, 12 * MSS, MSS);
-        assert_eq!((c.window(), c.ssthresh()), (MSS, 8 * MSS));
+        c.on_rto(Instant::ZERO, 27 * MSS, MSS);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 18 * MSS));
         c.on_ack(&AckEvent::test(Instant::ZERO, 2 * MSS, MSS));
         assert_eq!(c.window(), 2 * MSS);
         let mut r = Reno::new(10 * MSS, SlowStart::new(false));
@@ -449,10 +462,10 @@ mod tests {
         c.on_rto(Instant::from_secs(1), 40 * MSS, MSS);
         c.on_spurious_reduction(Instant::from_secs(1));
         assert_eq!((c.window(), c.ssthresh()), (40 * MSS, usize::MAX));
-        // The slow start that follows counts L = 2 again (RFC 3465 2.3's
-        // L = 1 is for ACKs after a real timeout).
+        // The slow start that follows counts every segment again (RFC
+        // 3465 2.3's L = 1 is for ACKs after a real timeout).
         c.on_ack(&AckEvent::test(Instant::from_secs(1), 5 * MSS, MSS));
-        assert_eq!(c.window(), 42 * MSS);
+        assert_eq!(c.window(), 45 * MSS);
 
         // Reno, as Linux's tcp_undo_cwnd_reduction.
         let mut r = Reno::new(40 * MSS, SlowStart::new(false));
