@@ -176,8 +176,17 @@ fn steady_state_traffic_allocates_nothing() {
     let mut buf = vec![0u8; 16 * 1024];
 
     // Warm up: the rings, queues and tables grow to what this transfer
-    // needs (buffer autotuning included), ARP is resolved.
-    stream(&mut p, tx, rx, 64 << 20, &chunk, &mut buf);
+    // needs (buffer autotuning included, which follows cwnd to the 4 MiB
+    // limit), ARP is resolved. Until a whole transfer allocates nothing;
+    // a hot path that allocates per packet never gets there and fails
+    // below.
+    for _ in 0..4 {
+        let before = allocs();
+        stream(&mut p, tx, rx, 64 << 20, &chunk, &mut buf);
+        if allocs() == before {
+            break;
+        }
+    }
 
     let frames = p.frames;
     let before = allocs();

@@ -68,6 +68,12 @@ impl Pair {
             }
             any |= moved;
         }
+        if any {
+            // The applications read and write before time moves on, as
+            // they would beside a real driver: a receiver acknowledges
+            // unread data when it is read (Linux tcp_cleanup_rbuf).
+            return true;
+        }
         let next = [self.a.poll_timeout(), self.b.poll_timeout()]
             .into_iter()
             .flatten()

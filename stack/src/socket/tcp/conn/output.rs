@@ -47,6 +47,16 @@ impl Connection {
     /// never move the right edge left (RFC 1122 4.2.2.16), except by less
     /// than the window scale's granularity where keeping it would promise
     /// more than the buffer holds (RFC 7323 2.4).
+    /// Whether an ACK now would advertise at least the window last
+    /// advertised, measured from its own acknowledgment: the right edge
+    /// moves on by all that arrived since (Linux __tcp_ack_snd_check,
+    /// `__tcp_select_window(sk) >= tp->rcv_wnd`). Not so while what arrived
+    /// waits unread, unless the buffer grew meanwhile.
+    pub(super) fn ack_would_advance_window(&self) -> bool {
+        let (wnd, _) = self.window_to_advertise();
+        wnd >= self.rcv.adv.distance(self.rcv.last_ack_sent)
+    }
+
     pub(super) fn window_to_advertise(&self) -> (usize, bool) {
         let free = self.rcv.buf.window();
         let current = self.rcv.wnd();

@@ -89,12 +89,21 @@ impl Connection {
             if had_holes {
                 // RFC 5681 4.2: ACK at once when a segment fills a hole.
                 self.owed.insert(Owed::ACK);
-            } else if self.rcv.nxt.distance(self.rcv.last_ack_sent) > self.ack.rcv_mss {
+            } else if self.rcv.nxt.distance(self.rcv.last_ack_sent) > self.ack.rcv_mss
+                && self.ack_would_advance_window()
+            {
                 // RFC 5681 4.2: ACK at least every second full-sized
                 // segment. As Linux (__tcp_ack_snd_check), more than one
                 // segment's worth of unacknowledged data is the test, so a
                 // coalesced (GRO) segment or a full one after a small one
-                // counts too.
+                // counts too; and only while the ACK would move the
+                // window's right edge on by what arrived. Data the
+                // application has not read yet is acknowledged when it
+                // reads (`after_read`, Linux tcp_cleanup_rbuf), or when
+                // the delayed-ACK timer fires: an ACK now would only
+                // shrink the window, and a receiver that keeps up with
+                // its frames but not its reads sent one ACK per two
+                // segments all the same.
                 self.owed.insert(Owed::ACK);
             } else if self.ack.quick_ack_now() {
                 self.owed.insert(Owed::ACK);

@@ -95,6 +95,12 @@ impl Connection {
             if grows && wnd >= 2 * current {
                 self.owed.insert(Owed::ACK);
             }
+            // The every-second-segment ACK that input held back while the
+            // data sat unread (Linux tcp_cleanup_rbuf, "once-per-two-
+            // segments ACK was not sent by tcp_input.c").
+            if self.ack.scheduled && self.rcv.nxt.distance(self.rcv.last_ack_sent) > self.ack.rcv_mss {
+                self.owed.insert(Owed::ACK);
+            }
         }
     }
 
