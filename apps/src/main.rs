@@ -6,7 +6,7 @@ mod script;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigHandler, SigSet, Signal};
 use std::process::ExitCode;
-use tapir_apps::net::{bring_up, NetArgs};
+use tapir_apps::net::{bring_up_with, DriverMode, NetArgs};
 use tapir_apps::services;
 
 #[derive(Parser)]
@@ -79,6 +79,11 @@ struct UpArgs {
     /// 2 to 4].
     #[arg(long, value_name = "N", conflicts_with = "workers", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Run to completion: the stack's driver, the accept loops and every
+    /// connection on one thread (the driver as a task of the services'
+    /// runtime), with no wakeup crossing threads.
+    #[arg(long, conflicts_with_all = ["workers", "threads"])]
+    inline: bool,
     /// Directory the HTTP server serves files from.
     #[arg(long, value_name = "DIR", requires = "http")]
     http_root: Option<std::path::PathBuf>,
@@ -138,18 +143,32 @@ fn up(mut args: UpArgs) -> Result<(), String> {
     if args.trace.is_some() {
         args.net.trace_connections = Some(tapir_stack::DEFAULT_TRACE_CAPACITY / 16);
     }
-    let running = bring_up(&args.net).map_err(|e| format!("bringing the stack up: {e}"))?;
+    let driver_mode = if args.inline {
+        DriverMode::Task
+    } else {
+        DriverMode::Thread
+    };
+    let (running, driver_task) =
+        bring_up_with(&args.net, driver_mode).map_err(|e| format!("bringing the stack up: {e}"))?;
     let stack = running.driver.stack();
     let tracer = match &args.trace {
         Some(dir) => Some(Tracer::start(&stack, dir).map_err(|e| format!("--trace {}: {e}", dir.display()))?),
         None => None,
     };
-    let mode = match (args.workers, args.threads) {
-        (Some(n), _) => services::ExecMode::Workers(n.into()),
-        (None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
-        (None, None) => services::ExecMode::default(),
+    let mode = match (args.inline, args.workers, args.threads) {
+        (true, _, _) => services::ExecMode::Inline,
+        (false, Some(n), _) => services::ExecMode::Workers(n.into()),
+        (false, None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
+        (false, None, None) => services::ExecMode::default(),
     };
     let exec = services::Executor::new(mode).map_err(|e| format!("starting the runtime: {e}"))?;
+    let driver_task = driver_task.map(|t| {
+        exec.spawn_service(async move {
+            // The error is also what every socket then reports, and what
+            // `DriverHandle::error` gives below.
+            let _ = t.run().await;
+        })
+    });
     let mut served = Vec::new();
     if let Some(port) = args.udp_echo {
         served.push(services::udp_echo(&exec, &stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?);
@@ -201,7 +220,6 @@ fn up(mut args: UpArgs) -> Result<(), String> {
             Err(e) => eprintln!("{name}: stopped with error: {e}"),
         }
     }
-    drop(exec);
     if let Some(t) = tracer {
         match t.stop() {
             Ok(d) => eprintln!(
@@ -215,6 +233,12 @@ fn up(mut args: UpArgs) -> Result<(), String> {
     eprint!("{}", running.impair_report().unwrap_or_default());
     let error = running.driver.error();
     let iface = running.driver.shutdown();
+    // A driver task stops with its handle: it returns at its next step,
+    // which completes the capture, and must do so before its runtime goes.
+    if let Some(t) = driver_task {
+        let _ = exec.block_on(t);
+    }
+    drop(exec);
     print!("{}", iface.stats());
     match error {
         Some(e) => Err(e.to_string()),

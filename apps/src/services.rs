@@ -16,7 +16,9 @@
 //!   runtime, work-stealing between its threads (the default);
 //! - [`ExecMode::Workers`]: N worker threads, each with a current-thread
 //!   runtime that owns the connections handed to it (round robin), as
-//!   nginx-style "one event loop per worker" servers.
+//!   nginx-style "one event loop per worker" servers;
+//! - [`ExecMode::Inline`]: one thread for everything, the stack's driver
+//!   included (`tapir up --inline`).
 //!
 //! In both, the accept loops (and UDP echo) run on one acceptor thread of
 //! their own. Accepting on the connections' own runtime let the accept
@@ -59,6 +61,12 @@ pub enum ExecMode {
     /// One acceptor thread and this many workers, each a current-thread
     /// runtime owning its connections.
     Workers(usize),
+    /// Everything on the acceptor thread: accept loops, connections and,
+    /// spawned there with [`Executor::spawn_service`], the stack's driver
+    /// task ([`tapir_harness::Driver::task`]). Run to completion: a frame
+    /// is read, handled, served and answered by one thread, with no
+    /// wakeup crossing threads.
+    Inline,
 }
 
 impl Default for ExecMode {
@@ -99,6 +107,8 @@ impl Executor {
                         .build()?,
                 );
             }
+            // Connections go to the acceptor runtime (Spawner::spawn).
+            ExecMode::Inline => {}
             ExecMode::Workers(n) => {
                 for k in 0..n.max(1) {
                     let (tx, mut rx) = mpsc::unbounded_channel::<Task>();
@@ -137,8 +147,9 @@ impl Executor {
         })
     }
 
-    /// Run a service's own task (accept loop, UDP socket).
-    pub(crate) fn spawn_service(
+    /// Run a service's own task (accept loop, UDP socket) on the acceptor
+    /// thread; with [`ExecMode::Inline`], also the stack's driver task.
+    pub fn spawn_service(
         &self,
         task: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
@@ -151,8 +162,13 @@ impl Executor {
     }
 
     pub(crate) fn handle(&self) -> Spawner {
+        let pool = match self.mode {
+            ExecMode::Runtime { .. } => self.pool.as_ref().map(|p| p.handle().clone()),
+            ExecMode::Workers(_) => None,
+            ExecMode::Inline => Some(self.main.handle().clone()),
+        };
         Spawner {
-            pool: self.pool.as_ref().map(|p| p.handle().clone()),
+            pool,
             workers: Arc::new(self.workers.clone()),
             next: Arc::new(AtomicUsize::new(0)),
         }

@@ -72,7 +72,19 @@ print("udp echo ok", flush=True)
 #[test]
 fn up_serves_tcp_echo_discard_and_chargen() {
     require_kernel!("python3", "iperf3");
-    let ns = NetNs::create("cli-tcp").unwrap();
+    serve_and_check("cli-tcp", &[]);
+}
+
+/// The same with `--inline`: the driver, the accept loops and every
+/// connection on one thread (run to completion).
+#[test]
+fn up_inline_serves_tcp_echo_discard_and_chargen() {
+    require_kernel!("python3", "iperf3");
+    serve_and_check("cli-tcp-in", &["--inline"]);
+}
+
+fn serve_and_check(ns_name: &str, extra: &[&str]) {
+    let ns = NetNs::create(ns_name).unwrap();
     let mut child = ns
         .command(TAPIR)
         .args([
@@ -96,6 +108,7 @@ fn up_serves_tcp_echo_discard_and_chargen() {
             "--iperf3",
             "5201",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,6 +126,23 @@ fn up_serves_tcp_echo_discard_and_chargen() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Which threads run the stack: a driver thread and a runtime's
+    // workers, or (inline) none but the acceptor.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .map(|d| {
+            d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let inline = extra.contains(&"--inline");
+    let has = |name: &str| threads.iter().any(|t| t == name);
+    assert_eq!(
+        (has("tapir-driver"), has("tapir-rt")),
+        (!inline, !inline),
+        "threads of tapir up {extra:?}: {threads:?}"
+    );
+    assert!(has("tapir-acceptor"), "threads: {threads:?}");
     let client = ns.exec_timeout(&["python3", "-c", CLIENT, "10.77.30.2"], Duration::from_secs(60));
     let iperf = ns.exec_timeout(
         &["iperf3", "-c", "10.77.30.2", "-t", "1", "--json"],
