@@ -30,6 +30,42 @@ fn spec(s: &str) -> Spec {
     s.parse().expect("valid spec")
 }
 
+/// A burst of frames, each due at its own microsecond, sets the
+/// emulator's timer a few times, not once a frame: setting a timerfd
+/// reprograms the clock, and per frame it took most of a sender's CPU.
+#[test]
+fn a_burst_sets_the_timer_a_few_times_not_once_a_frame() {
+    use tapir_harness::Device;
+    let (da, mut db) = MemoryDevice::pair_with_capacity(4096).expect("memory pair");
+    let mut dev = ImpairedDevice::new(da, &spec(""), &spec("delay=5ms")).unwrap();
+    let frame = [0x5au8; 200];
+    const N: usize = 2000;
+    let start = Instant::now();
+    for _ in 0..N {
+        dev.send(&frame).unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    while got < N && start.elapsed() < Duration::from_secs(10) {
+        // The driver's part: look at the device when it may have work.
+        let _ = dev.recv(&mut buf);
+        while db.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    assert_eq!(got, N, "frames through the emulator");
+    let sent_in = start.elapsed();
+    // One arm per 100 us granule of the time the frames took, at most,
+    // and a few more; once a frame would be N.
+    let bound = sent_in.as_micros() as u64 / 100 + 10;
+    assert!(
+        dev.timer_arms() <= bound.min(N as u64 / 4),
+        "{} timer arms for {N} frames in {sent_in:?}",
+        dev.timer_arms()
+    );
+}
+
 /// A's frames out are delayed 40 ms. The driver sleeps up to 5 s when the
 /// stack has nothing to do, so an echo that comes back in well under that
 /// proves the device's descriptor woke it when the delayed frame was due.
