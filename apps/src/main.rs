@@ -84,6 +84,14 @@ struct UpArgs {
     /// runtime), with no wakeup crossing threads.
     #[arg(long, conflicts_with_all = ["workers", "threads"])]
     inline: bool,
+    /// Open the TAP with IFF_MULTI_QUEUE and this many queues, one stack
+    /// shard each, on a thread each with its services and driver (as
+    /// --inline): the kernel keeps a flow on one queue, and every shard
+    /// listens on every service's port (SO_REUSEPORT-style). Each shard's
+    /// /stats and closing counters are its own.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64),
+          conflicts_with_all = ["workers", "threads", "trace"])]
+    queues: u16,
     /// Directory the HTTP server serves files from.
     #[arg(long, value_name = "DIR", requires = "http")]
     http_root: Option<std::path::PathBuf>,
@@ -143,82 +151,60 @@ fn up(mut args: UpArgs) -> Result<(), String> {
     if args.trace.is_some() {
         args.net.trace_connections = Some(tapir_stack::DEFAULT_TRACE_CAPACITY / 16);
     }
-    let driver_mode = if args.inline {
-        DriverMode::Task
+    let queues = usize::from(args.queues);
+    let mut nodes = Vec::new();
+    let mut tracer = None;
+    if queues > 1 {
+        // One shard per queue, each with its services and driver on a
+        // thread of its own (ExecMode::Inline).
+        let shards = tapir_apps::net::bring_up_shards(&args.net, queues)
+            .map_err(|e| format!("bringing the stack up: {e}"))?;
+        for (running, task) in shards {
+            nodes.push(Node::start(
+                &args,
+                running,
+                Some(task),
+                services::ExecMode::Inline,
+            )?);
+        }
     } else {
-        DriverMode::Thread
-    };
-    let (running, driver_task) =
-        bring_up_with(&args.net, driver_mode).map_err(|e| format!("bringing the stack up: {e}"))?;
-    let stack = running.driver.stack();
-    let tracer = match &args.trace {
-        Some(dir) => Some(Tracer::start(&stack, dir).map_err(|e| format!("--trace {}: {e}", dir.display()))?),
-        None => None,
-    };
-    let mode = match (args.inline, args.workers, args.threads) {
-        (true, _, _) => services::ExecMode::Inline,
-        (false, Some(n), _) => services::ExecMode::Workers(n.into()),
-        (false, None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
-        (false, None, None) => services::ExecMode::default(),
-    };
-    let exec = services::Executor::new(mode).map_err(|e| format!("starting the runtime: {e}"))?;
-    let driver_task = driver_task.map(|t| {
-        exec.spawn_service(async move {
-            // The error is also what every socket then reports, and what
-            // `DriverHandle::error` gives below.
-            let _ = t.run().await;
-        })
-    });
-    let mut served = Vec::new();
-    if let Some(port) = args.udp_echo {
-        served.push(services::udp_echo(&exec, &stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?);
+        let driver_mode = if args.inline {
+            DriverMode::Task
+        } else {
+            DriverMode::Thread
+        };
+        let (running, task) =
+            bring_up_with(&args.net, driver_mode).map_err(|e| format!("bringing the stack up: {e}"))?;
+        if let Some(dir) = &args.trace {
+            let stack = running.driver.stack();
+            tracer = Some(Tracer::start(&stack, dir).map_err(|e| format!("--trace {}: {e}", dir.display()))?);
+        }
+        let mode = match (args.inline, args.workers, args.threads) {
+            (true, _, _) => services::ExecMode::Inline,
+            (false, Some(n), _) => services::ExecMode::Workers(n.into()),
+            (false, None, Some(t)) => services::ExecMode::Runtime { threads: t.into() },
+            (false, None, None) => services::ExecMode::default(),
+        };
+        nodes.push(Node::start(&args, running, task, mode)?);
     }
-    if let Some(port) = args.tcp_echo {
-        served.push(services::tcp_echo(&exec, &stack, port).map_err(|e| format!("tcp echo on {port}: {e}"))?);
-    }
-    if let Some(port) = args.discard {
-        served
-            .push(services::tcp_discard(&exec, &stack, port).map_err(|e| format!("discard on {port}: {e}"))?);
-    }
-    if let Some(port) = args.chargen {
-        served
-            .push(services::tcp_chargen(&exec, &stack, port).map_err(|e| format!("chargen on {port}: {e}"))?);
-    }
-    if let Some(port) = args.iperf3 {
-        served.push(
-            services::iperf3_server(&exec, &stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?,
-        );
-    }
-    let http = match args.http {
-        Some(port) => Some(
-            tapir_apps::http::serve_on_stack(&exec, &stack, port, args.http_root.clone())
-                .map_err(|e| format!("http on {port}: {e}"))?,
-        ),
-        None => None,
-    };
-    let mut names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
-    names.extend(http.as_ref().map(|h| h.name.as_str()));
+    let names = nodes[0].names();
     eprintln!(
-        "tapir up on {}: {} mac {}{}{}; Ctrl-C to stop",
-        running.device_name,
+        "tapir up on {}: {} mac {}{}{}{}; Ctrl-C to stop",
+        nodes[0].running.device_name,
         args.net.addr,
-        running.mac,
+        nodes[0].running.mac,
+        if queues > 1 {
+            format!(", {queues} queues, one stack each")
+        } else {
+            String::new()
+        },
         if names.is_empty() { "" } else { ", serving " },
         names.join(", ")
     );
     let signal = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
     eprintln!("tapir: {signal:?}, shutting down");
-    if let Some(h) = http {
-        let name = h.name.clone();
-        eprintln!("{name}: {} requests served", h.stop());
-    }
-    for s in served {
-        let name = s.name.clone();
-        let unit = s.unit();
-        match s.stop() {
-            Ok(n) => eprintln!("{name}: {n} {unit} served"),
-            Err(e) => eprintln!("{name}: stopped with error: {e}"),
-        }
+    for node in &mut nodes {
+        node.stop_services();
     }
     if let Some(t) = tracer {
         match t.stop() {
@@ -230,19 +216,127 @@ fn up(mut args: UpArgs) -> Result<(), String> {
             Err(e) => eprintln!("traces: {e}"),
         }
     }
-    eprint!("{}", running.impair_report().unwrap_or_default());
-    let error = running.driver.error();
-    let iface = running.driver.shutdown();
-    // A driver task stops with its handle: it returns at its next step,
-    // which completes the capture, and must do so before its runtime goes.
-    if let Some(t) = driver_task {
-        let _ = exec.block_on(t);
+    let mut error = None;
+    let sharded = nodes.len() > 1;
+    for (k, node) in nodes.into_iter().enumerate() {
+        let (e, iface) = node.finish();
+        error = error.or(e);
+        if sharded {
+            println!("# queue {k}");
+        }
+        print!("{}", iface.stats());
     }
-    drop(exec);
-    print!("{}", iface.stats());
     match error {
         Some(e) => Err(e.to_string()),
         None => Ok(()),
+    }
+}
+
+/// One stack and what it serves: its services and HTTP server, the
+/// executor they run on, and its driver task if it runs on that executor.
+struct Node {
+    running: tapir_apps::net::Running,
+    exec: services::Executor,
+    driver_task: Option<tokio::task::JoinHandle<()>>,
+    served: Vec<services::Service>,
+    http: Option<tapir_apps::http::HttpServer>,
+}
+
+impl Node {
+    fn start(
+        args: &UpArgs,
+        running: tapir_apps::net::Running,
+        task: Option<tapir_harness::DriverTask>,
+        mode: services::ExecMode,
+    ) -> Result<Node, String> {
+        let stack = running.driver.stack();
+        let exec = services::Executor::new(mode).map_err(|e| format!("starting the runtime: {e}"))?;
+        let driver_task = task.map(|t| {
+            exec.spawn_service(async move {
+                // The error is also what every socket then reports, and
+                // what `DriverHandle::error` gives.
+                let _ = t.run().await;
+            })
+        });
+        let mut served = Vec::new();
+        if let Some(port) = args.udp_echo {
+            served.push(
+                services::udp_echo(&exec, &stack, port).map_err(|e| format!("udp echo on {port}: {e}"))?,
+            );
+        }
+        if let Some(port) = args.tcp_echo {
+            served.push(
+                services::tcp_echo(&exec, &stack, port).map_err(|e| format!("tcp echo on {port}: {e}"))?,
+            );
+        }
+        if let Some(port) = args.discard {
+            served.push(
+                services::tcp_discard(&exec, &stack, port).map_err(|e| format!("discard on {port}: {e}"))?,
+            );
+        }
+        if let Some(port) = args.chargen {
+            served.push(
+                services::tcp_chargen(&exec, &stack, port).map_err(|e| format!("chargen on {port}: {e}"))?,
+            );
+        }
+        if let Some(port) = args.iperf3 {
+            served.push(
+                services::iperf3_server(&exec, &stack, port).map_err(|e| format!("iperf3 on {port}: {e}"))?,
+            );
+        }
+        let http = match args.http {
+            Some(port) => Some(
+                tapir_apps::http::serve_on_stack(&exec, &stack, port, args.http_root.clone())
+                    .map_err(|e| format!("http on {port}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Node {
+            running,
+            exec,
+            driver_task,
+            served,
+            http,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.served.iter().map(|s| s.name.clone()).collect();
+        names.extend(self.http.as_ref().map(|h| h.name.clone()));
+        names
+    }
+
+    /// Stop serving, saying what each service served.
+    fn stop_services(&mut self) {
+        let on = &self.running.device_name;
+        if let Some(h) = self.http.take() {
+            let name = h.name.clone();
+            eprintln!("{name}: {} requests served ({on})", h.stop());
+        }
+        for s in self.served.drain(..) {
+            let name = s.name.clone();
+            let unit = s.unit();
+            match s.stop() {
+                Ok(n) => eprintln!("{name}: {n} {unit} served ({on})"),
+                Err(e) => eprintln!("{name}: stopped with error: {e} ({on})"),
+            }
+        }
+    }
+
+    /// Stop the stack: the error that stopped its driver, if one did, and
+    /// the stack itself, for its counters.
+    fn finish(self) -> (Option<std::io::Error>, tapir_stack::Interface) {
+        eprint!("{}", self.running.impair_report().unwrap_or_default());
+        let error = self.running.driver.error();
+        let iface = self.running.driver.shutdown();
+        // A driver task stops with its handle: it returns at its next step,
+        // which completes the capture, and must do so before its runtime
+        // goes.
+        if let Some(t) = self.driver_task {
+            let _ = self.exec.block_on(t);
+        }
+        drop(self.exec);
+        (error, iface)
     }
 }
 

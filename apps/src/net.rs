@@ -136,6 +136,80 @@ impl Running {
     }
 }
 
+/// One stack shard per queue of a multi-queue TAP (`tapir up --queues N`),
+/// each with its driver as a task for the caller to run on the shard's own
+/// thread. The shards share the address and MAC; each has its own seed and
+/// a disjoint part of the ephemeral port range, so two shards never open
+/// the same connection. The kernel keeps a flow on one queue.
+pub fn bring_up_shards(args: &NetArgs, queues: usize) -> io::Result<Vec<(Running, DriverTask)>> {
+    let Some(name) = &args.tap else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--queues needs --tap",
+        ));
+    };
+    if args.impair.directions().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--queues and --impair: the emulator works on one device",
+        ));
+    }
+    let mut opts = TapOptions::new(name.clone()).offload(args.offload());
+    if let Some(mtu) = args.mtu {
+        opts = opts.mtu(mtu);
+    }
+    if let Some(h) = args.host_addr {
+        if h.addr == args.addr.addr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--host-addr must differ from --addr: the kernel would answer for tapir",
+            ));
+        }
+        opts = opts.kernel_ipv4(h.addr, h.prefix_len);
+    }
+    let taps = TapDevice::open_queues(&opts, queues.max(1))?;
+    let n = taps.len();
+    let mut shards = Vec::with_capacity(n);
+    for (k, tap) in taps.into_iter().enumerate() {
+        let mtu = tap.mtu().unwrap_or(1500);
+        let mut config = args.config(mtu)?;
+        if let Some(seed) = args.seed {
+            config.seed = seed.wrapping_add(k as u64);
+        }
+        let (lo, hi) = config.udp.ephemeral_ports;
+        let span = (u32::from(hi) - u32::from(lo) + 1) / n as u32;
+        let start = u32::from(lo) + span * k as u32;
+        let end = if k + 1 == n {
+            u32::from(hi)
+        } else {
+            start + span - 1
+        };
+        config.udp.ephemeral_ports = (start as u16, end as u16);
+        let iface =
+            Interface::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let device_name = format!("{}#{k}", tap.name());
+        let opts = DriverOptions {
+            pcap: args.pcap.as_ref().map(|p| {
+                let mut p = p.clone().into_os_string();
+                p.push(format!(".{k}"));
+                p.into()
+            }),
+            ..Default::default()
+        };
+        let (driver, task) = Driver::task(iface, Box::new(tap), opts)?;
+        shards.push((
+            Running {
+                driver,
+                device_name,
+                mac: args.mac(),
+                impair_stats: None,
+            },
+            task,
+        ));
+    }
+    Ok(shards)
+}
+
 /// Open the device and start the driver thread.
 pub fn bring_up(args: &NetArgs) -> io::Result<Running> {
     bring_up_with(args, DriverMode::Thread).map(|(running, _)| running)

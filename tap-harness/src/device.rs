@@ -278,22 +278,33 @@ impl TapDevice {
     /// Create (or attach to) the TAP described by `opts`, configure it and
     /// make it non-blocking.
     pub fn open(opts: &TapOptions) -> io::Result<TapDevice> {
+        let mut queues = Self::open_queues(opts, 1)?;
+        Ok(queues.remove(0))
+    }
+
+    /// [`open`](Self::open) with `IFF_MULTI_QUEUE` and `n` queues (n > 1),
+    /// each a descriptor of its own: the kernel hashes each flow to one
+    /// queue (and sends a flow's frames to the queue its frames were last
+    /// written on), so a stack shard per queue sees whole connections.
+    /// With `n` of 1, a plain single-queue TAP.
+    pub fn open_queues(opts: &TapOptions, n: usize) -> io::Result<Vec<TapDevice>> {
         if opts.offload {
-            match Self::open_with(opts, true) {
-                Ok(dev) => return Ok(dev),
+            match Self::open_with(opts, true, n) {
+                Ok(devs) => return Ok(devs),
                 Err(e) => {
                     tracing::warn!(tap = %opts.name, error = %e, "TAP offloads refused; opening without");
                 }
             }
         }
-        Self::open_with(opts, false)
+        Self::open_with(opts, false, n)
     }
 
-    fn open_with(opts: &TapOptions, offload: bool) -> io::Result<TapDevice> {
+    fn open_with(opts: &TapOptions, offload: bool, queues: usize) -> io::Result<Vec<TapDevice>> {
         let mut builder = tun_rs::DeviceBuilder::new()
             .name(opts.name.clone())
             .layer(tun_rs::Layer::L2)
             .offload(offload)
+            .multi_queue(queues > 1)
             .enable(opts.up);
         if let Some(mtu) = opts.mtu {
             builder = builder.mtu(mtu);
@@ -301,30 +312,41 @@ impl TapDevice {
         if let Some((addr, prefix)) = opts.kernel_ipv4 {
             builder = builder.ipv4(addr, prefix, None);
         }
-        let dev = builder
+        let first = builder
             .build_sync()
             .map_err(|e| annotate(e, &format!("opening TAP {}", opts.name)))?;
-        dev.set_nonblocking(true)?;
-        if offload {
-            // tun-rs asks for UDP segmentation too where the kernel has it;
-            // ask for what the stack takes only.
-            // SAFETY: TUNSETOFFLOAD on our own TAP descriptor, with flags.
-            unsafe { tunsetoffload(dev.as_raw_fd(), TUN_OFFLOADS as _) }
-                .map_err(|e| annotate(e.into(), "TUNSETOFFLOAD"))?;
+        let name = first.name().unwrap_or_else(|_| opts.name.clone());
+        let mtu = usize::from(first.mtu()?);
+        let kernel_mac = first.mac_address()?;
+        let if_index = first.if_index()?;
+        let mut devs = vec![first];
+        for _ in 1..queues {
+            let queue = devs[0]
+                .try_clone()
+                .map_err(|e| annotate(e, &format!("opening a queue of TAP {name}")))?;
+            devs.push(queue);
         }
-        let name = dev.name().unwrap_or_else(|_| opts.name.clone());
-        let mtu = usize::from(dev.mtu()?);
-        let kernel_mac = dev.mac_address()?;
-        let if_index = dev.if_index()?;
-        tracing::debug!(tap = %name, mtu, if_index, offload, "TAP open");
-        Ok(TapDevice {
-            dev,
-            name,
-            mtu,
-            kernel_mac,
-            if_index,
-            vnet_hdr: offload,
-        })
+        tracing::debug!(tap = %name, mtu, if_index, offload, queues, "TAP open");
+        devs.into_iter()
+            .map(|dev| {
+                dev.set_nonblocking(true)?;
+                if offload {
+                    // tun-rs asks for UDP segmentation too where the kernel
+                    // has it; ask for what the stack takes only.
+                    // SAFETY: TUNSETOFFLOAD on our own TAP descriptor, with flags.
+                    unsafe { tunsetoffload(dev.as_raw_fd(), TUN_OFFLOADS as _) }
+                        .map_err(|e| annotate(e.into(), "TUNSETOFFLOAD"))?;
+                }
+                Ok(TapDevice {
+                    dev,
+                    name: name.clone(),
+                    mtu,
+                    kernel_mac,
+                    if_index,
+                    vnet_hdr: offload,
+                })
+            })
+            .collect()
     }
 
     /// The kernel interface's MAC address (the peer tapir talks to; tapir
