@@ -287,14 +287,18 @@ impl Connection {
                 return Some(out);
             }
         }
-        self.restart_after_idle(now, sizes.mss);
         if let Some(out) = self.sack_recovery_segment(now, sizes) {
             return Some(out);
         }
         self.skip_sacked();
-        let w = self.usable_window(sizes);
-        let len = self.sendable_len(&w, sizes);
-        let fin_now = self.fin_fits(&w, len);
+        let mut w = self.usable_window(sizes);
+        let mut len = self.sendable_len(&w, sizes);
+        let mut fin_now = self.fin_fits(&w, len);
+        if (len > 0 || fin_now) && self.restart_after_idle(now, sizes.mss) {
+            w = self.usable_window(sizes);
+            len = self.sendable_len(&w, sizes);
+            fin_now = self.fin_fits(&w, len);
+        }
         if len > 0 || fin_now {
             return Some(self.data_segment(now, &w, sizes, len, fin_now));
         }
@@ -350,18 +354,22 @@ impl Connection {
     }
 
     /// RFC 5681 4.1 (Linux tcp_cwnd_restart, slow_start_after_idle): data
-    /// to send, nothing in flight, and nothing sent for longer than the
-    /// RTO: the window the ACK clock no longer backs restarts. Once per
-    /// idle spell.
-    fn restart_after_idle(&mut self, now: Instant, mss: usize) {
+    /// about to go, nothing in flight, and nothing sent for longer than
+    /// the RTO: the window the ACK clock no longer backs restarts "before
+    /// beginning transmission". Not while data waits for a window that
+    /// does not let it go (a zero window's probes leave cwnd alone, as
+    /// Linux's). Once per idle spell; true if cwnd restarted.
+    fn restart_after_idle(&mut self, now: Instant, mss: usize) -> bool {
         if !self.cfg.slow_start_after_idle || self.snd.in_flight() > 0 || self.unsent() == 0 {
-            return;
+            return false;
         }
         let rto = self.rtt.rto();
-        if let Some(idle) = self.last_data_sent.map(|t| now - t).filter(|&idle| idle > rto) {
-            self.cc.on_idle_restart(now, idle, rto, mss);
-            self.last_data_sent = None;
-        }
+        let Some(idle) = self.last_data_sent.map(|t| now - t).filter(|&idle| idle > rto) else {
+            return false;
+        };
+        self.cc.on_idle_restart(now, idle, rto, mss);
+        self.last_data_sent = None;
+        true
     }
 
     /// RFC 5681 3.2 step 2, RFC 6675 5 step 4.3, RFC 6582 3.2 step 5:
