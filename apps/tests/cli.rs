@@ -125,19 +125,7 @@ fn up_stops_on_sigint_even_when_started_with_sigint_ignored() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tsig0"]).unwrap();
-        if String::from_utf8_lossy(&o.stdout).contains("10.77.0.1/24") {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tapir up did not configure the TAP in {}", ns.name());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_tap(&ns, &mut child, "tsig0", "10.77.0.1/24");
     let udp = ns
         .exec(&[
             "python3",

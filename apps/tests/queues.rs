@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tapir_harness::{require_kernel, NetNs};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
@@ -66,19 +66,7 @@ fn two_queues_share_the_connections_and_serve_each_whole() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tmq0"]).unwrap();
-        if String::from_utf8_lossy(&o.stdout).contains("10.77.31.1/24") {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tapir up did not configure the TAP in {}", ns.name());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_tap(&ns, &mut child, "tmq0", "10.77.31.1/24");
     let n = CONNECTIONS.to_string();
     let client = ns.exec_timeout(
         &["python3", "-c", CLIENT, "10.77.31.2", &n],

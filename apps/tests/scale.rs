@@ -40,19 +40,7 @@ fn start_up(ns: &NetNs, tap: &str, extra: u8, services: &[&str]) -> (Child, Vec<
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", tap]).unwrap();
-        if String::from_utf8_lossy(&o.stdout).contains("10.77.0.1/24") {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tapir up did not configure the TAP in {}", ns.name());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_tap(ns, &mut child, tap, "10.77.0.1/24");
     let mut sources = vec![Ipv4Addr::new(10, 77, 0, 1)];
     for k in 0..extra {
         let a = Ipv4Addr::new(10, 77, 0, 3 + k);

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tapir_harness::{require_kernel, NetNs};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
@@ -113,19 +113,7 @@ fn serve_and_check(ns_name: &str, extra: &[&str]) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", "tsvc0"]).unwrap();
-        if String::from_utf8_lossy(&o.stdout).contains("10.77.30.1/24") {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tapir up did not configure the TAP in {}", ns.name());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_tap(&ns, &mut child, "tsvc0", "10.77.30.1/24");
     // Which threads run the stack: a driver thread and a runtime's
     // workers, or (inline) none but the acceptor.
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))

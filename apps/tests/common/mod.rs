@@ -6,6 +6,26 @@
 use std::io::Read;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
+use tapir_harness::NetNs;
+
+/// Wait (10 s at most) until the `tapir up` this test started in `ns` has
+/// given the kernel's side of TAP `dev` the address `host` (e.g.
+/// "10.77.0.1/24"): the stack is up. Kills it and panics if not.
+pub fn wait_for_tap(ns: &NetNs, child: &mut Child, dev: &str, host: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ns.exec(&["ip", "-4", "addr", "show", "dev", dev]).unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains(host) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tapir up did not configure the TAP in {}", ns.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// What a stopped `tapir up` left behind.
 pub struct Stopped {
