@@ -88,7 +88,8 @@ struct UpArgs {
     /// shard each, on a thread each with its services and driver (as
     /// --inline): the kernel keeps a flow on one queue, and every shard
     /// listens on every service's port (SO_REUSEPORT-style). Each shard's
-    /// /stats and closing counters are its own.
+    /// /stats and closing counters are its own. Not with --iperf3: a
+    /// test's control and data connections may land on different shards.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64),
           conflicts_with_all = ["workers", "threads", "trace"])]
     queues: u16,
@@ -154,6 +155,13 @@ fn up(mut args: UpArgs) -> Result<(), String> {
     let queues = usize::from(args.queues);
     let mut nodes = Vec::new();
     let mut tracer = None;
+    if queues > 1 && args.iperf3.is_some() {
+        return Err(
+            "--queues with --iperf3: a test's control and data connections may land on \
+                    different shards"
+                .into(),
+        );
+    }
     if queues > 1 {
         // One shard per queue, each with its services and driver on a
         // thread of its own (ExecMode::Inline).

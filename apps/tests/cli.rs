@@ -212,6 +212,31 @@ fn up_rejects_giving_the_kernel_tapirs_address() {
     );
 }
 
+/// An iperf3 test's connections could land on different shards: refused
+/// before any device is opened.
+#[test]
+fn up_rejects_queues_with_iperf3() {
+    let o = Command::new(TAPIR)
+        .args([
+            "up",
+            "--tap",
+            "tnever1",
+            "--addr",
+            "10.77.0.2/24",
+            "--queues",
+            "2",
+            "--iperf3",
+            "5201",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--queues with --iperf3"),
+        "{o:?}"
+    );
+}
+
 /// `tapir script` runs scripts from anywhere: pass, fail with the line and
 /// reason, skipped lines named, non-zero exit if any failed.
 #[test]
