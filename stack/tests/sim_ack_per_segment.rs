@@ -6,9 +6,8 @@
 //! whole window arrives in one step: exactly the batch a TAP driver reads.
 
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
-use tapir_stack::testing::sim::{host_ip, ms, Impairments, Sim};
+use tapir_stack::testing::sim::{ms, Impairments, Sim};
 use tapir_stack::wire::{EthernetFrame, Ipv4Packet, TcpRepr};
 
 const LEN: usize = 200_000;
@@ -47,40 +46,11 @@ fn a_batch_behind_a_hole_draws_one_duplicate_ack_per_segment_and_a_fast_retransm
             _ => true,
         }
     });
-    let l = sim
-        .iface(b)
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5001), 4)
-        .unwrap();
-    let now = sim.now();
-    let c = sim
-        .iface(a)
-        .tcp_connect(now, SocketAddrV4::new(host_ip(3), 5001))
-        .unwrap();
-    let (mut sent, mut got, mut server) = (0, 0, None);
-    let chunk = vec![7u8; 16384];
-    let mut buf = vec![0u8; 16384];
-    sim.run_until(
-        |sim| {
-            while sent < LEN {
-                match sim.iface(a).tcp_send(c, &chunk[..(LEN - sent).min(chunk.len())]) {
-                    Ok(n) if n > 0 => sent += n,
-                    _ => break,
-                }
-            }
-            server = server.or_else(|| sim.iface(b).tcp_accept(l).ok());
-            if let Some(s) = server {
-                while let Ok(n) = sim.iface(b).tcp_recv(s, &mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    got += n;
-                }
-            }
-            got == LEN
-        },
-        1_000_000,
-    )
-    .expect("transfer completes");
+    let data = vec![7u8; LEN];
+    let (got, _, _) = sim
+        .stream(a, b, 5001, &data, 16384, |_, _| {})
+        .expect("transfer completes");
+    assert_eq!(got.len(), LEN);
     // The hole was repaired by fast retransmit one round trip (20 ms)
     // after the loss, not by the RTO (at least 200 ms).
     let (seq, lost_at) = dropped.get().expect("a segment was dropped");

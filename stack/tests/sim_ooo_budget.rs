@@ -3,8 +3,7 @@
 //! counted, the transfer still completes byte-exact, and the running total
 //! returns to zero.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use tapir_stack::testing::sim::{host_ip, ms, Impairments, Sim};
+use tapir_stack::testing::sim::{ms, Impairments, Sim};
 use tapir_stack::wire::{EthernetFrame, Ipv4Packet, TcpRepr};
 
 const LEN: usize = 100_000;
@@ -32,48 +31,18 @@ fn out_of_order_data_beyond_the_stack_wide_budget_is_dropped_and_counted() {
         }
         true
     });
-    let l = sim
-        .iface(b)
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9), 4)
-        .unwrap();
-    let now = sim.now();
-    let c = sim
-        .iface(a)
-        .tcp_connect(now, SocketAddrV4::new(host_ip(3), 9))
-        .unwrap();
-    let (mut sent, mut got, mut s, mut max_ooo) = (0, Vec::new(), None, 0);
     let data: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
-    let mut buf = vec![0u8; 16384];
-    sim.run_until(
-        |sim| {
-            if sent < LEN {
-                if let Ok(k) = sim.iface(a).tcp_send(c, &data[sent..]) {
-                    sent += k;
-                }
-            }
-            s = s.or_else(|| sim.iface(b).tcp_accept(l).ok());
+    let mut max_ooo = 0;
+    let (got, _, s) = sim
+        .stream(a, b, 9, &data, 16384, |sim, _| {
             max_ooo = max_ooo.max(sim.iface(b).tcp_ooo_bytes());
-            if let Some(s) = s {
-                while let Ok(k) = sim.iface(b).tcp_recv(s, &mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..k]);
-                }
-            }
-            got.len() == LEN
-        },
-        1_000_000,
-    )
-    .expect("transfer completes");
+        })
+        .expect("transfer completes");
     assert!(got == data, "the stream arrived changed");
     assert!(max_ooo <= BUDGET, "held {max_ooo} out-of-order bytes");
     assert!(max_ooo > 0, "nothing was held out of order at all");
     let dropped = sim.iface(b).stats().tcp_ooo_budget_full;
     assert!(dropped > 0, "no segment met the budget");
-    assert_eq!(
-        sim.iface(b).tcp_stats(s.unwrap()).unwrap().ooo_budget_drops,
-        dropped
-    );
+    assert_eq!(sim.iface(b).tcp_stats(s).unwrap().ooo_budget_drops, dropped);
     assert_eq!(sim.iface(b).tcp_ooo_bytes(), 0);
 }

@@ -8,8 +8,7 @@
 //! the stream still arrives byte-exact.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use tapir_stack::testing::sim::{host_ip, ms, Impairments, Sim};
+use tapir_stack::testing::sim::{ms, Impairments, Sim};
 use tapir_stack::wire::{EthernetFrame, Ipv4Packet, TcpRepr};
 use tapir_stack::Config;
 
@@ -46,42 +45,17 @@ fn transfer(configure: impl FnOnce(&mut Config)) -> (usize, u64, u64) {
             _ => true,
         }
     });
-    let l = sim
-        .iface(b)
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9), 4)
-        .unwrap();
-    let now = sim.now();
-    let c = sim
-        .iface(a)
-        .tcp_connect(now, SocketAddrV4::new(host_ip(3), 9))
-        .unwrap();
     let data: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
-    let (mut sent, mut got, mut s, mut most) = (0, Vec::new(), None, 0);
-    let mut buf = vec![0u8; 65536];
-    sim.run_until(
-        |sim| {
-            if sent < LEN {
-                if let Ok(k) = sim.iface(a).tcp_send(c, &data[sent..]) {
-                    sent += k;
-                }
-            }
-            s = s.or_else(|| sim.iface(b).tcp_accept(l).ok());
+    let mut most = 0;
+    let (got, _, s) = sim
+        .stream(a, b, 9, &data, 65536, |sim, s| {
             if let Some(s) = s {
                 most = most.max(sim.iface(b).tcp_stats(s).unwrap().ooo_ranges);
-                while let Ok(k) = sim.iface(b).tcp_recv(s, &mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..k]);
-                }
             }
-            got.len() == LEN
-        },
-        5_000_000,
-    )
-    .expect("transfer completes");
+        })
+        .expect("transfer completes");
     assert!(got == data, "the stream arrived changed");
-    let per_conn = sim.iface(b).tcp_stats(s.unwrap()).unwrap().ooo_range_drops;
+    let per_conn = sim.iface(b).tcp_stats(s).unwrap().ooo_range_drops;
     (most, sim.iface(b).stats().tcp_ooo_ranges_full, per_conn)
 }
 

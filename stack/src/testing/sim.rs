@@ -782,6 +782,53 @@ impl Sim {
         }
     }
 
+    /// A one-way TCP transfer, as a test's application would run it: host
+    /// `b` listens on `port`, `a` connects and writes all of `data` as the
+    /// send buffer takes it, and `b` reads `read_len` bytes at a time until
+    /// it has as much. `watch` sees the simulation at every look, with
+    /// `b`'s connection once accepted (to sample its state). At most
+    /// 5 000 000 steps. Returns what `b` read and the two connections,
+    /// (sender, receiver).
+    pub fn stream(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        port: u16,
+        data: &[u8],
+        read_len: usize,
+        mut watch: impl FnMut(&mut Sim, Option<crate::SocketHandle>),
+    ) -> Result<(Vec<u8>, crate::SocketHandle, crate::SocketHandle), SimError> {
+        let any = core::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+        let l = self.iface(b).tcp_listen(any, 4).expect("listen");
+        let to = core::net::SocketAddrV4::new(self.iface(b).ipv4_addr(), port);
+        let now = self.now();
+        let c = self.iface(a).tcp_connect(now, to).expect("connect");
+        let (mut sent, mut got, mut s) = (0, Vec::new(), None);
+        let mut buf = vec![0u8; read_len.max(1)];
+        self.run_until(
+            |sim| {
+                if sent < data.len() {
+                    if let Ok(k) = sim.iface(a).tcp_send(c, &data[sent..]) {
+                        sent += k;
+                    }
+                }
+                s = s.or_else(|| sim.iface(b).tcp_accept(l).ok());
+                watch(sim, s);
+                if let Some(s) = s {
+                    while let Ok(k) = sim.iface(b).tcp_recv(s, &mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..k]);
+                    }
+                }
+                got.len() >= data.len()
+            },
+            5_000_000,
+        )?;
+        Ok((got, c, s.expect("accepted: data arrived")))
+    }
+
     /// Step until `done` holds (it is checked before every step, and may
     /// itself make socket calls, such as echoing what arrived). Fails after
     /// `max_steps` steps, or when the network is idle and `done` still does
