@@ -193,7 +193,8 @@ def main():
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="only the 10 ms cells and burst loss")
-    ap.add_argument("--only", default="", help="only cells whose name contains this")
+    ap.add_argument("--only", default="",
+                    help="only cells whose name contains this (alternatives separated by |)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root")
@@ -206,7 +207,8 @@ def main():
     rows = []
     try:
         setup()
-        for name, spec in [c for c in grid(args.quick) if args.only in c[0]]:
+        only = args.only.split("|")
+        for name, spec in [c for c in grid(args.quick) if any(o in c[0] for o in only)]:
             res = {k: [] for k in ("kc", "kb", "tk", "kt")}
             for seed in range(1, args.seeds + 1):
                 # Alternate the systems within the cell.
@@ -226,7 +228,8 @@ def main():
         cleanup()
     load1 = os.getloadavg()
     commit = run("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).stdout.strip()
-    print(f"tapir {commit}; {args.secs} s per run, {args.seeds} seed(s), medians; "
+    built = f" ({TAPIR})" if os.environ.get("TAPIR_BIN") else ""
+    print(f"tapir {commit}{built}; {args.secs} s per run, {args.seeds} seed(s), medians; "
           f"load average {load0[0]:.1f} before, {load1[0]:.1f} after")
     print("| link | kernel CUBIC -> kernel | kernel BBR -> kernel | tapir -> kernel | ratio | kernel -> tapir | ratio |")
     print("|---|---|---|---|---|---|---|")

@@ -35,9 +35,9 @@ pub use config::{
 pub use iface::{Event, Interface, NeighborInfo};
 pub use offload::{GsoType, Offload, RxChecksum, RxMeta, Transmit, TxChecksum};
 pub use socket::tcp::{
-    CongestionAlgorithm, ConnTrace, TcpAcceptError, TcpBindError, TcpConnStats, TcpConnectError,
-    TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
-    TcpState, TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
+    CongestionAlgorithm, ConnTrace, PmtuDiscover, TcpAcceptError, TcpBindError, TcpConnStats,
+    TcpConnectError, TcpListenError, TcpOption, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError,
+    TcpSocketError, TcpState, TraceSample, UnknownAlgorithm, DEFAULT_TRACE_CAPACITY,
 };
 pub use socket::udp::{UdpBindError, UdpRecvError, UdpSendError};
 pub use socket::{SocketError, SocketHandle};

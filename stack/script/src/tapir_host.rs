@@ -9,7 +9,7 @@ use tapir_stack::{
     Config, Interface, SocketError, SocketHandle, TcpAcceptError, TcpBindError, TcpConnectError,
     TcpListenError, TcpOptionError, TcpRecvError, TcpSendError, TcpShutdownError, TcpSocketError,
 };
-use tapir_stack::{CongestionAlgorithm, SynCookies, TcpOption, TcpState};
+use tapir_stack::{CongestionAlgorithm, PmtuDiscover, SynCookies, TcpOption, TcpState};
 use tapir_stack::{Duration, Instant};
 
 /// An [`Interface`] at 10.77.0.2 (the runner's default) driven by a script.
@@ -441,6 +441,11 @@ impl ScriptHost for TapirHost {
                     .and_then(|name| CongestionAlgorithm::from_name(name))
                     .ok_or(Errno::ENOENT)?,
             ),
+            // Linux keeps the low byte (inet->tos is a u8).
+            SockOpt::IpTos => TcpOption::Tos(value as u8),
+            SockOpt::IpMtuDiscover => {
+                TcpOption::PmtuDiscover(PmtuDiscover::from_value(value).ok_or(Errno::EINVAL)?)
+            }
             _ => return Err(Errno::ENOPROTOOPT),
         };
         self.iface.tcp_set_option(now, h, opt).map_err(errno)
@@ -463,6 +468,8 @@ impl ScriptHost for TapirHost {
             SockOpt::DeferAccept => TcpOption::DeferAccept(Duration::ZERO),
             SockOpt::Linger2 => TcpOption::Linger2(None),
             SockOpt::Congestion => TcpOption::Congestion(CongestionAlgorithm::default()),
+            SockOpt::IpTos => TcpOption::Tos(0),
+            SockOpt::IpMtuDiscover => TcpOption::PmtuDiscover(PmtuDiscover::default()),
             _ => return Err(Errno::ENOPROTOOPT),
         };
         Ok(match self.iface.tcp_get_option(h, probe).ok_or(Errno::EBADF)? {
@@ -480,6 +487,8 @@ impl ScriptHost for TapirHost {
                 .iter()
                 .position(|&n| n == a.name())
                 .map_or(-1, |i| i as i64),
+            TcpOption::Tos(t) => i64::from(t),
+            TcpOption::PmtuDiscover(m) => m.value(),
         })
     }
 

@@ -4,6 +4,7 @@
 //! cut into MTU-sized fragments only as `poll_transmit` writes each frame,
 //! so a 20000-byte UDP datagram costs one buffer, not fourteen.
 
+use crate::wire::ipv4::IpTx;
 use crate::wire::{ipv4, EthernetAddress, Ipv4Repr, Protocol};
 use core::net::Ipv4Addr;
 use std::collections::VecDeque;
@@ -16,9 +17,10 @@ pub(crate) struct OutDatagram {
     pub next_hop: Ipv4Addr,
     pub protocol: Protocol,
     pub ident: u16,
-    /// RFC 791 DF. Set on TCP (RFC 1191 path MTU discovery); clear on UDP and
-    /// ICMP, which we fragment when they exceed the MTU.
-    pub dont_fragment: bool,
+    /// The TOS byte, and RFC 791 DF: set on TCP (RFC 1191 path MTU
+    /// discovery) unless its socket says otherwise; clear on UDP and ICMP,
+    /// which we fragment when they exceed the MTU.
+    pub ip: IpTx,
     /// The IP payload.
     pub payload: Vec<u8>,
     /// Bytes of `payload` already sent in earlier fragments.
@@ -163,8 +165,9 @@ pub(crate) fn next_fragment(d: &OutDatagram, src: Ipv4Addr, ttl: u8, mtu: usize)
             dst: d.dst,
             protocol: d.protocol,
             ttl,
+            tos: d.ip.tos,
             ident: d.ident,
-            dont_fragment: d.dont_fragment && !fragmented,
+            dont_fragment: d.ip.dont_fragment && !fragmented,
             more_fragments: more,
             frag_offset: d.sent,
             payload_len: len,
@@ -185,7 +188,7 @@ mod tests {
             next_hop: Ipv4Addr::new(10, 77, 0, 1),
             protocol: Protocol::Udp,
             ident: 7,
-            dont_fragment: false,
+            ip: IpTx::DATAGRAM,
             payload: vec![0; len],
             sent: 0,
             csum_offset: None,

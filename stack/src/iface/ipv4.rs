@@ -6,6 +6,7 @@ use super::neighbor::Resolution;
 use super::reassembly::{FragDrop, FragKey};
 use super::{Interface, EV_WRITABLE};
 use crate::time::Instant;
+use crate::wire::ipv4::IpTx;
 use crate::wire::{icmpv4, ipv4, EthernetAddress, Ipv4Packet, Ipv4Repr, Protocol, UnreachableCode};
 use core::net::Ipv4Addr;
 
@@ -148,6 +149,7 @@ impl Interface {
                     dst: e.key.dst,
                     protocol: Protocol::from(e.key.protocol),
                     ttl: 0,
+                    tos: 0,
                     ident: e.key.ident,
                     dont_fragment: false,
                     more_fragments: true,
@@ -192,7 +194,7 @@ impl Interface {
         protocol: Protocol,
         payload: Vec<u8>,
     ) {
-        self.enqueue_offloaded(dst, next_hop, protocol, payload, None, 0, 0);
+        self.enqueue_offloaded(dst, next_hop, protocol, payload, None, 0, 0, IpTx::DATAGRAM);
     }
 
     /// Queue a datagram whose transport checksum at `csum_offset` is left
@@ -210,6 +212,7 @@ impl Interface {
         csum_offset: Option<u16>,
         gso_size: u16,
         transport_header_len: usize,
+        ip: IpTx,
     ) {
         let ident = self.take_ident();
         self.tx_packets += 1;
@@ -219,7 +222,7 @@ impl Interface {
             next_hop,
             protocol,
             ident,
-            dont_fragment: protocol == Protocol::Tcp,
+            ip,
             payload,
             sent: 0,
             csum_offset,

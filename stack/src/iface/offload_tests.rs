@@ -334,6 +334,7 @@ fn bad_checksum_syn() -> Vec<u8> {
         dst: ours,
         protocol: crate::wire::Protocol::Tcp,
         ttl: 64,
+        tos: 0,
         ident: 1,
         dont_fragment: true,
         more_fragments: false,

@@ -388,6 +388,7 @@ impl Interface {
             repr,
             data,
             gso_size,
+            ip: ip_tx,
         }) = t.produce(&mut cx, now)
         else {
             return TcpOut::Nothing;
@@ -417,10 +418,19 @@ impl Interface {
             self.copy_segment_data(data, &mut payload[header..]);
             if partial {
                 repr.emit_partial(&mut payload, self.config.ipv4.addr, dst, len);
-                self.enqueue_offloaded(dst, next_hop, Protocol::Tcp, payload, Some(16), gso_size, header);
+                self.enqueue_offloaded(
+                    dst,
+                    next_hop,
+                    Protocol::Tcp,
+                    payload,
+                    Some(16),
+                    gso_size,
+                    header,
+                    ip_tx,
+                );
             } else {
                 repr.emit(&mut payload, self.config.ipv4.addr, dst, len);
-                self.enqueue(dst, next_hop, Protocol::Tcp, payload);
+                self.enqueue_offloaded(dst, next_hop, Protocol::Tcp, payload, None, 0, 0, ip_tx);
             }
             return TcpOut::Queued;
         };
@@ -438,9 +448,11 @@ impl Interface {
             dst,
             protocol: Protocol::Tcp,
             ttl: self.config.ttl,
+            tos: ip_tx.tos,
             ident: self.take_ident(),
-            // RFC 1191: TCP discovers the path MTU.
-            dont_fragment: true,
+            // RFC 1191: TCP discovers the path MTU, unless the socket's
+            // IP_MTU_DISCOVER says otherwise.
+            dont_fragment: ip_tx.dont_fragment,
             more_fragments: false,
             frag_offset: 0,
             payload_len: header + len,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::SynCookies;
-use crate::socket::tcp::TcpState;
+use crate::socket::tcp::{PmtuDiscover, TcpOption, TcpState};
 use crate::testing::{config, PEER_IP, PEER_MAC};
 use crate::time::Duration;
 use crate::wire::{Ipv4Cidr, Protocol, TcpFlags, TcpOptions, TcpRepr};
@@ -280,6 +280,7 @@ fn icmp_about(p: &Pair, c: SocketHandle, msg_type: u8, code: u8, rest: [u8; 4], 
         dst: PEER_IP,
         protocol: crate::wire::Protocol::Tcp,
         ttl: 64,
+        tos: 0,
         ident: 1,
         dont_fragment: true,
         more_fragments: false,
@@ -691,4 +692,104 @@ fn segments_to_a_resolved_neighbor_skip_the_transmit_queue() {
         "one frame per segment"
     );
     assert_eq!(p.a.tx_queue_len(), 0);
+}
+
+/// The TOS byte and DF of every TCP segment `p.a` sends from now on, as
+/// the frames go.
+fn record_ip_marks(p: &mut Pair) -> std::rc::Rc<std::cell::RefCell<Vec<(u8, bool)>>> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    p.drop_ab = Box::new(move |_, frame| {
+        if let Ok(ip) = crate::wire::Ipv4Packet::parse(&frame[14..]) {
+            if ip.repr.protocol == Protocol::Tcp {
+                log.borrow_mut().push((ip.repr.tos, ip.repr.dont_fragment));
+            }
+        }
+        false
+    });
+    seen
+}
+
+#[test]
+fn ip_tos_marks_a_listeners_connections_from_the_syn_ack_on() {
+    let mut p = Pair::new();
+    let seen = record_ip_marks(&mut p);
+    let l = p.a.tcp_socket().unwrap();
+    p.a.tcp_bind(l, addr(crate::testing::TAPIR_IP, 80)).unwrap();
+    // DSCP AF11 (0x28) with both ECN bits set: as Linux for a stream
+    // socket, the ECN bits stay TCP's own (0 without ECN).
+    p.a.tcp_set_option(p.now, l, TcpOption::Tos(0x2b)).unwrap();
+    assert_eq!(
+        p.a.tcp_get_option(l, TcpOption::Tos(0)),
+        Some(TcpOption::Tos(0x28))
+    );
+    p.a.tcp_listen_socket(l, 8).unwrap();
+    let c =
+        p.b.tcp_connect(p.now, addr(crate::testing::TAPIR_IP, 80))
+            .unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.a.tcp_can_accept(l));
+    let s = p.a.tcp_accept(l).unwrap();
+    assert_eq!(
+        p.a.tcp_get_option(s, TcpOption::Tos(0)),
+        Some(TcpOption::Tos(0x28))
+    );
+    p.a.tcp_send(s, &[7; 3000]).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_recv_queue(c) == 3000);
+    let marks = seen.borrow().clone();
+    assert!(marks.len() >= 4, "SYN-ACK and data: {marks:?}");
+    assert!(marks.iter().all(|&m| m == (0x28, true)), "{marks:?}");
+    // Changed on a live connection, it marks what goes next.
+    seen.borrow_mut().clear();
+    p.a.tcp_set_option(p.now, s, TcpOption::Tos(0)).unwrap();
+    p.a.tcp_send(s, &[7; 100]).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_recv_queue(c) == 3100);
+    let marks = seen.borrow().clone();
+    assert!(
+        !marks.is_empty() && marks.iter().all(|&m| m == (0, true)),
+        "{marks:?}"
+    );
+}
+
+#[test]
+fn pmtudisc_dont_clears_df_and_leaves_the_mss_to_the_interface() {
+    let mut p = Pair::new();
+    let seen = record_ip_marks(&mut p);
+    let l = p.b.tcp_listen(addr(PEER_IP, 80), 8).unwrap();
+    let c = p.a.tcp_socket().unwrap();
+    assert_eq!(
+        p.a.tcp_get_option(c, TcpOption::PmtuDiscover(PmtuDiscover::Do)),
+        Some(TcpOption::PmtuDiscover(PmtuDiscover::Want)),
+        "Linux's default"
+    );
+    p.a.tcp_set_option(p.now, c, TcpOption::PmtuDiscover(PmtuDiscover::Dont))
+        .unwrap();
+    p.a.tcp_connect_socket(p.now, c, addr(PEER_IP, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_can_accept(l));
+    let s = p.b.tcp_accept(l).unwrap();
+    p.a.tcp_send(c, &[1; 3000]).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_recv_queue(s) == 3000);
+    let marks = seen.borrow().clone();
+    assert!(
+        marks.len() >= 3 && marks.iter().all(|&m| m == (0, false)),
+        "{marks:?}"
+    );
+    // Not following the path MTU: a router fragments instead (Linux
+    // tcp_v4_mtu_reduced skips IP_PMTUDISC_DONT).
+    let una = p.a.tcp_stats(c).unwrap().snd_una;
+    p.a.handle_frame(p.now, &frag_needed(&p, c, una, 1200));
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1448);
+    // IP_PMTUDISC_DO: DF again, and the same message now lowers the MSS.
+    seen.borrow_mut().clear();
+    p.a.tcp_set_option(p.now, c, TcpOption::PmtuDiscover(PmtuDiscover::Do))
+        .unwrap();
+    p.a.tcp_send(c, &[1; 100]).unwrap();
+    let una = p.a.tcp_stats(c).unwrap().snd_una;
+    p.a.handle_frame(p.now, &frag_needed(&p, c, una, 1200));
+    assert_eq!(p.a.tcp_stats(c).unwrap().mss, 1148);
+    p.run_until(Duration::from_secs(5), |p| p.b.tcp_recv_queue(s) == 3100);
+    let marks = seen.borrow().clone();
+    assert!(
+        !marks.is_empty() && marks.iter().all(|&m| m == (0, true)),
+        "{marks:?}"
+    );
 }

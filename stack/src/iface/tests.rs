@@ -785,6 +785,7 @@ fn unreachable_about(code: u8, port: u16, seq: u32) -> Vec<u8> {
         dst: PEER_IP,
         protocol: Protocol::Tcp,
         ttl: 64,
+        tos: 0,
         ident: 1,
         dont_fragment: true,
         more_fragments: false,

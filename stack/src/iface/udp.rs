@@ -4,6 +4,7 @@ use super::{Interface, EV_READABLE};
 use crate::socket::udp::{UdpBindError, UdpRecvError, UdpSendError, UdpSocket};
 use crate::socket::{Socket, SocketError, SocketHandle};
 use crate::time::Instant;
+use crate::wire::ipv4::IpTx;
 use crate::wire::{icmpv4, ipv4, udp, Ipv4Repr, Protocol, UdpRepr, UnreachableCode};
 use core::net::SocketAddrV4;
 
@@ -99,7 +100,16 @@ impl Interface {
         // each need the device to sum what the others carry.
         if self.config.tx_checksum_offload && len + ipv4::HEADER_LEN <= self.config.mtu {
             repr.emit_partial(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
-            self.enqueue_offloaded(*to.ip(), next_hop, Protocol::Udp, payload, Some(6), 0, 0);
+            self.enqueue_offloaded(
+                *to.ip(),
+                next_hop,
+                Protocol::Udp,
+                payload,
+                Some(6),
+                0,
+                0,
+                IpTx::DATAGRAM,
+            );
         } else {
             repr.emit_in_place(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
             self.enqueue(*to.ip(), next_hop, Protocol::Udp, payload);

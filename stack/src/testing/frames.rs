@@ -79,6 +79,7 @@ pub fn ipv4_packet(
         dst,
         protocol,
         ttl: 64,
+        tos: 0,
         ident,
         dont_fragment: false,
         more_fragments: more,

@@ -46,6 +46,9 @@ pub struct Ipv4Repr {
     pub dst: Ipv4Addr,
     pub protocol: Protocol,
     pub ttl: u8,
+    /// The second header byte: RFC 2474's DSCP in the upper six bits,
+    /// RFC 3168's ECN field in the lower two.
+    pub tos: u8,
     pub ident: u16,
     pub dont_fragment: bool,
     pub more_fragments: bool,
@@ -73,7 +76,7 @@ impl Ipv4Repr {
             flags_frag |= 0x2000;
         }
         buf[0] = 0x45;
-        buf[1] = 0; // DSCP 0, not ECN-capable
+        buf[1] = self.tos;
         buf[2..4].copy_from_slice(&total.to_be_bytes());
         buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
         buf[6..8].copy_from_slice(&flags_frag.to_be_bytes());
@@ -84,7 +87,7 @@ impl Ipv4Repr {
         buf[16..20].copy_from_slice(&self.dst.octets());
         let (src, dst) = (u32::from(self.src), u32::from(self.dst));
         let checksum = super::finish16(super::sum_be_words(&[
-            0x4500,
+            0x4500 | u16::from(self.tos),
             total,
             self.ident,
             flags_frag,
@@ -96,6 +99,27 @@ impl Ipv4Repr {
         ]));
         buf[10..12].copy_from_slice(&checksum.to_be_bytes());
     }
+}
+
+/// What a socket chooses of the IPv4 header its datagrams go out with:
+/// the TOS byte (IP_TOS) and DF (IP_MTU_DISCOVER).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IpTx {
+    pub tos: u8,
+    pub dont_fragment: bool,
+}
+
+impl IpTx {
+    /// TCP's default: DF set, as RFC 1191 path MTU discovery needs.
+    pub const TCP: IpTx = IpTx {
+        tos: 0,
+        dont_fragment: true,
+    };
+    /// UDP and ICMP: fragmented when they exceed the MTU.
+    pub const DATAGRAM: IpTx = IpTx {
+        tos: 0,
+        dont_fragment: false,
+    };
 }
 
 /// Why an IPv4 packet was rejected, in the order the checks run.
@@ -159,6 +183,7 @@ impl<'a> Ipv4Packet<'a> {
                 dst: header.destination_addr(),
                 protocol: Protocol::from(header.protocol().0),
                 ttl: header.ttl(),
+                tos: header.slice()[1],
                 ident: header.identification(),
                 dont_fragment: header.dont_fragment(),
                 more_fragments: header.more_fragments(),
@@ -245,6 +270,7 @@ mod tests {
             dst: Ipv4Addr::new(10, 77, 0, 2),
             protocol: Protocol::Icmp,
             ttl: 64,
+            tos: 0,
             ident: 0x1c46,
             dont_fragment: true,
             more_fragments: false,
@@ -363,10 +389,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn repr_round_trips(src: u32, dst: u32, proto: u8, ttl: u8, ident: u16, df: bool, mf: bool,
+        fn repr_round_trips(src: u32, dst: u32, proto: u8, ttl: u8, tos: u8, ident: u16, df: bool, mf: bool,
                             off in 0usize..8192, len in 0usize..1480) {
             let repr = Ipv4Repr {
-                src: src.into(), dst: dst.into(), protocol: Protocol::from(proto), ttl, ident,
+                src: src.into(), dst: dst.into(), protocol: Protocol::from(proto), ttl, tos, ident,
                 dont_fragment: df, more_fragments: mf, frag_offset: off * 8, payload_len: len,
             };
             let mut buf = vec![0u8; 20 + len];

@@ -7,7 +7,7 @@ use super::error::*;
 use super::listener::Listener;
 use super::table::{conn_ref, ConnEntry, Cx, TcpKind, TcpSocket, TcpTable};
 use super::trace::{ConnTrace, Trace, TraceSample};
-use super::{TcpConnStats, TcpOption, TcpState};
+use super::{PmtuDiscover, TcpConnStats, TcpOption, TcpState};
 use crate::config::Config;
 use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::time::{Duration, Instant};
@@ -332,6 +332,7 @@ impl TcpTable {
         if !opt.in_range() {
             return Err(TcpOptionError::InvalidValue);
         }
+        let opt = opt.kept();
         match &mut socket.kind {
             TcpKind::Unbound { options, .. } | TcpKind::Listener(Listener { options, .. }) => {
                 options.retain(|o| core::mem::discriminant(o) != core::mem::discriminant(&opt));
@@ -416,6 +417,8 @@ fn pending_option(config: &Config, options: &[TcpOption], opt: TcpOption) -> Tcp
         TcpOption::KeepCount(_) => TcpOption::KeepCount(cfg.keepalive_count),
         TcpOption::UserTimeout(_) => TcpOption::UserTimeout(Duration::ZERO),
         TcpOption::Congestion(_) => TcpOption::Congestion(cfg.congestion_control),
+        TcpOption::Tos(_) => TcpOption::Tos(0),
+        TcpOption::PmtuDiscover(_) => TcpOption::PmtuDiscover(PmtuDiscover::default()),
         other => other,
     })
 }
@@ -438,5 +441,7 @@ fn conn_option(e: &ConnEntry, opt: TcpOption) -> TcpOption {
         TcpOption::SynCount(_) => TcpOption::SynCount(c.syn_retries() as u8),
         TcpOption::DeferAccept(_) => TcpOption::DeferAccept(c.defer_accept()),
         TcpOption::Congestion(_) => TcpOption::Congestion(c.congestion_algorithm()),
+        TcpOption::Tos(_) => TcpOption::Tos(c.ip_tos()),
+        TcpOption::PmtuDiscover(_) => TcpOption::PmtuDiscover(c.pmtu_discover()),
     }
 }

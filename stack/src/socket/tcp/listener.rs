@@ -342,7 +342,7 @@ impl TcpTable {
             let Some((seg, _, _)) = conn.poll_segment(now) else {
                 break;
             };
-            self.queue_synack(cx, dst, seg);
+            self.queue_synack(cx, dst, seg, conn.ip_tx());
         }
         let Some(half) = conn.half_open() else { return };
         let key = (conn.local.port(), conn.remote);

@@ -133,6 +133,74 @@ pub enum TcpOption {
     /// TCP_CONGESTION: the congestion control algorithm. Set once data has
     /// flowed, the new one starts from the current window (Linux).
     Congestion(CongestionAlgorithm),
+    /// IP_TOS: the TOS byte of the connection's IPv4 headers (RFC 2474's
+    /// DSCP). As Linux for stream sockets, the two ECN bits (RFC 3168) stay
+    /// TCP's own: tapir does not negotiate ECN, so they are always 0 and a
+    /// value read back has them clear. A listener's value is its
+    /// connections' (and their SYN-ACKs').
+    Tos(u8),
+    /// IP_MTU_DISCOVER: whether segments carry DF and path MTU messages
+    /// lower the MSS.
+    PmtuDiscover(PmtuDiscover),
+}
+
+/// IP_MTU_DISCOVER's modes, with Linux's values and meaning for TCP
+/// (`ip_dont_fragment`, `tcp_v4_mtu_reduced`, `ip_sk_accept_pmtu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PmtuDiscover {
+    /// IP_PMTUDISC_DONT (0): no DF; "fragmentation needed" is ignored, so
+    /// a router on a smaller path fragments what it forwards.
+    Dont,
+    /// IP_PMTUDISC_WANT (1), the default: DF set, path MTU discovery (RFC
+    /// 1191) lowers the MSS.
+    #[default]
+    Want,
+    /// IP_PMTUDISC_DO (2): the same as `Want` for TCP.
+    Do,
+    /// IP_PMTUDISC_PROBE (3): no DF on TCP segments (Linux sets it only on
+    /// datagrams in this mode); path MTU messages still lower the MSS.
+    Probe,
+    /// IP_PMTUDISC_INTERFACE (4): no DF; the interface's MTU only, path
+    /// MTU messages ignored.
+    Interface,
+    /// IP_PMTUDISC_OMIT (5): as `Interface` for TCP.
+    Omit,
+}
+
+impl PmtuDiscover {
+    /// From Linux's value; `None` for one it refuses with EINVAL.
+    pub fn from_value(v: i64) -> Option<PmtuDiscover> {
+        Some(match v {
+            0 => PmtuDiscover::Dont,
+            1 => PmtuDiscover::Want,
+            2 => PmtuDiscover::Do,
+            3 => PmtuDiscover::Probe,
+            4 => PmtuDiscover::Interface,
+            5 => PmtuDiscover::Omit,
+            _ => return None,
+        })
+    }
+
+    /// Linux's value.
+    pub fn value(self) -> i64 {
+        self as i64
+    }
+
+    /// Whether TCP segments carry DF (Linux `ip_dont_fragment`: DO, or WANT
+    /// on a route whose MTU is not locked; tapir locks none).
+    pub fn dont_fragment(self) -> bool {
+        matches!(self, PmtuDiscover::Want | PmtuDiscover::Do)
+    }
+
+    /// Whether a "fragmentation needed" lowers the connection's MSS
+    /// (Linux `tcp_v4_mtu_reduced`: not in DONT, nor where
+    /// `ip_sk_accept_pmtu` refuses, INTERFACE and OMIT).
+    pub fn accepts_path_mtu(self) -> bool {
+        !matches!(
+            self,
+            PmtuDiscover::Dont | PmtuDiscover::Interface | PmtuDiscover::Omit
+        )
+    }
 }
 
 impl TcpOption {
@@ -151,7 +219,20 @@ impl TcpOption {
             _ => true,
         }
     }
+
+    /// The value as the socket keeps it: IP_TOS's ECN bits cleared
+    /// (Linux `__ip_sock_set_tos` keeps a stream socket's own, which for
+    /// tapir are 0).
+    pub(crate) fn kept(self) -> TcpOption {
+        match self {
+            TcpOption::Tos(tos) => TcpOption::Tos(tos & !ECN_MASK),
+            o => o,
+        }
+    }
 }
+
+/// RFC 3168 5: the ECN field, the TOS byte's two low bits.
+const ECN_MASK: u8 = 0b11;
 
 /// What `ss -ti` shows for a Linux connection, for one of ours.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -31,6 +31,7 @@ use crate::socket::{Socket, SocketError, SocketHandle, SocketSet};
 use crate::socket::{EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_READABLE, EV_WRITABLE};
 use crate::stats::Stats;
 use crate::time::Instant;
+use crate::wire::ipv4::IpTx;
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr, UnreachableCode};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, VecDeque};
@@ -127,6 +128,8 @@ pub(crate) struct Segment {
     /// Non-zero: a super-segment for the device to cut into segments of
     /// this much payload (TSO).
     pub gso_size: u16,
+    /// The socket's TOS byte and DF.
+    pub ip: IpTx,
 }
 
 /// What TCP made of an ICMP error about one of its segments.
@@ -187,7 +190,9 @@ pub(crate) struct TcpTable {
     pub(super) requests: Requests,
     timers: Deadlines,
     dirty: VecDeque<SocketHandle>,
-    rst_out: VecDeque<(Ipv4Addr, TcpRepr)>,
+    /// RSTs, and half-open connections' SYN-ACKs with their listener's
+    /// IP_TOS and IP_MTU_DISCOVER.
+    rst_out: VecDeque<(Ipv4Addr, TcpRepr, IpTx)>,
     pub(super) secret: u64,
     challenge: ChallengeBudget,
     /// RSTs to segments for no connection (`TcpConfig::rst_per_sec`),
@@ -327,8 +332,7 @@ impl TcpTable {
         // (when the queue has room; else it stays owed and rides out later).
         if self.rst_out.len() < RST_QUEUE_LEN {
             if let Some(ack) = e.conn.take_owed_ack(now) {
-                let dst = *e.conn.remote.ip();
-                self.queue_rst(cx, dst, ack);
+                self.rst_out.push_back((*e.conn.remote.ip(), ack, e.conn.ip_tx()));
             }
         }
         let ooo_room = cx.config.tcp.max_ooo_bytes_total.saturating_sub(self.ooo_bytes);
@@ -483,8 +487,12 @@ impl TcpTable {
                 next_hop_mtu,
                 ..
             } => match next_hop_mtu {
-                Some(mtu) => e.conn.on_path_mtu(usize::from(mtu).max(min_path_mtu)),
-                None => e.conn.unchanged(),
+                // IP_MTU_DISCOVER may say the path MTU is not ours to
+                // follow (Linux tcp_v4_mtu_reduced).
+                Some(mtu) if e.conn.pmtu_discover().accepts_path_mtu() => {
+                    e.conn.on_path_mtu(usize::from(mtu).max(min_path_mtu))
+                }
+                _ => e.conn.unchanged(),
             },
             _ => e.conn.on_icmp_error(err),
         };
@@ -529,7 +537,7 @@ impl TcpTable {
     /// The next TCP segment to send (a queued RST or ACK, or a
     /// connection's output), if any.
     pub fn produce(&mut self, cx: &mut Cx, now: Instant) -> Option<Segment> {
-        if let Some((dst, repr)) = self.rst_out.pop_front() {
+        if let Some((dst, repr, ip)) = self.rst_out.pop_front() {
             if repr.flags.rst() {
                 cx.stats.tcp_rst_tx += 1;
             }
@@ -538,6 +546,7 @@ impl TcpTable {
                 repr,
                 data: None,
                 gso_size: 0,
+                ip,
             });
         }
         while let Some(h) = self.dirty.pop_front() {
@@ -551,6 +560,7 @@ impl TcpTable {
                 continue;
             };
             let gso_size = e.conn.gso_size(&repr, len);
+            let ip = e.conn.ip_tx();
             // Whatever else it has goes after the other connections' turns.
             self.refresh(cx, h);
             let data = Some((h, offset, len));
@@ -559,6 +569,7 @@ impl TcpTable {
                 repr,
                 data,
                 gso_size,
+                ip,
             });
         }
         None
@@ -759,9 +770,9 @@ impl TcpTable {
     /// A half-open connection's SYN-ACK (or ACK): it waits with the RSTs,
     /// but the queue takes one for every half-open connection beyond its
     /// own bound, so that a burst of SYNs is answered in full.
-    pub(super) fn queue_synack(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
+    pub(super) fn queue_synack(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr, ip: IpTx) {
         if self.rst_out.len() < RST_QUEUE_LEN + self.requests.len() + 1 {
-            self.rst_out.push_back((dst, repr));
+            self.rst_out.push_back((dst, repr, ip));
         } else {
             cx.stats.tx_queue_full += 1;
         }
@@ -769,7 +780,7 @@ impl TcpTable {
 
     pub(super) fn queue_rst(&mut self, cx: &mut Cx, dst: Ipv4Addr, repr: TcpRepr) {
         if self.rst_out.len() < RST_QUEUE_LEN {
-            self.rst_out.push_back((dst, repr));
+            self.rst_out.push_back((dst, repr, IpTx::TCP));
         } else {
             cx.stats.tx_queue_full += 1;
         }

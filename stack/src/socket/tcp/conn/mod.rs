@@ -55,10 +55,11 @@ use super::cc::CongestionControl;
 use super::recovery::{Frto, Rack, Recovery, Scoreboard, Undo};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
-use super::{TcpConnStats, TcpOption, TcpState};
+use super::{PmtuDiscover, TcpConnStats, TcpOption, TcpState};
 use crate::config::TcpConfig;
 use crate::socket::SocketError;
 use crate::time::{Duration, Instant};
+use crate::wire::ipv4::IpTx;
 use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use ack_policy::AckPolicy;
 use acked::CwndUsage;
@@ -251,6 +252,10 @@ pub(crate) struct Connection {
     nodelay: bool,
     /// TCP_CORK: partial segments wait.
     cork: bool,
+    /// IP_TOS and IP_MTU_DISCOVER: what the IPv4 headers of our segments
+    /// carry.
+    ip_tos: u8,
+    pmtu_discover: PmtuDiscover,
     /// SO_SNDBUF / SO_RCVBUF set the buffer: autotuning leaves it alone.
     snd_buf_locked: bool,
     rcv_buf_locked: bool,
@@ -402,6 +407,8 @@ impl Connection {
             timers: TimerTable::default(),
             nodelay: false,
             cork: false,
+            ip_tos: 0,
+            pmtu_discover: PmtuDiscover::default(),
             snd_buf_locked: false,
             rcv_buf_locked: false,
             app_read: 0,

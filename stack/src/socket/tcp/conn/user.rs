@@ -228,6 +228,8 @@ impl Connection {
             }
             TcpOption::Linger2(d) => self.linger2 = d,
             TcpOption::Cork(on) => self.cork = on,
+            TcpOption::Tos(tos) => self.ip_tos = tos,
+            TcpOption::PmtuDiscover(mode) => self.pmtu_discover = mode,
             TcpOption::SynCount(n) => self.syn_retries = u32::from(n.clamp(1, 127)),
             TcpOption::Congestion(algo) if algo != self.congestion_algorithm() => {
                 let mut cc = algo.controller(self.cc.window(), self.cfg.hystart);
@@ -279,6 +281,22 @@ impl Connection {
 
     pub fn cork(&self) -> bool {
         self.cork
+    }
+
+    pub fn ip_tos(&self) -> u8 {
+        self.ip_tos
+    }
+
+    pub fn pmtu_discover(&self) -> PmtuDiscover {
+        self.pmtu_discover
+    }
+
+    /// The IPv4 header fields the socket chose for its segments.
+    pub(crate) fn ip_tx(&self) -> IpTx {
+        IpTx {
+            tos: self.ip_tos,
+            dont_fragment: self.pmtu_discover.dont_fragment(),
+        }
     }
 
     pub fn syn_retries(&self) -> u32 {
