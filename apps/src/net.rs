@@ -69,6 +69,12 @@ pub struct NetArgs {
     /// own with TCP_CONGESTION.
     #[arg(long, value_name = "NAME", default_value_t = CongestionAlgorithm::default())]
     pub cc: CongestionAlgorithm,
+    /// Send TCP data as the window allows, without pacing it
+    /// (`TcpConfig::pacing`: by default data leaves in bursts of about a
+    /// millisecond at twice cwnd / SRTT in slow start, 1.2 times after, as
+    /// Linux's under the fq qdisc).
+    #[arg(long)]
+    pub no_pacing: bool,
     #[command(flatten)]
     pub impair: crate::impair::ImpairFlags,
     /// Trace every new TCP connection, with this many samples each
@@ -85,6 +91,7 @@ impl NetArgs {
         config.mtu = self.mtu.map(usize::from).unwrap_or(device_mtu);
         config.max_sockets = self.max_sockets.max(1);
         config.tcp.congestion_control = self.cc;
+        config.tcp.pacing = !self.no_pacing;
         config.tcp.trace_connections = self.trace_connections;
         seed_config(&mut config, self.seed)?;
         Ok(config)
@@ -357,6 +364,12 @@ mod tests {
         assert!(cmd
             .try_get_matches_from_mut(["tapir", "--tap", "t", "--addr", "10.77.0.2/24", "--cc", "bbr"])
             .is_err());
+    }
+
+    #[test]
+    fn pacing_is_on_unless_turned_off() {
+        assert!(config(&[]).tcp.pacing);
+        assert!(!config(&["--no-pacing"]).tcp.pacing);
     }
 
     #[test]

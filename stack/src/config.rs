@@ -138,6 +138,16 @@ pub struct TcpConfig {
     /// HyStart++ (RFC 9406): end the initial slow start on a rise of the
     /// RTT rather than on loss (Linux: cubic's hystart parameter, on).
     pub hystart: bool,
+    /// Pace data (`socket/tcp/pacing.rs`): segments leave in bursts of
+    /// about a millisecond at `pacing_ss_ratio` percent of cwnd / SRTT in
+    /// slow start (below half ssthresh) and `pacing_ca_ratio` percent
+    /// after, so that a window opened by a clump of ACKs does not leave
+    /// as one line-rate burst into a shallow queue. Linux paces so with
+    /// the fq qdisc, or for a controller that asks (BBR); its ratios are
+    /// net.ipv4.tcp_pacing_ss_ratio (200) and tcp_pacing_ca_ratio (120).
+    pub pacing: bool,
+    pub pacing_ss_ratio: u32,
+    pub pacing_ca_ratio: u32,
     /// F-RTO (RFC 5682, the SACK-enhanced algorithm of its section 3):
     /// tell a spurious retransmission timeout by sending new data after
     /// it, and undo its reduction (Linux tcp_frto = 2, the default).
@@ -285,6 +295,9 @@ impl Default for TcpConfig {
             congestion_control: CongestionAlgorithm::default(),
             trace_connections: None,
             hystart: true,
+            pacing: true,
+            pacing_ss_ratio: 200,
+            pacing_ca_ratio: 120,
             frto: true,
             slow_start_after_idle: true,
             rto_min: Duration::from_millis(200),

@@ -91,7 +91,9 @@ fn every_connection_is_traced_to_its_end() {
             samples.windows(2).all(|w| w[0].time <= w[1].time),
             "{name}: time runs forward"
         );
-        assert!(samples.len() > 100, "{name}: only {} samples", samples.len());
+        // A sample per change (the receiver's ~80 with paced bursts of a
+        // few segments, the sender's ~400).
+        assert!(samples.len() > 50, "{name}: only {} samples", samples.len());
         let last = samples.last().unwrap();
         assert!(
             matches!(last.state, TcpState::Closed | TcpState::TimeWait),

@@ -377,7 +377,8 @@ pub trait ScriptHost {
     }
     /// Sets a sysctl (`name` dotted, as `net.ipv4.tcp_sack`; `value` as
     /// written). Called before the script's first socket exists when the
-    /// script sets it up front, as packetdrill's do.
+    /// script sets it up front, as packetdrill's do. A `tc qdisc ... root
+    /// KIND` line comes here too, as `qdisc` = `fq` or `pfifo`.
     fn sysctl(&mut self, _now: Instant, _name: &str, _value: &str) -> Sysctl {
         Sysctl::Unknown
     }

@@ -30,9 +30,14 @@ pub struct TapirHost {
 }
 
 impl TapirHost {
-    /// The test configuration (tapir 10.77.0.2/24) with Linux-like defaults.
+    /// The test configuration (tapir 10.77.0.2/24) with Linux-like
+    /// defaults, and no pacing: the Linux packetdrill's scripts were
+    /// written against paces CUBIC only under the fq qdisc, which a
+    /// script's `tc qdisc ... fq` line asks for.
     pub fn new() -> Self {
-        Self::with_config(tapir_stack::testing::config())
+        let mut config = tapir_stack::testing::config();
+        config.tcp.pacing = false;
+        Self::with_config(config)
     }
 
     pub fn with_config(config: Config) -> Self {
@@ -161,7 +166,19 @@ impl TapirHost {
             ("tcp_tso_win_divisor" | "tcp_min_tso_segs", _) => {
                 no_mechanism("TSO: it sends MSS-sized segments")
             }
-            ("tcp_pacing_ss_ratio" | "tcp_pacing_ca_ratio", _) => no_mechanism("pacing"),
+            ("tcp_pacing_ss_ratio", Some(v)) if (0..=999).contains(&v) => {
+                tcp.pacing_ss_ratio = v as u32;
+                Sysctl::Applied
+            }
+            ("tcp_pacing_ca_ratio", Some(v)) if (0..=999).contains(&v) => {
+                tcp.pacing_ca_ratio = v as u32;
+                Sysctl::Applied
+            }
+            // Linux paces CUBIC and Reno under fq (sch_fq), not pfifo.
+            ("qdisc", _) => {
+                tcp.pacing = value.trim() == "fq";
+                Sysctl::Applied
+            }
             ("tcp_notsent_lowat", _) => Sysctl::NoEffect("only TCP_NOTSENT_LOWAT sets it, per socket".into()),
             ("tcp_fastopen" | "tcp_fastopen_key", _) => no_mechanism("TCP Fast Open"),
             ("net.mptcp.enabled", _) | ("mptcp.enabled", _) => no_mechanism("MPTCP"),

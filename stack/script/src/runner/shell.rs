@@ -10,10 +10,13 @@
 //! * a `defaults.sh` (packetdrill's shared settings), read from the
 //!   script's directory ([`RunnerConfig::script_dir`]) and read the same
 //!   way;
+//! * `tc qdisc add|replace dev tun0 root pfifo|fq`, passed to the host
+//!   as the setting `qdisc` (`fq`: a host that paces, as Linux does
+//!   under fq, paces; frames still go straight to the runner), or said to
+//!   be a no-op if the host does not know it;
 //! * no-ops, said so in the trace: `ip tcp_metrics flush` (no metrics
-//!   cache), `tc qdisc add|replace dev tun0 root pfifo|fq` (no qdisc: the
-//!   stack's frames go straight to the runner), packetdrill's
-//!   `/tmp/sysctl_restore_*.sh` (every script gets a fresh stack).
+//!   cache), packetdrill's `/tmp/sysctl_restore_*.sh` (every script gets
+//!   a fresh stack).
 //!
 //! A line with any other command, or a sysctl the host does not know, is
 //! reported as skipped as before.
@@ -24,6 +27,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
     Sysctl(String, String),
+    /// `tc qdisc ... root KIND`.
+    Qdisc(&'static str),
     NoOp(&'static str),
     Include(String),
     Unknown(String),
@@ -183,11 +188,7 @@ fn action(cmd: &str) -> Vec<Action> {
             && w[5] == "root"
             && (w[6] == "pfifo" || w[6] == "fq") =>
         {
-            vec![Action::NoOp(if w[6] == "fq" {
-                "no qdisc: frames go straight to the runner, without fq's pacing"
-            } else {
-                "no qdisc: frames go straight to the runner"
-            })]
+            vec![Action::Qdisc(if w[6] == "fq" { "fq" } else { "pfifo" })]
         }
         b if b.starts_with("sysctl_restore_") && b.ends_with(".sh") => {
             vec![Action::NoOp(
@@ -218,6 +219,13 @@ impl<H: ScriptHost> Runner<H> {
                     Sysctl::Unknown => {
                         skip.get_or_insert(format!("sysctl {name}={value}: unknown to this host"));
                     }
+                },
+                Action::Qdisc(kind) => match self.host.sysctl(self.now_instant(), "qdisc", kind) {
+                    Sysctl::Applied => done.push(format!("qdisc {kind}")),
+                    Sysctl::NoEffect(why) => done.push(format!("qdisc {kind} (no effect: {why})")),
+                    Sysctl::Unknown => done.push(format!(
+                        "no-op: no qdisc {kind}: frames go straight to the runner"
+                    )),
                 },
                 Action::NoOp(why) => done.push(format!("no-op: {why}")),
                 Action::Include(path) => {
@@ -308,10 +316,14 @@ mod tests {
                 Action::Sysctl("net.ipv4.tcp_min_tso_segs".into(), "10".into()),
             ]
         );
-        assert!(matches!(
-            action("tc qdisc replace dev tun0 root fq")[0],
-            Action::NoOp(_)
-        ));
+        assert_eq!(
+            action("tc qdisc replace dev tun0 root fq"),
+            vec![Action::Qdisc("fq")]
+        );
+        assert_eq!(
+            action("tc qdisc add dev tun0 root pfifo"),
+            vec![Action::Qdisc("pfifo")]
+        );
         assert!(matches!(
             action("ip tcp_metrics flush all > /dev/null 2>&1")[0],
             Action::NoOp(_)

@@ -26,6 +26,7 @@ pub(crate) mod conn;
 mod deadlines;
 mod error;
 pub(crate) mod listener;
+pub(crate) mod pacing;
 pub(crate) mod recovery;
 mod requests;
 pub(crate) mod rtt;

@@ -257,7 +257,6 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// The rate, in bytes per second, at which the output path should pace
     /// segments; `None` sends as the window allows (ACK clocking). A
     /// model-based controller (BBR) sets it.
-    #[allow(dead_code)] // BBR's; the output path does not pace yet.
     fn pacing_rate(&self) -> Option<u64> {
         None
     }

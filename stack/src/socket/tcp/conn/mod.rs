@@ -52,6 +52,7 @@ mod timers;
 mod user;
 
 use super::cc::CongestionControl;
+use super::pacing::{self, Pacer};
 use super::recovery::{Frto, Rack, Recovery, Scoreboard, Undo};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
@@ -252,6 +253,8 @@ pub(crate) struct Connection {
     nodelay: bool,
     /// TCP_CORK: partial segments wait.
     cork: bool,
+    /// When data may leave (`TcpConfig::pacing`).
+    pacer: Pacer,
     /// IP_TOS and IP_MTU_DISCOVER: what the IPv4 headers of our segments
     /// carry.
     ip_tos: u8,
@@ -407,6 +410,7 @@ impl Connection {
             timers: TimerTable::default(),
             nodelay: false,
             cork: false,
+            pacer: Pacer::default(),
             ip_tos: 0,
             pmtu_discover: PmtuDiscover::default(),
             snd_buf_locked: false,

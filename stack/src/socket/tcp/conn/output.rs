@@ -277,9 +277,21 @@ impl Connection {
         // Like Linux, which counts cwnd in segments, no 14600-byte cap.
         self.cc
             .set_initial_window(self.cfg.initial_window as usize * sizes.mss);
-        if self.owed.take(Owed::FAST_RETRANSMIT) {
-            if let Some(out) = self.fast_retransmit(now, sizes) {
-                return Some(out);
+        // Pacing holds data and retransmissions (as Linux's
+        // tcp_pacing_check in tcp_write_xmit and
+        // tcp_xmit_retransmit_queue), not probes or ACKs. Its timer is
+        // armed only when it holds back something the windows would let
+        // go: a sender limited by cwnd waits for ACKs, not for the pacer.
+        let paced = self.pacer.wait(now, self.pacing_rate(), sizes.mss);
+        self.timers[Timer::Pacing] = None;
+        if self.owed.contains(Owed::FAST_RETRANSMIT) {
+            if paced.is_some() {
+                self.timers[Timer::Pacing] = paced;
+            } else {
+                self.owed.remove(Owed::FAST_RETRANSMIT);
+                if let Some(out) = self.fast_retransmit(now, sizes) {
+                    return Some(out);
+                }
             }
         }
         if self.owed.take(Owed::TLP) {
@@ -287,13 +299,21 @@ impl Connection {
                 return Some(out);
             }
         }
-        if let Some(out) = self.sack_recovery_segment(now, sizes) {
-            return Some(out);
+        if paced.is_none() {
+            if let Some(out) = self.sack_recovery_segment(now, sizes) {
+                return Some(out);
+            }
+        } else if self.recovery.is_some() {
+            self.timers[Timer::Pacing] = paced;
         }
         self.skip_sacked();
         let mut w = self.usable_window(sizes);
         let mut len = self.sendable_len(&w, sizes);
         let mut fin_now = self.fin_fits(&w, len);
+        if paced.is_some() && (len > 0 || fin_now) {
+            self.timers[Timer::Pacing] = paced;
+            (len, fin_now) = (0, false);
+        }
         if (len > 0 || fin_now) && self.restart_after_idle(now, sizes.mss) {
             w = self.usable_window(sizes);
             len = self.sendable_len(&w, sizes);
@@ -337,11 +357,42 @@ impl Connection {
             .mss()
             .saturating_sub(self.option_overhead(sack_blocks))
             .max(1);
+        let mut burst_max = self.burst_max(payload_max, sack_blocks);
+        if let Some(rate) = self.pacing_rate() {
+            // A TSO segment is one paced burst (Linux tcp_tso_autosize).
+            let burst = Pacer::burst(rate, payload_max);
+            burst_max = burst_max.min((burst / payload_max).max(1) * payload_max);
+        }
         Sizes {
             mss: self.payload_mss(),
             payload_max,
-            burst_max: self.burst_max(payload_max, sack_blocks),
+            burst_max,
         }
+    }
+
+    /// The rate, in bytes per second, data is paced at: the controller's
+    /// own (BBR would set one), else Linux's from the window
+    /// (`tcp_update_pacing_rate`); none before the first RTT sample or
+    /// with pacing off.
+    pub(super) fn pacing_rate(&self) -> Option<u64> {
+        if !self.cfg.pacing {
+            return None;
+        }
+        if let Some(rate) = self.cc.pacing_rate() {
+            return Some(rate);
+        }
+        let srtt = self.rtt.srtt()?;
+        let cwnd = self.send_window();
+        let ratio = if cwnd < self.cc.ssthresh() / 2 {
+            self.cfg.pacing_ss_ratio
+        } else {
+            self.cfg.pacing_ca_ratio
+        };
+        Some(pacing::rate_from_window(
+            cwnd.max(self.snd.in_flight()),
+            srtt,
+            ratio,
+        ))
     }
 
     /// TSO: the most new data one segment may carry when the device cuts
@@ -483,6 +534,8 @@ impl Connection {
         self.undo.on_retransmit(seq, end, len, tsval);
         self.on_sent_in_recovery(end.distance(seq));
         self.rack_on_send(seq, end, now);
+        let rate = self.pacing_rate();
+        self.pacer.on_send(now, rate, len, self.payload_mss());
         // Karn (RFC 6298 3): a timed segment sent again gives no sample.
         if self.rtt_probe.is_some_and(|(p, _)| seq <= p && p < end) {
             self.rtt_probe = None;
@@ -727,6 +780,8 @@ impl Connection {
         }
         self.snd.max = self.snd.max.max(self.snd.nxt);
         self.rack_on_send(seq, self.snd.nxt, now);
+        let rate = self.pacing_rate();
+        self.pacer.on_send(now, rate, len, sizes.payload_max);
         // RFC 7661: how much of cwnd this window used (Linux
         // tcp_cwnd_validate after tcp_write_xmit).
         let flight = if self.opt.sack_ok {

@@ -30,10 +30,12 @@ pub(crate) enum Timer {
     /// Give back the storage of buffers that stayed empty (see
     /// [`RECLAIM_AFTER`]).
     Reclaim,
+    /// Pacing holds data until the bucket has refilled (`pacing.rs`).
+    Pacing,
 }
 
 impl Timer {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 }
 
 /// How long a drained send or receive buffer keeps its storage before it
@@ -115,6 +117,8 @@ impl Connection {
         if self.user_deadline().is_some_and(|t| now >= t) {
             return self.time_out(now, false);
         }
+        // Nothing to do but send: the output path asks the pacer again.
+        self.timers.expired(Timer::Pacing, now);
         if self.timers.expired(Timer::RackReorder, now) {
             self.on_rack_reorder_timer(now);
         }

@@ -126,8 +126,14 @@ impl Undo {
 
     /// RFC 3522 3.2 (Linux tcp_packet_delayed): the ACK echoes `tsecr`,
     /// older than the first retransmission, so it was sent for the
-    /// original. Zero is no echo (RFC 7323 3.2).
+    /// original. Zero is no echo (RFC 7323 3.2). An episode that has
+    /// retransmitted nothing yet (pacing held the retransmission until the
+    /// original arrived) was delayed whatever the echo, as in Linux since
+    /// 6.10 ("nothing was retransmitted").
     pub fn packet_delayed(&self, tsecr: Option<u32>) -> bool {
+        if self.marker.is_some() && self.retrans.is_none() {
+            return true;
+        }
         match (self.stamp, tsecr) {
             (Some(stamp), Some(ecr)) if ecr != 0 => (ecr.wrapping_sub(stamp) as i32) < 0,
             _ => false,
@@ -232,7 +238,10 @@ mod tests {
     fn eifel_compares_with_the_first_retransmission() {
         let mut u = Undo::default();
         u.start(sq(1000));
-        assert!(!u.packet_delayed(Some(50)), "nothing retransmitted");
+        // Nothing retransmitted yet: whatever filled the hole was the
+        // original (Linux since 6.10).
+        assert!(u.packet_delayed(Some(50)));
+        assert!(u.packet_delayed(None));
         u.on_retransmit(sq(1000), sq(2000), 1000, Some(100));
         u.on_retransmit(sq(2000), sq(3000), 1000, Some(200));
         assert!(u.packet_delayed(Some(99)));
