@@ -24,8 +24,9 @@
 //!   SACK. The sample is then (delivered now - delivered at send) over
 //!   max(send interval, ACK interval), invalid below the minimum RTT.
 //! - Its output is [`CongestionControl::pacing_rate`], which the output
-//!   path would honour by holding segments until a pacing timer (the
-//!   connection does not pace yet), and the window, which stays.
+//!   path honours (`socket/tcp/pacing.rs`: bursts of about a millisecond,
+//!   a timer between them) in place of the rate it derives from the
+//!   window for CUBIC and Reno, and the window, which stays.
 //! - Its reaction to loss goes through the same `on_congestion_event` /
 //!   `on_recovery_end` / `on_rto` calls; BBR may ignore them.
 
@@ -255,8 +256,9 @@ pub(crate) trait CongestionControl: Debug + Send {
     /// RTO (RFC 5681 4.1): the window restarts.
     fn on_idle_restart(&mut self, now: Instant, idle: Duration, rto: Duration, mss: usize);
     /// The rate, in bytes per second, at which the output path should pace
-    /// segments; `None` sends as the window allows (ACK clocking). A
-    /// model-based controller (BBR) sets it.
+    /// segments; `None` leaves it to the connection, which paces at a rate
+    /// derived from the window (`TcpConfig::pacing`). A model-based
+    /// controller (BBR) sets it.
     fn pacing_rate(&self) -> Option<u64> {
         None
     }
