@@ -69,6 +69,52 @@ fn sent_after(t1: Instant, o1: u64, t2: Instant, o2: u64) -> bool {
     t1 > t2 || (t1 == t2 && o1 > o2)
 }
 
+/// A computed pipe and the scoreboard version it holds for. Atomics, not
+/// a `Cell`: the shared empty `Rack` of connections without RACK is a
+/// `static` (relaxed loads and stores cost what plain ones do).
+#[derive(Debug, Default)]
+struct PipeCache {
+    /// The scoreboard's version plus one; 0: nothing kept.
+    version: core::sync::atomic::AtomicU64,
+    pipe: core::sync::atomic::AtomicUsize,
+}
+
+impl PipeCache {
+    const fn new() -> Self {
+        PipeCache {
+            version: core::sync::atomic::AtomicU64::new(0),
+            pipe: core::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn get(&self) -> Option<(u64, usize)> {
+        use core::sync::atomic::Ordering::Relaxed;
+        match self.version.load(Relaxed) {
+            0 => None,
+            v => Some((v - 1, self.pipe.load(Relaxed))),
+        }
+    }
+
+    fn set(&self, kept: Option<(u64, usize)>) {
+        use core::sync::atomic::Ordering::Relaxed;
+        match kept {
+            Some((v, pipe)) => {
+                self.pipe.store(pipe, Relaxed);
+                self.version.store(v.wrapping_add(1).max(1), Relaxed);
+            }
+            None => self.version.store(0, Relaxed),
+        }
+    }
+}
+
+impl Clone for PipeCache {
+    fn clone(&self) -> Self {
+        let c = PipeCache::new();
+        c.set(self.get());
+        c
+    }
+}
+
 /// The per-segment transmission record of what is in flight, ascending
 /// by sequence number, from SND.UNA to the highest sequence sent.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +126,13 @@ pub(crate) struct SentLog {
     n_rxt: usize,
     /// The next transmission's [`Sent::order`].
     next_order: u64,
+    /// [`Self::pipe`] as last computed, with the scoreboard's version it
+    /// was computed against: pipe is asked several times per segment
+    /// sent and per ACK, and computing it walks every record (with a
+    /// 4 000-segment flight into a path that reorders, that walk was half
+    /// of tapir's CPU). Kept across new data sent (which adds its length);
+    /// anything else that changes records or SACKs drops it.
+    pipe_cache: PipeCache,
 }
 
 impl SentLog {
@@ -89,7 +142,13 @@ impl SentLog {
             n_lost: 0,
             n_rxt: 0,
             next_order: 0,
+            pipe_cache: PipeCache::new(),
         }
+    }
+
+    /// Records changed in a way pipe cannot follow.
+    fn forget_pipe(&mut self) {
+        self.pipe_cache.set(None);
     }
 
     pub fn len(&self) -> usize {
@@ -167,6 +226,7 @@ impl SentLog {
         self.next_order += 1;
         let top = self.segs.back().map(|s| s.end);
         if let Some(top) = top.filter(|&t| start < t) {
+            self.forget_pipe();
             self.split_at(start);
             self.split_at(end.min(top));
             let first = self.segs.partition_point(|s| s.end <= start);
@@ -190,6 +250,7 @@ impl SentLog {
         }
         let start = top.map_or(start, |t| t.max(start));
         if self.segs.len() >= MAX_RECORDS {
+            self.forget_pipe();
             if let Some(last) = self.segs.back_mut() {
                 // At the bound: the new data joins the last record.
                 last.end = end;
@@ -213,12 +274,20 @@ impl SentLog {
             lost: false,
             delivered: false,
         };
+        // New data is in flight once, and nothing SACKs what was never
+        // sent.
+        if let Some((v, pipe)) = self.pipe_cache.get() {
+            self.pipe_cache.set(Some((v, pipe + end.distance(start))));
+        }
         self.segs.push_back(s);
     }
 
     /// The cumulative ACK moved to `una`: forget what it covers; a
     /// drained log gives its memory back.
     pub fn on_cumulative_ack(&mut self, una: SeqNumber) {
+        if self.segs.front().is_some_and(|s| s.start < una) {
+            self.forget_pipe();
+        }
         while let Some(&s) = self.segs.front() {
             if s.end <= una {
                 self.count(&s, false);
@@ -243,6 +312,7 @@ impl SentLog {
     pub fn release_if_unused(&mut self) {
         if self.holds_unused_storage() {
             self.segs = VecDeque::new();
+            self.forget_pipe();
         }
     }
 
@@ -250,6 +320,7 @@ impl SentLog {
     /// timeout; whatever the scoreboard does not hold SACKed is lost, and
     /// no retransmission is in flight any more.
     pub fn on_rto(&mut self, sb: &Scoreboard) {
+        self.forget_pipe();
         let mut cursor = Cursor::new(sb);
         for i in 0..self.segs.len() {
             let s = self.segs[i];
@@ -274,6 +345,16 @@ impl SentLog {
                 _ => 0,
             };
         }
+        if let Some((v, pipe)) = self.pipe_cache.get().filter(|&(v, _)| v == sb.version()) {
+            debug_assert_eq!(pipe, self.walk_pipe(sb), "a kept pipe went stale (version {v})");
+            return pipe;
+        }
+        let pipe = self.walk_pipe(sb);
+        self.pipe_cache.set(Some((sb.version(), pipe)));
+        pipe
+    }
+
+    fn walk_pipe(&self, sb: &Scoreboard) -> usize {
         let mut cursor = Cursor::new(sb);
         self.segs
             .iter()
@@ -297,6 +378,7 @@ impl SentLog {
     /// A reduction was undone (RFC 3708, RFC 4015): nothing is lost after
     /// all (Linux tcp_undo_cwnd_reduction unmarks TCPCB_LOST).
     pub fn clear_lost(&mut self) {
+        self.forget_pipe();
         for s in self.segs.iter_mut() {
             s.lost = false;
         }
@@ -500,6 +582,8 @@ impl Rack {
             if s.delivered || !(cumulative || cursor.covered(s.start, s.end)) {
                 continue;
             }
+            // Delivered: wholly SACKed or below SND.UNA, which pipe
+            // counted as such already.
             self.log.segs[i].delivered = true;
             advanced = true;
             if !s.ever_rxt {
@@ -637,6 +721,7 @@ impl Rack {
             let deadline = s.xmit + self.rtt + reo_wnd;
             if now >= deadline {
                 self.log.count(&s, false);
+                self.log.forget_pipe();
                 let r = &mut self.log.segs[i];
                 r.lost = true;
                 r.rxt_in_flight = false;

@@ -57,11 +57,19 @@ pub(crate) struct Scoreboard {
     /// The last ACK suggests the peer reneged (RFC 2018 8): forget the
     /// SACKs if the retransmission timer fires.
     reneging: bool,
+    /// Bumped whenever `ranges` may have changed, so that what was
+    /// computed from them can be kept until then (`SentLog::pipe`).
+    version: u64,
 }
 
 impl Scoreboard {
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// Changes whenever the SACKed ranges may have.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The SACKed ranges, ascending.
@@ -136,15 +144,22 @@ impl Scoreboard {
             ne = ne.max(re);
         }
         self.ranges.splice(first..last, [(ns, ne)]);
+        let newly = e.distance(s) - already;
+        // Merging ranges that touch changes nothing SACKed.
+        if newly > 0 {
+            self.version += 1;
+        }
         if self.ranges.len() > MAX_RANGES {
             self.ranges.truncate(MAX_RANGES);
+            self.version += 1;
         }
-        e.distance(s) - already
+        newly
     }
 
     /// The cumulative ACK moved to `una`: forget what it covers.
     pub fn on_cumulative_ack(&mut self, una: SeqNumber) {
         if !self.ranges.is_empty() {
+            self.version += 1;
             self.ranges.retain(|&(_, e)| e > una);
             if let Some(first) = self.ranges.first_mut() {
                 first.0 = first.0.max(una);
@@ -177,6 +192,7 @@ impl Scoreboard {
         if self.reneging {
             self.ranges = Vec::new();
             self.reneging = false;
+            self.version += 1;
         }
         self.lost_to = Some(max);
         self.high_rxt = None;
