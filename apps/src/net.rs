@@ -70,9 +70,9 @@ pub struct NetArgs {
     #[arg(long, value_name = "NAME", default_value_t = CongestionAlgorithm::default())]
     pub cc: CongestionAlgorithm,
     /// Send TCP data as the window allows, without pacing it
-    /// (`TcpConfig::pacing`: by default data leaves in bursts of about a
-    /// millisecond at twice cwnd / SRTT in slow start, 1.2 times after, as
-    /// Linux's under the fq qdisc).
+    /// (`TcpConfig::pacing`: by default slow start is paced, in bursts of
+    /// about a millisecond at twice cwnd / SRTT, as Linux's under the fq
+    /// qdisc).
     #[arg(long)]
     pub no_pacing: bool,
     #[command(flatten)]
