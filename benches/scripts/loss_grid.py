@@ -192,6 +192,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=1, help="seeds are FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     ap.add_argument("--quick", action="store_true", help="only the 10 ms cells and burst loss")
     ap.add_argument("--only", default="",
                     help="only cells whose name contains this (alternatives separated by |)")
@@ -210,7 +211,7 @@ def main():
         only = args.only.split("|")
         for name, spec in [c for c in grid(args.quick) if any(o in c[0] for o in only)]:
             res = {k: [] for k in ("kc", "kb", "tk", "kt")}
-            for seed in range(1, args.seeds + 1):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 # Alternate the systems within the cell.
                 res["kc"].append(kernel_to_kernel(spec, seed, args.secs, "cubic"))
                 res["tk"].append(tapir_to_kernel(spec, seed, args.secs))
