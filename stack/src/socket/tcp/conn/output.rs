@@ -10,14 +10,14 @@ pub(crate) type OutSegment = (TcpRepr, usize, usize);
 
 /// Segment sizes for this output decision.
 #[derive(Clone, Copy)]
-struct Sizes {
+pub(super) struct Sizes {
     /// The SMSS congestion control counts in (timestamps taken off).
     mss: usize,
     /// What a segment may carry now, SACK blocks taken off.
     payload_max: usize,
     /// What one segment of new data may carry when the device cuts it
     /// (TSO): a multiple of `payload_max`; `payload_max` without TSO.
-    burst_max: usize,
+    pub(super) burst_max: usize,
 }
 
 /// Where the send windows stand for this output decision.
@@ -338,7 +338,7 @@ impl Connection {
 
     /// The payload a segment may carry now (SACK blocks take room from
     /// it) and the SMSS congestion control counts in.
-    fn segment_sizes(&self) -> Sizes {
+    pub(super) fn segment_sizes(&self) -> Sizes {
         let sack_blocks = if self.opt.sack_ok {
             // RFC 2018 3: three blocks fit beside timestamps, four without,
             // a D-SACK block (RFC 2883) among them.
@@ -388,11 +388,13 @@ impl Connection {
         } else {
             self.cfg.pacing_ca_ratio
         };
+        // A ratio of 0 (tapir's default past slow start) is no pacing.
         Some(pacing::rate_from_window(
             cwnd.max(self.snd.in_flight()),
             srtt,
             ratio,
         ))
+        .filter(|&r| r > 0)
     }
 
     /// TSO: the most new data one segment may carry when the device cuts

@@ -375,6 +375,42 @@ mod tests {
         assert_eq!(s.sacked_bytes, 2000);
     }
 
+    /// Pacing by default covers slow start only (`pacing_ca_ratio` 0):
+    /// once cwnd reaches half ssthresh nothing is paced, and a TSO segment
+    /// is not cut to a paced burst either.
+    #[test]
+    fn past_half_ssthresh_nothing_is_paced_by_default() {
+        let cfg = TcpConfig {
+            frto: false,
+            tlp: false,
+            tso_max: 65536,
+            ..TcpConfig::default()
+        };
+        let mut c = sending(cfg, 20_000);
+        let rto = c.schedule().deadline.expect("the RTO");
+        c.on_timer(rto);
+        assert!(
+            c.pacing_rate().is_some_and(|r| r > 0),
+            "slow start after a timeout is paced"
+        );
+        // ssthresh is half the flight (5 segments); slow start brings cwnd
+        // past half of it.
+        let mut now = rto;
+        drain(&mut c, now);
+        for _ in 0..6 {
+            now += Duration::from_millis(10);
+            let sent = c.snd.nxt.0.wrapping_sub(BASE);
+            c.process(now, &ack(sent, &[]), &[]);
+            drain(&mut c, now);
+        }
+        assert!(c.cc.window() >= c.cc.ssthresh() / 2);
+        assert_eq!(c.pacing_rate(), None);
+        assert!(
+            c.segment_sizes().burst_max > 2 * 1000,
+            "a TSO segment is not one paced burst"
+        );
+    }
+
     /// The RTO of the spurious case in frto_detects_spurious_rto.pkt,
     /// with F-RTO turned off: go-back-N, no undo (conventional RTO
     /// recovery, RFC 5681 3.1).
