@@ -54,15 +54,15 @@ impl Pacer {
     }
 
     fn refill(&mut self, now: Instant, rate: u64, burst: i64) {
-        let elapsed = self
-            .updated
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        let earned = u128::from(rate) * elapsed.as_micros() / 1_000_000;
-        let earned = i64::try_from(earned).unwrap_or(i64::MAX);
-        self.tokens = self.tokens.saturating_add(earned).min(burst);
-        if self.updated.is_none() {
-            self.tokens = burst;
-        }
+        // A bucket not yet (or no longer) pacing starts full.
+        self.tokens = match self.updated {
+            None => burst,
+            Some(t) => {
+                let earned = u128::from(rate) * now.saturating_duration_since(t).as_micros() / 1_000_000;
+                let earned = i64::try_from(earned).unwrap_or(i64::MAX);
+                self.tokens.saturating_add(earned).min(burst)
+            }
+        };
         self.updated = Some(now);
         if self.tokens >= burst {
             self.refilling = false;

@@ -72,38 +72,41 @@ fn sent_after(t1: Instant, o1: u64, t2: Instant, o2: u64) -> bool {
 /// A computed pipe and the scoreboard version it holds for. Atomics, not
 /// a `Cell`: the shared empty `Rack` of connections without RACK is a
 /// `static` (relaxed loads and stores cost what plain ones do).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PipeCache {
-    /// The scoreboard's version plus one; 0: nothing kept.
+    /// The scoreboard's version; [`PipeCache::NONE`]: nothing kept (a
+    /// scoreboard counts up from 0 and never gets there).
     version: core::sync::atomic::AtomicU64,
     pipe: core::sync::atomic::AtomicUsize,
 }
 
 impl PipeCache {
+    const NONE: u64 = u64::MAX;
+
     const fn new() -> Self {
         PipeCache {
-            version: core::sync::atomic::AtomicU64::new(0),
+            version: core::sync::atomic::AtomicU64::new(Self::NONE),
             pipe: core::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     fn get(&self) -> Option<(u64, usize)> {
         use core::sync::atomic::Ordering::Relaxed;
-        match self.version.load(Relaxed) {
-            0 => None,
-            v => Some((v - 1, self.pipe.load(Relaxed))),
-        }
+        let v = self.version.load(Relaxed);
+        (v != Self::NONE).then(|| (v, self.pipe.load(Relaxed)))
     }
 
     fn set(&self, kept: Option<(u64, usize)>) {
         use core::sync::atomic::Ordering::Relaxed;
-        match kept {
-            Some((v, pipe)) => {
-                self.pipe.store(pipe, Relaxed);
-                self.version.store(v.wrapping_add(1).max(1), Relaxed);
-            }
-            None => self.version.store(0, Relaxed),
-        }
+        let (v, pipe) = kept.unwrap_or((Self::NONE, 0));
+        self.pipe.store(pipe, Relaxed);
+        self.version.store(v, Relaxed);
+    }
+}
+
+impl Default for PipeCache {
+    fn default() -> Self {
+        PipeCache::new()
     }
 }
 
