@@ -58,8 +58,8 @@ impl Pacer {
         self.tokens = match self.updated {
             None => burst,
             Some(t) => {
-                let earned = u128::from(rate) * now.saturating_duration_since(t).as_micros() / 1_000_000;
-                let earned = i64::try_from(earned).unwrap_or(i64::MAX);
+                let elapsed = micros(now.saturating_duration_since(t));
+                let earned = i64::try_from(mul_div(rate, elapsed, 1_000_000)).unwrap_or(i64::MAX);
                 self.tokens.saturating_add(earned).min(burst)
             }
         };
@@ -78,9 +78,9 @@ impl Pacer {
         if !self.refilling {
             return None;
         }
-        let missing = u128::try_from(burst - self.tokens).unwrap_or(0);
-        let micros = (missing * 1_000_000).div_ceil(u128::from(rate)).max(1);
-        Some(now + Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)))
+        let missing = u64::try_from(burst - self.tokens).unwrap_or(0);
+        let wait = mul_div_ceil(missing, 1_000_000, rate).max(1);
+        Some(now + Duration::from_micros(wait))
     }
 
     /// A segment of `len` payload bytes went at `now`.
@@ -105,9 +105,29 @@ impl Pacer {
 /// (`tcp_update_pacing_rate`): `ratio` percent of max(cwnd, in flight)
 /// per SRTT.
 pub(crate) fn rate_from_window(window: usize, srtt: Duration, ratio_percent: u32) -> u64 {
-    let micros = srtt.as_micros().max(1);
-    let rate = window as u128 * u128::from(ratio_percent) * 10_000 / micros;
-    u64::try_from(rate).unwrap_or(u64::MAX)
+    let window = u64::try_from(window).unwrap_or(u64::MAX);
+    mul_div(window, u64::from(ratio_percent) * 10_000, micros(srtt).max(1))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+// a * b / c without overflow, saturating at u64::MAX. These run for every
+// segment sent: the 128-bit division (a library call on x86-64) is kept
+// for products that do not fit 64 bits.
+fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    match a.checked_mul(b) {
+        Some(p) => p / c,
+        None => u64::try_from(u128::from(a) * u128::from(b) / u128::from(c)).unwrap_or(u64::MAX),
+    }
+}
+
+fn mul_div_ceil(a: u64, b: u64, c: u64) -> u64 {
+    match a.checked_mul(b) {
+        Some(p) => p.div_ceil(c),
+        None => u64::try_from((u128::from(a) * u128::from(b)).div_ceil(u128::from(c))).unwrap_or(u64::MAX),
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +152,15 @@ mod tests {
         assert_eq!(r, 2_896_000);
         // No division by zero on a sub-microsecond path.
         assert!(rate_from_window(10 * MSS, Duration::ZERO, 120) > 0);
+    }
+
+    #[test]
+    fn products_past_64_bits_are_exact() {
+        assert_eq!(mul_div(u64::MAX, 1_000_000, 1_000_000), u64::MAX);
+        assert_eq!(mul_div(1 << 40, 1 << 40, 1 << 30), 1 << 50);
+        assert_eq!(mul_div(u64::MAX, u64::MAX, 1), u64::MAX, "saturates");
+        assert_eq!(mul_div_ceil((1 << 40) + 1, 1 << 40, 1 << 41), (1 << 39) + 1);
+        assert_eq!(mul_div_ceil(7, 1_000_000, 3), 2_333_334);
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub(super) struct Sizes {
     /// What one segment of new data may carry when the device cuts it
     /// (TSO): a multiple of `payload_max`; `payload_max` without TSO.
     pub(super) burst_max: usize,
+    /// [`Connection::pacing_rate`], once per decision: it divides by SRTT,
+    /// and each segment sent consults it twice. Like Linux's
+    /// sk_pacing_rate, which changes on ACKs, not on sends, the segment
+    /// just sent does not change the rate it is paced at.
+    pacing_rate: Option<u64>,
 }
 
 /// Where the send windows stand for this output decision.
@@ -271,18 +276,18 @@ impl Connection {
     /// retransmission, new (or go-back-N) data the windows and Nagle let
     /// go, a zero-window probe, a keepalive, an ACK.
     pub(super) fn poll_data(&mut self, now: Instant) -> Option<OutSegment> {
-        let sizes = self.segment_sizes();
         // RFC 6928: the initial window is ten segments of the MSS the
         // handshake settled on (the SMSS excludes options, RFC 5681 2).
         // Like Linux, which counts cwnd in segments, no 14600-byte cap.
         self.cc
-            .set_initial_window(self.cfg.initial_window as usize * sizes.mss);
+            .set_initial_window(self.cfg.initial_window as usize * self.payload_mss());
+        let sizes = self.segment_sizes();
         // Pacing holds data and retransmissions (as Linux's
         // tcp_pacing_check in tcp_write_xmit and
         // tcp_xmit_retransmit_queue), not probes or ACKs. Its timer is
         // armed only when it holds back something the windows would let
         // go: a sender limited by cwnd waits for ACKs, not for the pacer.
-        let paced = self.pacer.wait(now, self.pacing_rate(), sizes.mss);
+        let paced = self.pacer.wait(now, sizes.pacing_rate, sizes.mss);
         self.timers[Timer::Pacing] = None;
         if self.owed.contains(Owed::FAST_RETRANSMIT) {
             if paced.is_some() {
@@ -358,7 +363,8 @@ impl Connection {
             .saturating_sub(self.option_overhead(sack_blocks))
             .max(1);
         let mut burst_max = self.burst_max(payload_max, sack_blocks);
-        if let Some(rate) = self.pacing_rate() {
+        let pacing_rate = self.pacing_rate();
+        if let Some(rate) = pacing_rate {
             // A TSO segment is one paced burst (Linux tcp_tso_autosize).
             let burst = Pacer::burst(rate, payload_max);
             burst_max = burst_max.min((burst / payload_max).max(1) * payload_max);
@@ -367,6 +373,7 @@ impl Connection {
             mss: self.payload_mss(),
             payload_max,
             burst_max,
+            pacing_rate,
         }
     }
 
@@ -782,8 +789,7 @@ impl Connection {
         }
         self.snd.max = self.snd.max.max(self.snd.nxt);
         self.rack_on_send(seq, self.snd.nxt, now);
-        let rate = self.pacing_rate();
-        self.pacer.on_send(now, rate, len, sizes.payload_max);
+        self.pacer.on_send(now, sizes.pacing_rate, len, sizes.payload_max);
         // RFC 7661: how much of cwnd this window used (Linux
         // tcp_cwnd_validate after tcp_write_xmit).
         let flight = if self.opt.sack_ok {
