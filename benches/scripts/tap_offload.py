@@ -4,7 +4,7 @@ a TAP with IFF_VNET_HDR + TUNSETOFFLOAD (checksum offload, TSO/GSO), in the
 same run.
 
     cargo build --release -p tapir
-    sudo python3 benches/scripts/tap_offload.py [--secs 5] [--rounds 3]
+    sudo python3 benches/scripts/tap_offload.py [--secs 5] [--rounds 3] [--tapir-extra="ARGS"]
 
 Needs root (namespaces), iproute2 and iperf3. Each setup runs in a network
 namespace this script creates (tapir-offb-plain, tapir-offb-tso), with the
@@ -16,11 +16,14 @@ alternating between the setups; the table shows medians, the ratio
 offload / plain, the kernel against itself over a veth pair (namespaces
 tapir-offb-k1 and -k2, offloads on) for scale, and the load average before
 and after. "tapir sends" is `iperf3 -R` (the kernel's client receives).
+`--tapir-extra="--busy-poll 50"` (with the `=`) appends flags to both of
+tapir's command lines.
 """
 
 import argparse
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -79,7 +82,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tapir-extra", default="", help="flags appended to tapir's command lines; write --tapir-extra=\"--flag ...\"")
     args = ap.parse_args()
+    tapir_extra = shlex.split(args.tapir_extra)
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces and a TAP device)")
     if not os.path.exists(TAPIR):
@@ -92,7 +97,8 @@ def main():
             ns(name, "ip", "link", "set", "lo", "up")
             procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", name, TAPIR, "tput", "--listen", "5201", "--iperf3",
-                 "--tap", "tbo0", "--addr", "10.77.0.2/24", "--host-addr", "10.77.0.1/24", *extra],
+                 "--tap", "tbo0", "--addr", "10.77.0.2/24", "--host-addr", "10.77.0.1/24", *extra,
+                 *tapir_extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         run("ip", "netns", "add", K1)
         run("ip", "netns", "add", K2)
@@ -115,7 +121,8 @@ def main():
                 results.setdefault((reverse, "kernel"), []).append(iperf3(K1, args.secs, reverse))
         load_after = load()
         commit = run("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).stdout.strip()
-        print(f"tapir {commit}, iperf3 one TCP stream, {args.secs} s x {args.rounds} rounds, "
+        extra = f" with `{args.tapir_extra}`" if args.tapir_extra else ""
+        print(f"tapir {commit}{extra}, iperf3 one TCP stream, {args.secs} s x {args.rounds} rounds, "
               f"medians (Gbit/s); load average {load_before} before, {load_after} after")
         print("| direction | plain TAP | TAP with offloads | offload / plain | kernel<->kernel veth | offload / kernel | all runs plain; offload; kernel |")
         print("|---|---|---|---|---|---|---|")

@@ -132,6 +132,13 @@ pub struct DriverOptions {
     pub idle_poll: Duration,
     /// Pause before retrying a frame refused with `ENOBUFS`.
     pub enobufs_retry: Duration,
+    /// Busy polling (Linux's SO_BUSY_POLL, for the device): for this long
+    /// after the last frame read or written, the loop polls the device
+    /// again at once instead of sleeping until it is readable. A kernel
+    /// sender then finds the driver running and no longer pays for waking
+    /// it on every frame; the cost is a core spinning while traffic flows.
+    /// `None` (the default): sleep whenever there is nothing to do.
+    pub busy_poll: Option<Duration>,
     /// Name of the driver thread.
     pub thread_name: String,
 }
@@ -145,6 +152,7 @@ impl Default for DriverOptions {
             max_sleep: Duration::from_secs(1),
             idle_poll: Duration::from_millis(1),
             enobufs_retry: Duration::from_millis(1),
+            busy_poll: None,
             thread_name: "tapir-driver".into(),
         }
     }
@@ -879,6 +887,8 @@ struct Loop {
     /// The receive batch limit cut a step short (the device may hold more
     /// frames): go again without sleeping.
     more_rx: bool,
+    /// When a step last read or wrote a frame (for busy polling).
+    last_traffic: StdInstant,
     /// The wakers a step takes, woken once the lock is released. Kept to
     /// reuse its allocation.
     to_wake: Vec<Waker>,
@@ -918,6 +928,7 @@ impl Loop {
             held: None,
             more_tx: false,
             more_rx: false,
+            last_traffic: StdInstant::now(),
             to_wake: Vec::new(),
             opts,
         })
@@ -982,7 +993,7 @@ impl Loop {
         tokio::pin!(sleep);
         self.step()?;
         while !self.stopping() {
-            if self.more_rx || self.more_tx {
+            if self.more_rx || self.more_tx || self.busy_polling() {
                 tokio::task::yield_now().await;
             } else {
                 let timeout = self.sleep_for();
@@ -1015,7 +1026,9 @@ impl Loop {
         // work before the thread started.
         self.step()?;
         while !self.shared.stop.load(Ordering::SeqCst) {
-            self.sleep()?;
+            if !self.busy_polling() {
+                self.sleep()?;
+            }
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -1023,6 +1036,13 @@ impl Loop {
         }
         tracing::debug!(device = self.device.name(), "driver stopping");
         Ok(())
+    }
+
+    /// Within the busy-polling spell after the last frame.
+    fn busy_polling(&self) -> bool {
+        self.opts
+            .busy_poll
+            .is_some_and(|spell| self.last_traffic.elapsed() < spell)
     }
 
     /// How long the driver may sleep.
@@ -1105,6 +1125,7 @@ impl Loop {
         };
 
         self.more_rx = true;
+        let rx_before = c.rx_frames;
         for _ in 0..self.opts.rx_batch {
             match self.device.recv_meta(&mut self.rx_buf) {
                 Ok((n, meta)) => {
@@ -1164,6 +1185,9 @@ impl Loop {
         }
         waiters.step.take_into(&mut self.to_wake);
 
+        if self.opts.busy_poll.is_some() && (sent > 0 || c.rx_frames != rx_before) {
+            self.last_traffic = StdInstant::now();
+        }
         c.steps += 1;
         c.wakeups += self.to_wake.len() as u64;
         drop(g);

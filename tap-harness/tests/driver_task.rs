@@ -241,3 +241,52 @@ async fn dropping_the_handle_ends_the_task_and_fails_waiters() {
     assert!(r.is_err(), "accept on a stopped stack must fail");
     drop(b);
 }
+
+/// Busy polling (`DriverOptions::busy_poll`): after traffic, the task polls
+/// the device again at once for the spell instead of waiting for it, and
+/// sleeps again once the spell has passed without a frame. The stack
+/// without it takes a handful of steps in the same time (timers only).
+#[tokio::test(flavor = "current_thread")]
+async fn busy_polling_spins_for_its_spell_then_sleeps() {
+    const SPELL: Duration = Duration::from_millis(300);
+    let (da, db) = MemoryDevice::pair().expect("memory pair");
+    let opts = DriverOptions {
+        busy_poll: Some(SPELL),
+        ..Default::default()
+    };
+    let (a, ta) = Driver::task(stack(A, 1), Box::new(da.with_name("a")), opts).expect("driver task");
+    let (b, tb) = task(B, 2, db.with_name("b"));
+    let _drivers = [tokio::spawn(ta.run()), tokio::spawn(tb.run())];
+    let listener = TcpListener::bind(&b, (B, 7)).await.unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        while s.read_exact(&mut byte).await.is_ok() {
+            s.write_all(&byte).await.unwrap();
+        }
+    });
+    let mut c = timeout(LIMIT, TcpStream::connect(&a, (B, 7)))
+        .await
+        .expect("connected in time")
+        .unwrap();
+    c.write_all(&[7]).await.unwrap();
+    let mut back = [0u8; 1];
+    timeout(LIMIT, c.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .unwrap();
+
+    // Within the spell: a steps without frames to read; b sleeps.
+    let (a0, b0) = (a.steps(), b.steps());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (spun, slept) = (a.steps() - a0, b.steps() - b0);
+    assert!(spun > 200, "busy polling took only {spun} steps in 100 ms");
+    assert!(slept < 20, "without busy polling {slept} steps in 100 ms");
+
+    // Past the spell (the delayed ACK went long ago): a sleeps too.
+    tokio::time::sleep(SPELL + Duration::from_millis(100)).await;
+    let a1 = a.steps();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let idle = a.steps() - a1;
+    assert!(idle < 20, "{idle} steps in 100 ms after the spell");
+}
