@@ -383,7 +383,9 @@ impl Connection {
         if let Some(rate) = pacing_rate {
             // A TSO segment is one paced burst (Linux tcp_tso_autosize).
             let burst = Pacer::burst(rate, payload_max);
-            burst_max = burst_max.min(whole_pieces(burst, payload_max).max(payload_max));
+            if burst < burst_max {
+                burst_max = whole_pieces(burst, payload_max).max(payload_max);
+            }
         }
         Sizes {
             mss: self.payload_mss(),
