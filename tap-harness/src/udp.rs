@@ -71,6 +71,24 @@ impl UdpSocket {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "socket is closed"))
     }
 
+    /// IP_TOS of the datagrams this socket sends (as socket2's `set_tos`):
+    /// the low byte, ECN field included.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        if self.stack.try_with(|i| i.udp_set_tos(self.handle, tos as u8))? {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotConnected, "socket is closed"))
+        }
+    }
+
+    /// The socket's IP_TOS.
+    pub fn tos(&self) -> io::Result<u32> {
+        self.stack
+            .try_with(|i| i.udp_tos(self.handle))?
+            .map(u32::from)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "socket is closed"))
+    }
+
     /// Send one datagram to `addr`; waits (up to the write timeout) while
     /// the stack's transmit queue is full. Returns the bytes sent, always
     /// all of `buf`.

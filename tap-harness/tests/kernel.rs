@@ -295,6 +295,68 @@ fn arp_resolves_the_kernel() {
     assert!(s.arp_requests_tx >= 1 && s.arp_replies_rx >= 1, "{s}");
 }
 
+/// A python listener that reports the TOS byte (IP_RECVTOS) of each of
+/// the two datagrams it gets, and their lengths.
+const TOS_LISTENER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+s.bind(("10.77.0.1", 5556))
+s.settimeout(5.0)
+print("ready", flush=True)
+for _ in range(2):
+    data, cmsgs, _, _ = s.recvmsg(65535, socket.CMSG_SPACE(1))
+    tos = [c[2][0] for c in cmsgs if c[0] == socket.IPPROTO_IP and c[1] == socket.IP_TOS]
+    print(f"len {len(data)} tos {tos}", flush=True)
+"#;
+
+/// IP_TOS on a tapir UDP socket marks what the kernel receives, a
+/// fragmented datagram too (the kernel reports the first fragment's TOS),
+/// with the ECN field the application chose.
+#[test]
+fn udp_ip_tos_reaches_the_kernel() {
+    require_kernel!("python3");
+    let rig = Rig::tap("udptos", DriverOptions::default());
+    let mut child = rig
+        .ns
+        .spawn(&["python3", "-c", TOS_LISTENER])
+        .expect("spawn listener");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(10));
+    if ready.as_deref() != Ok("ready") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("listener did not start: {ready:?}");
+    }
+    let sock = UdpSocket::bind(rig.driver(), (TAPIR, 4322)).unwrap();
+    sock.set_tos(0xb9).unwrap();
+    assert_eq!(sock.tos().unwrap(), 0xb9);
+    sock.send_to(b"marked", (KERNEL, 5556)).unwrap();
+    sock.send_to(&[1; 3000], (KERNEL, 5556)).unwrap();
+    let got: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(5))).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        got,
+        [
+            Ok("len 6 tos [185]".to_string()),
+            Ok("len 3000 tos [185]".to_string())
+        ]
+    );
+    assert!(
+        rig.driver().stats().ipv4_frags_tx >= 2,
+        "the second was fragmented"
+    );
+}
+
 #[test]
 fn ping_over_af_packet_veth() {
     require_kernel!("ping");

@@ -1003,6 +1003,32 @@ fn large_udp_datagram_is_fragmented_on_send() {
 }
 
 #[test]
+fn udp_ip_tos_marks_every_datagram_and_fragment_of_its_socket() {
+    for offload in [false, true] {
+        let mut cfg = config();
+        cfg.tx_checksum_offload = offload;
+        let mut i = Interface::new(cfg).unwrap();
+        introduce_peer(&mut i, at(0));
+        let any = |p| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
+        let (marked, plain) = (i.udp_bind(any(7)).unwrap(), i.udp_bind(any(8)).unwrap());
+        assert_eq!(i.udp_tos(marked), Some(0));
+        // DSCP EF (46) with ECT(1): a datagram socket keeps the ECN field
+        // the application chose, as Linux does.
+        assert!(i.udp_set_tos(marked, 0xb9));
+        assert_eq!(i.udp_tos(marked), Some(0xb9));
+        i.udp_send_to(marked, b"small", peer(5000)).unwrap();
+        i.udp_send_to(plain, b"small", peer(5000)).unwrap();
+        i.udp_send_to(marked, &[7; 3000], peer(5000)).unwrap();
+        let out = drain(&mut i, at(1));
+        let tos: Vec<u8> = out.iter().map(|f| sent_ipv4(f).0.tos).collect();
+        assert_eq!(tos, [0xb9, 0, 0xb9, 0xb9, 0xb9], "offload {offload}");
+        i.udp_close(marked);
+        assert!(!i.udp_set_tos(marked, 1), "no such socket");
+        assert_eq!(i.udp_tos(marked), None);
+    }
+}
+
+#[test]
 fn bind_rules() {
     let mut i = iface();
     let any = |p| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);

@@ -52,6 +52,27 @@ impl Interface {
         self.sockets.get_mut(handle).and_then(Socket::as_udp_mut)
     }
 
+    /// IP_TOS: the TOS byte (DSCP and ECN field) of the datagrams this
+    /// socket sends from now on, fragments included; `false` if there is no
+    /// such UDP socket. Linux keeps all eight bits for a datagram socket
+    /// (it clears the ECN field only on TCP's, whose ECN is RFC 3168's to
+    /// run): an application that runs its own ECN, as QUIC does (RFC 9000
+    /// 13.4), sets ECT here.
+    pub fn udp_set_tos(&mut self, handle: SocketHandle, tos: u8) -> bool {
+        match self.udp_socket(handle) {
+            Some(s) => {
+                s.tos = tos;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The socket's IP_TOS byte.
+    pub fn udp_tos(&self, handle: SocketHandle) -> Option<u8> {
+        self.sockets.get(handle).and_then(Socket::as_udp).map(|s| s.tos)
+    }
+
     pub fn udp_local_addr(&self, handle: SocketHandle) -> Option<SocketAddrV4> {
         self.sockets.get(handle).and_then(Socket::as_udp).map(|s| s.local)
     }
@@ -63,11 +84,12 @@ impl Interface {
         data: &[u8],
         to: SocketAddrV4,
     ) -> Result<(), UdpSendError> {
-        let local_port = self
-            .udp_socket(handle)
-            .ok_or(UdpSendError::BadHandle)?
-            .local
-            .port();
+        let socket = self.udp_socket(handle).ok_or(UdpSendError::BadHandle)?;
+        let local_port = socket.local.port();
+        let ip = IpTx {
+            tos: socket.tos,
+            ..IpTx::DATAGRAM
+        };
         if data.len() > ipv4::MAX_DATAGRAM_LEN - ipv4::HEADER_LEN - udp::HEADER_LEN {
             return Err(UdpSendError::TooLarge);
         }
@@ -100,19 +122,10 @@ impl Interface {
         // each need the device to sum what the others carry.
         if self.config.tx_checksum_offload && len + ipv4::HEADER_LEN <= self.config.mtu {
             repr.emit_partial(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
-            self.enqueue_offloaded(
-                *to.ip(),
-                next_hop,
-                Protocol::Udp,
-                payload,
-                Some(6),
-                0,
-                0,
-                IpTx::DATAGRAM,
-            );
+            self.enqueue_offloaded(*to.ip(), next_hop, Protocol::Udp, payload, Some(6), 0, 0, ip);
         } else {
             repr.emit_in_place(&mut payload, self.config.ipv4.addr, *to.ip(), data.len());
-            self.enqueue(*to.ip(), next_hop, Protocol::Udp, payload);
+            self.enqueue_offloaded(*to.ip(), next_hop, Protocol::Udp, payload, None, 0, 0, ip);
         }
         self.stats.udp_tx += 1;
         Ok(())

@@ -16,6 +16,8 @@ pub(crate) struct UdpSocket {
     pub blocked: bool,
     /// Event kinds queued for this socket, so each is queued at most once.
     pub queued_events: u8,
+    /// IP_TOS: the TOS byte of every datagram it sends.
+    pub tos: u8,
 }
 
 impl UdpSocket {
@@ -26,6 +28,7 @@ impl UdpSocket {
             error: None,
             blocked: false,
             queued_events: 0,
+            tos: 0,
         }
     }
 }

@@ -66,6 +66,26 @@ impl UdpSocket {
             .ok_or_else(closed)
     }
 
+    /// IP_TOS of the datagrams this socket sends (as tokio's
+    /// `UdpSocket::set_tos_v4`): the low byte, ECN field included.
+    pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
+        let h = self.handle;
+        if self.stack.try_with(|i| i.udp_set_tos(h, tos as u8))? {
+            Ok(())
+        } else {
+            Err(closed())
+        }
+    }
+
+    /// The socket's IP_TOS.
+    pub fn tos_v4(&self) -> io::Result<u32> {
+        let h = self.handle;
+        self.stack
+            .try_with(|i| i.udp_tos(h))?
+            .map(u32::from)
+            .ok_or_else(closed)
+    }
+
     /// Set the default peer: [`send`](Self::send) goes there and
     /// [`recv`](Self::recv) takes only its datagrams, discarding others, as
     /// the kernel does for a connected socket.
