@@ -322,3 +322,33 @@ fn connected_udp_socket_filters_by_peer() {
     );
     drop(server);
 }
+
+/// The driver thread busy-polls (`DriverOptions::busy_poll`) for its spell
+/// after traffic and sleeps again after it; the driver without it steps a
+/// handful of times in the same while.
+#[test]
+fn driver_thread_busy_polls_for_its_spell_then_sleeps() {
+    const SPELL: Duration = Duration::from_millis(300);
+    let (a, b) = pair(DriverOptions {
+        busy_poll: Some(SPELL),
+        ..Default::default()
+    });
+    let mut rx = UdpSocket::bind(&b, SocketAddrV4::new(B, 9)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let tx = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    tx.send_to(b"wake", SocketAddrV4::new(B, 9)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(rx.recv_from(&mut buf).unwrap().0, 4);
+
+    let (a0, b0) = (a.steps(), b.steps());
+    std::thread::sleep(Duration::from_millis(100));
+    let (spun, slept) = (a.steps() - a0, b.steps() - b0);
+    assert!(spun > 200, "busy polling took only {spun} steps in 100 ms");
+    assert!(slept < 20, "without busy polling {slept} steps in 100 ms");
+
+    std::thread::sleep(SPELL + Duration::from_millis(100));
+    let a1 = a.steps();
+    std::thread::sleep(Duration::from_millis(100));
+    let idle = a.steps() - a1;
+    assert!(idle < 20, "{idle} steps in 100 ms after the spell");
+}
