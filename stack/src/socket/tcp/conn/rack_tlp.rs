@@ -73,7 +73,9 @@ impl Connection {
         };
         // Step 4, a D-SACK widening the window, is `on_dsack`'s
         // (spurious.rs).
-        self.rack.get_or_insert_with(Box::default).on_ack(&ack, &self.sb);
+        self.rack
+            .get_or_insert_with(Box::default)
+            .on_ack(&ack, &mut self.sb);
     }
 
     /// RFC 8985 6.2 step 5, RACK_detect_loss_and_arm_timer(). Returns

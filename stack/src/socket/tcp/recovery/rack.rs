@@ -571,12 +571,28 @@ impl Rack {
     /// RFC 8985 6.2 steps 2 and 3 for every segment this ACK delivered
     /// (cumulatively or by SACK, per the scoreboard already updated),
     /// then trim the log to SND.UNA. Returns whether any was delivered.
-    pub fn on_ack(&mut self, ack: &AckInfo, sb: &Scoreboard) -> bool {
+    pub fn on_ack(&mut self, ack: &AckInfo, sb: &mut Scoreboard) -> bool {
         let mut advanced = false;
         self.ack_rtt = None;
+        let changed = sb.take_changed();
+        let sb = &*sb;
         let highest = sb.highest_sacked();
         let mut cursor = Cursor::new(sb);
-        for i in 0..self.log.segs.len() {
+        // A segment is delivered by this ACK if the cumulative ACK covers
+        // it, or if the SACKs cover it now and did not before, so that it
+        // overlaps what was newly SACKed: the records below SND.UNA, then
+        // those overlapping the changed span, in ascending order, are all
+        // there is to look at. Below the span, every record SACKed was
+        // marked at an earlier ACK; walking them all again on every ACK
+        // was RACK's largest cost with a reordering path (10.6 % of
+        // tapir's CPU at 1 Gbit/s, 4 000 records).
+        let cumulative_end = self.log.segs.partition_point(|s| s.end <= ack.una);
+        let span = changed.map_or(cumulative_end..cumulative_end, |(lo, hi)| {
+            let first = self.log.segs.partition_point(|s| s.end <= lo);
+            let last = self.log.segs.partition_point(|s| s.start < hi);
+            first.max(cumulative_end)..last.max(cumulative_end)
+        });
+        for i in (0..cumulative_end).chain(span) {
             let s = self.log.segs[i];
             let cumulative = s.end <= ack.una;
             if !cumulative && highest.is_none_or(|h| s.start >= h) {
@@ -596,11 +612,36 @@ impl Rack {
             self.advance(ack, &s);
             self.detect_reordering(&s);
         }
+        #[cfg(debug_assertions)]
+        self.check_nothing_else_delivered(ack, sb);
         self.log.on_cumulative_ack(ack.una);
         if self.dsack_round.is_some_and(|r| ack.una >= r) {
             self.dsack_round = None;
         }
         advanced
+    }
+
+    /// Debug builds: the walk [`Self::on_ack`] narrowed to the changed
+    /// span left no record behind that the whole walk would have found
+    /// delivered.
+    #[cfg(debug_assertions)]
+    fn check_nothing_else_delivered(&self, ack: &AckInfo, sb: &Scoreboard) {
+        let highest = sb.highest_sacked();
+        let mut cursor = Cursor::new(sb);
+        for s in &self.log.segs {
+            let cumulative = s.end <= ack.una;
+            if !cumulative && highest.is_none_or(|h| s.start >= h) {
+                break;
+            }
+            let covered = cumulative || cursor.covered(s.start, s.end);
+            debug_assert!(
+                s.delivered || !covered,
+                "RACK missed a delivered record {:?}..{:?} (SND.UNA {:?})",
+                s.start,
+                s.end,
+                ack.una
+            );
+        }
     }
 
     /// RFC 8985 6.2 step 2: `s` was delivered; if it was sent after
@@ -890,7 +931,7 @@ mod tests {
         let mut sb = Scoreboard::default();
         // Segment 1 SACKed at t = 101: segment 0 was sent before it.
         sack(&mut sb, base, base + 1000, base + 100, base + 200);
-        assert!(r.on_ack(&ack(101, base), &sb));
+        assert!(r.on_ack(&ack(101, base), &mut sb));
         let reo = r.reo_wnd(false, &sb, Some(d(100)));
         assert_eq!(reo, d(25), "min_RTT / 4, no reordering seen");
         let (lost, timer) = r.detect_loss(ms(101), reo);
@@ -918,20 +959,20 @@ mod tests {
         let mut sb = Scoreboard::default();
         // Segments 2 to 4 (sent at 2..4 ms) SACKed at 24 ms: 20 ms.
         sack(&mut sb, base, base + 1000, base + 200, base + 500);
-        r.on_ack(&ack(24, base), &sb);
+        r.on_ack(&ack(24, base), &mut sb);
         assert_eq!(r.ack_rtt(), Some(d(20)));
         // Segment 0, held back, fills the hole at 40 ms with segment 1:
         // the oldest is 40 ms old, the newest delivered 39 ms (what a
         // timestamp echo would give is the former).
-        r.on_ack(&ack(40, base + 200), &sb);
+        r.on_ack(&ack(40, base + 200), &mut sb);
         assert_eq!(r.ack_rtt(), Some(d(39)));
         // An ACK delivering nothing new gives no sample.
-        r.on_ack(&ack(41, base + 500), &sb);
+        r.on_ack(&ack(41, base + 500), &mut sb);
         assert_eq!(r.ack_rtt(), None, "segments 2-4 were delivered already");
         // A retransmitted segment gives none (Karn): segment 5 resent at
         // 50 ms, then acknowledged with nothing else.
         r.log.on_send(base + 500, base + 600, ms(50));
-        r.on_ack(&ack(70, base + 600), &sb);
+        r.on_ack(&ack(70, base + 600), &mut sb);
         assert_eq!(r.ack_rtt(), None);
     }
 
@@ -942,7 +983,7 @@ mod tests {
         r.on_rtt_sample(d(100));
         let mut sb = Scoreboard::default();
         sack(&mut sb, base, base + 1000, base + 100, base + 400);
-        r.on_ack(&ack(104, base), &sb);
+        r.on_ack(&ack(104, base), &mut sb);
         assert_eq!(r.reo_wnd(false, &sb, Some(d(100))), Duration::ZERO);
         let (lost, _) = r.detect_loss(ms(104), Duration::ZERO);
         assert_eq!(lost, MSS, "the classic DupThresh case: at once");
@@ -958,11 +999,11 @@ mod tests {
         r.on_rtt_sample(d(40));
         let mut sb = Scoreboard::default();
         sack(&mut sb, base, base + 1000, base + 100, base + 400);
-        r.on_ack(&ack(50, base), &sb);
+        r.on_ack(&ack(50, base), &mut sb);
         assert!(!r.reordering_seen());
         // Segment 0 arrives late, never retransmitted: reordering.
         sb.on_cumulative_ack(base + 400);
-        r.on_ack(&ack(51, base + 400), &sb);
+        r.on_ack(&ack(51, base + 400), &mut sb);
         assert!(r.reordering_seen());
         assert_eq!(r.log.len(), 6, "trimmed to SND.UNA");
         assert_eq!(r.reo_wnd(true, &sb, Some(d(100))), d(10), "kept in recovery");
@@ -991,10 +1032,10 @@ mod tests {
         let mut r = sent(base);
         r.on_rtt_sample(d(100));
         r.log.on_send(base, base + 100, ms(150));
-        let sb = Scoreboard::default();
+        let mut sb = Scoreboard::default();
         // The ACK of 0 comes 10 ms after its retransmission: the original
         // was delivered, the retransmission's time says nothing.
-        r.on_ack(&ack(160, base + 100), &sb);
+        r.on_ack(&ack(160, base + 100), &mut sb);
         assert_eq!(r.xmit_ts, None);
         // With timestamps: an echo older than the retransmission.
         let mut r = sent(base);
@@ -1005,14 +1046,14 @@ mod tests {
             una: base + 100,
             tsecr: Some((5, 0)),
         };
-        r.on_ack(&a, &sb);
+        r.on_ack(&a, &mut sb);
         assert_eq!(r.xmit_ts, None);
         let a = AckInfo {
             now: ms(300),
             una: base + 200,
             tsecr: Some((150, 0)),
         };
-        r.on_ack(&a, &sb);
+        r.on_ack(&a, &mut sb);
         assert_eq!(r.xmit_ts, Some(ms(1)), "segment 1, not retransmitted");
     }
 
@@ -1023,7 +1064,7 @@ mod tests {
         r.on_rtt_sample(d(100));
         let mut sb = Scoreboard::default();
         sack(&mut sb, base, base + 1000, base + 100, base + 400);
-        r.on_ack(&ack(104, base), &sb);
+        r.on_ack(&ack(104, base), &mut sb);
         r.detect_loss(ms(104), Duration::ZERO);
         r.log.on_send(base, base + 100, ms(104));
         // Segment 9 was sent at 9: a retransmission sent later is
@@ -1031,7 +1072,7 @@ mod tests {
         // and so is the retransmission of 0 if sent before it.
         r.log.on_send(base + 900, base + 1000, ms(110));
         sack(&mut sb, base, base + 1000, base + 900, base + 1000);
-        r.on_ack(&ack(210, base), &sb);
+        r.on_ack(&ack(210, base), &mut sb);
         let (lost, _) = r.detect_loss(ms(210), Duration::ZERO);
         assert_eq!(lost, 6 * MSS, "0 again and 4..8");
         assert_eq!(r.log.next_lost(&sb, MSS), Some((base, base + 100)));
@@ -1044,14 +1085,14 @@ mod tests {
         r.on_rtt_sample(d(100));
         let mut sb = Scoreboard::default();
         sack(&mut sb, base, base + 1000, base + 500, base + 800);
-        r.on_ack(&ack(107, base + 200), &sb);
+        r.on_ack(&ack(107, base + 200), &mut sb);
         assert_eq!(r.log.iter().next().map(|s| s.start), Some(base + 200));
         let (lost, _) = r.detect_loss(ms(107), Duration::ZERO);
         assert_eq!(lost, 3 * MSS, "200..500 across the wrap");
         assert_eq!(r.log.next_lost(&sb, 1000), Some((base + 200, base + 300)));
         assert_eq!(r.log.pipe(&sb), 2 * MSS);
         sb.on_cumulative_ack(base + 1000);
-        r.on_ack(&ack(110, base + 1000), &sb);
+        r.on_ack(&ack(110, base + 1000), &mut sb);
         assert!(r.log.is_empty());
     }
 

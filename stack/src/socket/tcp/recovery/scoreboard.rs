@@ -60,6 +60,11 @@ pub(crate) struct Scoreboard {
     /// Bumped whenever `ranges` may have changed, so that what was
     /// computed from them can be kept until then (`SentLog::pipe`).
     version: u64,
+    /// The span of octets newly SACKed since [`Self::take_changed`] last
+    /// took it: what RACK must look at to find the segments an ACK
+    /// delivered, instead of every record from SND.UNA (Linux's SACK walk
+    /// skips what the previous ACK's blocks covered for the same reason).
+    changed: Option<(SeqNumber, SeqNumber)>,
 }
 
 impl Scoreboard {
@@ -83,6 +88,12 @@ impl Scoreboard {
     }
 
     /// The end of the highest SACKed range.
+    /// The span of octets newly SACKed since the last call, if any: a
+    /// segment that no range covered then and one covers now overlaps it.
+    pub fn take_changed(&mut self) -> Option<(SeqNumber, SeqNumber)> {
+        self.changed.take()
+    }
+
     pub fn highest_sacked(&self) -> Option<SeqNumber> {
         self.ranges.last().map(|&(_, e)| e)
     }
@@ -148,6 +159,10 @@ impl Scoreboard {
         // Merging ranges that touch changes nothing SACKed.
         if newly > 0 {
             self.version += 1;
+            self.changed = Some(match self.changed {
+                Some((cs, ce)) => (cs.min(s), ce.max(e)),
+                None => (s, e),
+            });
         }
         if self.ranges.len() > MAX_RANGES {
             self.ranges.truncate(MAX_RANGES);
