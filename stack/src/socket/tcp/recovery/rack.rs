@@ -136,10 +136,10 @@ pub(crate) struct SentLog {
     /// of tapir's CPU). Kept across new data sent (which adds its length);
     /// anything else that changes records or SACKs drops it.
     pipe_cache: PipeCache,
-    /// The span of records split since [`Rack::on_ack`] last looked: a
-    /// piece of a record may be wholly SACKed where the record was not,
-    /// with no new SACK to point at it.
-    split: Option<(SeqNumber, SeqNumber)>,
+    /// The span of records split or cut short since [`Rack::on_ack`]
+    /// last looked: a piece of a record may be wholly SACKed where the
+    /// record was not, with no new SACK to point at it.
+    reshaped: Option<(SeqNumber, SeqNumber)>,
 }
 
 impl SentLog {
@@ -150,8 +150,16 @@ impl SentLog {
             n_rxt: 0,
             next_order: 0,
             pipe_cache: PipeCache::new(),
-            split: None,
+            reshaped: None,
         }
+    }
+
+    /// The records of `[lo, hi)` were split or cut short.
+    fn reshape(&mut self, lo: SeqNumber, hi: SeqNumber) {
+        self.reshaped = Some(match self.reshaped {
+            Some((l, h)) => (l.min(lo), h.max(hi)),
+            None => (lo, hi),
+        });
     }
 
     /// Records changed in a way pipe cannot follow.
@@ -218,10 +226,7 @@ impl SentLog {
             return;
         }
         let mut upper = self.segs[i];
-        self.split = Some(match self.split {
-            Some((lo, hi)) => (lo.min(upper.start), hi.max(upper.end)),
-            None => (upper.start, upper.end),
-        });
+        self.reshape(upper.start, upper.end);
         upper.start = at;
         self.segs[i].end = at;
         self.count(&upper, true);
@@ -307,6 +312,7 @@ impl SentLog {
             } else {
                 if s.start < una {
                     self.segs[0].start = una;
+                    self.reshape(una, s.end);
                 }
                 break;
             }
@@ -589,8 +595,9 @@ impl Rack {
         let mut cursor = Cursor::new(sb);
         // A segment is delivered by this ACK if the cumulative ACK covers
         // it, or if the SACKs cover it now and did not before: it overlaps
-        // what was newly SACKed, or it is a piece of a record split since
-        // (a piece can be wholly SACKed where the record was not). The
+        // what was newly SACKed, or it is a piece of a record split or cut
+        // short by a cumulative ACK since (a piece can be wholly SACKed
+        // where the record was not). The
         // records below SND.UNA, then those overlapping either span, in
         // ascending order, are all there is to look at; every other record
         // SACKed was marked at an earlier ACK. Walking them all again on
@@ -602,7 +609,7 @@ impl Rack {
             let last = self.log.segs.partition_point(|s| s.start < hi);
             first.max(cumulative_end)..last.max(cumulative_end)
         };
-        let mut spans = [changed, self.log.split.take()].map(|c| c.map(overlapping).unwrap_or_default());
+        let mut spans = [changed, self.log.reshaped.take()].map(|c| c.map(overlapping).unwrap_or_default());
         spans.sort_by_key(|r| r.start);
         if spans[0].end >= spans[1].start {
             spans = [0..0, spans[0].start..spans[0].end.max(spans[1].end)];
@@ -962,6 +969,21 @@ mod tests {
             "the SACKed piece is delivered"
         );
         assert!(r.log.segs.iter().any(|s| s.start == base + MSS && s.delivered));
+    }
+
+    /// The same for a record the cumulative ACK cut short: what is left
+    /// of it may be wholly SACKed (found by fuzzing `tcp_established`).
+    #[test]
+    fn a_record_cut_short_by_the_cumulative_ack_is_delivered_by_the_next_ack() {
+        let base = sq(1000);
+        let mut r = Rack::default();
+        r.log.on_send(base, base + 3 * MSS, ms(0));
+        let mut sb = Scoreboard::default();
+        sack(&mut sb, base, base + 3 * MSS, base + MSS, base + 3 * MSS);
+        // The ACK covers the first MSS: the record straddles SND.UNA.
+        sb.on_cumulative_ack(base + MSS);
+        assert!(!r.on_ack(&ack(100, base + MSS), &mut sb));
+        assert!(r.on_ack(&ack(110, base + MSS), &mut sb), "the rest is delivered");
     }
 
     #[test]
