@@ -365,6 +365,159 @@ impl SmolPair {
     }
 }
 
+// ----- one segment at a time -----
+
+/// Virtual time between two single segments, so that the stacks' clocks
+/// move; short enough that no neighbor entry goes stale within a run (an
+/// ARP exchange would take the segment's place).
+const SEGMENT_STEP_US: u64 = 1;
+
+/// What one data segment cost: out of the sender, into the receiver.
+struct SegmentTimes {
+    egress: StdDuration,
+    ingress: StdDuration,
+}
+
+impl TapirPair {
+    /// One full segment through the connection. Timed: the sender's
+    /// `poll_transmit` that writes it (egress), and the receiver's
+    /// `handle_frame` with whatever it then owes sent (ingress). Untimed:
+    /// the application's write and read, the ACKs going back, time.
+    fn one_segment(&mut self, data: &[u8], buf: &mut [u8]) -> SegmentTimes {
+        assert_eq!(self.ifaces[0].tcp_send(self.tx, data), Ok(data.len()));
+        let mut frame = self.wires[1].buffer();
+        let t = std::time::Instant::now();
+        let n = self.ifaces[0].poll_transmit(self.now, &mut frame);
+        let egress = t.elapsed();
+        frame.truncate(n.expect("tapir: a data segment"));
+        assert_eq!(frame.len(), 14 + 20 + 32 + data.len(), "tapir: one full segment");
+        let t = std::time::Instant::now();
+        self.ifaces[1].handle_frame(self.now, &frame);
+        self.drain(1);
+        let ingress = t.elapsed();
+        self.wires[1].recycle(frame);
+        let mut got = 0;
+        while let Ok(n) = self.ifaces[1].tcp_recv(self.rx, buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_eq!(got, data.len(), "tapir: the segment's data arrived");
+        self.drain(1);
+        while let Some(b) = self.wires[0].queue.pop_front() {
+            self.ifaces[0].handle_frame(self.now, &b);
+            self.wires[0].recycle(b);
+        }
+        self.now += Duration::from_micros(SEGMENT_STEP_US);
+        for i in &mut self.ifaces {
+            i.handle_timeout(self.now);
+        }
+        self.drain(1);
+        SegmentTimes { egress, ingress }
+    }
+
+    /// Everything interface `from` has to send, onto the wire to the other.
+    fn drain(&mut self, from: usize) {
+        let to = 1 - from;
+        loop {
+            let mut b = self.wires[to].buffer();
+            match self.ifaces[from].poll_transmit(self.now, &mut b) {
+                Some(n) => {
+                    b.truncate(n);
+                    self.wires[to].queue.push_back(b);
+                }
+                None => {
+                    self.wires[to].recycle(b);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl SmolPair {
+    /// As [`TapirPair::one_segment`]: egress is the sender's `poll` that
+    /// sends the queued segment, ingress the receiver's `poll` that takes it
+    /// in (and sends what it owes).
+    fn one_segment(&mut self, data: &[u8], buf: &mut [u8]) -> SegmentTimes {
+        assert!(self.wires.iter().all(|w| w.borrow().queue.is_empty()));
+        assert_eq!(self.hosts[0].socket().send_slice(data), Ok(data.len()));
+        let t = std::time::Instant::now();
+        self.hosts[0].poll(self.now);
+        let egress = t.elapsed();
+        {
+            let w = self.wires[1].borrow();
+            assert_eq!(w.queue.len(), 1, "smoltcp: one segment");
+            assert_eq!(
+                w.queue[0].len(),
+                14 + 20 + 20 + data.len(),
+                "smoltcp: one full segment"
+            );
+        }
+        let t = std::time::Instant::now();
+        self.hosts[1].poll(self.now);
+        let ingress = t.elapsed();
+        let mut got = 0;
+        while let Ok(n) = self.hosts[1].socket().recv_slice(buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_eq!(got, data.len(), "smoltcp: the segment's data arrived");
+        self.now += smoltcp::time::Duration::from_micros(SEGMENT_STEP_US);
+        // The ACKs back, and nothing left on the wires.
+        for _ in 0..4 {
+            self.hosts[1].poll(self.now);
+            self.hosts[0].poll(self.now);
+        }
+        assert!(self.wires.iter().all(|w| w.borrow().queue.is_empty()));
+        SegmentTimes { egress, ingress }
+    }
+}
+
+/// One data segment out of a stack and one into it, timed alone (wall
+/// time: a process CPU clock costs a system call per reading). Each
+/// stack's own full segment: 1448 bytes for tapir (timestamps on), 1460
+/// for smoltcp (off).
+fn bench_segment(c: &mut Criterion) {
+    let mut buf = vec![0u8; WRITE];
+    let tapir_data = vec![7u8; 1448];
+    let smol_data = vec![7u8; 1460];
+    let mut tapir = TapirPair::new();
+    let mut smol = SmolPair::new();
+    // Past the initial window and slow start's first rounds.
+    for _ in 0..2000 {
+        tapir.one_segment(&tapir_data, &mut buf);
+        smol.one_segment(&smol_data, &mut buf);
+    }
+    for (name, pick) in [
+        (
+            "tcp_egress_one_segment",
+            (|t: &SegmentTimes| t.egress) as fn(&SegmentTimes) -> StdDuration,
+        ),
+        ("tcp_ingress_one_segment", |t: &SegmentTimes| t.ingress),
+    ] {
+        let mut g = c.benchmark_group(name);
+        g.bench_function("tapir", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| pick(&tapir.one_segment(&tapir_data, &mut buf)))
+                    .sum()
+            })
+        });
+        g.bench_function("smoltcp", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| pick(&smol.one_segment(&smol_data, &mut buf)))
+                    .sum()
+            })
+        });
+        g.finish();
+    }
+}
+
 /// CPU time of this process (`CLOCK_PROCESS_CPUTIME_ID`), in nanoseconds.
 struct CpuTime;
 
@@ -431,13 +584,18 @@ fn bench<M: Measurement>(mut c: Criterion<M>) {
 }
 
 fn main() {
-    let c = Criterion::default()
-        .warm_up_time(StdDuration::from_secs(1))
-        .measurement_time(StdDuration::from_secs(5))
-        .sample_size(20);
+    let c = || {
+        Criterion::default()
+            .warm_up_time(StdDuration::from_secs(1))
+            .measurement_time(StdDuration::from_secs(5))
+            .sample_size(20)
+    };
     if std::env::var_os("TAPIR_BENCH_CPU").is_some_and(|v| v == "1") {
-        bench(c.with_measurement(CpuTime).configure_from_args());
+        bench(c().with_measurement(CpuTime).configure_from_args());
     } else {
-        bench(c.configure_from_args());
+        bench(c().configure_from_args());
     }
+    let mut c = c().configure_from_args();
+    bench_segment(&mut c);
+    c.final_summary();
 }

@@ -486,6 +486,108 @@ fn bench_reassembly(c: &mut Criterion, fx: &mut Fixture) {
     group.finish();
 }
 
+/// A 1460-byte TCP segment from PEER to TAPIR, with its checksum.
+const SEG_PAYLOAD: usize = 1460;
+
+fn tcp_segment() -> Vec<u8> {
+    let repr = tapir_stack::wire::TcpRepr {
+        src_port: 40000,
+        dst_port: 5001,
+        seq: 0x1234_5678,
+        ack: 0x9abc_def0,
+        flags: tapir_stack::wire::TcpFlags(0x18), // PSH, ACK
+        window: 65535,
+        ..Default::default()
+    };
+    let mut seg = vec![0u8; 20 + SEG_PAYLOAD];
+    for (i, b) in seg[20..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    assert_eq!(repr.emit(&mut seg, PEER_IP, TAPIR_IP, SEG_PAYLOAD), seg.len());
+    seg
+}
+
+/// The wire-level pieces of the per-segment cost: the checksum, and a TCP
+/// header parsed (checksum verified, or not) and emitted (payload copied
+/// in and summed), for both stacks on the same 1460-byte segment.
+fn bench_wire(c: &mut Criterion) {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{TcpPacket, TcpRepr as SmolTcpRepr};
+    let seg = tcp_segment();
+    let (src, dst) = (IpAddress::Ipv4(PEER_IP), IpAddress::Ipv4(TAPIR_IP));
+    let parse_tapir = |verify| {
+        let (repr, payload) =
+            tapir_stack::wire::TcpRepr::parse(&seg, PEER_IP, TAPIR_IP, verify).expect("tapir parses");
+        assert_eq!((repr.src_port, payload.len()), (40000, SEG_PAYLOAD));
+    };
+    let packet = TcpPacket::new_checked(&seg[..]).expect("smoltcp: a TCP packet");
+    let parse_smol = |caps: &ChecksumCapabilities| {
+        let repr = SmolTcpRepr::parse(&packet, &src, &dst, caps).expect("smoltcp parses");
+        assert_eq!((repr.src_port, repr.payload.len()), (40000, SEG_PAYLOAD));
+    };
+    // Both verify the checksum (and reject a corrupted one) before measuring.
+    parse_tapir(true);
+    parse_smol(&ChecksumCapabilities::default());
+    let mut bad = seg.clone();
+    bad[100] ^= 1;
+    assert!(tapir_stack::wire::TcpRepr::parse(&bad, PEER_IP, TAPIR_IP, true).is_err());
+    assert!(SmolTcpRepr::parse(
+        &TcpPacket::new_checked(&bad[..]).unwrap(),
+        &src,
+        &dst,
+        &ChecksumCapabilities::default()
+    )
+    .is_err());
+
+    let mut g = c.benchmark_group("checksum_1460B");
+    g.throughput(Throughput::Bytes(SEG_PAYLOAD as u64));
+    g.bench_function("tapir", |b| {
+        b.iter(|| testing::ones_complement_sum(black_box(&seg[20..])))
+    });
+    g.finish();
+
+    for (name, verify) in [("tcp_parse_1460B", true), ("tcp_parse_1460B_unverified", false)] {
+        let mut g = c.benchmark_group(name);
+        g.bench_function("tapir", |b| b.iter(|| parse_tapir(black_box(verify))));
+        let caps = if verify {
+            ChecksumCapabilities::default()
+        } else {
+            ChecksumCapabilities::ignored()
+        };
+        g.bench_function("smoltcp", |b| b.iter(|| parse_smol(black_box(&caps))));
+        g.finish();
+    }
+
+    // Emit: the payload copied in behind the header, the header written and
+    // the checksum computed, into a buffer of the frame's size.
+    let (tapir_repr, payload) = tapir_stack::wire::TcpRepr::parse(&seg, PEER_IP, TAPIR_IP, true).unwrap();
+    let smol_repr = SmolTcpRepr::parse(&packet, &src, &dst, &ChecksumCapabilities::default()).unwrap();
+    let mut out = vec![0u8; 1514];
+    let mut g = c.benchmark_group("tcp_emit_1460B");
+    g.bench_function("tapir", |b| {
+        b.iter(|| {
+            out[20..20 + SEG_PAYLOAD].copy_from_slice(payload);
+            let n = black_box(&tapir_repr).emit(&mut out, PEER_IP, TAPIR_IP, SEG_PAYLOAD);
+            assert_eq!(n, seg.len());
+        })
+    });
+    g.bench_function("smoltcp", |b| {
+        b.iter(|| {
+            let mut p = TcpPacket::new_unchecked(&mut out[..seg.len()]);
+            black_box(&smol_repr).emit(&mut p, &src, &dst, &ChecksumCapabilities::default());
+        })
+    });
+    g.finish();
+    // Both emitted the same bytes.
+    let mut p = TcpPacket::new_unchecked(&mut out[..seg.len()]);
+    smol_repr.emit(&mut p, &src, &dst, &ChecksumCapabilities::default());
+    assert_eq!(&out[..seg.len()], &seg[..], "smoltcp's segment is the original");
+    out[..seg.len()].fill(0);
+    out[20..20 + SEG_PAYLOAD].copy_from_slice(payload);
+    tapir_repr.emit(&mut out, PEER_IP, TAPIR_IP, SEG_PAYLOAD);
+    assert_eq!(&out[..seg.len()], &seg[..], "tapir's segment is the original");
+}
+
 fn main() {
     let mut udp64 = echo_fixture("udp_echo_64B", udp_batch(64), true);
     let mut udp1024 = echo_fixture("udp_echo_1024B", udp_batch(1024), true);
@@ -500,5 +602,6 @@ fn main() {
     bench_echo(&mut c, &mut udp1024, true);
     bench_echo(&mut c, &mut icmp, false);
     bench_reassembly(&mut c, &mut reasm);
+    bench_wire(&mut c);
     c.final_summary();
 }
