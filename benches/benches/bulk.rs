@@ -122,19 +122,7 @@ impl TapirPair {
             let mut moved = false;
             for from in 0..2 {
                 let to = 1 - from;
-                loop {
-                    let mut b = self.wires[to].buffer();
-                    match self.ifaces[from].poll_transmit(self.now, &mut b) {
-                        Some(n) => {
-                            b.truncate(n);
-                            self.wires[to].queue.push_back(b);
-                        }
-                        None => {
-                            self.wires[to].recycle(b);
-                            break;
-                        }
-                    }
-                }
+                self.drain(from);
                 while let Some(b) = self.wires[to].queue.pop_front() {
                     self.ifaces[to].handle_frame(self.now, &b);
                     self.wires[to].recycle(b);

@@ -38,6 +38,18 @@ fn pair() -> (DriverHandle, DriverHandle, [JoinHandle<std::io::Result<()>>; 2]) 
     (a, b, [tokio::spawn(ta.run()), tokio::spawn(tb.run())])
 }
 
+/// A task on `b` that echoes, byte by byte, the first connection to port 7.
+async fn echo_bytes(b: &DriverHandle) {
+    let listener = TcpListener::bind(b, (B, 7)).await.unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        while s.read_exact(&mut byte).await.is_ok() {
+            s.write_all(&byte).await.unwrap();
+        }
+    });
+}
+
 fn pattern(offset: usize, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = ((offset + i) % 251) as u8;
@@ -97,14 +109,7 @@ async fn a_bulk_transfer_on_one_thread_is_byte_exact() {
 #[tokio::test(flavor = "current_thread")]
 async fn ping_pong_loses_no_wakeup() {
     let (a, b, _drivers) = pair();
-    let listener = TcpListener::bind(&b, (B, 7)).await.unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut byte = [0u8; 1];
-        while s.read_exact(&mut byte).await.is_ok() {
-            s.write_all(&byte).await.unwrap();
-        }
-    });
+    echo_bytes(&b).await;
     let rounds = async {
         let mut c = TcpStream::connect(&a, (B, 7)).await.unwrap();
         c.set_nodelay(true).unwrap();
@@ -257,14 +262,7 @@ async fn busy_polling_spins_for_its_spell_then_sleeps() {
     let (a, ta) = Driver::task(stack(A, 1), Box::new(da.with_name("a")), opts).expect("driver task");
     let (b, tb) = task(B, 2, db.with_name("b"));
     let _drivers = [tokio::spawn(ta.run()), tokio::spawn(tb.run())];
-    let listener = TcpListener::bind(&b, (B, 7)).await.unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut byte = [0u8; 1];
-        while s.read_exact(&mut byte).await.is_ok() {
-            s.write_all(&byte).await.unwrap();
-        }
-    });
+    echo_bytes(&b).await;
     let mut c = timeout(LIMIT, TcpStream::connect(&a, (B, 7)))
         .await
         .expect("connected in time")

@@ -55,6 +55,31 @@ impl Rig {
         }
     }
 
+    /// Start a python program in the namespace and wait until it prints
+    /// "ready"; its further lines arrive on the receiver.
+    fn python_listener(&self, program: &str) -> (std::process::Child, mpsc::Receiver<String>) {
+        let mut child = self
+            .ns
+            .spawn(&["python3", "-c", program])
+            .expect("spawn listener");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(10));
+        if ready.as_deref() != Ok("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("listener did not start: {ready:?}");
+        }
+        (child, rx)
+    }
+
     fn driver(&self) -> &DriverHandle {
         self.driver.as_ref().expect("driver running")
     }
@@ -248,25 +273,7 @@ print(f"got {data.decode()} from {addr[0]}:{addr[1]}", flush=True)
 fn arp_resolves_the_kernel() {
     require_kernel!("python3");
     let rig = Rig::tap("arp", DriverOptions::default());
-    let mut child = rig
-        .ns
-        .spawn(&["python3", "-c", LISTENER])
-        .expect("spawn listener");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(10));
-    if ready.as_deref() != Ok("ready") {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("listener did not start: {ready:?}");
-    }
+    let (mut child, rx) = rig.python_listener(LISTENER);
 
     assert_eq!(
         rig.driver().with(|i| i.neighbor(KERNEL)),
@@ -317,25 +324,7 @@ for _ in range(2):
 fn udp_ip_tos_reaches_the_kernel() {
     require_kernel!("python3");
     let rig = Rig::tap("udptos", DriverOptions::default());
-    let mut child = rig
-        .ns
-        .spawn(&["python3", "-c", TOS_LISTENER])
-        .expect("spawn listener");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(10));
-    if ready.as_deref() != Ok("ready") {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("listener did not start: {ready:?}");
-    }
+    let (mut child, rx) = rig.python_listener(TOS_LISTENER);
     let sock = UdpSocket::bind(rig.driver(), (TAPIR, 4322)).unwrap();
     sock.set_tos(0xb9).unwrap();
     assert_eq!(sock.tos().unwrap(), 0xb9);
