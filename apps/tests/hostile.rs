@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Output};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tapir_apps::http::server::tapir_acceptor;
@@ -173,24 +172,10 @@ impl Rig {
         let _ = std::fs::remove_file(&go);
         let code = format!("{PRELUDE}\n{script}");
         let go_arg = go.display().to_string();
-        let mut child = self.ns.spawn(&[PY, "-c", &code, &go_arg]).expect("spawn scapy");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) if l == "ready" => {}
-            other => {
-                let _ = child.kill();
-                let (_, _, err) = wait_child(child, 5);
-                panic!("scapy did not start: {other:?} {err}");
-            }
-        }
+        let (child, _) = self
+            .ns
+            .spawn_ready(&[PY, "-c", &code, &go_arg], "ready", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("scapy did not start: {e}"));
         Scapy { child, go }
     }
 

@@ -643,7 +643,6 @@ fn a_client_that_stops_reading_is_dropped() {
 
 mod kernel {
     use super::*;
-    use std::io::{BufRead, BufReader};
     use std::net::Ipv4Addr;
     use std::process::{Child, Output, Stdio};
     use std::sync::mpsc;
@@ -758,20 +757,6 @@ mod kernel {
 
     fn first_word(s: &str) -> &str {
         s.split_whitespace().next().unwrap_or_default()
-    }
-
-    /// A child's stdout lines through a channel, to wait on with a bound.
-    fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
     }
 
     /// curl: small and large GETs with sha256, HEAD, POST to /echo with a
@@ -1042,16 +1027,8 @@ print(f"slowloris cut off after {elapsed:.1f} s", flush=True)
     /// Start a python server in the namespace that prints "ready" once
     /// listening; its stdout lines.
     fn python_server(ns: &NetNs, script: &str) -> (Child, mpsc::Receiver<String>) {
-        let mut child = ns.spawn(&["python3", "-u", "-c", script]).expect("spawn python");
-        let rx = lines_of(&mut child);
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) if l == "ready" => (child, rx),
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("python server did not start: {other:?}");
-            }
-        }
+        ns.spawn_ready(&["python3", "-u", "-c", script], "ready", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("python server did not start: {e}"))
     }
 
     fn tapir_bin(ns: &NetNs, args: &[&str], secs: u64) -> Output {

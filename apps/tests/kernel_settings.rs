@@ -19,17 +19,16 @@
 //! `TAPIR_KEEP_CAPTURE=1` keeps the captures of passing tests too.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tapir_apps::http::server::tapir_acceptor;
 use tapir_apps::http::{pattern, HttpServer, ServerConfig};
 use tapir_apps::tput::Sha256;
-use tapir_harness::netns::output_with_timeout;
+use tapir_harness::netns::{output_with_timeout, stdout_lines};
 use tapir_harness::{
     require_kernel, Device, Driver, DriverHandle, DriverOptions, NetNs, TapDevice, TapOptions, TcpStream,
 };
@@ -293,7 +292,7 @@ impl Rig {
             .ns
             .spawn(&["python3", "-c", ECHO_SERVER])
             .expect("spawn python3");
-        let lines = lines_of(&mut child);
+        let lines = stdout_lines(&mut child);
         let reaped = Reaper(Some(child));
         match lines.recv_timeout(Duration::from_secs(20)) {
             Ok(l) if l == "ready" => {}
@@ -405,20 +404,6 @@ impl Drop for Reaper {
         let _ = c.kill();
         let _ = c.wait();
     }
-}
-
-/// A child's stdout lines through a channel, to wait on with a bound.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn exec(ns: &NetNs, cmd: &[&str], secs: u64) -> Output {

@@ -93,6 +93,35 @@ impl NetNs {
             .spawn()
     }
 
+    /// [`spawn`](Self::spawn) `cmd` and wait, up to `timeout`, for its
+    /// first line of output to be `ready`: a server or listener saying it
+    /// is bound. Its later lines arrive on the receiver. If it says
+    /// anything else first, or nothing in time, it is killed and the error
+    /// carries what it said and its stderr.
+    pub fn spawn_ready(
+        &self,
+        cmd: &[&str],
+        ready: &str,
+        timeout: Duration,
+    ) -> io::Result<(Child, std::sync::mpsc::Receiver<String>)> {
+        let mut child = self.spawn(cmd)?;
+        let lines = stdout_lines(&mut child);
+        let first = lines.recv_timeout(timeout);
+        if first.as_deref() == Ok(ready) {
+            return Ok((child, lines));
+        }
+        let _ = child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.wait();
+        Err(io::Error::other(format!(
+            "{cmd:?} in {}: first line {first:?}, not {ready:?}; stderr: {err}",
+            self.name
+        )))
+    }
+
     /// Run `f` on a new thread inside the namespace and return its result.
     ///
     /// Sockets and TAP devices that `f` creates belong to the namespace and
@@ -344,4 +373,21 @@ macro_rules! require_kernel {
             return;
         }
     };
+}
+
+/// A child's stdout, line by line, through a channel (to wait on with a
+/// bound); a thread reads it until it closes or the receiver is dropped.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
 }

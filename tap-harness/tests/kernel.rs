@@ -8,7 +8,6 @@
 //! fail instead. Every wait is bounded; a failing test prints the
 //! namespace it used and tapir's counters.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::Output;
@@ -58,26 +57,9 @@ impl Rig {
     /// Start a python program in the namespace and wait until it prints
     /// "ready"; its further lines arrive on the receiver.
     fn python_listener(&self, program: &str) -> (std::process::Child, mpsc::Receiver<String>) {
-        let mut child = self
-            .ns
-            .spawn(&["python3", "-c", program])
-            .expect("spawn listener");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(10));
-        if ready.as_deref() != Ok("ready") {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("listener did not start: {ready:?}");
-        }
-        (child, rx)
+        self.ns
+            .spawn_ready(&["python3", "-c", program], "ready", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("listener did not start: {e}"))
     }
 
     fn driver(&self) -> &DriverHandle {
@@ -451,4 +433,31 @@ fn pcap_capture_opens_in_tshark() {
     );
     assert!(all >= 8);
     std::fs::remove_file(&path).expect("remove pcap");
+}
+
+/// `NetNs::spawn_ready`: the first line must be the one asked for; the
+/// later ones come through the channel; anything else first is an error
+/// that says what the program printed and its stderr.
+#[test]
+fn spawn_ready_waits_for_the_first_line() {
+    require_kernel!("sh");
+    let ns = tapir_harness::NetNs::create("ready").expect("create netns");
+    let (mut child, lines) = ns
+        .spawn_ready(
+            &["sh", "-c", "echo ready; echo next"],
+            "ready",
+            Duration::from_secs(10),
+        )
+        .expect("ready");
+    assert_eq!(lines.recv_timeout(Duration::from_secs(10)).as_deref(), Ok("next"));
+    child.wait().expect("wait");
+    let err = ns
+        .spawn_ready(
+            &["sh", "-c", "echo nope; echo why >&2"],
+            "ready",
+            Duration::from_secs(10),
+        )
+        .expect_err("not ready");
+    let msg = err.to_string();
+    assert!(msg.contains("nope") && msg.contains("why"), "{msg}");
 }

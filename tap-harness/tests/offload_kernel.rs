@@ -8,7 +8,7 @@
 //! CAP_NET_ADMIN the tests print `SKIPPED: ...` and pass; with
 //! `TAPIR_REQUIRE_KERNEL=1` they fail instead.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::process::Child;
 use std::sync::mpsc;
@@ -170,27 +170,9 @@ impl Rig {
     fn python(&self, script: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         let mut cmd = vec!["python3", "-c", script];
         cmd.extend_from_slice(args);
-        let mut child = self.kernel_ns().spawn(&cmd).expect("spawn python");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(10));
-        if ready.as_deref() != Ok("ready") {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            let _ = child.wait();
-            panic!("python did not start: {ready:?}\n{err}");
-        }
-        (child, rx)
+        self.kernel_ns()
+            .spawn_ready(&cmd, "ready", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("python did not start: {e}"))
     }
 
     /// The kernel's TCP and UDP error counters in the namespace

@@ -7,7 +7,7 @@
 //! pass; with `TAPIR_REQUIRE_KERNEL=1` they fail instead. Every wait is
 //! bounded; a failing test names its namespace and prints tapir's counters.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
@@ -97,27 +97,9 @@ impl Rig {
     fn python_server(&self, script: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         let mut cmd = vec!["python3", "-c", script];
         cmd.extend_from_slice(args);
-        let mut child = self.ns.spawn(&cmd).expect("spawn python");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(10));
-        if ready.as_deref() != Ok("ready") {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            let _ = child.wait();
-            panic!("python server did not start: {ready:?}\n{err}");
-        }
-        (child, rx)
+        self.ns
+            .spawn_ready(&cmd, "ready", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("python server did not start: {e}"))
     }
 
     /// Wait (bounded) until `f` holds on the stack.
